@@ -1,0 +1,1 @@
+"""How extracts arrive: declared contracts, drop-folder intake, pull connectors."""

@@ -1,0 +1,73 @@
+"""Paths and knobs, from environment variables with safe defaults.
+
+Every path the hub writes to hangs off one data directory so a deployment
+mounts a single volume; the key file deliberately does not, so that copying
+the data directory never copies the key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_DATA_DIR = "LEADHUB_DATA_DIR"
+ENV_KEY_FILE = "LEADHUB_KEY_FILE"
+ENV_MAX_FILE_MB = "LEADHUB_MAX_FILE_MB"
+ENV_AIRFLOW_HOME = "AIRFLOW_HOME"
+
+
+def _default_key_file() -> Path:
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return config / "leadhub" / "master.key"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    key_file: Path
+    max_file_bytes: int = 4 * 1024**3
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        data_dir = Path(os.environ.get(ENV_DATA_DIR, "data")).expanduser().resolve()
+        key_file = Path(os.environ.get(ENV_KEY_FILE) or _default_key_file()).expanduser().resolve()
+        max_mb = int(os.environ.get(ENV_MAX_FILE_MB, "4096"))
+        return cls(data_dir=data_dir, key_file=key_file, max_file_bytes=max_mb * 1024**2)
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.data_dir / "inbox"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse" / "lead.duckdb"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def answers_dir(self) -> Path:
+        """Ground truth written by the synthetic generator; the pipeline never reads it."""
+        return self.data_dir / "answers"
+
+    @property
+    def airflow_home(self) -> Path:
+        return Path(os.environ.get(ENV_AIRFLOW_HOME) or self.data_dir / "airflow")
+
+    def inbox(self, agency: str) -> Path:
+        return self.inbox_dir / agency
+
+    def ensure_dirs(self) -> None:
+        for d in (self.inbox_dir, self.archive_dir, self.quarantine_dir,
+                  self.warehouse_path.parent, self.reports_dir):
+            d.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,143 @@
+"""The DuckDB warehouse: one writer, schemas created and migrated by the hub.
+
+Layers:
+  ops      — file ledger, batches, validation results (no person data at all)
+  staging  — one append-only table per extract contract, pseudonymized,
+             every row tied to its batch (``_batch_id``) and source row (``_row_number``)
+  current  — views: the live rows of each extract (latest version per key;
+             for full-history extracts only what the latest delivery holds)
+  core     — conformed tables built by ``transforms/sql``
+  marts    — reporting tables built by ``transforms/sql``
+
+DuckDB allows one writing process; every write goes through ``connect()`` in
+the pipeline process (Airflow serializes writers with a one-slot pool).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from connectors.contracts import Contract, load_contracts
+
+# Token columns that replace identifier columns in staging, by identifier role.
+TOKEN_COLUMNS = {
+    "agency_person_id": "person_token",
+    "ssn": "ssn_token",
+    "address": "address_token",
+    "phone": "phone_token",
+}
+NAME_DOB_TOKEN = "name_dob_token"
+SQL_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "date": "DATE",
+             "timestamp": "TIMESTAMP", "decimal": "DOUBLE"}
+
+SCHEMA_VERSION = 1
+OPS_DDL = """
+CREATE SCHEMA IF NOT EXISTS ops;
+CREATE SCHEMA IF NOT EXISTS staging;
+CREATE SCHEMA IF NOT EXISTS current;
+CREATE SCHEMA IF NOT EXISTS core;
+CREATE SCHEMA IF NOT EXISTS marts;
+CREATE TABLE IF NOT EXISTS ops.schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS ops.file_ledger (
+    file_id      VARCHAR PRIMARY KEY,   -- received_at + sha256 prefix; one row per file that ever arrived
+    received_at  TIMESTAMP NOT NULL,
+    agency       VARCHAR NOT NULL,
+    extract      VARCHAR,               -- NULL when the file name matched no contract
+    file_name    VARCHAR NOT NULL,
+    size_bytes   BIGINT NOT NULL,
+    sha256       VARCHAR NOT NULL,
+    row_count    BIGINT,
+    status       VARCHAR NOT NULL,      -- received | accepted | duplicate | quarantined | superseded
+    batch_id     VARCHAR,
+    reason       VARCHAR,
+    archive_path VARCHAR,
+    updated_at   TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ops.batches (
+    batch_id     VARCHAR PRIMARY KEY,
+    contract     VARCHAR NOT NULL,
+    file_id      VARCHAR NOT NULL,
+    sha256       VARCHAR NOT NULL,
+    received_at  TIMESTAMP NOT NULL,
+    loaded_at    TIMESTAMP NOT NULL,
+    row_count    BIGINT NOT NULL,
+    key_id       VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ops.validation_results (
+    batch_id     VARCHAR NOT NULL,
+    contract     VARCHAR NOT NULL,
+    expectation  VARCHAR NOT NULL,
+    column_name  VARCHAR,
+    severity     VARCHAR NOT NULL,      -- critical | warning
+    success      BOOLEAN NOT NULL,
+    observed     VARCHAR,               -- counts and percentages only, never values
+    validated_at TIMESTAMP NOT NULL
+);
+"""
+
+
+def staging_columns(contract: Contract) -> list[tuple[str, str]]:
+    """(name, SQL type) of the staging table: plain columns, then tokens, then lineage."""
+    cols = [(c.name, SQL_TYPES[c.type]) for c in contract.plain_columns]
+    roles = {c.identifier for c in contract.identifier_columns}
+    for role, token in TOKEN_COLUMNS.items():
+        if role in roles:
+            cols.append((token, "VARCHAR"))
+    if {"last_name", "first_name", "dob"} <= roles:
+        cols.append((NAME_DOB_TOKEN, "VARCHAR"))
+    if contract.age_at:
+        cols.append(("age_at_event", "INTEGER"))
+    cols += [("key_id", "VARCHAR"), ("_batch_id", "VARCHAR"), ("_row_number", "BIGINT")]
+    return cols
+
+
+def staging_key(contract: Contract) -> list[str]:
+    """The primary key as it appears in staging (agency person ids become their token)."""
+    return [TOKEN_COLUMNS["agency_person_id"] if contract.column(k).identifier else k
+            for k in contract.primary_key]
+
+
+def _current_view(contract: Contract) -> str:
+    t = f"staging.{contract.name}"
+    key = ", ".join(staging_key(contract))
+    order = "b.loaded_at DESC, s._row_number DESC"
+    if contract.history == "full":
+        # Full history: the latest delivery is the whole truth; rows it lacks are deleted.
+        return f"""CREATE OR REPLACE VIEW current.{contract.name} AS
+SELECT s.* FROM {t} s
+WHERE s._batch_id = (SELECT b.batch_id FROM ops.batches b WHERE b.contract = '{contract.name}'
+                     ORDER BY b.loaded_at DESC LIMIT 1)"""
+    return f"""CREATE OR REPLACE VIEW current.{contract.name} AS
+SELECT * EXCLUDE (_rank) FROM (
+  SELECT s.*, row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS _rank
+  FROM {t} s JOIN ops.batches b ON b.batch_id = s._batch_id) WHERE _rank = 1"""
+
+
+def migrate(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] | None = None) -> None:
+    """Create or upgrade every schema object the hub owns; safe to run each time."""
+    con.execute(OPS_DDL)
+    for contract in (contracts or load_contracts()).values():
+        cols = ", ".join(f'"{n}" {t}' for n, t in staging_columns(contract))
+        con.execute(f"CREATE TABLE IF NOT EXISTS staging.{contract.name} ({cols})")
+        con.execute(_current_view(contract))
+    if not con.execute("SELECT count(*) FROM ops.schema_version WHERE version = ?",
+                       [SCHEMA_VERSION]).fetchone()[0]:
+        con.execute("INSERT INTO ops.schema_version VALUES (?, now())", [SCHEMA_VERSION])
+
+
+@contextmanager
+def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        if not read_only:
+            migrate(con)
+        yield con
+    finally:
+        con.close()
