@@ -1,0 +1,26 @@
+"""Fixtures every test folder shares: an isolated data directory and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from leadhub.keys import MasterKey, create_key_file
+from leadhub.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch) -> Settings:
+    """Settings pointing at a fresh data directory and a fresh 0600 key outside it."""
+    data_dir = tmp_path / "data"
+    key_file = tmp_path / "keys" / "master.key"
+    create_key_file(key_file)
+    monkeypatch.setenv("LEADHUB_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("LEADHUB_KEY_FILE", str(key_file))
+    s = Settings.from_env()
+    s.ensure_dirs()
+    return s
+
+
+@pytest.fixture
+def master_key(settings) -> MasterKey:
+    return MasterKey.load(settings.key_file)
