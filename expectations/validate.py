@@ -1,0 +1,224 @@
+"""Validate one pseudonymized staging batch against its contract's suite.
+
+GX runs on a pandas DataFrame: GX 1.24's SQL datasource on DuckDB returns
+empty metric results, so every expectation would error. GX's own result
+objects can quote cell values, so results are reduced here to counts and
+percentages before anything leaves this module.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["GX_ANALYTICS_ENABLED"] = "False"
+
+import json  # noqa: E402
+import re  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from datetime import datetime  # noqa: E402
+from functools import cache  # noqa: E402
+from numbers import Real  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from connectors.contracts import Contract  # noqa: E402
+from expectations.suites import CRITICAL, WARNING, load_suite  # noqa: E402
+
+DATASOURCE = "leadhub_staging"
+# Counts only: no partial unexpected values, no unexpected rows, no index queries.
+RESULT_FORMAT = {
+    "result_format": "SUMMARY",
+    "partial_unexpected_count": 0,
+    "include_unexpected_rows": False,
+    "return_unexpected_index_query": False,
+}
+# How many failed checks reason() names before summing up the rest.
+REASON_LIMIT = 5
+COLUMN_LIST_CHECKS = ("expect_table_columns_to_match_ordered_list",
+                      "expect_table_columns_to_match_set")
+# An exception's class name as it heads a traceback line, e.g. "pkg.mod.KeyError: ...".
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception))(?::|$)")
+
+
+@dataclass
+class ValidationOutcome:
+    """The verdict on one batch. Holds names, counts and percentages, never cell values.
+
+    Each result is ``{expectation, column, severity, success, observed, description}``.
+    """
+
+    suite: str
+    success: bool
+    results: list[dict] = field(default_factory=list)
+
+    @property
+    def failed_critical(self) -> list[dict]:
+        return [r for r in self.results if not r["success"] and r["severity"] == CRITICAL]
+
+    @property
+    def failed_warning(self) -> list[dict]:
+        return [r for r in self.results if not r["success"] and r["severity"] != CRITICAL]
+
+    def reason(self) -> str:
+        """One line for the file ledger and the steward: what failed and how much."""
+        if self.failed_critical:
+            failed = self.failed_critical
+            head = f"{_plural(len(failed), 'critical check')} failed"
+        elif self.failed_warning:
+            failed = self.failed_warning
+            head = f"passed with {_plural(len(failed), 'warning')}"
+        else:
+            return f"all {_plural(len(self.results), 'check')} passed"
+        parts = [self._describe(r) for r in failed[:REASON_LIMIT]]
+        if len(failed) > REASON_LIMIT:
+            parts.append(f"and {len(failed) - REASON_LIMIT} more")
+        return f"{head}: " + "; ".join(parts)
+
+    def _describe(self, r: dict) -> str:
+        single = r["column"] and "," not in r["column"]
+        target = f"{self.suite}.{r['column']}" if single else self.suite
+        return f"{target} {r['description']}" + (f" ({r['observed']})" if r["observed"] else "")
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+@cache
+def _context():
+    """One ephemeral GX context per process, with progress bars off (they flood task logs)."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return ctx
+
+
+@cache
+def datasource():
+    """The pandas datasource every batch goes through (see the module docstring for why)."""
+    return _context().data_sources.add_pandas(name=DATASOURCE)
+
+
+@cache
+def _batch_definition(name: str):
+    asset = datasource().add_dataframe_asset(name=name)
+    return asset.add_batch_definition_whole_dataframe(name)
+
+
+@cache
+def _gx_suite(name: str):
+    """The committed suite JSON as a GX suite, read once per process."""
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    stored = load_suite(name)
+    return ExpectationSuite(name=stored["name"], expectations=stored["expectations"],
+                            meta=stored.get("meta"))
+
+
+def _with_datetime_dates(contract: Contract, df: pd.DataFrame) -> pd.DataFrame:
+    """Dates held as ``datetime.date`` objects become datetimes, so they compare with ``now``."""
+    convert = [c.name for c in contract.plain_columns
+               if c.type in ("date", "timestamp") and c.name in df.columns
+               and not pd.api.types.is_datetime64_any_dtype(df[c.name])]
+    if not convert:
+        return df
+    return df.assign(**{name: pd.to_datetime(df[name], errors="coerce") for name in convert})
+
+
+def validate_batch(contract: Contract, df: pd.DataFrame,
+                   now: datetime | None = None) -> ValidationOutcome:
+    """Run the contract's stored suite on a staging frame (staging columns minus ``_batch_id``).
+
+    ``success`` is False when any critical expectation failed or errored;
+    warnings are reported but never block a batch. ``now`` bounds the
+    "not in the future" checks (default: the current local time).
+    """
+    suite = _gx_suite(contract.name)
+    batch = _batch_definition(contract.name).get_batch(
+        batch_parameters={"dataframe": _with_datetime_dates(contract, df)})
+    run = batch.validate(suite, result_format=RESULT_FORMAT,
+                         expectation_parameters={"now": pd.Timestamp(now or datetime.now())})
+    position = {_identity(e.configuration): i for i, e in enumerate(suite.expectations)}
+    ordered = sorted(run.results, key=lambda r: position.get(_identity(r.expectation_config), 0))
+    results = [_summarize(r) for r in ordered]
+    return ValidationOutcome(
+        suite=contract.name,
+        success=not any(not r["success"] and r["severity"] == CRITICAL for r in results),
+        results=results,
+    )
+
+
+def _identity(config) -> str:
+    return config.type + json.dumps(config.kwargs, sort_keys=True, default=str)
+
+
+def _summarize(result) -> dict:
+    """One GX result reduced to names and numbers; the GX object itself is dropped."""
+    config = result.expectation_config
+    kwargs = config.kwargs
+    error = _exception_type(result.exception_info)
+    if "column" in kwargs:
+        column = kwargs["column"]
+    elif "column_list" in kwargs and config.type not in COLUMN_LIST_CHECKS:
+        column = ",".join(kwargs["column_list"])
+    elif "column_A" in kwargs:
+        column = f"{kwargs['column_A']},{kwargs['column_B']}"
+    else:
+        column = None
+    return {
+        "expectation": config.type,
+        "column": column,
+        "severity": (config.meta or {}).get("severity", CRITICAL),
+        "success": bool(result.success) and error is None,
+        "observed": f"error: {error}" if error else _observed(config, result.result or {}),
+        "description": config.description or config.type,
+    }
+
+
+def _exception_type(info: dict | None) -> str | None:
+    """The class name of an exception GX caught, or None; its message can quote values."""
+    if not info:
+        return None
+    infos = [info] if "raised_exception" in info else list(info.values())
+    raised = [i for i in infos if isinstance(i, dict) and i.get("raised_exception")]
+    if not raised:
+        return None
+    for line in reversed((raised[0].get("exception_traceback") or "").splitlines()):
+        match = _EXCEPTION_LINE.match(line)
+        if match:
+            return match.group(1)
+    return "exception"
+
+
+def _observed(config, result: dict) -> str:
+    """Counts and percentages only, built from numeric fields of the GX result."""
+    if isinstance(result.get("unexpected_count"), Real):
+        unexpected, rows = int(result["unexpected_count"]), int(result.get("element_count") or 0)
+        return f"unexpected {unexpected:,} of {_plural(rows, 'row')}, {_percent(unexpected, rows)}"
+    value = result.get("observed_value")
+    if config.type in COLUMN_LIST_CHECKS and isinstance(value, list):
+        return _column_difference(list(config.kwargs["column_list"]), value)
+    if isinstance(value, Real) and not isinstance(value, bool):
+        return f"observed {value:,}" if float(value).is_integer() else f"observed {value:,.4g}"
+    return ""
+
+
+def _percent(part: int, whole: int) -> str:
+    share = 100 * part / whole if whole else 0.0
+    return "<0.1%" if 0 < share < 0.1 else f"{share:.1f}%"
+
+
+def _column_difference(expected: list[str], found: list) -> str:
+    """Names only from the suite's expected list: the frame's own extra names are counted."""
+    missing = [c for c in expected if c not in found]
+    extra = sum(1 for c in found if c not in expected)
+    parts = []
+    if missing:
+        parts.append("missing: " + ", ".join(missing))
+    if extra:
+        parts.append(_plural(extra, "unexpected column"))
+    if not parts and found != expected:
+        parts.append("column order differs")
+    return "; ".join(parts) or _plural(len(found), "column")

@@ -1,0 +1,1 @@
+"""Transforms: conformed core tables, reporting marts and the published report."""

@@ -1,0 +1,101 @@
+"""Build the core and marts layers by running ``transforms/sql`` in order.
+
+The SQL files are numbered (``10_core_referral.sql`` ... ``60_marts_summary.sql``)
+and each one replaces its tables wholesale, so a rebuild is idempotent and a
+file may use every table built by a lower-numbered one. Reference data (offense
+codes, evaluation settings) is loaded first so the SQL can join to it instead
+of hard-coding it. Nothing here commits: the caller owns the transaction, so a
+failed build leaves the previous tables in place.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import yaml
+
+from leadhub.errors import LeadHubError
+
+TRANSFORMS_DIR = Path(__file__).parent
+SQL_DIR = TRANSFORMS_DIR / "sql"
+OFFENSE_CODES_CSV = TRANSFORMS_DIR / "reference" / "offense_codes.csv"
+EVALUATION_YAML = TRANSFORMS_DIR / "evaluation.yaml"
+
+_SQL_NAME = re.compile(r"^(\d+)_[a-z0-9_]+\.sql$")
+
+
+def sql_files(directory: Path = SQL_DIR) -> list[Path]:
+    """The model files in execution order: by their numeric prefix, then name."""
+    files = []
+    for path in directory.glob("*.sql"):
+        match = _SQL_NAME.match(path.name)
+        if not match:
+            raise LeadHubError(f"{path.name}: model files must be named NN_name.sql")
+        files.append((int(match.group(1)), path.name, path))
+    return [path for _, _, path in sorted(files)]
+
+
+def load_offense_codes(con: duckdb.DuckDBPyConnection, path: Path = OFFENSE_CODES_CSV) -> None:
+    """core.offense_code from the versioned reference CSV (typed, one row per code)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [(r["offense_code"], r["description"], r["offense_type"], r["default_severity"],
+                 r["lead_eligible"].strip().lower() == "true") for r in csv.DictReader(f)]
+    con.execute("""CREATE OR REPLACE TABLE core.offense_code (
+        offense_code VARCHAR PRIMARY KEY, description VARCHAR, offense_type VARCHAR,
+        default_severity VARCHAR, lead_eligible BOOLEAN NOT NULL)""")
+    con.executemany("INSERT INTO core.offense_code VALUES (?, ?, ?, ?, ?)", rows)
+
+
+def load_evaluation_settings(con: duckdb.DuckDBPyConnection, path: Path = EVALUATION_YAML) -> None:
+    """core.evaluation_settings: one row holding the cohort definitions from evaluation.yaml."""
+    raw = yaml.safe_load(Path(path).read_text())
+    con.execute("""CREATE OR REPLACE TABLE core.evaluation_settings (
+        version INTEGER, comparison_precincts VARCHAR[], program_start DATE,
+        program_end DATE, windows_days INTEGER[])""")
+    con.execute("INSERT INTO core.evaluation_settings VALUES (?, ?, ?, ?, ?)", [
+        int(raw["version"]),
+        [str(p) for p in raw["comparison_precincts"]],
+        date.fromisoformat(str(raw["program_start"])),
+        date.fromisoformat(str(raw["program_end"])),
+        sorted(int(w) for w in raw["windows_days"]),
+    ])
+
+
+def _check_person_link(con: duckdb.DuckDBPyConnection) -> None:
+    """Fail loudly rather than build marts without people or with duplicated rows."""
+    exists = con.execute("""SELECT count(*) FROM duckdb_tables()
+        WHERE database_name = current_database() AND schema_name = 'core'
+          AND table_name = 'person_link'""").fetchone()[0]
+    if not exists:
+        raise LeadHubError("core.person_link is missing: run person linkage before the models")
+    dupes = con.execute("""SELECT count(*) FROM (SELECT agency, person_token FROM core.person_link
+        GROUP BY ALL HAVING count(*) > 1)""").fetchone()[0]
+    if dupes:
+        raise LeadHubError(f"core.person_link has {dupes} (agency, person_token) pairs "
+                           "with more than one person_key")
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Row counts of every core and marts table, keyed 'schema.table'."""
+    names = con.execute("""SELECT schema_name, table_name FROM duckdb_tables()
+        WHERE database_name = current_database() AND schema_name IN ('core', 'marts')
+        ORDER BY schema_name, table_name""").fetchall()
+    return {f"{s}.{t}": con.execute(f'SELECT count(*) FROM {s}."{t}"').fetchone()[0]
+            for s, t in names}
+
+
+def run_models(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Load reference tables, run every model file in order, return core/marts row counts."""
+    _check_person_link(con)
+    load_offense_codes(con)
+    load_evaluation_settings(con)
+    for path in sql_files():
+        try:
+            con.execute(path.read_text(encoding="utf-8"))
+        except duckdb.Error as e:
+            raise LeadHubError(f"model {path.name} failed: {e}") from e
+    return table_counts(con)
