@@ -97,5 +97,5 @@ def run_models(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         try:
             con.execute(path.read_text(encoding="utf-8"))
         except duckdb.Error as e:
-            raise LeadHubError(f"model {path.name} failed: {e}") from e
+            raise LeadHubError(f"model {path.name} failed ({type(e).__name__})") from e
     return table_counts(con)
