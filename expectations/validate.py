@@ -12,7 +12,6 @@ import os
 
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
 
-import json  # noqa: E402
 import re  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import datetime  # noqa: E402
@@ -113,8 +112,10 @@ def _gx_suite(name: str):
     from great_expectations.core.expectation_suite import ExpectationSuite
 
     stored = load_suite(name)
-    return ExpectationSuite(name=stored["name"], expectations=stored["expectations"],
-                            meta=stored.get("meta"))
+    suite = ExpectationSuite(name=stored["name"], expectations=stored["expectations"],
+                             meta=stored.get("meta"))
+    # Adding it gives every expectation an id, which ties each result back to its place.
+    return _context().suites.add(suite)
 
 
 def _with_datetime_dates(contract: Contract, df: pd.DataFrame) -> pd.DataFrame:
@@ -140,18 +141,14 @@ def validate_batch(contract: Contract, df: pd.DataFrame,
         batch_parameters={"dataframe": _with_datetime_dates(contract, df)})
     run = batch.validate(suite, result_format=RESULT_FORMAT,
                          expectation_parameters={"now": pd.Timestamp(now or datetime.now())})
-    position = {_identity(e.configuration): i for i, e in enumerate(suite.expectations)}
-    ordered = sorted(run.results, key=lambda r: position.get(_identity(r.expectation_config), 0))
+    position = {e.id: i for i, e in enumerate(suite.expectations)}
+    ordered = sorted(run.results, key=lambda r: position.get(r.expectation_config.id, len(position)))
     results = [_summarize(r) for r in ordered]
     return ValidationOutcome(
         suite=contract.name,
         success=not any(not r["success"] and r["severity"] == CRITICAL for r in results),
         results=results,
     )
-
-
-def _identity(config) -> str:
-    return config.type + json.dumps(config.kwargs, sort_keys=True, default=str)
 
 
 def _summarize(result) -> dict:

@@ -1,0 +1,130 @@
+"""Defaults every LEAD Hub DAG shares, kept in one place so the DAG files stay wiring only.
+
+Parse-time cost matters: the DAG processor re-imports this folder every few
+minutes, so nothing here opens the warehouse or imports the pipeline stages
+(duckdb, Great Expectations, pandas); the tasks import them when they run.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from airflow.sdk import Asset, AssetAlias, ExceptionRetryPolicy, RetryAction, RetryRule
+
+from connectors.contracts import ContractError
+from leadhub.errors import KeyError_, LeadHubError
+
+OWNER = "leadhub-steward"
+
+# DuckDB lets one process write, and a read-only open fails while a writer holds
+# the file. Every task that opens the warehouse (ingest and build write, report
+# reads) takes the single slot of this pool, so they never overlap.
+WAREHOUSE_POOL = "leadhub_warehouse"
+WAREHOUSE_POOL_SLOTS = 1
+
+# Fixed and in the past so schedules start at once; catchup stays off everywhere.
+START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+# What an ingest summary may carry into XCom and logs: names, statuses, counts.
+SUMMARY_KEYS = ("file", "extract", "status", "batch_id", "rows", "reason")
+
+# Messages a steward can act on and that never quote a cell value, so they may
+# reach Airflow's logs as they are. Any other exception's message might.
+SAFE_ERRORS = (LeadHubError, ContractError, ImportError)
+
+# "<file>[, row N]: rule '<rule>' failed" — the shape of RejectedFile messages.
+FILE_RULE = re.compile(r"(?P<file>[^\s:,]+)(?:, row \d+)?: rule '(?P<rule>[^']+)'")
+
+log = logging.getLogger("leadhub.dags")
+
+# Retrying cannot create or fix a key file; fail at once so the steward sees it.
+RETRY_POLICY = ExceptionRetryPolicy(rules=[
+    RetryRule(exception=KeyError_, action=RetryAction.FAIL,
+              reason="the pseudonymization key is missing or unsafe; retrying will not help"),
+])
+
+
+def staging_asset(agency: str) -> Asset:
+    """The staged data of one agency; an event on it means new rows were accepted."""
+    return Asset(f"leadhub://staging/{agency}")
+
+
+def staging_alias(agency: str) -> AssetAlias:
+    """Feed tasks emit through an alias so an event is recorded only when a file was accepted."""
+    return AssetAlias(f"leadhub_staging_{agency}")
+
+
+def default_args(agency: str | None = None) -> dict[str, Any]:
+    """Task defaults: two retries for transient faults (a locked file, a busy disk).
+
+    Backoff is the 3.x multiplier (2.0 doubles each wait: 1, 2 minutes), not a bool.
+    """
+    return {
+        "owner": OWNER,
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=10),
+        "retry_policy": RETRY_POLICY,
+        "on_failure_callback": functools.partial(log_failure, agency),
+    }
+
+
+def tags(scope: str) -> list[str]:
+    return ["leadhub", scope]
+
+
+def run_stage(what: str, stage: Callable[..., Any], *args: Any) -> Any:
+    """Call a pipeline stage and keep source values out of Airflow's logs.
+
+    Stage errors of the hub's own types are written to be value-free and pass
+    through. Anything else (a database or parser error) may quote a cell, so
+    only its type reaches Airflow; the steward reruns the stage with the
+    leadhub CLI on the hub host to read the full message.
+    """
+    try:
+        return stage(*args)
+    except SAFE_ERRORS:
+        raise
+    except Exception as e:
+        raise LeadHubError(
+            f"{what} failed with {type(e).__name__}; its message is withheld from Airflow "
+            "because it may quote source data — rerun the stage with the leadhub CLI to read it"
+        ) from None
+
+
+def summarize(summaries: list[dict]) -> list[dict]:
+    """Keep only the summary fields known to be identifier-free."""
+    return [{k: s.get(k) for k in SUMMARY_KEYS} for s in summaries]
+
+
+def quarantine_message(agency: str, summaries: list[dict]) -> str | None:
+    """One steward-readable message naming every quarantined file and its rule, or None."""
+    lines = []
+    for s in summaries:
+        if s.get("status") != "quarantined":
+            continue
+        file, reason = s.get("file") or "(unnamed file)", s.get("reason") or "no reason recorded"
+        lines.append(reason if reason.startswith(file) else f"{file}: {reason}")
+    if not lines:
+        return None
+    head = f"{agency}: {len(lines)} file(s) quarantined; fix and redeliver, the other files were loaded"
+    return "\n".join([head, *(f"  {line}" for line in lines)])
+
+
+def log_failure(agency: str | None, context: dict) -> None:
+    """Log one line per failed file and rule so a steward can grep the task log."""
+    ti = context.get("ti")
+    where = f"{getattr(ti, 'dag_id', '?')}.{getattr(ti, 'task_id', '?')}"
+    message = str(context.get("exception") or "no exception recorded")
+    hits = FILE_RULE.findall(message)
+    if not hits:
+        log.error("LEAD Hub task %s failed: agency=%s reason=%s",
+                  where, agency or "all", message.splitlines()[0])
+    for file, rule in hits:
+        log.error("LEAD Hub task %s failed: agency=%s file=%s rule=%s",
+                  where, agency or "all", file, rule)

@@ -1,0 +1,40 @@
+"""Rebuild the cross-agency tables whenever any agency's staging data changes.
+
+Scheduled on the feeds' staging assets with ``AssetAny``: a plain list would
+wait until every agency had delivered. Events that arrive while a build runs
+queue one more run (max_active_runs=1), so a burst of deliveries costs at most
+one extra build.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import AssetAny, dag, task
+
+from connectors.contracts import agencies
+from dags._common import START_DATE, WAREHOUSE_POOL, default_args, run_stage, staging_asset, tags
+
+
+@dag(
+    dag_id="warehouse_build",
+    description="Link people across agencies and rebuild core tables and marts",
+    schedule=AssetAny(*(staging_asset(a) for a in agencies())),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=tags("warehouse"),
+    doc_md=__doc__,
+)
+def warehouse_build():
+    @task(pool=WAREHOUSE_POOL)
+    def build() -> dict[str, int]:
+        """Returns row counts per table (the XCom)."""
+        from leadhub.pipeline import build as build_stage
+        from leadhub.settings import Settings
+
+        return run_stage("warehouse build", build_stage, Settings.from_env())
+
+    build()
+
+
+warehouse_build()
