@@ -1,9 +1,9 @@
 """Rebuild the cross-agency tables whenever any agency's staging data changes.
 
 Scheduled on the feeds' staging assets with ``AssetAny``: a plain list would
-wait until every agency had delivered. Events that arrive while a build runs
-queue one more run (max_active_runs=1), so a burst of deliveries costs at most
-one extra build.
+wait until every agency had delivered. Feeds record an event only when they
+accepted a file, so idle quarter-hours trigger nothing; events the scheduler
+sees together start one build, and max_active_runs=1 keeps builds in series.
 """
 
 from __future__ import annotations
