@@ -30,7 +30,7 @@ WAREHOUSE_POOL_SLOTS = 1
 START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 # What an ingest summary may carry into XCom and logs: names, statuses, counts.
-SUMMARY_KEYS = ("file", "extract", "status", "batch_id", "rows", "reason")
+SUMMARY_KEYS = ("file", "extract", "status", "batch_id", "rows", "reason", "warnings")
 
 # Messages a steward can act on and that never quote a cell value, so they may
 # reach Airflow's logs as they are. Any other exception's message might.
@@ -121,10 +121,6 @@ def log_failure(agency: str | None, context: dict) -> None:
     ti = context.get("ti")
     where = f"{getattr(ti, 'dag_id', '?')}.{getattr(ti, 'task_id', '?')}"
     message = str(context.get("exception") or "no exception recorded")
-    hits = FILE_RULE.findall(message)
-    if not hits:
-        log.error("LEAD Hub task %s failed: agency=%s reason=%s",
-                  where, agency or "all", message.splitlines()[0])
-    for file, rule in hits:
-        log.error("LEAD Hub task %s failed: agency=%s file=%s rule=%s",
-                  where, agency or "all", file, rule)
+    details = [f"agency={agency or 'all'} file={file} rule={rule}" for file, rule in FILE_RULE.findall(message)]
+    for detail in details or [f"agency={agency or 'all'} reason={message.splitlines()[0]}"]:
+        log.error("LEAD Hub task %s failed: %s", where, detail, extra={"leadhub_reason": detail})

@@ -124,12 +124,19 @@ def contract_expectations(contract: Contract) -> list[dict]:
     return out
 
 
+def _contract_file(contract: Contract) -> str:
+    """``agency/file.yaml``: relative, so the JSON is the same on every machine."""
+    if contract.source is None:
+        return f"{contract.agency}/{contract.extract}.yaml"
+    return Path(contract.source).relative_to(Path(contract.source).parents[1]).as_posix()
+
+
 def build_suite(contract: Contract) -> dict:
     """The contract-generated suite for one extract, as a JSON-able GX suite dict."""
     return {
         "name": contract.name,
         "expectations": contract_expectations(contract),
-        "meta": {"contract": f"{contract.agency}/{contract.extract}.yaml"},
+        "meta": {"contract": _contract_file(contract)},
     }
 
 

@@ -63,6 +63,8 @@ class ValidationOutcome:
         if self.failed_critical:
             failed = self.failed_critical
             head = f"{_plural(len(failed), 'critical check')} failed"
+            if self.failed_warning:
+                head += f" (and {_plural(len(self.failed_warning), 'warning')})"
         elif self.failed_warning:
             failed = self.failed_warning
             head = f"passed with {_plural(len(failed), 'warning')}"

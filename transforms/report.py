@@ -247,6 +247,7 @@ def outcomes_table(con) -> Table:
 
 
 def _outcomes_chart(summary: list[dict]) -> str:
+    """Per-person means before vs after; suppressed values are left out and marked "s"."""
     windows = sorted({s["window_days"] for s in summary})
     fig = Figure(figsize=(9, 2.8 * len(windows)))
     axes = fig.subplots(len(windows), len(MEASURES), squeeze=False)
@@ -254,16 +255,15 @@ def _outcomes_chart(summary: list[dict]) -> str:
         groups = [s for s in summary if s["window_days"] == window]
         for j, (measure, label) in enumerate(MEASURES):
             ax = axes[i][j]
-            for k, when in enumerate(("before", "after")):
-                xs = [g + 0.2 * (2 * k - 1) for g in range(len(groups))]
-                for x, s in zip(xs, groups):
-                    shown = derived_cell(s[f"{measure}_{when}_mean"],
-                                         (s["n_people"], s[f"{measure}_{when}_sum"]))
-                    if shown in (WITHHELD, NOT_APPLICABLE):
-                        ax.text(x, 0, "s" if shown == WITHHELD else "", ha="center", va="bottom")
-                    else:
-                        ax.bar(x, float(shown), width=0.38, color=("#9aa9bd", "#2f5d8c")[k],
-                               label=when if x == xs[0] else None)
+            for k, (when, color) in enumerate((("before", "#9aa9bd"), ("after", "#2f5d8c"))):
+                xs = [g + (k - 0.5) * 0.4 for g in range(len(groups))]
+                shown = [derived_cell(s[f"{measure}_{when}_mean"],
+                                      (s["n_people"], s[f"{measure}_{when}_sum"])) for s in groups]
+                heights = [0.0 if v in (WITHHELD, NOT_APPLICABLE) else float(v) for v in shown]
+                ax.bar(xs, heights, width=0.38, color=color, label=when)
+                for x, v in zip(xs, shown):
+                    if v == WITHHELD:
+                        ax.text(x, 0, "s", ha="center", va="bottom", fontsize=8)
             ax.set_xticks(range(len(groups)),
                           [COHORT_LABELS.get(s["cohort"], s["cohort"]) for s in groups])
             ax.set_title(f"{label} per person, {window} days", fontsize=9)
@@ -438,7 +438,7 @@ def render_html(tables: list[Table], ctx: ReportContext) -> str:
 {_methods(ctx)}
 <footer><p>Small-cell protection: counts from 1 to {SMALL_CELL_MAX} are shown as
 "{SUPPRESSED}"; values that would reveal them are shown as "{WITHHELD}".
-Person-level tables are never published.</p>{notice}</footer>
+Person-level tables are never published.</p></footer>
 </body>
 </html>
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -24,6 +25,16 @@ def test_committed_suite_is_up_to_date_with_its_contract(name):
     expected = merge_suite(build_suite(CONTRACTS[name]), committed)
     assert committed == expected, (
         f"expectations/suites/{name}.json is stale: run 'python -m expectations.suites'")
+
+
+def test_a_contract_change_makes_the_committed_suite_stale():
+    contract = CONTRACTS["treatment_contacts"]
+    service = replace(contract.column("service_type"),
+                      known_values=contract.column("service_type").known_values + ("peer_support",))
+    changed = replace(contract, columns=tuple(service if c.name == "service_type" else c
+                                              for c in contract.columns))
+    committed = load_suite("treatment_contacts")
+    assert merge_suite(build_suite(changed), committed) != committed
 
 
 @pytest.mark.parametrize("name", sorted(CONTRACTS))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
@@ -98,6 +97,23 @@ def test_dates_as_date_objects_are_checked_like_datetimes():
                                 "decision_date,referral_date")}
 
 
+def test_frame_from_an_arrow_table_validates():
+    """The loader hands over ``pyarrow.Table.to_pandas()``: DATE columns come back as objects."""
+    import pyarrow as pa
+
+    df = staging_frame(CASES)
+    table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
+    for name, sql_type in staging_columns(CASES):
+        if sql_type == "DATE":
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, name, table.column(name).cast(pa.date32()))
+    frame = table.to_pandas()
+    assert frame["referral_date"].dtype == object
+    outcome = validate_batch(CASES, frame)
+    assert outcome.success, outcome.reason()
+    assert failed(outcome) == set()
+
+
 def test_unknown_code_fails_critical_with_its_count():
     df = staging_frame(ARRESTS, rows=4000)
     df.loc[:6, "precinct"] = RAW_NAME
@@ -157,12 +173,13 @@ def test_release_before_booking_is_critical_and_future_dates_warn():
     df = staging_frame(BOOKINGS)
     df.loc[0, "release_ts"] = df.loc[0, "booking_ts"] - timedelta(hours=1)
     df.loc[1, "release_ts"] = pd.NaT  # still in custody
-    now = datetime(2023, 6, 1)
+    now = FIRST_DAY + timedelta(days=20)
     outcome = validate_batch(BOOKINGS, df, now=now)
     assert not outcome.success
     assert [r["column"] for r in outcome.failed_critical] == ["release_ts,booking_ts"]
     assert {r["column"] for r in outcome.failed_warning} == {"booking_ts", "release_ts"}
-    future = sum(df["booking_ts"] > now)
+    future = int((df["booking_ts"] > now).sum())
+    assert future > 0
     assert result(outcome, "expect_column_values_to_be_between", "booking_ts")["observed"].startswith(
         f"unexpected {future} of 40 rows")
     assert validate_batch(BOOKINGS, df.drop(index=0)).success
@@ -257,12 +274,3 @@ def test_suites_are_read_once_per_process():
     assert validate._gx_suite.cache_info().misses <= before + 1
     assert validate._context() is validate._context()
 
-
-def test_validating_100k_rows_takes_seconds():
-    df = staging_frame(BOOKINGS, rows=100_000)
-    validate_batch(BOOKINGS, df.head(10))  # context and suite set up outside the timing
-    started = time.perf_counter()
-    outcome = validate_batch(BOOKINGS, df)
-    elapsed = time.perf_counter() - started
-    assert outcome.success, outcome.reason()
-    assert elapsed < 10, f"validating 100k rows took {elapsed:.1f}s"

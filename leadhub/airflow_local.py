@@ -1,0 +1,202 @@
+"""Run the pipeline through Airflow on one machine: the demo, and the DAG tests.
+
+The same DAGs that run in production run here, one after the other, with
+``dag.test()``: every ``<agency>_feed``, then ``warehouse_build``, then
+``lead_report``. Airflow reads its configuration once, when it is first
+imported, so the Airflow part runs in a child process (``python -m
+leadhub.airflow_local``) whose environment is prepared here: a SQLite metadata
+database in ``settings.airflow_home``, this repository's ``dags/`` folder, no
+example DAGs, and the hub's own settings (data directory, key file).
+
+Airflow only ever sees the stages' summaries (file names, statuses, counts,
+paths), so its database and logs hold no identifiers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+from leadhub.errors import LeadHubError
+from leadhub.settings import ENV_DATA_DIR, ENV_KEY_FILE, ENV_MAX_FILE_MB, Settings
+
+log = logging.getLogger(__name__)
+
+WAREHOUSE_POOL = "leadhub_warehouse"  # the name dags/_common.py gives every warehouse task
+MIGRATED_STAMP = ".leadhub-db-migrated"
+CHILD_LOG = "airflow-run.log"
+
+
+def dags_folder() -> Path:
+    """The installed ``dags`` package: the folder Airflow parses, here and in the image."""
+    import dags
+
+    # __path__, not __file__: an editable install made before dags/__init__.py
+    # existed still imports the folder as a namespace package, without a file.
+    return next(Path(p).resolve() for p in dags.__path__ if Path(p).is_dir())
+
+
+def demo_dag_ids() -> list[str]:
+    """The order the demo runs in: every feed, then the build, then the report."""
+    from connectors.contracts import agencies
+
+    return [f"{a}_feed" for a in agencies()] + ["warehouse_build", "lead_report"]
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    """The child's environment: inherited, minus any Airflow settings of the caller's shell."""
+    home = Path(settings.airflow_home).resolve()
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("AIRFLOW__") or k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG"))}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        ENV_DATA_DIR: str(settings.data_dir),
+        ENV_KEY_FILE: str(settings.key_file),
+        ENV_MAX_FILE_MB: str(settings.max_file_bytes // 1024**2),
+    })
+    return env
+
+
+def migrate_metadata_db(settings: Settings) -> float | None:
+    """Create or upgrade the SQLite metadata DB; skipped when this Airflow version already did it.
+
+    Returns the seconds ``airflow db migrate`` took, or None when it was skipped.
+    """
+    home = Path(settings.airflow_home)
+    stamp = home / MIGRATED_STAMP
+    airflow_version = version("apache-airflow-core")
+    if (home / "airflow.db").exists() and stamp.exists() and stamp.read_text().strip() == airflow_version:
+        return None
+    home.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=airflow_env(settings),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        raise LeadHubError(f"airflow db migrate failed in {home}: {last}")
+    stamp.write_text(airflow_version + "\n")
+    return time.perf_counter() - started
+
+
+def run_demo_dags(settings: Settings, dag_ids: list[str] | None = None,
+                  timeout: float | None = 3600) -> dict[str, dict]:
+    """Run the DAGs through Airflow in order and return, per DAG, its state, task states and XComs.
+
+    Stops at the first DAG that does not succeed and raises LeadHubError naming
+    it and its failed task: later DAGs would only build on incomplete data.
+    The child's Airflow output goes to ``<airflow_home>/airflow-run.log``.
+    """
+    dag_ids = dag_ids or demo_dag_ids()
+    settings.ensure_dirs()
+    home = Path(settings.airflow_home)
+    migrated = migrate_metadata_db(settings)
+    if migrated is not None:
+        log.info("airflow db migrate took %.1f s", migrated)
+    child_log = home / CHILD_LOG
+    with tempfile.TemporaryDirectory(prefix="leadhub-airflow-") as tmp:
+        result_file = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "leadhub.airflow_local", "--result", str(result_file), *dag_ids]
+        with child_log.open("w") as out:
+            try:
+                done = subprocess.run(cmd, env=airflow_env(settings), stdin=subprocess.DEVNULL,
+                                      stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise LeadHubError(f"Airflow run did not finish within {timeout:.0f} s; see {child_log}") from None
+        if not result_file.exists():
+            raise LeadHubError(f"Airflow run exited {done.returncode} before reporting; see {child_log}")
+        result = json.loads(result_file.read_text())
+    if result.get("error"):
+        raise LeadHubError(f"{result['error']}; see {child_log}")
+    runs = result["dags"]
+    for dag_id, run in runs.items():
+        if run["state"] != "success":
+            failed = [t for t, s in run["tasks"].items() if s != "success"] or ["(none)"]
+            reason = f": {run['reason']}" if run.get("reason") else ""
+            raise LeadHubError(f"DAG {dag_id} ended {run['state']} at task {', '.join(failed)}"
+                               f"{reason}; see {child_log}")
+    return runs
+
+
+# --- the child process: everything below runs with Airflow configured for settings.airflow_home ---
+
+class _FailureLines(logging.Handler):
+    """Keeps the one-line failure reasons dags/_common.log_failure writes, for the parent's error."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(getattr(record, "leadhub_reason", record.getMessage()))
+
+
+def _run_in_airflow(dag_ids: list[str]) -> dict:
+    from airflow import settings as airflow_settings
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.pool import Pool
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    Pool.create_or_update_pool(WAREHOUSE_POOL, slots=1, include_deferred=False,
+                               description="One task at a time may open the DuckDB warehouse")
+    bag = DagBag(dag_folder=airflow_settings.DAGS_FOLDER)
+    if bag.import_errors:
+        first = next(iter(bag.import_errors.items()))
+        return {"error": f"DAG folder has import errors: {first[0]}: {first[1].strip().splitlines()[-1]}"}
+    missing = [d for d in dag_ids if d not in bag.dags]
+    if missing:
+        return {"error": f"no such DAG(s): {', '.join(missing)}"}
+
+    failures = _FailureLines()
+    logging.getLogger("leadhub.dags").addHandler(failures)
+    runs: dict[str, dict] = {}
+    for dag_id in dag_ids:
+        dag = bag.dags[dag_id]
+        for task in dag.tasks:
+            task.retries = 0  # retries wait minutes; a demo should fail at once and say why
+        failures.lines.clear()
+        started = time.perf_counter()
+        dagrun = dag.test()
+        seconds = round(time.perf_counter() - started, 2)
+        with create_session() as session:
+            tis = dagrun.get_task_instances(session=session)
+            rows = session.scalars(XComModel.get_many(run_id=dagrun.run_id, dag_ids=dag_id,
+                                                      key="return_value")).all()
+            xcom = {row.task_id: XComModel.deserialize_value(row) for row in rows}
+        runs[dag_id] = {
+            "state": str(dagrun.state),
+            "tasks": {ti.task_id: str(ti.state) for ti in tis},
+            "xcom": xcom,
+            "seconds": seconds,
+            "reason": "; ".join(failures.lines),
+        }
+        if dagrun.state != "success":
+            break
+    return {"dags": runs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--result", required=True, type=Path, help="where to write the JSON result")
+    parser.add_argument("dag_ids", nargs="+")
+    args = parser.parse_args(argv)
+    if "AIRFLOW_HOME" not in os.environ:
+        parser.error("run through leadhub.airflow_local.run_demo_dags, which prepares Airflow's environment")
+    result = _run_in_airflow(args.dag_ids)
+    args.result.write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

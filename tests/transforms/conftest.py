@@ -1,0 +1,168 @@
+"""A hand-fillable warehouse for transform tests.
+
+Rows go straight into staging with an ops.batches row per delivery, exactly
+as intake leaves them, so the current.* views pick them up; person_link rows
+stand in for the linkage step. Tokens and keys contain a hyphen so that tests
+can search report files for them without base64 image data matching by chance.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from connectors.contracts import load_contracts
+from leadhub.warehouse import migrate, staging_columns
+from transforms.model import run_models
+
+
+def token(agency: str, person: str) -> str:
+    return f"tok-{agency}-{person}"
+
+
+def key(person: str) -> str:
+    return f"pk-{person}"
+
+
+class Warehouse:
+    """Collects rows per extract; ``run()`` delivers them as one batch each and runs the models."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.con = duckdb.connect(str(path))
+        migrate(self.con)
+        self.contracts = load_contracts()
+        self.pending: dict[str, list[dict]] = {}
+        self.links: set[tuple[str, str, str]] = set()
+        self.ids = itertools.count(1)
+        self.batches = itertools.count(1)
+        self.received = datetime(2024, 1, 10, 6, 0)
+
+    # -- low level
+    def add(self, contract: str, **row) -> dict:
+        self.pending.setdefault(contract, []).append(row)
+        return row
+
+    def link(self, agency: str, person: str) -> None:
+        self.links.add((agency, token(agency, person), key(person)))
+
+    def deliver(self) -> None:
+        for contract, rows in self.pending.items():
+            n = next(self.batches)
+            batch_id = f"batch-{n:04d}"
+            received = self.received + timedelta(hours=n)
+            self.con.execute("INSERT INTO ops.batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             [batch_id, contract, f"file-{n}", "0" * 64, received,
+                              received + timedelta(minutes=5), len(rows), "key-1"])
+            columns = [c for c, _ in staging_columns(self.contracts[contract])]
+            values = [[row.get(c) for c in columns[:-3]] + ["key-1", batch_id, i]
+                      for i, row in enumerate(rows, start=1)]
+            marks = ", ".join("?" * len(columns))
+            self.con.executemany(f"INSERT INTO staging.{contract} VALUES ({marks})", values)
+        self.pending.clear()
+        self.con.execute("CREATE TABLE IF NOT EXISTS core.person_link "
+                         "(agency VARCHAR, person_token VARCHAR, person_key VARCHAR)")
+        self.con.execute("DELETE FROM core.person_link")
+        if self.links:
+            self.con.executemany("INSERT INTO core.person_link VALUES (?, ?, ?)", sorted(self.links))
+
+    def run(self) -> dict[str, int]:
+        self.deliver()
+        return run_models(self.con)
+
+    def rows(self, sql: str, params: list | None = None) -> list[dict]:
+        cur = self.con.execute(sql, params or [])
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def close(self) -> None:
+        self.con.close()
+
+    # -- one call per event, linked like the linkage step would link it
+    def referral(self, person: str, on: date, referral_type: str = "arrest_diversion",
+                 precinct: str = "NORTH", age: int = 30, sex: str = "M", race: str = "WHITE",
+                 link: bool = True) -> str:
+        rid = f"R{next(self.ids):05d}"
+        self.add("police_referrals", referral_id=rid, person_token=token("police", person),
+                 referral_date=on, referral_type=referral_type, offense_category="drug",
+                 precinct=precinct, officer_id="B-17", age_at_event=age, sex=sex, race=race,
+                 ethnicity="NON_HISPANIC")
+        if link:
+            self.link("police", person)
+        return rid
+
+    def arrest(self, person: str, on: date, charges=(("DRG01", "felony"),),
+               precinct: str = "NORTH", age: int = 30, sex: str = "M", race: str = "WHITE") -> str:
+        aid = f"A{next(self.ids):05d}"
+        for seq, (code, severity) in enumerate(charges, start=1):
+            self.add("police_arrests", arrest_id=aid, charge_seq=seq,
+                     person_token=token("police", person), sex=sex, race=race,
+                     ethnicity="NON_HISPANIC", arrest_date=on, precinct=precinct,
+                     offense_code=code, severity=severity, age_at_event=age)
+        self.link("police", person)
+        return aid
+
+    def booking(self, person: str, booked: datetime, released: datetime | None,
+                charges=(("DRG01", "felony"),), arrest_id: str | None = None) -> str:
+        bid = f"J{next(self.ids):05d}"
+        for seq, (code, severity) in enumerate(charges, start=1):
+            self.add("jail_bookings", booking_id=bid, charge_seq=seq,
+                     person_token=token("jail", person), sex="M", race="WHITE",
+                     booking_ts=booked, release_ts=released, arrest_id=arrest_id,
+                     offense_code=code, severity=severity, age_at_event=30)
+        self.link("jail", person)
+        return bid
+
+    def case(self, person: str, referred: date, charges=(("DRG01", "felony"),),
+             decision: str = "filed") -> str:
+        cid = f"C{next(self.ids):05d}"
+        for seq, (code, severity) in enumerate(charges, start=1):
+            self.add("prosecutor_cases", case_id=cid, charge_seq=seq,
+                     person_token=token("prosecutor", person), referral_date=referred,
+                     offense_code=code, severity=severity, decision=decision, age_at_event=30)
+        self.link("prosecutor", person)
+        return cid
+
+    def client(self, person: str, consent: str, link: bool | None = None) -> None:
+        """A treatment client; linked only with active consent unless ``link`` says otherwise."""
+        self.add("treatment_clients", person_token=token("treatment", person), sex="M",
+                 consent_status=consent, consent_date=date(2022, 1, 1))
+        if link is None:
+            link = consent == "active"
+        if link:
+            self.link("treatment", person)
+
+    def episode(self, person: str, intake: date) -> str:
+        eid = f"E{next(self.ids):05d}"
+        self.add("treatment_episodes", episode_id=eid, person_token=token("treatment", person),
+                 intake_date=intake, referral_source="lead")
+        return eid
+
+    def contact(self, person: str, on: date, service_type: str = "case_management") -> str:
+        sid = f"S{next(self.ids):05d}"
+        self.add("treatment_contacts", contact_id=sid, person_token=token("treatment", person),
+                 contact_date=on, service_type=service_type)
+        return sid
+
+
+@pytest.fixture
+def make_warehouse():
+    """Open a Warehouse at a given path (e.g. settings.warehouse_path); closed after the test."""
+    opened = []
+
+    def make(path: Path) -> Warehouse:
+        opened.append(Warehouse(path))
+        return opened[-1]
+
+    yield make
+    for wh in opened:
+        wh.close()
+
+
+@pytest.fixture
+def warehouse(make_warehouse, tmp_path):
+    return make_warehouse(tmp_path / "lead.duckdb")

@@ -1,0 +1,301 @@
+"""The published report: files, numbers, small-cell suppression and the statistics."""
+
+from __future__ import annotations
+
+import csv
+import math
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from transforms.report import (PART2_NOTICE, SUPPRESSED, WITHHELD, ReportContext, Table,
+                               adjusted_odds_ratio, count_cell, derived_cell, fit_logistic,
+                               odds_ratio_woolf, render_html, write_report)
+
+REPORT_DAY = date(2024, 2, 1)
+MEASURE_LABELS = {"Arrests": "arrests", "Jail bookings": "bookings", "Jail days": "jail_days"}
+
+
+def populate(w) -> None:
+    """40 LEAD participants and 45 comparison people with regular, known histories."""
+    for i in range(40):
+        p = f"L{i:02d}"
+        if i < 20:
+            index, kind = date(2022, 3, 1) + timedelta(days=i), "arrest_diversion"
+        elif i < 35:
+            index, kind = date(2022, 4, 1) + timedelta(days=i - 20), "social_contact"
+        else:
+            index, kind = date(2022, 5, 1) + timedelta(days=i - 35), "community"
+        w.referral(p, index, kind, age=20 + i % 30, sex="F" if i % 3 == 0 else "M")
+        before = index - timedelta(days=100)
+        w.arrest(p, before, (("PRP01", "misdemeanor"),))
+        w.booking(p, datetime.combine(before, datetime.min.time()) + timedelta(hours=10),
+                  datetime.combine(before, datetime.min.time()) + timedelta(days=i % 4, hours=12))
+        w.case(p, before, (("PRP01", "misdemeanor"),))
+        if i % 2 == 0:
+            after = index + timedelta(days=50)
+            w.arrest(p, after, (("PER02", "felony"),))
+            w.booking(p, datetime.combine(after, datetime.min.time()) + timedelta(hours=3),
+                      datetime.combine(after, datetime.min.time()) + timedelta(days=3))
+            w.case(p, after, (("PER02", "felony"), ("PER01", "misdemeanor")))
+        if i % 5 == 0:
+            w.arrest(p, index + timedelta(days=200), (("OTH01", "misdemeanor"),))
+    for i in range(45):
+        p = f"C{i:02d}"
+        index = date(2022, 6, 1) + timedelta(days=i % 28)
+        w.arrest(p, index, (("DRG01", "felony"),), precinct="EAST" if i % 2 else "WEST",
+                 age=22 + i % 25, sex="M" if i % 4 else "F")
+        if i % 3:
+            w.arrest(p, index - timedelta(days=100), (("PRP01", "misdemeanor"),))
+            day = datetime.combine(index - timedelta(days=100), datetime.min.time())
+            w.booking(p, day + timedelta(hours=8), day + timedelta(days=1 + i % 2))
+        if i % 4:
+            w.arrest(p, index + timedelta(days=60 + i), (("PRP01", "misdemeanor"),))
+            day = datetime.combine(index + timedelta(days=60 + i), datetime.min.time())
+            w.booking(p, day + timedelta(hours=8), day + timedelta(days=2))
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def built(settings, make_warehouse):
+    """A warehouse at settings.warehouse_path with populate()'s data, models run, closed."""
+    w = make_warehouse(settings.warehouse_path)
+    populate(w)
+    w.run()
+    w.close()
+    return settings
+
+
+def direct(settings, sql: str, params: list | None = None) -> list[tuple]:
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+# ---------------------------------------------------------------- the written report
+
+def test_report_files_and_layout(built):
+    paths = write_report(built, today=REPORT_DAY)
+    folder = built.reports_dir / "lead_report_2024-02-01"
+    assert Path(paths["html"]) == folder / "lead_report.html"
+    assert set(paths) == {"html", "referrals_monthly", "outcomes", "rearrest_2x2",
+                          "rearrest_odds_ratio", "batch_lineage"}
+    for p in paths.values():
+        assert Path(p).parent == folder and Path(p).is_file()
+    latest = built.reports_dir / "latest"
+    assert sorted(f.name for f in latest.iterdir()) == sorted(f.name for f in folder.iterdir())
+    for f in folder.iterdir():
+        assert (latest / f.name).read_bytes() == f.read_bytes()
+
+    page = Path(paths["html"]).read_text()
+    assert page.count("data:image/png;base64,") == 2
+    for external in ("http://", "https://", "<script", "<link", "src=\"/", "url("):
+        assert external not in page
+    assert "Data as of 2024-01-10" in page
+    assert "Methods" in page and SUPPRESSED in page
+    assert PART2_NOTICE not in page               # no table draws on treatment records yet
+
+    # A rerun the same day replaces the folder rather than adding to it.
+    write_report(built, today=REPORT_DAY)
+    assert sorted(p.name for p in built.reports_dir.iterdir()) == ["latest", "lead_report_2024-02-01"]
+
+
+def test_report_has_no_tokens_or_person_keys(built):
+    paths = write_report(built, today=REPORT_DAY)
+    secrets = {v for row in direct(built, "SELECT person_token, person_key FROM core.person_link")
+               for v in row}
+    assert len(secrets) > 100
+    for p in paths.values():
+        text = Path(p).read_text()
+        assert not [s for s in secrets if s in text]
+        assert "tok-" not in text and "pk-" not in text
+
+
+def test_referrals_table_matches_sql(built):
+    rows = read_csv(write_report(built, today=REPORT_DAY)["referrals_monthly"])
+    truth = {(m, t): n for m, t, n in direct(built, """
+        SELECT strftime(referral_date, '%Y-%m'), referral_type, count(*)
+        FROM core.referral GROUP BY ALL""")}
+    assert [r["Month"] for r in rows] == ["2022-03", "2022-04", "2022-05"]
+    for r in rows:
+        for kind in ("arrest_diversion", "social_contact", "community"):
+            n = truth.get((r["Month"], kind), 0)
+            assert r[kind] == (SUPPRESSED if 1 <= n <= 10 else str(n))
+    assert rows[0]["arrest_diversion"] == "20" and rows[2]["community"] == SUPPRESSED
+
+
+def test_outcomes_table_matches_sql(built):
+    rows = read_csv(write_report(built, today=REPORT_DAY)["outcomes"])
+    assert len(rows) == 2 * 2 * 3
+    checked = 0
+    for r in rows:
+        window = int(r["Window"].split()[0])
+        cohort = r["Cohort"].lower()
+        measure = MEASURE_LABELS[r["Measure"]]
+        if measure == "arrests":
+            table, day, value = "core.arrest", "arrest_date", "count(DISTINCT e.arrest_id)"
+        else:
+            table, day = "core.booking", "booking_date"
+            value = "count(DISTINCT e.booking_id)" if measure == "bookings" else "sum(e.jail_days)"
+        n, before, after = direct(built, f"""
+            SELECT (SELECT count(*) FROM marts.cohort WHERE cohort = $1),
+                   (SELECT coalesce({value}, 0) FROM marts.cohort c JOIN {table} e USING (person_key)
+                    WHERE c.cohort = $1 AND e.{day} >= c.index_date - $2::INTEGER
+                      AND e.{day} < c.index_date),
+                   (SELECT coalesce({value}, 0) FROM marts.cohort c JOIN {table} e USING (person_key)
+                    WHERE c.cohort = $1 AND e.{day} > c.index_date
+                      AND e.{day} <= c.index_date + $2::INTEGER)""", [cohort, window])[0]
+        assert r["People"] == str(n)
+        assert r["Total before"] == count_cell(before)
+        assert r["Total after"] == count_cell(after)
+        for column, total in (("Per person before", before), ("Per person after", after)):
+            if 1 <= total <= 10:
+                assert r[column] == WITHHELD
+            else:
+                assert r[column] == f"{total / n:.2f}"
+                checked += 1
+    assert checked >= 16
+    assert {r["People"] for r in rows} == {"40", "45"}
+
+
+def test_rearrest_odds_ratio_matches_hand_computation(built):
+    paths = write_report(built, today=REPORT_DAY)
+    (a, b), (c, d) = [direct(built, """
+        SELECT count(*) FILTER (WHERE rearrested), count(*) FILTER (WHERE NOT rearrested)
+        FROM (SELECT c.person_key, EXISTS (
+                  SELECT 1 FROM core.arrest e WHERE e.person_key = c.person_key
+                    AND e.arrest_date > c.index_date AND e.arrest_date <= c.index_date + 365)
+                  AS rearrested
+              FROM marts.cohort c WHERE c.cohort = ?)""", [k])[0] for k in ("lead", "comparison")]
+    assert min(a, b, c, d) > 10                      # otherwise the estimate would be withheld
+    two_by_two = {r["Cohort"]: r for r in read_csv(paths["rearrest_2x2"])}
+    assert (two_by_two["LEAD"]["Re-arrested"], two_by_two["LEAD"]["Not re-arrested"]) == (str(a), str(b))
+    assert (two_by_two["Comparison"]["Re-arrested"],
+            two_by_two["Comparison"]["Not re-arrested"]) == (str(c), str(d))
+    assert two_by_two["LEAD"]["Share re-arrested"] == f"{a / (a + b):.1%}"
+
+    odds = read_csv(paths["rearrest_odds_ratio"])
+    ratio = (a * d) / (b * c)
+    half_width = 1.96 * math.sqrt(1 / a + 1 / b + 1 / c + 1 / d)
+    unadjusted = odds[0]
+    assert float(unadjusted["Odds ratio"]) == pytest.approx(ratio, abs=0.006)
+    assert float(unadjusted["95% CI low"]) == pytest.approx(ratio * math.exp(-half_width), abs=0.006)
+    assert float(unadjusted["95% CI high"]) == pytest.approx(ratio * math.exp(half_width), abs=0.006)
+    assert unadjusted["People"] == str(a + b + c + d)
+    adjusted = odds[1]
+    assert float(adjusted["95% CI low"]) < float(adjusted["Odds ratio"]) < float(adjusted["95% CI high"])
+
+
+def test_lineage_table_counts_batches(built):
+    rows = {r["Extract"]: r for r in read_csv(write_report(built, today=REPORT_DAY)["batch_lineage"])}
+    batches = dict(direct(built, "SELECT contract, count(*) FROM ops.batches GROUP BY contract"))
+    assert len(rows) == 7
+    for name, r in rows.items():
+        assert r["Batches"] == str(batches.get(name, 0))
+    assert rows["treatment_clients"]["Latest received"] == "none received"
+
+
+def test_small_cells_are_suppressed(settings, make_warehouse):
+    w = make_warehouse(settings.warehouse_path)
+    for i in range(4):                                   # 4 LEAD, 3 of them re-arrested
+        p = f"S{i}"
+        w.referral(p, date(2022, 3, 1))
+        w.arrest(p, date(2021, 12, 1))
+        if i:
+            w.arrest(p, date(2022, 4, 1))
+    for i in range(12):                                  # 12 comparison, none re-arrested
+        w.arrest(f"K{i}", date(2022, 6, 1), (("DRG01", "felony"),), precinct="EAST")
+    w.run()
+    w.close()
+    paths = write_report(settings, today=REPORT_DAY)
+
+    lead = [r for r in read_csv(paths["outcomes"]) if r["Cohort"] == "LEAD"]
+    assert {r["People"] for r in lead} == {SUPPRESSED}
+    assert {r["Per person before"] for r in lead} == {WITHHELD}
+    comparison = [r for r in read_csv(paths["outcomes"]) if r["Cohort"] == "Comparison"]
+    assert {r["People"] for r in comparison} == {"12"}
+    assert read_csv(paths["referrals_monthly"])[0]["arrest_diversion"] == SUPPRESSED
+    two_by_two = {r["Cohort"]: r for r in read_csv(paths["rearrest_2x2"])}
+    assert two_by_two["LEAD"]["Re-arrested"] == SUPPRESSED
+    assert two_by_two["Comparison"]["Re-arrested"] == "0"
+    assert two_by_two["Comparison"]["Share re-arrested"] == "0.0%"
+    assert two_by_two["LEAD"]["Share re-arrested"] == WITHHELD
+    assert {r["Odds ratio"] for r in read_csv(paths["rearrest_odds_ratio"])} == {WITHHELD}
+    page = Path(paths["html"]).read_text()
+    assert "<td>4</td>" not in page and "<td>3</td>" not in page
+    assert "are shown as" in page
+
+
+# ---------------------------------------------------------------- pure functions
+
+def test_count_and_derived_cells():
+    assert [count_cell(n) for n in (0, 1, 10, 11, 250)] == ["0", SUPPRESSED, SUPPRESSED, "11", "250"]
+    assert derived_cell(0.5, (40, 20)) == "0.50"
+    assert derived_cell(0.1, (40, 4)) == WITHHELD
+    assert derived_cell(None, (0, 0)) == "-"
+
+
+def test_odds_ratio_woolf_hand_example():
+    # OR = (20*30)/(10*15) = 4; SE(log OR) = sqrt(1/20 + 1/10 + 1/15 + 1/30) = 0.5;
+    # CI = 4 * exp(-/+ 1.96 * 0.5) = 4 * (0.375311, 2.664456)
+    ratio, low, high = odds_ratio_woolf(20, 10, 15, 30, z=1.96)
+    assert ratio == pytest.approx(4.0)
+    assert low == pytest.approx(1.501244, abs=1e-5)
+    assert high == pytest.approx(10.657825, abs=1e-5)
+    with pytest.raises(ValueError):
+        odds_ratio_woolf(0, 10, 15, 30)
+
+
+def test_logistic_regression_with_one_indicator_reproduces_woolf():
+    # With only an intercept and the group indicator, the MLE odds ratio is the 2x2
+    # odds ratio and its standard error is Woolf's.
+    a, b, c, d = 20, 10, 15, 30
+    group = [1] * (a + b) + [0] * (c + d)
+    outcome = [1] * a + [0] * b + [1] * c + [0] * d
+    X = np.column_stack([np.ones(len(group)), group])
+    fit = fit_logistic(X, np.array(outcome))
+    assert fit.converged
+    assert math.exp(fit.coef[1]) == pytest.approx(4.0, rel=1e-8)
+    assert fit.se[1] == pytest.approx(0.5, rel=1e-6)
+
+
+def test_adjusted_odds_ratio_solves_the_score_equations():
+    rng = np.random.default_rng(7)
+    n = 400
+    lead = rng.integers(0, 2, n)
+    prior = rng.poisson(1.0, n)
+    age = rng.integers(18, 65, n).astype(float)
+    sex = rng.choice(["M", "F"], n, p=[0.7, 0.3])
+    logit = -0.5 - 0.7 * lead + 0.4 * prior - 0.01 * (age - 40) + 0.3 * (sex == "F")
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+
+    ratio, low, high, used = adjusted_odds_ratio(list(lead), list(y), list(prior), list(age), list(sex))
+    assert used == n and low < ratio < high
+    X = np.column_stack([np.ones(n), lead, prior, age, sex == "F"]).astype(float)
+    fit = fit_logistic(X, y)
+    p = 1 / (1 + np.exp(-X @ fit.coef))
+    assert np.abs(X.T @ (y - p)).max() < 1e-6
+    assert ratio == pytest.approx(math.exp(fit.coef[1]))
+    # Missing age or sex drops the person; no variation in the outcome gives no estimate.
+    assert adjusted_odds_ratio(list(lead), list(y), list(prior), [None] + list(age[1:]),
+                               list(sex))[3] == n - 1
+    assert adjusted_odds_ratio(list(lead), [0] * n, list(prior), list(age), list(sex)) is None
+
+
+def test_part2_notice_whenever_a_table_uses_treatment_records():
+    ctx = ReportContext(data_as_of=date(2024, 1, 1), generated_at=datetime(2024, 1, 2, 8, 0))
+    police = Table("a", "Police table", ["x"], [["1"]], frozenset({"police"}))
+    treatment = Table("b", "Contacts <per> month", ["x"], [["2"]], frozenset({"treatment"}))
+    assert PART2_NOTICE not in render_html([police], ctx)
+    page = render_html([police, treatment], ctx)
+    assert PART2_NOTICE in page
+    assert "Contacts &lt;per&gt; month" in page
