@@ -51,14 +51,14 @@ def demo_dag_ids() -> list[str]:
     return [f"{a}_feed" for a in agencies()] + ["warehouse_build", "lead_report"]
 
 
-def airflow_env(settings: Settings) -> dict[str, str]:
+def airflow_env(settings: Settings, dags_dir: Path | None = None) -> dict[str, str]:
     """The child's environment: inherited, minus any Airflow settings of the caller's shell."""
     home = Path(settings.airflow_home).resolve()
     env = {k: v for k, v in os.environ.items()
            if not (k.startswith("AIRFLOW__") or k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG"))}
     env.update({
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_dir or dags_folder()),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         ENV_DATA_DIR: str(settings.data_dir),
@@ -90,12 +90,14 @@ def migrate_metadata_db(settings: Settings) -> float | None:
 
 
 def run_demo_dags(settings: Settings, dag_ids: list[str] | None = None,
-                  timeout: float | None = 3600) -> dict[str, dict]:
+                  timeout: float | None = 3600, dags_dir: Path | None = None) -> dict[str, dict]:
     """Run the DAGs through Airflow in order and return, per DAG, its state, task states and XComs.
 
-    Stops at the first DAG that does not succeed and raises LeadHubError naming
-    it and its failed task: later DAGs would only build on incomplete data.
-    The child's Airflow output goes to ``<airflow_home>/airflow-run.log``.
+    Each value is {"state", "tasks": {task_id: state}, "xcom": {task_id: return value},
+    "seconds", "reason"}. Stops at the first DAG that does not succeed and raises
+    LeadHubError naming it and its failed task: later DAGs would only build on
+    incomplete data. The child's Airflow output goes to ``<airflow_home>/airflow-run.log``.
+    ``dags_dir`` replaces the repository's DAG folder (tests use it).
     """
     dag_ids = dag_ids or demo_dag_ids()
     settings.ensure_dirs()
@@ -109,7 +111,7 @@ def run_demo_dags(settings: Settings, dag_ids: list[str] | None = None,
         cmd = [sys.executable, "-m", "leadhub.airflow_local", "--result", str(result_file), *dag_ids]
         with child_log.open("w") as out:
             try:
-                done = subprocess.run(cmd, env=airflow_env(settings), stdin=subprocess.DEVNULL,
+                done = subprocess.run(cmd, env=airflow_env(settings, dags_dir), stdin=subprocess.DEVNULL,
                                       stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
             except subprocess.TimeoutExpired:
                 raise LeadHubError(f"Airflow run did not finish within {timeout:.0f} s; see {child_log}") from None

@@ -152,6 +152,13 @@ def derived_cell(value: float | None, counts: tuple[int, ...], fmt: str = "{:.2f
     return fmt.format(value)
 
 
+def _part_cell(part: int, whole: int) -> str:
+    """A count published beside its total: withheld when the remainder is suppressed."""
+    if is_small(part):
+        return SUPPRESSED
+    return WITHHELD if is_small(whole - part) else str(int(part))
+
+
 # ---------------------------------------------------------------- tables
 
 @dataclass
@@ -164,7 +171,6 @@ class Table:
     sources: frozenset[str]
     note: str = ""
     chart_png: str | None = None
-    extra_html: str = ""
 
 
 @dataclass
@@ -188,32 +194,52 @@ def _months(first: date, last: date) -> list[date]:
     return months
 
 
+def suppress_grid(counts: dict) -> dict:
+    """Display values for a table of counts whose grand total is known elsewhere.
+
+    Counts from 1 to 10 become "<11". If that leaves a single suppressed cell,
+    the grand total (about the number of LEAD participants, published in the
+    outcomes table) minus the shown cells would give it away, so the smallest
+    other non-zero cell is withheld too.
+    """
+    shown = {k: count_cell(n) for k, n in counts.items()}
+    if sum(is_small(n) for n in counts.values()) == 1:
+        others = [(n, k) for k, n in counts.items() if n > SMALL_CELL_MAX]
+        if others:
+            shown[min(others, key=lambda pair: pair[0])[1]] = WITHHELD
+    return shown
+
+
 def referrals_table(con) -> Table:
     """Referrals per calendar month by referral type (all precincts)."""
     rows = _fetch(con, """SELECT month, referral_type, sum(referrals)::BIGINT AS n
                           FROM marts.referrals_monthly GROUP BY ALL ORDER BY ALL""")
     types = list(REFERRAL_TYPES) + sorted({r["referral_type"] for r in rows} - set(REFERRAL_TYPES))
-    counts = {(r["month"], r["referral_type"]): r["n"] for r in rows}
+    found = {(r["month"], r["referral_type"]): r["n"] for r in rows}
     months = _months(min(r["month"] for r in rows), max(r["month"] for r in rows)) if rows else []
+    shown = suppress_grid({(m, t): found.get((m, t), 0) for m in months for t in types})
     table = Table(
         name="referrals_monthly", title="LEAD referrals per month, by referral type",
         header=["Month"] + types,
-        rows=[[m.strftime("%Y-%m")] + [count_cell(counts.get((m, t), 0)) for t in types]
-              for m in months],
+        rows=[[m.strftime("%Y-%m")] + [shown[m, t] for t in types] for m in months],
         sources=frozenset({"police"}),
-        note="Referrals counted by referral date; no totals are shown so that suppressed "
-             "cells cannot be recovered by subtraction.")
+        note="Referrals counted by referral date. No totals are shown, and a second cell is "
+             "withheld when only one is suppressed, so that no suppressed cell can be "
+             "recovered by subtraction.")
     if months:
         fig = Figure(figsize=(8, 3.2))
         ax = fig.add_subplot()
         for t in types:
-            values = [counts.get((m, t), 0) for m in months]
-            ax.plot(months, [math.nan if is_small(v) else v for v in values], marker="o", label=t)
+            values = [shown[m, t] for m in months]
+            ax.plot(range(len(months)), [int(v) if v.isdigit() else math.nan for v in values],
+                    marker="o", label=t)
+        step = max(1, len(months) // 12)
+        ax.set_xticks(range(0, len(months), step),
+                      [m.strftime("%Y-%m") for m in months[::step]], rotation=45, fontsize=8)
         ax.set_ylabel("Referrals")
         ax.set_ylim(bottom=0)
         ax.legend(frameon=False, fontsize=8)
-        ax.set_title("Referrals per month (gaps: suppressed small counts)", fontsize=10)
-        fig.autofmt_xdate()
+        ax.set_title("Referrals per month (gaps: suppressed counts)", fontsize=10)
         table.chart_png = _png(fig)
     return table
 
@@ -228,7 +254,7 @@ def outcomes_table(con) -> Table:
             before, after = s[f"{measure}_before_sum"], s[f"{measure}_after_sum"]
             rows.append([
                 f"{s['window_days']} days", label, COHORT_LABELS.get(s["cohort"], s["cohort"]),
-                count_cell(n), count_cell(s["n_followup_complete"]),
+                count_cell(n), _part_cell(s["n_followup_complete"], n),
                 count_cell(before), count_cell(after),
                 derived_cell(s[f"{measure}_before_mean"], (n, before)),
                 derived_cell(s[f"{measure}_after_mean"], (n, after)),
@@ -288,17 +314,19 @@ def rearrest_tables(con) -> list[Table]:
     counts = Table(
         name="rearrest_2x2", title=f"Any re-arrest within {RE_ARREST_WINDOW} days after the index date",
         header=["Cohort", "People", "Re-arrested", "Not re-arrested", "Share re-arrested"],
-        rows=[[COHORT_LABELS[k], count_cell(yes + no), count_cell(yes), count_cell(no),
+        rows=[[COHORT_LABELS[k], count_cell(yes + no),
+               _part_cell(yes, yes + no), _part_cell(no, yes + no),
                derived_cell(yes / (yes + no) if yes + no else None, (yes, no), "{:.1%}")]
               for k, yes, no in (("lead", a, b), ("comparison", c, d))],
         sources=frozenset({"police"}))
 
-    def estimate_row(label: str, result: tuple | None, n: int | str, why: str) -> list[str]:
+    def estimate_row(label: str, result: tuple | None, n: int, why: str) -> list[str]:
         if any(is_small(x) for x in small):
             return [label, WITHHELD, WITHHELD, WITHHELD, WITHHELD]
         if result is None:
             return [label, NOT_APPLICABLE, NOT_APPLICABLE, NOT_APPLICABLE, why]
-        return [label, f"{result[0]:.2f}", f"{result[1]:.2f}", f"{result[2]:.2f}", str(n)]
+        ratio, low, high = result
+        return [label, f"{ratio:.2f}", f"{low:.2f}", f"{high:.2f}", str(n)]
 
     try:
         unadjusted = odds_ratio_woolf(a, b, c, d)
@@ -315,7 +343,7 @@ def rearrest_tables(con) -> list[Table]:
         rows=[estimate_row("Unadjusted (Woolf interval)", unadjusted, a + b + c + d,
                            "not estimable: a cell of the 2x2 table is zero"),
               estimate_row("Adjusted for prior arrests (365 days), age and sex (logistic regression)",
-                           adjusted and adjusted[:3], adjusted[3] if adjusted else "",
+                           adjusted[:3] if adjusted else None, adjusted[3] if adjusted else 0,
                            "not estimable: too few people or the model did not converge")],
         sources=frozenset({"police"}),
         note="An odds ratio below 1 means lower odds of re-arrest for LEAD participants. The "
@@ -382,17 +410,17 @@ def _html_table(t: Table) -> str:
         parts.append(f'<p class="note">{html.escape(t.note)}</p>')
     if t.chart_png:
         parts.append(f'<img alt="{html.escape(t.title)}" src="data:image/png;base64,{t.chart_png}">')
-    parts.append(t.extra_html)
     return "\n".join(parts)
 
 
 def _methods(ctx: ReportContext) -> str:
     s = ctx.settings
+    precincts = html.escape(", ".join(s.get("comparison_precincts") or []))
     items = [
-        f"<b>LEAD cohort</b>: every person with a police LEAD referral; the index date is the "
-        f"first referral date.",
+        "<b>LEAD cohort</b>: every person with a police LEAD referral; the index date is the "
+        "first referral date.",
         f"<b>Comparison cohort</b>: people never referred to LEAD who had an arrest with a "
-        f"LEAD-eligible charge in a comparison precinct ({html.escape(', '.join(s.get('comparison_precincts') or []))}) "
+        f"LEAD-eligible charge in a comparison precinct ({precincts}) "
         f"between {s.get('program_start')} and {s.get('program_end')}; the index date is the first "
         f"such arrest. A person who meets both definitions is counted as LEAD.",
         "<b>Windows</b>: for a window of W days, \"before\" is [index &minus; W, index) and "
@@ -409,8 +437,8 @@ def _methods(ctx: ReportContext) -> str:
         "identifiers or pseudonyms appear in this report. Treatment records are used for a "
         "person only while their 42 CFR Part 2 consent is active.",
         f"<b>Small cells</b>: counts from 1 to {SMALL_CELL_MAX} are shown as "
-        f"\"{SUPPRESSED}\"; means, shares and ratios that would reveal such a count are shown as "
-        f"\"{WITHHELD}\".",
+        f"\"{html.escape(SUPPRESSED)}\"; counts, means, shares and ratios that would reveal such "
+        f"a count are shown as \"{WITHHELD}\".",
         f"Cohort definitions: transforms/evaluation.yaml version {s.get('version')}.",
     ]
     return "<h2>Methods</h2><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
@@ -437,7 +465,7 @@ def render_html(tables: list[Table], ctx: ReportContext) -> str:
 {body}
 {_methods(ctx)}
 <footer><p>Small-cell protection: counts from 1 to {SMALL_CELL_MAX} are shown as
-"{SUPPRESSED}"; values that would reveal them are shown as "{WITHHELD}".
+"{html.escape(SUPPRESSED)}"; values that would reveal them are shown as "{WITHHELD}".
 Person-level tables are never published.</p></footer>
 </body>
 </html>

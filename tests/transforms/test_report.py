@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from transforms.report import (PART2_NOTICE, SUPPRESSED, WITHHELD, ReportContext, Table,
-                               adjusted_odds_ratio, count_cell, derived_cell, fit_logistic,
-                               odds_ratio_woolf, render_html, write_report)
+                               _part_cell, adjusted_odds_ratio, count_cell, derived_cell,
+                               fit_logistic, odds_ratio_woolf, render_html, suppress_grid,
+                               write_report)
 
 REPORT_DAY = date(2024, 2, 1)
 MEASURE_LABELS = {"Arrests": "arrests", "Jail bookings": "bookings", "Jail days": "jail_days"}
@@ -101,7 +102,7 @@ def test_report_files_and_layout(built):
     for external in ("http://", "https://", "<script", "<link", "src=\"/", "url("):
         assert external not in page
     assert "Data as of 2024-01-10" in page
-    assert "Methods" in page and SUPPRESSED in page
+    assert "Methods" in page and "&lt;11" in page
     assert PART2_NOTICE not in page               # no table draws on treatment records yet
 
     # A rerun the same day replaces the folder rather than adding to it.
@@ -126,11 +127,17 @@ def test_referrals_table_matches_sql(built):
         SELECT strftime(referral_date, '%Y-%m'), referral_type, count(*)
         FROM core.referral GROUP BY ALL""")}
     assert [r["Month"] for r in rows] == ["2022-03", "2022-04", "2022-05"]
+    # community in 2022-05 (5) is the only small cell, so the smallest other
+    # cell (social_contact in 2022-04, 15) is withheld to protect it.
+    secondary = ("2022-04", "social_contact")
     for r in rows:
         for kind in ("arrest_diversion", "social_contact", "community"):
             n = truth.get((r["Month"], kind), 0)
-            assert r[kind] == (SUPPRESSED if 1 <= n <= 10 else str(n))
+            expected = WITHHELD if (r["Month"], kind) == secondary else (
+                SUPPRESSED if 1 <= n <= 10 else str(n))
+            assert r[kind] == expected, (r["Month"], kind)
     assert rows[0]["arrest_diversion"] == "20" and rows[2]["community"] == SUPPRESSED
+    assert truth[secondary] == 15
 
 
 def test_outcomes_table_matches_sql(built):
@@ -225,7 +232,9 @@ def test_small_cells_are_suppressed(settings, make_warehouse):
     assert {r["People"] for r in comparison} == {"12"}
     assert read_csv(paths["referrals_monthly"])[0]["arrest_diversion"] == SUPPRESSED
     two_by_two = {r["Cohort"]: r for r in read_csv(paths["rearrest_2x2"])}
-    assert two_by_two["LEAD"]["Re-arrested"] == SUPPRESSED
+    assert (two_by_two["LEAD"]["Re-arrested"], two_by_two["LEAD"]["Not re-arrested"]) == (
+        SUPPRESSED, SUPPRESSED)
+    assert two_by_two["Comparison"]["Not re-arrested"] == "12"
     assert two_by_two["Comparison"]["Re-arrested"] == "0"
     assert two_by_two["Comparison"]["Share re-arrested"] == "0.0%"
     assert two_by_two["LEAD"]["Share re-arrested"] == WITHHELD
@@ -242,6 +251,16 @@ def test_count_and_derived_cells():
     assert derived_cell(0.5, (40, 20)) == "0.50"
     assert derived_cell(0.1, (40, 4)) == WITHHELD
     assert derived_cell(None, (0, 0)) == "-"
+    # A part beside its whole: withheld when the remainder is a small cell.
+    assert [_part_cell(p, 40) for p in (0, 5, 29, 35, 40)] == [
+        "0", SUPPRESSED, "29", WITHHELD, "40"]
+
+
+def test_single_suppressed_cell_gets_a_partner():
+    assert suppress_grid({"a": 3, "b": 40, "c": 12, "d": 0}) == {
+        "a": SUPPRESSED, "b": "40", "c": WITHHELD, "d": "0"}
+    assert suppress_grid({"a": 3, "b": 4, "c": 12}) == {"a": SUPPRESSED, "b": SUPPRESSED, "c": "12"}
+    assert suppress_grid({"a": 30, "b": 12}) == {"a": "30", "b": "12"}
 
 
 def test_odds_ratio_woolf_hand_example():
@@ -299,3 +318,15 @@ def test_part2_notice_whenever_a_table_uses_treatment_records():
     page = render_html([police, treatment], ctx)
     assert PART2_NOTICE in page
     assert "Contacts &lt;per&gt; month" in page
+
+
+def test_report_on_a_warehouse_without_data(settings, make_warehouse):
+    w = make_warehouse(settings.warehouse_path)
+    w.run()
+    w.close()
+    paths = write_report(settings, today=REPORT_DAY)
+    page = Path(paths["html"]).read_text()
+    assert "no data received" in page and "No data yet." in page
+    assert read_csv(paths["referrals_monthly"]) == []
+    assert {r["People"] for r in read_csv(paths["outcomes"])} == {"0"}
+    assert {r["Odds ratio"] for r in read_csv(paths["rearrest_odds_ratio"])} == {"-"}

@@ -45,14 +45,14 @@ bookings AS (
 ),
 charges AS (
     SELECT b.person_key, b.window_days,
-           count(*) FILTER (WHERE x.severity = 'felony'
-               AND x.referral_date >= b.before_start AND x.referral_date < b.index_date) AS felony_charges_before,
-           count(*) FILTER (WHERE x.severity = 'felony'
-               AND x.referral_date > b.index_date AND x.referral_date <= b.after_end) AS felony_charges_after,
-           count(*) FILTER (WHERE x.severity = 'misdemeanor'
-               AND x.referral_date >= b.before_start AND x.referral_date < b.index_date) AS misdemeanor_charges_before,
-           count(*) FILTER (WHERE x.severity = 'misdemeanor'
-               AND x.referral_date > b.index_date AND x.referral_date <= b.after_end) AS misdemeanor_charges_after
+           count(*) FILTER (WHERE x.severity = 'felony' AND x.referral_date >= b.before_start
+                              AND x.referral_date < b.index_date) AS felony_charges_before,
+           count(*) FILTER (WHERE x.severity = 'felony' AND x.referral_date > b.index_date
+                              AND x.referral_date <= b.after_end) AS felony_charges_after,
+           count(*) FILTER (WHERE x.severity = 'misdemeanor' AND x.referral_date >= b.before_start
+                              AND x.referral_date < b.index_date) AS misdemeanor_charges_before,
+           count(*) FILTER (WHERE x.severity = 'misdemeanor' AND x.referral_date > b.index_date
+                              AND x.referral_date <= b.after_end) AS misdemeanor_charges_after
     FROM base b
     JOIN core.case_charge x ON x.person_key = b.person_key
     GROUP BY b.person_key, b.window_days

@@ -1,0 +1,438 @@
+"""The synthetic county: real files on disk, checked against the contracts and the truth."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections import Counter, defaultdict
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from connectors import synthetic
+from connectors.contracts import Contract, load_contracts
+from connectors.synthetic import NICKNAMES, generate
+
+CONTRACTS = load_contracts()
+DATA_END = date(2024, 12, 31)
+PROGRAM = (date(2022, 1, 1), date(2023, 12, 31))
+COMPARISON_PRECINCTS = {"EAST", "WEST"}
+ID_PATTERNS = {"police": r"P\d{7}", "prosecutor": r"D\d{6}", "jail": r"J\d{8}", "treatment": r"C\d{5}"}
+
+
+def _eligible_codes() -> set[str]:
+    with open(synthetic.OFFENSE_CODES_FILE, newline="") as f:
+        return {r["offense_code"] for r in csv.DictReader(f) if r["lead_eligible"] == "true"}
+
+
+class Run:
+    """One generated data set, read back the way an agency file would be read."""
+
+    def __init__(self, root: Path, summary: dict):
+        self.root, self.summary = root, summary
+        self.inbox, self.answers = root / "inbox", root / "answers"
+        self._rows: dict[str, list[dict]] = {}
+
+    def path(self, contract: Contract) -> Path:
+        return self.inbox / contract.agency / contract.file_pattern.replace("*", "20241231")
+
+    def rows(self, name: str) -> list[dict]:
+        """Data rows of one extract, each with its true person id from records.csv."""
+        if name not in self._rows:
+            c = CONTRACTS[name]
+            with open(self.path(c), newline="", encoding=c.format.encoding) as f:
+                rows = list(csv.DictReader(f, delimiter=c.format.delimiter, quotechar=c.format.quotechar))
+            for r, t in zip(rows, self.truth_ids()[name]):
+                r["_true"] = t
+            self._rows[name] = rows
+        return self._rows[name]
+
+    def truth_ids(self) -> dict[str, list[str]]:
+        if not hasattr(self, "_truth_ids"):
+            ids = defaultdict(list)
+            with open(self.answers / "records.csv", newline="") as f:
+                for r in csv.DictReader(f):
+                    assert int(r["row_number"]) == len(ids[r["contract"]]) + 1
+                    ids[r["contract"]].append(r["true_person_id"])
+            self._truth_ids = ids
+        return self._truth_ids
+
+    def persons(self) -> dict[str, dict]:
+        with open(self.answers / "persons.csv", newline="") as f:
+            return {r["true_person_id"]: r for r in csv.DictReader(f)}
+
+    def truth(self) -> dict:
+        return json.loads((self.answers / "truth.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Run:
+    root = tmp_path_factory.mktemp("synthetic")
+    return Run(root, generate(root / "inbox", root / "answers"))
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _day(c: Contract, column: str, value: str) -> date:
+    return datetime.strptime(value, c.column(column).formats[0]).date()
+
+
+# --- files and contracts ------------------------------------------------------------------------
+
+def test_one_complete_file_per_contract_named_by_its_pattern(run):
+    written = sorted(p.relative_to(run.inbox) for p in run.inbox.rglob("*") if p.is_file())
+    expected = sorted(run.path(c).relative_to(run.inbox) for c in CONTRACTS.values())
+    assert written == expected
+    assert all(c.matches(run.path(c).name) for c in CONTRACTS.values())
+    assert not list(run.root.rglob("*.part"))
+    assert run.summary["files"] == {n: len(run.rows(n)) for n in CONTRACTS}
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACTS))
+def test_file_follows_its_contract(run, name):
+    c = CONTRACTS[name]
+    with open(run.path(c), newline="", encoding=c.format.encoding) as f:
+        records = list(csv.reader(f, delimiter=c.format.delimiter, quotechar=c.format.quotechar))
+    assert records[0] == c.column_names
+    assert len(records) > 1 and all(len(r) == len(c.columns) for r in records)
+    for i, col in enumerate(c.columns):
+        values = [r[i] for r in records[1:]]
+        if not col.nullable:
+            assert all(v.strip() for v in values), col.name
+        present = [v for v in values if v]
+        if col.type in ("date", "timestamp"):
+            for v in present:
+                datetime.strptime(v, col.formats[0])
+        if col.type == "integer":
+            assert all(v.isdigit() for v in present), col.name
+        if col.known_values is not None:
+            assert set(present) <= set(col.known_values), col.name
+        if col.reference == "offense_codes":
+            assert set(present) <= set(synthetic._offenses().codes), col.name
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACTS))
+def test_primary_keys_are_unique(run, name):
+    c = CONTRACTS[name]
+    keys = [tuple(r[k] for k in c.primary_key) for r in run.rows(name)]
+    assert len(keys) == len(set(keys))
+
+
+def test_records_map_every_row_to_a_true_person(run):
+    ids = run.truth_ids()
+    assert set(ids) == set(CONTRACTS)
+    for name in CONTRACTS:
+        assert len(ids[name]) == len(run.rows(name))
+        assert all(re.fullmatch(r"T\d{6}", t) for t in ids[name])
+
+
+def test_agency_ids_follow_their_scheme_and_belong_to_one_person(run):
+    people_per_id, ids_per_person = defaultdict(set), defaultdict(set)
+    for name, c in CONTRACTS.items():
+        column = c.role("agency_person_id").name
+        for r in run.rows(name):
+            assert re.fullmatch(ID_PATTERNS[c.agency], r[column])
+            people_per_id[(c.agency, r[column])].add(r["_true"])
+            ids_per_person[(c.agency, r["_true"])].add(r[column])
+    assert all(len(p) == 1 for p in people_per_id.values())
+    registered_twice = {p for (_, p), ids in ids_per_person.items() if len(ids) > 1}
+    assert 0.005 * 3000 < len(registered_twice) < 0.04 * 3000
+
+
+def test_record_ids_are_distinct_and_linked(run):
+    arrests = {r["arrest_id"]: r for r in run.rows("police_arrests")}
+    bookings = run.rows("jail_bookings")
+    assert {r["booking_id"][0] for r in bookings} == {"B"} and {a[0] for a in arrests} == {"A"}
+    booked = [r for r in bookings if r["arrest_id"]]
+    assert 0.05 < 1 - len(booked) / len(bookings) < 0.2     # warrant and other-agency bookings
+    jail, police = CONTRACTS["jail_bookings"], CONTRACTS["police_arrests"]
+    for r in booked:
+        a = arrests[r["arrest_id"]]
+        assert a["_true"] == r["_true"]
+        assert _day(jail, "booking_ts", r["booking_ts"]) == _day(police, "arrest_date", a["arrest_date"])
+    for r in bookings:
+        booked_on = _day(jail, "booking_ts", r["booking_ts"])
+        if r["release_ts"]:
+            assert (datetime.strptime(r["release_ts"], jail.column("release_ts").formats[0])
+                    > datetime.strptime(r["booking_ts"], jail.column("booking_ts").formats[0]))
+        else:
+            assert (DATA_END - booked_on).days < 30
+    cases = CONTRACTS["prosecutor_cases"]
+    for r in run.rows("prosecutor_cases"):
+        if r["arrest_id"]:
+            a = arrests[r["arrest_id"]]
+            assert a["_true"] == r["_true"]
+            waited = _day(cases, "referral_date", r["referral_date"]) - _day(police, "arrest_date", a["arrest_date"])
+            assert 1 <= waited.days <= 10
+        assert bool(r["disposition"]) == (r["decision"] == "filed")
+
+
+# --- cohorts and the planted effect ----------------------------------------------------------------
+
+def test_cohort_sizes_default_to_the_evaluation(run):
+    persons = run.persons()
+    assert Counter(p["cohort"] for p in persons.values()) == {"lead": 203, "comparison": 115}
+    truth = run.truth()
+    assert truth["counts"]["lead"] == 203 and truth["counts"]["comparison"] == 115
+    assert truth["outcomes"]["lead"]["365"]["n_people"] == 203
+
+
+def test_cohort_rule_finds_exactly_the_true_cohorts(run):
+    """Given correct linkage, evaluation.yaml's rule recovers the planted cohorts and index dates."""
+    persons = run.persons()
+    referrals, arrests = CONTRACTS["police_referrals"], CONTRACTS["police_arrests"]
+    first_referral = {}
+    for r in run.rows("police_referrals"):
+        d = _day(referrals, "referral_date", r["referral_date"])
+        assert PROGRAM[0] <= d <= PROGRAM[1] and r["precinct"] not in COMPARISON_PRECINCTS
+        first_referral[r["_true"]] = min(d, first_referral.get(r["_true"], d))
+    eligible = _eligible_codes()
+    first_eligible = {}
+    for r in run.rows("police_arrests"):
+        d = _day(arrests, "arrest_date", r["arrest_date"])
+        if (r["offense_code"] in eligible and r["precinct"] in COMPARISON_PRECINCTS
+                and PROGRAM[0] <= d <= PROGRAM[1] and r["_true"] not in first_referral):
+            first_eligible[r["_true"]] = min(d, first_eligible.get(r["_true"], d))
+    truth_index = {t: date.fromisoformat(p["index_date"]) for t, p in persons.items()}
+    assert first_referral == {t: d for t, d in truth_index.items() if persons[t]["cohort"] == "lead"}
+    assert first_eligible == {t: d for t, d in truth_index.items() if persons[t]["cohort"] == "comparison"}
+    per_person = Counter(r["_true"] for r in run.rows("police_referrals"))
+    assert set(per_person.values()) == {1, 2} and per_person.most_common()[-1][1] == 1
+
+
+def test_only_the_comparison_index_arrest_falls_on_an_index_date(run):
+    persons = run.persons()
+    arrests = CONTRACTS["police_arrests"]
+    on_index = Counter()
+    for r in run.rows("police_arrests"):
+        p = persons.get(r["_true"])
+        if p and _day(arrests, "arrest_date", r["arrest_date"]) == date.fromisoformat(p["index_date"]):
+            assert p["cohort"] == "comparison"
+            on_index[r["_true"]] += r["charge_seq"] == "1"
+    assert set(on_index.values()) == {1} and len(on_index) == 115
+
+
+def test_truth_outcomes_are_what_the_files_say(run):
+    """Recount the truth's aggregates from the extracts themselves, by the documented definitions."""
+    index = {t: date.fromisoformat(p["index_date"]) for t, p in run.persons().items()}
+    cohort = {t: p["cohort"] for t, p in run.persons().items()}
+    arrests, jail = CONTRACTS["police_arrests"], CONTRACTS["jail_bookings"]
+    arrest_days = {r["arrest_id"]: (r["_true"], _day(arrests, "arrest_date", r["arrest_date"]))
+                   for r in run.rows("police_arrests") if r["_true"] in index}
+    stays = {}
+    for r in run.rows("jail_bookings"):
+        if r["_true"] in index:
+            booked = _day(jail, "booking_ts", r["booking_ts"])
+            released = _day(jail, "release_ts", r["release_ts"]) if r["release_ts"] else DATA_END
+            stays[r["booking_id"]] = (r["_true"], booked, (released - booked).days + 1)
+    truth = run.truth()["outcomes"]
+    for window in (180, 365):
+        got = defaultdict(Counter)
+        rearrested = defaultdict(set)
+        for person, day in arrest_days.values():
+            offset = (day - index[person]).days
+            if -window <= offset < 0:
+                got[cohort[person]]["arrests_before"] += 1
+            elif 0 < offset <= window:
+                got[cohort[person]]["arrests_after"] += 1
+                rearrested[cohort[person]].add(person)
+        for person, day, days in stays.values():
+            offset = (day - index[person]).days
+            side = "before" if -window <= offset < 0 else "after" if 0 < offset <= window else None
+            if side:
+                got[cohort[person]][f"bookings_{side}"] += 1
+                got[cohort[person]][f"jail_days_{side}"] += days
+        for c in ("lead", "comparison"):
+            expected = dict(truth[c][str(window)])
+            assert expected.pop("any_rearrest_after") == len(rearrested[c])
+            assert expected.pop("n_people") == sum(v == c for v in cohort.values())
+            assert expected == {k: got[c][k] for k in expected}
+
+
+def test_planted_effect_is_visible(run):
+    truth = run.truth()
+    assert truth["planted"]["odds_ratio_lead_any_rearrest_365"] == 0.42
+
+    def odds(c):
+        k, n = (truth["outcomes"][c]["365"][x] for x in ("any_rearrest_after", "n_people"))
+        return k / (n - k)
+    assert 0.2 < odds("lead") / odds("comparison") < 0.8
+    comparison = truth["outcomes"]["comparison"]["365"]
+    assert 0.45 < comparison["any_rearrest_after"] / comparison["n_people"] < 0.75
+
+
+def test_referrals_per_month_add_up(run):
+    referrals = run.truth()["referrals"]
+    counted = Counter((r["referral_date"][:7], r["referral_type"]) for r in run.rows("police_referrals"))
+    assert referrals["total"] == len(run.rows("police_referrals")) == sum(counted.values())
+    assert len(referrals["by_month"]) == 24
+    for month, types in referrals["by_month"].items():
+        for t, n in types.items():
+            assert counted[(month, t)] == n
+    share = Counter(r["referral_type"] for r in run.rows("police_referrals"))
+    assert share.most_common(1)[0][0] == "arrest_diversion"
+
+
+def test_every_lead_participant_is_a_consenting_client_mostly(run):
+    persons = run.persons()
+    lead = {t for t, p in persons.items() if p["cohort"] == "lead"}
+    episodes = CONTRACTS["treatment_episodes"]
+    lead_episodes = {r["_true"]: r for r in run.rows("treatment_episodes") if r["referral_source"] == "lead"}
+    assert set(lead_episodes) == lead
+    waits = sorted((_day(episodes, "intake_date", r["intake_date"])
+                    - date.fromisoformat(persons[t]["index_date"])).days for t, r in lead_episodes.items())
+    assert 3 <= waits[0] and waits[-1] <= 60 and 8 <= waits[len(waits) // 2] <= 20
+    clients = run.rows("treatment_clients")
+    assert {r["_true"] for r in clients} > lead                 # a few non-LEAD clients too
+    assert 0.75 < sum(r["consent_status"] == "active" for r in clients) / len(clients) < 0.95
+    open_until = {r["client_id"]: (_day(episodes, "intake_date", r["intake_date"]),
+                                   _day(episodes, "exit_date", r["exit_date"]) if r["exit_date"] else DATA_END)
+                  for r in run.rows("treatment_episodes")}
+    contacts = CONTRACTS["treatment_contacts"]
+    for r in run.rows("treatment_contacts"):
+        start, end = open_until[r["client_id"]]
+        assert start <= _day(contacts, "contact_date", r["contact_date"]) <= end
+    assert Counter(r["service_type"] for r in run.rows("treatment_contacts")).most_common(1)[0][0] == "case_management"
+
+
+# --- identifiers -------------------------------------------------------------------------------------
+
+def _identifier_values(run: Run) -> set[str]:
+    values = set()
+    for name, c in CONTRACTS.items():
+        for col in c.identifier_columns:
+            values |= {r[col.name].strip() for r in run.rows(name) if r[col.name].strip()}
+    return values
+
+
+def test_answers_and_summary_hold_no_identifiers(run):
+    identifiers = _identifier_values(run)
+    found = set()
+    for name in ("records.csv", "persons.csv"):
+        with open(run.answers / name, newline="") as f:
+            for row in csv.reader(f):
+                found |= {v.strip() for v in row}
+
+    def walk(x):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                found.add(str(k))
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+        else:
+            found.add(str(x))
+    walk(run.truth())
+    walk({k: v for k, v in run.summary.items() if k != "paths"})
+    assert not identifiers & found
+    assert sorted(p.name for p in run.answers.iterdir()) == ["persons.csv", "records.csv", "truth.json"]
+
+
+def test_identity_only_in_identifier_columns(run):
+    identifiers = _identifier_values(run)
+    true_ids = {t for ids in run.truth_ids().values() for t in ids}
+    for name, c in CONTRACTS.items():
+        for col in c.plain_columns:
+            values = {r[col.name].strip() for r in run.rows(name)}
+            assert not values & identifiers, f"{name}.{col.name}"
+            assert not values & true_ids, f"{name}.{col.name}"
+
+
+def test_ssns_look_valid_and_a_quarter_are_missing(run):
+    per_record, missing = 0, 0
+    for name, c in CONTRACTS.items():
+        ssn = c.role("ssn")
+        if not ssn:
+            continue
+        key = c.primary_key[0]
+        seen = {}
+        for r in run.rows(name):
+            seen[r[key]] = r[ssn.name]
+        for v in seen.values():
+            per_record += 1
+            if not v:
+                missing += 1
+                continue
+            digits = v.replace("-", "")
+            assert re.fullmatch(r"\d{3}-\d{2}-\d{4}|\d{9}", v)
+            area = int(digits[:3])
+            assert 1 <= area <= 899 and area != 666 and digits[3:5] != "00" and digits[5:] != "0000"
+    assert 0.18 < missing / per_record < 0.32
+
+
+def test_agencies_spell_people_differently(run):
+    """The variants record linkage has to survive are all there."""
+    by_person = defaultdict(list)          # true id -> (agency, first, last, dob, address)
+    for name, c in CONTRACTS.items():
+        if not c.role("first_name"):
+            continue
+        dob_fmt = c.role("dob").formats[0]
+        for r in run.rows(name):
+            by_person[r["_true"]].append((c.agency, r[c.role("first_name").name], r[c.role("last_name").name],
+                                          datetime.strptime(r[c.role("dob").name], dob_fmt).date(),
+                                          r.get("address", "")))
+    nick = {v.upper(): k.upper() for k, v in NICKNAMES.items()}
+    nicknamed = swapped_dob = swapped_names = compound = 0
+    for records in by_person.values():
+        firsts = {f.strip().upper() for _, f, _, _, _ in records}
+        lasts = {ln.strip().upper() for _, _, ln, _, _ in records}
+        nicknamed += any(f in nick and nick[f] in firsts for f in firsts)
+        dobs = {d for *_, d, _ in records}
+        swapped_dob += any(d.day <= 12 and d.day != d.month and date(d.year, d.day, d.month) in dobs for d in dobs)
+        swapped_names += bool(firsts & lasts)
+        compound += any("-" in ln and set(ln.split("-")) & lasts for ln in lasts)
+    assert nicknamed > 20 and swapped_dob > 5 and swapped_names > 5 and compound > 5
+    # Jail writes names in capitals; police in mixed case.
+    assert all(r["last_name"] == r["last_name"].upper() for r in run.rows("jail_bookings"))
+    assert any(r["last_name"] != r["last_name"].upper() for r in run.rows("police_arrests"))
+
+
+def test_households_share_surname_and_address(run):
+    at = defaultdict(set)
+    for r in run.rows("police_arrests"):
+        if r["address"] and r["address"][0].isdigit() and r["address"] not in synthetic.SHELTERS:
+            at[(r["address"], r["last_name"].upper())].add(r["_true"])
+    shared = [people for people in at.values() if len(people) > 1]
+    assert len(shared) > 30
+
+
+# --- determinism and scale ----------------------------------------------------------------------------
+
+def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
+    small = dict(people=600, lead=30, comparison=20)
+    generate(tmp_path / "a" / "inbox", tmp_path / "a" / "answers", seed=3, **small)
+    generate(tmp_path / "b" / "inbox", tmp_path / "b" / "answers", seed=3, progress=True, **small)
+    generate(tmp_path / "c" / "inbox", tmp_path / "c" / "answers", seed=4, **small)
+    a, b, c = (_digest(tmp_path / x) for x in "abc")
+    assert a == b
+    assert a.keys() == c.keys() and all(a[k] != c[k] for k in a)
+
+
+def test_blocks_stitch_together(tmp_path, monkeypatch):
+    """Many small blocks: ids and keys stay unique across them and the truth still adds up."""
+    monkeypatch.setattr(synthetic, "BLOCK_PEOPLE", 150)
+    summary = generate(tmp_path / "inbox", tmp_path / "answers", people=1000, lead=40, comparison=25)
+    r = Run(tmp_path, summary)
+    for name, c in CONTRACTS.items():
+        keys = [tuple(row[k] for k in c.primary_key) for row in r.rows(name)]
+        assert len(keys) == len(set(keys)) == summary["files"][name]
+    ids = defaultdict(set)
+    for name, c in CONTRACTS.items():
+        column = c.role("agency_person_id").name
+        for row in r.rows(name):
+            ids[(c.agency, row[column])].add(row["_true"])
+    assert all(len(p) == 1 for p in ids.values())
+    assert Counter(p["cohort"] for p in r.persons().values()) == {"lead": 40, "comparison": 25}
+
+
+def test_refuses_cohorts_larger_than_the_population(tmp_path):
+    with pytest.raises(ValueError, match="do not fit"):
+        generate(tmp_path / "inbox", tmp_path / "answers", people=100, lead=80, comparison=30)
+    assert not (tmp_path / "inbox").exists()

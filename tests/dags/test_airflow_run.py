@@ -1,0 +1,131 @@
+"""The DAGs run through real Airflow (``dag.test()`` in a child process, SQLite metadata DB).
+
+The metadata DB is migrated once per session and shared; every test has its
+own data directory and key. Each run costs a few seconds (the child imports
+Airflow and starts its in-process execution API).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import textwrap
+
+import duckdb
+import pytest
+
+from leadhub.airflow_local import CHILD_LOG, run_demo_dags
+from leadhub.errors import LeadHubError
+from leadhub.settings import Settings
+
+CLIENTS = ("client_id,last_name,first_name,dob,ssn,phone,address,sex,consent_status,consent_date\n"
+           "C00001,Zebediah,Quill,1980-02-03,123-45-6780,206-555-0100,1 Main St,M,active,2022-01-05\n"
+           "C00002,Okonkwo,Ada,1975-11-30,,206-555-0101,Shelter A,F,revoked,2022-03-01\n")
+RAW_IDENTIFIERS = (b"Zebediah", b"Okonkwo", b"123-45-6780", b"1980-02-03", b"C00001", b"206-555-0100")
+
+
+@pytest.fixture(scope="session")
+def shared_airflow_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("airflow_home")
+
+
+@pytest.fixture
+def hub(settings, shared_airflow_home, monkeypatch) -> Settings:
+    monkeypatch.setenv("AIRFLOW_HOME", str(shared_airflow_home))
+    return Settings.from_env()
+
+
+def drop(settings: Settings, agency: str, name: str, text: str) -> None:
+    path = settings.inbox(agency) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.utime(path, (1, 1))  # old enough to count as a complete delivery
+
+
+def asset_events(settings: Settings) -> list[tuple[str, str]]:
+    with sqlite3.connect(settings.airflow_home / "airflow.db") as db:
+        return db.execute("SELECT a.uri, e.source_dag_id FROM asset_event e "
+                          "JOIN asset a ON a.id = e.asset_id ORDER BY e.id").fetchall()
+
+
+def test_feed_with_an_empty_inbox_succeeds_with_an_empty_summary(hub):
+    runs = run_demo_dags(hub, ["police_feed"])
+    assert runs["police_feed"]["state"] == "success"
+    assert runs["police_feed"]["tasks"] == {"ingest": "success", "check_quarantine": "success"}
+    assert runs["police_feed"]["xcom"] == {"ingest": []}
+    assert ("leadhub://staging/police", "police_feed") not in asset_events(hub)  # nothing accepted
+
+
+def test_accepted_file_reaches_the_warehouse_and_airflow_sees_no_identifier(hub):
+    drop(hub, "treatment", "treatment_clients_20240101.csv", CLIENTS)
+    runs = run_demo_dags(hub, ["treatment_feed", "warehouse_build", "lead_report"])
+
+    assert {d: r["state"] for d, r in runs.items()} == dict.fromkeys(runs, "success")
+    [summary] = runs["treatment_feed"]["xcom"]["ingest"]
+    assert (summary["file"], summary["status"], summary["rows"]) == ("treatment_clients_20240101.csv",
+                                                                     "accepted", 2)
+    assert ("leadhub://staging/treatment", "treatment_feed") in asset_events(hub)
+    assert all(isinstance(n, int) for n in runs["warehouse_build"]["xcom"]["build"].values())
+    assert runs["lead_report"]["xcom"]["report"]
+    with duckdb.connect(str(hub.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM staging.treatment_clients").fetchone() == (2,)
+
+    airflow_files = [p for p in hub.airflow_home.rglob("*") if p.is_file()]
+    assert hub.airflow_home / "airflow.db" in airflow_files and hub.airflow_home / CHILD_LOG in airflow_files
+    for path in airflow_files:
+        data = path.read_bytes()
+        assert not [raw for raw in RAW_IDENTIFIERS if raw in data], path
+
+
+def test_quarantined_file_fails_check_quarantine_naming_agency_file_and_rule(hub):
+    drop(hub, "police", "police_unexpected_20240101.csv", "a,b\n1,2\n")
+    with pytest.raises(LeadHubError) as caught:
+        run_demo_dags(hub, ["police_feed", "warehouse_build"])
+    message = str(caught.value)
+    assert "police_feed" in message and "check_quarantine" in message
+    assert "agency=police" in message and "file=police_unexpected_20240101.csv" in message
+    assert "rule=unknown_file_name" in message
+    assert "warehouse_build" not in message  # the run stopped at the failed feed
+    assert list((hub.quarantine_dir / "police").glob("*police_unexpected_20240101.csv"))  # kept, not lost
+
+
+def test_stage_errors_that_may_quote_data_are_withheld_from_airflow(hub, tmp_path):
+    dags_dir = tmp_path / "dags"
+    dags_dir.mkdir()
+    (dags_dir / "leaky.py").write_text(textwrap.dedent('''
+        from airflow.sdk import dag, task
+        from dags._common import START_DATE, default_args, run_stage
+
+        def stage():
+            raise ValueError("cannot parse 'Zebediah Quill' born 1980-02-03")
+
+        @dag(dag_id="leaky", schedule=None, start_date=START_DATE, default_args=default_args("police"))
+        def leaky():
+            @task
+            def ingest():
+                return run_stage("police ingest", stage)
+            ingest()
+
+        leaky()
+    '''))
+    with pytest.raises(LeadHubError, match="police ingest failed with ValueError; its message is withheld"):
+        run_demo_dags(hub, ["leaky"], dags_dir=dags_dir)
+    log = (hub.airflow_home / CHILD_LOG).read_bytes()
+    assert b"withheld" in log
+    assert b"Zebediah" not in log and b"1980-02-03" not in log
+
+
+@pytest.mark.slow
+def test_demo_runs_every_dag_through_airflow_into_the_warehouse(hub):
+    synthetic = pytest.importorskip("connectors.synthetic")
+    synthetic.generate(hub.inbox_dir, hub.answers_dir, people=400, seed=7, lead=40, comparison=30)
+    runs = run_demo_dags(hub)
+    assert list(runs) == [f"{a}_feed" for a in ("jail", "police", "prosecutor", "treatment")] + [
+        "warehouse_build", "lead_report"]
+    assert {d: r["state"] for d, r in runs.items()} == dict.fromkeys(runs, "success")
+    counts = runs["warehouse_build"]["xcom"]["build"]
+    with duckdb.connect(str(hub.warehouse_path), read_only=True) as con:
+        persons = con.execute("SELECT count(*) FROM core.person").fetchone()[0]
+        referrals = con.execute("SELECT count(*) FROM core.referral").fetchone()[0]
+    assert persons > 0 and referrals > 0
+    assert counts["core.person"] == persons

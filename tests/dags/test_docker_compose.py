@@ -1,0 +1,166 @@
+"""docker-compose.yml and its image, checked statically (no container engine here or in CI).
+
+Catches what would otherwise surface only on the deployment host: a floating
+image tag, a mounted file missing from the repository, a secret written inline,
+a variable .env.example forgets, an agency without an inbox.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from connectors.contracts import agencies
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / "docker" / ".env.example"
+DATA_DIR = "/opt/leadhub/data"
+KEY_SECRET = "leadhub_master_key"
+
+REQUIRED_SERVICES = {"postgres", "redis", "sftp", "airflow-apiserver", "airflow-scheduler",
+                     "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "airflow-init"}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$|^SFTP_USERS$")
+# ${VAR}, ${VAR:-default}, ${VAR:?message}; "$${...}" is an escaped dollar for the container's shell.
+VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+URL_CREDENTIALS = re.compile(r"://[^:/@\s]*:(\$\{[^}]*\}|[^@\s]*)@")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+def env_of(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def volume_mounts(service: dict) -> list[tuple[str, str]]:
+    mounts = []
+    for v in service.get("volumes") or []:
+        if isinstance(v, dict):
+            mounts.append((str(v.get("source", "")), str(v["target"])))
+        else:
+            source, _, rest = str(v).partition(":")
+            mounts.append((source, rest.split(":")[0]))
+    return mounts
+
+
+def git_ignored(path: Path) -> bool:
+    done = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", str(path.relative_to(ROOT))],
+                          capture_output=True)
+    return done.returncode == 0
+
+
+def test_required_services_are_present(services):
+    assert REQUIRED_SERVICES <= set(services)
+
+
+def test_every_image_is_pinned(services):
+    for name, service in services.items():
+        image = service.get("image")
+        assert image, f"{name} has no image (a built service still names its tag)"
+        if "@sha256:" in image:
+            continue
+        repo, _, tag = image.rpartition(":")
+        assert repo and "/" not in tag, f"{name}: {image} has no tag"
+        assert tag != "latest", f"{name}: {image} floats"
+
+
+def test_built_image_is_the_official_airflow_image_of_the_pinned_version(services):
+    airflow_pin = next(d for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+                       if d.startswith("apache-airflow=="))
+    version = airflow_pin.split("==")[1]
+    builds = {name: s["build"] for name, s in services.items() if "build" in s}
+    assert set(builds) >= {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+                           "airflow-triggerer", "airflow-worker", "airflow-init"}
+    for name, build in builds.items():
+        dockerfile = ROOT / build["context"] / build["dockerfile"]
+        assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
+        text = dockerfile.read_text()
+        assert re.search(rf"^FROM apache/airflow:{re.escape(version)}-python3\.11\s*$", text, re.M), dockerfile
+        assert "--constraint /opt/leadhub/constraints.txt" in text
+
+
+def test_everything_the_dockerfile_copies_exists(services):
+    dockerfile = ROOT / "docker" / "Dockerfile"
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("COPY"):
+            sources = [w for w in line.split()[1:-1] if not w.startswith("--")]
+            for source in sources:
+                assert (ROOT / source).exists(), f"Dockerfile copies {source}, which is not in the repository"
+
+
+def test_bind_mounts_and_files_exist_or_are_ignored_secrets(compose, services):
+    named = set(compose.get("volumes") or {})
+    for name, service in services.items():
+        for source, target in volume_mounts(service):
+            if source.startswith((".", "/", "~")):
+                assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the repository"
+            else:
+                assert source in named, f"{name} mounts undeclared volume {source}"
+        for env_file in service.get("env_file") or []:
+            assert (ROOT / env_file).exists() or git_ignored(ROOT / env_file), f"{name}: {env_file}"
+    for secret_name, secret in (compose.get("secrets") or {}).items():
+        path = ROOT / secret["file"]
+        assert path.exists() or git_ignored(path), f"secret {secret_name}: {path} would be committed"
+
+
+def test_no_secret_is_written_inline(services):
+    for name, service in services.items():
+        for key, value in env_of(service).items():
+            if SECRET_NAME.search(key):
+                assert VARIABLE.fullmatch(value), f"{name}.{key} must come from a ${{VAR}} reference"
+            for password in URL_CREDENTIALS.findall(value):
+                assert password == "" or VARIABLE.fullmatch(password), f"{name}.{key} has an inline password"
+
+
+def test_env_example_lists_every_variable_and_holds_no_secret():
+    compose_text = COMPOSE.read_text()
+    used = {m.group(1) for m in VARIABLE.finditer(compose_text)}
+    example = dict(line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert used - set(example) == set(), "add these to docker/.env.example"
+    for key, value in example.items():
+        if SECRET_NAME.search(key):
+            assert value.strip("'\"") == "", f".env.example must not ship a value for {key}"
+
+
+def test_every_agency_has_an_sftp_upload_folder_that_is_its_worker_inbox(services):
+    sftp = dict(volume_mounts(services["sftp"]))
+    worker = {target: source for source, target in volume_mounts(services["airflow-worker"])}
+    for agency in agencies():
+        volume = worker.get(f"{DATA_DIR}/inbox/{agency}")
+        assert volume, f"the worker does not mount an inbox for {agency}"
+        assert sftp.get(volume) == f"/home/{agency}/upload", f"{agency}'s inbox is not its SFTP upload folder"
+
+
+def test_worker_has_the_key_as_a_secret_and_its_data_volumes(services):
+    worker = services["airflow-worker"]
+    env = env_of(worker)
+    assert KEY_SECRET in worker.get("secrets", [])
+    assert env["LEADHUB_KEY_FILE"] == f"/run/secrets/{KEY_SECRET}"
+    assert env["LEADHUB_DATA_DIR"] == DATA_DIR
+    targets = {target for _, target in volume_mounts(worker)}
+    for sub in ("archive", "quarantine", "warehouse", "reports"):
+        assert f"{DATA_DIR}/{sub}" in targets
+    others = [n for n, s in services.items() if KEY_SECRET in (s.get("secrets") or [])]
+    assert others == ["airflow-worker"], "only the worker, which runs the pipeline, needs the key"
+
+
+def test_init_creates_the_warehouse_pool(services):
+    command = " ".join(services["airflow-init"]["command"])
+    assert "airflow pools set leadhub_warehouse 1" in command
