@@ -17,6 +17,14 @@ ones when linkage is right: only LEAD people are referred, and the only
 arrests with a LEAD-eligible charge in a comparison precinct inside the
 program window belong to comparison people, on or after their index date.
 
+Answers (no name, date of birth, SSN, address, phone or agency id in any of them):
+  records.csv  contract, row_number (1-based data row of that contract's file),
+               true_person_id: the true person behind every data row
+  persons.csv  the LEAD and comparison people: cohort, index date, sex, race,
+               ethnicity, age at index, arrests in the 365 days before index
+  truth.json   the planted model and the true outcome aggregates per cohort and
+               window, counted as marts.outcomes counts them; referrals by month
+
 Scale: people are generated in fixed blocks of ``BLOCK_PEOPLE``, each drawing
 from its own random stream seeded by (seed, block number) and written before
 the next block is built. Memory stays flat, and the output depends only on the
@@ -91,8 +99,8 @@ CONTACTS_PER_DAY = 0.1          # about three service contacts a month while an 
 SERVICE_TYPES = {"case_management": 0.55, "housing": 0.15, "sud_treatment": 0.12,
                  "mental_health": 0.12, "benefits": 0.06}
 CLIENT_SOURCES = {"self": 0.40, "court": 0.35, "other": 0.25}
-EXIT_REASONS = {"completed": 0.35, "disengaged": 0.35, "moved": 0.10, "incarcerated": 0.10,
-                "deceased": 0.02, "other": 0.08}
+# No 'deceased': a dead client would go on being arrested in these data.
+EXIT_REASONS = {"completed": 0.36, "disengaged": 0.36, "moved": 0.10, "incarcerated": 0.10, "other": 0.08}
 CONSENT = {"active": 0.85, "revoked": 0.06, "expired": 0.05, "none": 0.04}
 DECISIONS = ("filed", "declined", "diverted", "pending")
 DECISION_P = (0.58, 0.25, 0.07, 0.10)
@@ -231,6 +239,7 @@ def _date(day: int) -> date:
 
 
 def _ymd(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Year, month and day arrays of day numbers."""
     d = np.asarray(days, dtype=np.int64).astype("datetime64[D]")
     months = d.astype("datetime64[M]")
     year = months.astype(np.int64) // 12 + 1970
@@ -313,12 +322,8 @@ def _scramble(rng: np.random.Generator, space: int) -> tuple[int, int]:
 class _Offenses:
     codes: np.ndarray          # object: offense codes
     severity: np.ndarray       # object: default severity
-    category: np.ndarray       # object: offense type
     eligible: np.ndarray       # bool: LEAD-eligible
     weight: np.ndarray         # how common each code is among arrests
-
-    def index(self, code: str) -> int:
-        return int(np.flatnonzero(self.codes == code)[0])
 
 
 # Relative frequency of each code among arrest charges (codes not listed get weight 2).
@@ -334,7 +339,6 @@ def _offenses() -> _Offenses:
     return _Offenses(
         codes=_obj(r["offense_code"] for r in rows),
         severity=_obj(r["default_severity"] for r in rows),
-        category=_obj(r["offense_type"] for r in rows),
         eligible=np.array([r["lead_eligible"].strip().lower() == "true" for r in rows]),
         weight=np.array([OFFENSE_WEIGHTS.get(r["offense_code"], 2) for r in rows], dtype=float),
     )
@@ -471,6 +475,8 @@ class _World:
     """Everything decided once per run: calendar, cohorts, id schemes, model intercept, counters."""
 
     def __init__(self, people: int, seed: int, lead: int, comparison: int):
+        if people < 1 or lead < 0 or comparison < 0:
+            raise ValueError("people must be positive and cohort sizes not negative")
         if lead + comparison > people:
             raise ValueError(f"{lead} LEAD + {comparison} comparison people do not fit in {people} people")
         if people > SSN_SPACE:
@@ -550,8 +556,9 @@ def _draw_index(rng: np.random.Generator, w: _World, cohort: np.ndarray) -> np.n
     return np.where(cohort == LEAD, w.p0 + np.floor(ramp), w.p0 + np.floor(even)).astype(np.int64)
 
 
-def _logit(w: _World, intercept: float, prior: np.ndarray, age: np.ndarray, male: np.ndarray,
+def _logit(intercept: float, prior: np.ndarray, age: np.ndarray, male: np.ndarray,
            lead: np.ndarray) -> np.ndarray:
+    """The planted model's linear predictor (see MODEL)."""
     return (intercept + MODEL["any_prior_365"] * (prior > 0) + MODEL["age_per_decade"] * (age - 35) / 10
             + MODEL["male"] * male + MODEL["lead"] * lead)
 
@@ -567,7 +574,7 @@ def _calibrate(rng: np.random.Generator, w: _World, n: int = 200_000) -> float:
     lo, hi = -10.0, 10.0
     for _ in range(60):
         mid = (lo + hi) / 2
-        rate = np.mean(1 / (1 + np.exp(-_logit(w, mid, prior, age, male, np.zeros(n)))))
+        rate = np.mean(1 / (1 + np.exp(-_logit(mid, prior, age, male, np.zeros(n)))))
         lo, hi = (mid, hi) if rate < TARGET_COMPARISON_REARREST else (lo, mid)
     return (lo + hi) / 2
 
@@ -702,7 +709,7 @@ def _people(w: _World, rng: np.random.Generator, g0: int, n: int) -> _People:
     for c in (LEAD, COMPARISON):
         m = cohort == c
         prior[m] = rng.choice(5, size=int(m.sum()), p=PRIOR_ARRESTS_P[c])
-    p = 1 / (1 + np.exp(-_logit(w, w.intercept, prior, age, sex == "M", cohort == LEAD)))
+    p = 1 / (1 + np.exp(-_logit(w.intercept, prior, age, sex == "M", cohort == LEAD)))
     any_after = in_cohort & (rng.random(n) < p)
     after = np.where(any_after, 1 + rng.poisson(EXTRA_REARRESTS_MEAN, n), 0)
 
@@ -729,7 +736,8 @@ def _arrests(w: _World, rng: np.random.Generator, P: _People) -> dict:
     count = rng.poisson(P.rate * outside / total)
     who_bg = np.repeat(np.arange(n), count)
     u = np.floor(rng.random(len(who_bg)) * outside[who_bg]).astype(np.int64)
-    day_bg = np.where(u < before_band[who_bg], w.d0 + u, band_start[who_bg] + band[who_bg] + u - before_band[who_bg])
+    after_band = band_start[who_bg] + band[who_bg] + (u - before_band[who_bg])
+    day_bg = np.where(u < before_band[who_bg], w.d0 + u, after_band)
 
     who_prior = np.repeat(np.arange(n), P.prior)
     day_prior = P.index[who_prior] - rng.integers(1, FOLLOW_UP_DAYS + 1, len(who_prior))
@@ -1254,15 +1262,18 @@ def generate(inbox_dir: Path, answers_dir: Path, people: int = 3000, seed: int =
     w = _World(people, seed, lead, comparison)
     inbox_dir, answers_dir = Path(inbox_dir), Path(answers_dir)
     stamp = DATA_END.strftime("%Y%m%d")
-    writers = {name: _ExtractWriter(inbox_dir, c, stamp) for name, c in w.contracts.items()}
-    records = _AtomicCsv(answers_dir / "records.csv", ["contract", "row_number", "true_person_id"])
-    all_writers = [*writers.values(), records]
+    writers: dict[str, _ExtractWriter] = {}
+    opened: list[_AtomicCsv] = []
     truth = _Truth(w)
-    blocks = -(-people // BLOCK_PEOPLE)
     bar = tqdm(total=people, unit="people", desc="synthetic", disable=not progress)
     rows_bar = tqdm(unit="rows", desc="extract rows", disable=not progress)
     try:
-        for b in range(blocks):
+        records = _AtomicCsv(answers_dir / "records.csv", ["contract", "row_number", "true_person_id"])
+        opened.append(records)
+        for name, contract in w.contracts.items():
+            writers[name] = _ExtractWriter(inbox_dir, contract, stamp)
+            opened.append(writers[name])
+        for b in range(-(-people // BLOCK_PEOPLE)):
             rows, P, events = _block(w, b)
             tids = _obj(f"T{g + 1:0{w.tid_width}d}" for g in P.gid.tolist())
             written = 0
@@ -1282,7 +1293,7 @@ def generate(inbox_dir: Path, answers_dir: Path, people: int = 3000, seed: int =
         for writer in writers.values():
             writer.commit()
     except BaseException:
-        for writer in all_writers:
+        for writer in opened:
             writer.abort()
         raise
     finally:

@@ -22,9 +22,9 @@ OWNER = "leadhub-steward"
 
 # DuckDB lets one process write, and a read-only open fails while a writer holds
 # the file. Every task that opens the warehouse (ingest and build write, report
-# reads) takes the single slot of this pool, so they never overlap.
+# reads) takes a slot of this pool, which has exactly one (created by
+# docker-compose's airflow-init and by leadhub.airflow_local), so they never overlap.
 WAREHOUSE_POOL = "leadhub_warehouse"
-WAREHOUSE_POOL_SLOTS = 1
 
 # Fixed and in the past so schedules start at once; catchup stays off everywhere.
 START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)

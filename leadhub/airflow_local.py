@@ -30,7 +30,9 @@ from leadhub.settings import ENV_DATA_DIR, ENV_KEY_FILE, ENV_MAX_FILE_MB, Settin
 
 log = logging.getLogger(__name__)
 
-WAREHOUSE_POOL = "leadhub_warehouse"  # the name dags/_common.py gives every warehouse task
+# dags/_common.WAREHOUSE_POOL; not imported from there because that module imports
+# Airflow, which must not load in this (parent) process.
+WAREHOUSE_POOL = "leadhub_warehouse"
 MIGRATED_STAMP = ".leadhub-db-migrated"
 CHILD_LOG = "airflow-run.log"
 
@@ -123,7 +125,8 @@ def run_demo_dags(settings: Settings, dag_ids: list[str] | None = None,
     runs = result["dags"]
     for dag_id, run in runs.items():
         if run["state"] != "success":
-            failed = [t for t, s in run["tasks"].items() if s != "success"] or ["(none)"]
+            failed = ([t for t, s in run["tasks"].items() if s == "failed"]
+                      or [t for t, s in run["tasks"].items() if s != "success"] or ["(none)"])
             reason = f": {run['reason']}" if run.get("reason") else ""
             raise LeadHubError(f"DAG {dag_id} ended {run['state']} at task {', '.join(failed)}"
                                f"{reason}; see {child_log}")

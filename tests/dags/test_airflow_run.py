@@ -14,7 +14,7 @@ import textwrap
 import duckdb
 import pytest
 
-from leadhub.airflow_local import CHILD_LOG, run_demo_dags
+from leadhub.airflow_local import CHILD_LOG, migrate_metadata_db, run_demo_dags
 from leadhub.errors import LeadHubError
 from leadhub.settings import Settings
 
@@ -54,6 +54,9 @@ def test_feed_with_an_empty_inbox_succeeds_with_an_empty_summary(hub):
     assert runs["police_feed"]["tasks"] == {"ingest": "success", "check_quarantine": "success"}
     assert runs["police_feed"]["xcom"] == {"ingest": []}
     assert ("leadhub://staging/police", "police_feed") not in asset_events(hub)  # nothing accepted
+    with sqlite3.connect(hub.airflow_home / "airflow.db") as db:
+        assert db.execute("SELECT slots FROM slot_pool WHERE pool = 'leadhub_warehouse'").fetchall() == [(1,)]
+    assert migrate_metadata_db(hub) is None  # the next run skips the migration
 
 
 def test_accepted_file_reaches_the_warehouse_and_airflow_sees_no_identifier(hub):
