@@ -20,6 +20,8 @@ TYPES = {"string", "integer", "date", "timestamp", "decimal"}
 IDENTIFIER_ROLES = {"first_name", "middle_name", "last_name", "dob", "ssn",
                     "agency_person_id", "address", "phone"}
 HISTORY_KINDS = {"incremental", "full"}
+# csv/tsv: delimited text; xlsx: one-sheet Excel workbook; jsonl: one JSON object per line.
+FORMAT_TYPES = {"csv", "tsv", "xlsx", "jsonl"}
 
 
 class ContractError(ValueError):
@@ -41,11 +43,25 @@ class Column:
 
 @dataclass(frozen=True)
 class FileFormat:
+    """How the bytes of a delivery are laid out.
+
+    ``header: false`` means the file has no header row and its columns come in
+    the contract's declared order. ``tsv`` defaults the delimiter to a tab.
+    ``delimiter``, ``quotechar`` and ``encoding`` apply to csv/tsv; ``encoding``
+    also to jsonl; an xlsx workbook carries its own encoding.
+    """
     type: str = "csv"
     delimiter: str = ","
     quotechar: str = '"'
     encoding: str = "utf-8"
     header: bool = True
+
+    @classmethod
+    def from_raw(cls, raw: dict) -> "FileFormat":
+        raw = dict(raw)
+        if raw.get("type") == "tsv" and "delimiter" not in raw:
+            raw["delimiter"] = "\t"
+        return cls(**raw)
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,8 @@ class Contract:
     age_at: str | None = None
     part2: bool = False
     source: Path | None = field(default=None, compare=False)
+    # Optional per-extract thresholds of the history-aware checks (expectations.history).
+    validation: dict = field(default_factory=dict, compare=False)
 
     @property
     def name(self) -> str:
@@ -112,11 +130,12 @@ def _parse(path: Path) -> Contract:
         )
         contract = Contract(
             agency=raw["agency"], extract=raw["extract"], description=raw.get("description", ""),
-            file_pattern=raw["file_pattern"], format=FileFormat(**raw.get("format", {})),
+            file_pattern=raw["file_pattern"], format=FileFormat.from_raw(raw.get("format", {})),
             history=raw.get("history", "incremental"), cadence_hours=int(raw["cadence_hours"]),
             stale_after_hours=int(raw["stale_after_hours"]),
             primary_key=tuple(raw["primary_key"]), columns=columns,
             age_at=raw.get("age_at"), part2=bool(raw.get("part2", False)), source=path,
+            validation=dict(raw.get("validation") or {}),
         )
     except (KeyError, TypeError) as e:
         raise ContractError(f"{where}: missing or malformed field {e}") from None
@@ -140,6 +159,10 @@ def _check(c: Contract, where: str) -> None:
             raise ContractError(f"{where}: primary key column {k} is not a column")
         if c.column(k).identifier not in (None, "agency_person_id"):
             raise ContractError(f"{where}: primary key column {k} is a personal identifier")
+    if c.format.type not in FORMAT_TYPES:
+        raise ContractError(f"{where}: format type must be one of {sorted(FORMAT_TYPES)}")
+    if c.format.type == "jsonl" and not c.format.header:
+        raise ContractError(f"{where}: jsonl objects name their columns; header: false does not apply")
     if c.history not in HISTORY_KINDS:
         raise ContractError(f"{where}: history must be one of {sorted(HISTORY_KINDS)}")
     if c.age_at and (c.age_at not in names or not c.role("dob")):

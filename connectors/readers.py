@@ -2,41 +2,80 @@
 
 Errors name the file, the 1-based data row and the rule broken, never a cell
 value (values may be identifiers). Reading is chunked so memory stays bounded
-whatever the file size.
+whatever the file size: at most ``chunk_rows`` parsed rows are held at once,
+and a single line longer than ``MAX_LINE_CHARS`` is refused instead of being
+read whole (a 2 GB file without a newline must not become a 2 GB string).
+
+Formats (declared in the contract's ``format``):
+  csv / tsv  delimited text, with a header row or (``header: false``) columns
+             in the declared order;
+  xlsx       an Excel workbook with exactly one sheet and no formulas, read
+             with openpyxl in read-only mode (rows are streamed from the zip);
+  jsonl      one JSON object per line whose keys are exactly the contract's
+             columns.
+Every format yields the same typed chunks, so everything after reading
+(pseudonymization, validation, loading) is format-blind.
 """
 
 from __future__ import annotations
 
 import csv
-from datetime import datetime
+import json
+import re
+import zipfile
+from datetime import date, datetime, time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from connectors.contracts import Column, Contract
 from leadhub.errors import RejectedFile
 
 CHUNK_ROWS = 50_000
+# Longer lines are refused: no real extract row is a megabyte, and reading one whole would
+# let a single hostile line take unbounded memory.
+MAX_LINE_CHARS = 1024 * 1024
+# A workbook's XML, uncompressed, above this is refused before it is parsed (zip bombs).
+XLSX_MAX_UNCOMPRESSED = 4 * 1024**3
+# A header name is echoed in a reason only if it looks like a column name; anything else
+# could be a data row mistaken for the header, i.e. identifiers.
+_SHOWABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ]{0,63}$")
+
+Record = tuple[int, list]  # (1-based data row number, cells in contract column order)
 
 
 def header_difference(expected: list[str], got: list[str]) -> str:
-    """Spell out how a header differs: missing, extra, renamed or reordered columns."""
+    """Spell out how a header differs: missing, extra, renamed or reordered columns.
+
+    Declared names are always shown. Found names are shown only when they look
+    like column names and the header shares at least half of the declared
+    columns; otherwise the "header" is most likely a data row (a file sent
+    without its header) and is described by counts, so no value leaks.
+    """
+    found = sum(1 for c in expected if c in got)
+    if found * 2 < len(expected):
+        return (f"header row does not match the declared header: {found} of {len(expected)} declared "
+                f"columns found among {len(got)} fields (is the header row missing?)")
     missing = [c for c in expected if c not in got]
     extra = [c for c in got if c not in expected]
+    shown = [c if _SHOWABLE_NAME.match(c) else f"<unprintable name #{got.index(c) + 1}>" for c in extra]
     parts = []
     if len(missing) == len(extra) and missing and len(got) == len(expected):
-        renamed = [f"{m}->{e}" for m, e in zip(missing, extra) if got.index(e) == expected.index(m)]
+        renamed = [f"{m}->{s}" for m, e, s in zip(missing, extra, shown) if got.index(e) == expected.index(m)]
         if len(renamed) == len(missing):
             return "renamed columns: " + ", ".join(renamed)
     if missing:
         parts.append("missing columns: " + ", ".join(missing))
     if extra:
-        parts.append("unexpected columns: " + ", ".join(extra))
+        parts.append("unexpected columns: " + ", ".join(shown))
     if not parts:
         parts.append("columns out of order; expected " + ", ".join(expected))
     return "; ".join(parts)
 
 
-def _converter(col: Column):
+# --- cell conversion ---------------------------------------------------------------------------
+
+def _converter(col: Column) -> Callable[[str], object]:
+    """Text cell -> typed value (None for a null marker); ValueError when unreadable."""
     nulls = set(col.null_markers)
     if col.type == "string":
         return lambda v: None if v.strip() in nulls else v
@@ -61,67 +100,259 @@ def _converter(col: Column):
     return parse
 
 
+def _typed_converter(col: Column) -> Callable[[object], object]:
+    """Cell from a typed format (xlsx, jsonl) -> typed value; text goes through the text path.
+
+    Spreadsheets and JSON carry numbers and (xlsx) dates natively; an id typed
+    as a number in Excel arrives as 1234 and is read as the text "1234".
+    Booleans, lists, objects and times of day are never a valid cell.
+    """
+    text = _converter(col)
+
+    def convert(v):
+        if v is None:
+            return None
+        if isinstance(v, str):
+            return text(v)
+        if isinstance(v, bool) or isinstance(v, (list, dict, time)):
+            raise ValueError
+        if col.type == "string":
+            if isinstance(v, int):
+                return str(v)
+            if isinstance(v, float):
+                return str(int(v)) if v.is_integer() else repr(v)
+            raise ValueError
+        if col.type == "integer":
+            if isinstance(v, int):
+                return v
+            if isinstance(v, float) and v.is_integer():
+                return int(v)
+            raise ValueError
+        if col.type == "decimal":
+            if isinstance(v, (int, float)):
+                return float(v)
+            raise ValueError
+        if col.type == "date":
+            if isinstance(v, datetime):
+                if v.time() != time(0):
+                    raise ValueError  # a date column holding a time of day is not a date
+                return v.date()
+            if isinstance(v, date):
+                return v
+            raise ValueError
+        if isinstance(v, datetime):  # timestamp
+            return v
+        if isinstance(v, date):
+            return datetime(v.year, v.month, v.day)
+        raise ValueError
+    return convert
+
+
 def _rule_for(col: Column) -> str:
     return {"date": "date_format", "timestamp": "timestamp_format",
             "integer": "integer", "decimal": "decimal"}.get(col.type, "type")
 
 
-def read_chunks(path: Path, contract: Contract, display_name: str | None = None,
-                chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[list[int], dict[str, list]]]:
-    """Yield (row_numbers, {column: values}) chunks of a delimited file.
+# --- record sources: one per format; each checks the header and the shape of every row ----------
 
-    Raises RejectedFile on the first broken rule; the caller must treat the
-    whole file as rejected (nothing of it is loaded).
-    """
-    name = display_name or path.name
+def _lines(f, name: str) -> Iterator[str]:
+    """Lines of a text file, refusing over-long lines and NUL bytes (binary content)."""
+    line_no = 0
+    while line := f.readline(MAX_LINE_CHARS):
+        line_no += 1
+        if len(line) >= MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
+            raise RejectedFile(name, "line_too_long",
+                               f"physical line {line_no} is longer than {MAX_LINE_CHARS:,} characters")
+        if "\x00" in line:
+            raise RejectedFile(name, "binary_content", f"NUL byte on physical line {line_no}; not a text file")
+        yield line
+
+
+def _csv_records(path: Path, contract: Contract, name: str) -> Iterator[Record]:
     fmt = contract.format
-    if fmt.type not in ("csv", "tsv"):
-        raise RejectedFile(name, "format", f"format {fmt.type} is not readable yet")
     expected = contract.column_names
-    converters = [_converter(c) for c in contract.columns]
-    required = [not c.nullable for c in contract.columns]
     width = len(expected)
     row_no = 0
     try:
         with open(path, newline="", encoding=fmt.encoding, errors="strict") as f:
-            reader = csv.reader(f, delimiter=fmt.delimiter, quotechar=fmt.quotechar, strict=True)
-            header = next(reader, None)
-            if header is None:
-                raise RejectedFile(name, "empty_file", "no header row")
-            if header and header[0].startswith("\ufeff"):
-                header[0] = header[0][1:]
-            header = [h.strip() for h in header]
-            if header != expected:
-                raise RejectedFile(name, "header", header_difference(expected, header), row=0)
-            rows, cols = [], [[] for _ in expected]
+            reader = csv.reader(_lines(f, name), delimiter=fmt.delimiter, quotechar=fmt.quotechar,
+                                strict=True)
+            if fmt.header:
+                header = next(reader, None)
+                if header is None:
+                    raise RejectedFile(name, "empty_file", "no header row")
+                if header and header[0].startswith("\ufeff"):
+                    header[0] = header[0][1:]
+                header = [h.strip() for h in header]
+                if header != expected:
+                    raise RejectedFile(name, "header", header_difference(expected, header), row=0)
             for record in reader:
                 row_no += 1
                 if len(record) != width:
                     if not any(cell.strip() for cell in record):
                         raise RejectedFile(name, "blank_row", "blank line inside the data", row=row_no)
                     raise RejectedFile(name, "ragged_row",
-                                       f"{len(record)} fields where the header has {width}", row=row_no)
-                for i, (cell, conv) in enumerate(zip(record, converters)):
-                    try:
-                        value = conv(cell)
-                    except ValueError:
-                        col = contract.columns[i]
-                        expect = f" (expected {' or '.join(col.formats)})" if col.formats else ""
-                        raise RejectedFile(name, _rule_for(col),
-                                           f"column {col.name} cannot be read as {col.type}{expect}",
-                                           row=row_no) from None
-                    if value is None and required[i]:
-                        raise RejectedFile(name, "not_null", f"column {expected[i]} is empty", row=row_no)
-                    cols[i].append(value)
-                rows.append(row_no)
-                if len(rows) >= chunk_rows:
-                    yield rows, dict(zip(expected, cols))
-                    rows, cols = [], [[] for _ in expected]
-            if rows:
-                yield rows, dict(zip(expected, cols))
-            elif row_no == 0:
-                raise RejectedFile(name, "no_rows", "header only, no data rows")
+                                       f"{len(record)} fields where the contract has {width}", row=row_no)
+                if row_no == 1 and not fmt.header:
+                    first = [c.strip().lstrip("\ufeff") for c in record]
+                    if first == expected:
+                        raise RejectedFile(name, "header", "the file has a header row; the contract "
+                                           "declares none (header: false, columns in declared order)", row=1)
+                yield row_no, record
     except UnicodeDecodeError:
         raise RejectedFile(name, "encoding", f"not valid {fmt.encoding}", row=row_no + 1) from None
     except csv.Error as e:
         raise RejectedFile(name, "csv_syntax", str(e).split(":")[0], row=row_no + 1) from None
+
+
+def _refuse_constant(token: str):
+    raise ValueError(token)
+
+
+def _jsonl_records(path: Path, contract: Contract, name: str) -> Iterator[Record]:
+    fmt = contract.format
+    expected = contract.column_names
+    wanted = set(expected)
+    row_no, blanks = 0, 0
+    try:
+        with open(path, encoding=fmt.encoding, errors="strict", newline="") as f:
+            for line in _lines(f, name):
+                row_no += 1
+                if row_no == 1:
+                    line = line.lstrip("\ufeff")
+                if not line.strip():
+                    blanks += 1  # only trailing blank lines are harmless; checked when data follows
+                    continue
+                if blanks:
+                    raise RejectedFile(name, "blank_row", "blank line inside the data", row=row_no - blanks)
+                try:
+                    obj = json.loads(line, parse_constant=_refuse_constant)
+                except ValueError:
+                    raise RejectedFile(name, "jsonl_syntax", "line is not valid JSON", row=row_no) from None
+                if not isinstance(obj, dict):
+                    raise RejectedFile(name, "jsonl_syntax", "line is not a JSON object", row=row_no)
+                if obj.keys() != wanted:
+                    raise RejectedFile(name, "header", header_difference(expected, list(obj)), row=row_no)
+                yield row_no, [obj[c] for c in expected]
+    except UnicodeDecodeError:
+        raise RejectedFile(name, "encoding", f"not valid {fmt.encoding}", row=row_no + 1) from None
+
+
+def _xlsx_records(path: Path, contract: Contract, name: str) -> Iterator[Record]:
+    """Rows of the only sheet of a workbook; refuses several sheets and any formula cell.
+
+    The workbook is opened with ``data_only=False`` so a formula shows up as a
+    formula cell (data type ``f``) instead of its cached result: a formula is
+    refused rather than trusted, because its value is whatever the sending
+    machine last computed.
+    """
+    from openpyxl import load_workbook  # imported here: only xlsx contracts need it
+
+    if not zipfile.is_zipfile(path):
+        raise RejectedFile(name, "xlsx_unreadable", "not an .xlsx workbook (not a zip archive)")
+    try:
+        with zipfile.ZipFile(path) as z:
+            unpacked = sum(i.file_size for i in z.infolist())
+        if unpacked > XLSX_MAX_UNCOMPRESSED:
+            raise RejectedFile(name, "xlsx_size", f"workbook unpacks to {unpacked:,} bytes, over "
+                               f"the limit of {XLSX_MAX_UNCOMPRESSED:,}")
+        wb = load_workbook(path, read_only=True, data_only=False)
+    except RejectedFile:
+        raise
+    except Exception:  # any failure to parse an untrusted workbook is a refusal, not a crash
+        raise RejectedFile(name, "xlsx_unreadable", "not a readable .xlsx workbook") from None
+    expected = contract.column_names
+    width = len(expected)
+    row_no, blanks = 0, 0
+    try:
+        if len(wb.sheetnames) != 1:
+            raise RejectedFile(name, "xlsx_sheets",
+                               f"workbook has {len(wb.sheetnames)} sheets; exactly one is accepted")
+        rows = wb[wb.sheetnames[0]].iter_rows()
+        if contract.format.header:
+            first = next(rows, None)
+            header = [("" if c.value is None else str(c.value)).strip() for c in first or ()]
+            while header and header[-1] == "":
+                header.pop()
+            if not header:
+                raise RejectedFile(name, "empty_file", "no header row")
+            if header != expected:
+                raise RejectedFile(name, "header", header_difference(expected, header), row=0)
+        for cells in rows:
+            row_no += 1
+            for i, cell in enumerate(cells):
+                if cell.data_type == "f":
+                    where = expected[i] if i < width else f"cell {i + 1} beyond the declared columns"
+                    raise RejectedFile(name, "xlsx_formula", f"formula in column {where}; send values only",
+                                       row=row_no)
+            values = [c.value for c in cells]
+            while values and (values[-1] is None or values[-1] == ""):
+                values.pop()
+            if not values:
+                blanks += 1  # trailing empty rows are common in spreadsheets and harmless
+                continue
+            if blanks:
+                raise RejectedFile(name, "blank_row", "empty row inside the data", row=row_no - blanks)
+            if len(values) > width:
+                raise RejectedFile(name, "ragged_row", f"{len(values)} cells where the contract has {width}",
+                                   row=row_no)
+            values += [None] * (width - len(values))
+            if row_no == 1 and not contract.format.header and [str(v).strip() for v in values] == expected:
+                raise RejectedFile(name, "header", "the sheet has a header row; the contract declares none",
+                                   row=1)
+            yield row_no, values
+    except RejectedFile:
+        raise
+    except Exception:
+        raise RejectedFile(name, "xlsx_unreadable", "workbook content cannot be read",
+                           row=row_no or None) from None
+    finally:
+        wb.close()
+
+
+_SOURCES = {"csv": _csv_records, "tsv": _csv_records, "jsonl": _jsonl_records, "xlsx": _xlsx_records}
+
+
+def read_chunks(path: Path, contract: Contract, display_name: str | None = None,
+                chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[list[int], dict[str, list]]]:
+    """Yield (row_numbers, {column: values}) chunks of a delivered file.
+
+    ``display_name`` is the name used in errors (e.g. the delivered name of a
+    file decrypted to a temporary path). Raises RejectedFile on the first
+    broken rule; the caller must treat the whole file as rejected (nothing of
+    it is loaded), so chunks already yielded must be discarded.
+    """
+    name = display_name or path.name
+    fmt = contract.format
+    source = _SOURCES.get(fmt.type)
+    if source is None:
+        raise RejectedFile(name, "format", f"format {fmt.type} is not readable")
+    text_only = fmt.type in ("csv", "tsv")
+    converters = [(_converter if text_only else _typed_converter)(c) for c in contract.columns]
+    required = [not c.nullable for c in contract.columns]
+    expected = contract.column_names
+    rows: list[int] = []
+    cols: list[list] = [[] for _ in expected]
+    seen = False
+    for row_no, record in source(path, contract, name):
+        seen = True
+        for i, (cell, conv) in enumerate(zip(record, converters)):
+            try:
+                value = conv(cell)
+            except ValueError:
+                col = contract.columns[i]
+                expect = f" (expected {' or '.join(col.formats)})" if col.formats else ""
+                raise RejectedFile(name, _rule_for(col),
+                                   f"column {col.name} cannot be read as {col.type}{expect}",
+                                   row=row_no) from None
+            if value is None and required[i]:
+                raise RejectedFile(name, "not_null", f"column {expected[i]} is empty", row=row_no)
+            cols[i].append(value)
+        rows.append(row_no)
+        if len(rows) >= chunk_rows:
+            yield rows, dict(zip(expected, cols))
+            rows, cols = [], [[] for _ in expected]
+    if rows:
+        yield rows, dict(zip(expected, cols))
+    elif not seen:
+        raise RejectedFile(name, "no_rows", "header only, no data rows" if fmt.header else "no data rows")

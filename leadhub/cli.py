@@ -123,7 +123,7 @@ def cmd_demo(settings: Settings, args) -> int:
         print(f"  {dag_id}: {state}")
     report = settings.reports_dir / "latest" / "lead_report.html"
     print(f"\nreport:    {report}")
-    print(f"warehouse: {settings.warehouse_path}  (open with: duckdb -readonly {settings.warehouse_path})")
+    print(f"warehouse: {settings.warehouse_path}  (query it: .venv/bin/duckdb -readonly {settings.warehouse_path})")
     return 0
 
 

@@ -22,6 +22,7 @@ from typing import Iterator
 import duckdb
 
 from connectors.contracts import Contract, load_contracts
+from leadhub.errors import LeadHubError
 
 # Token columns that replace identifier columns in staging, by identifier role.
 TOKEN_COLUMNS = {
@@ -34,7 +35,6 @@ NAME_DOB_TOKEN = "name_dob_token"
 SQL_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "date": "DATE",
              "timestamp": "TIMESTAMP", "decimal": "DOUBLE"}
 
-SCHEMA_VERSION = 1
 OPS_DDL = """
 CREATE SCHEMA IF NOT EXISTS ops;
 CREATE SCHEMA IF NOT EXISTS staging;
@@ -117,16 +117,93 @@ SELECT * EXCLUDE (_rank) FROM (
   FROM {t} s JOIN ops.batches b ON b.batch_id = s._batch_id) WHERE _rank = 1"""
 
 
-def migrate(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] | None = None) -> None:
-    """Create or upgrade every schema object the hub owns; safe to run each time."""
-    con.execute(OPS_DDL)
-    for contract in (contracts or load_contracts()).values():
-        cols = ", ".join(f'"{n}" {t}' for n, t in staging_columns(contract))
+# Numbered schema migrations, applied in order and recorded in ops.schema_version.
+# Never edit or renumber one that has shipped: add the next number instead. A
+# migration holds only the DDL of its own step; the staging tables and current
+# views, which follow the contracts, are brought in line by _sync_contracts on
+# every writer connection.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "layers and the ops ledger, batch and validation tables", OPS_DDL),
+    (2, "ops.schema_version records what each migration did",
+     "ALTER TABLE ops.schema_version ADD COLUMN IF NOT EXISTS description VARCHAR"),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+STORAGE_COMPATIBILITY = "v1.4.0"
+
+
+def applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
+    """Schema versions recorded in this warehouse (empty for a new file)."""
+    exists = con.execute("""SELECT count(*) FROM duckdb_tables()
+        WHERE database_name = current_database() AND schema_name = 'ops'
+          AND table_name = 'schema_version'""").fetchone()[0]
+    if not exists:
+        return set()
+    return {v for (v,) in con.execute("SELECT DISTINCT version FROM ops.schema_version").fetchall()}
+
+
+def _record_version(con: duckdb.DuckDBPyConnection, version: int, description: str) -> None:
+    columns = {name for (name,) in con.execute("""SELECT column_name FROM duckdb_columns()
+        WHERE database_name = current_database() AND schema_name = 'ops'
+          AND table_name = 'schema_version'""").fetchall()}
+    if "description" in columns:
+        con.execute("INSERT INTO ops.schema_version (version, applied_at, description) "
+                    "VALUES (?, now(), ?)", [version, description])
+    else:
+        con.execute("INSERT INTO ops.schema_version (version, applied_at) VALUES (?, now())",
+                    [version])
+
+
+def _sync_contracts(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> None:
+    """Staging tables and current views follow the contracts.
+
+    A new contract gets its table; a column added to a contract (or a new token
+    column from ``staging_columns``) is added to the existing table, so earlier
+    rows read NULL there. Columns are never dropped or retyped here: that would
+    lose history, and needs a numbered migration written for the purpose.
+    """
+    for contract in contracts.values():
+        wanted = staging_columns(contract)
+        cols = ", ".join(f'"{n}" {t}' for n, t in wanted)
         con.execute(f"CREATE TABLE IF NOT EXISTS staging.{contract.name} ({cols})")
+        present = {name for (name,) in con.execute("""SELECT column_name FROM duckdb_columns()
+            WHERE database_name = current_database() AND schema_name = 'staging'
+              AND table_name = ?""", [contract.name]).fetchall()}
+        for name, sql_type in wanted:
+            if name not in present:
+                con.execute(f'ALTER TABLE staging.{contract.name} ADD COLUMN "{name}" {sql_type}')
         con.execute(_current_view(contract))
-    if not con.execute("SELECT count(*) FROM ops.schema_version WHERE version = ?",
-                       [SCHEMA_VERSION]).fetchone()[0]:
-        con.execute("INSERT INTO ops.schema_version VALUES (?, now())", [SCHEMA_VERSION])
+
+
+def migrate(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] | None = None) -> None:
+    """Bring a warehouse to SCHEMA_VERSION: the hub migrates schemas, nobody does it by hand.
+
+    Each pending migration runs in its own transaction together with the row
+    that records it, so a crash leaves either the old version or the new one.
+    A warehouse written by newer code is refused rather than silently misread.
+    """
+    done = applied_versions(con)
+    newer = {v for v in done if v > SCHEMA_VERSION}
+    if newer:
+        raise LeadHubError(f"the warehouse is at schema version {max(newer)}, newer than this "
+                           f"code's {SCHEMA_VERSION}; upgrade the hub before opening it")
+    for version, description, ddl in MIGRATIONS:
+        if version in done:
+            continue
+        con.execute("BEGIN")
+        try:
+            con.execute(ddl)
+            _record_version(con, version, description)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    con.execute("BEGIN")
+    try:
+        _sync_contracts(con, contracts or load_contracts())
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 @contextmanager
@@ -134,7 +211,9 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    # Written in a storage format the DuckDB CLI (PyPI duckdb-cli 1.5) and other 1.x tools can open.
+    config = {} if read_only else {"storage_compatibility_version": STORAGE_COMPATIBILITY}
+    con = duckdb.connect(str(path), read_only=read_only, config=config)
     try:
         if not read_only:
             migrate(con)

@@ -18,7 +18,9 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from connectors.contracts import Contract, load_contracts
 from leadhub.errors import LeadHubError
+from leadhub.warehouse import staging_key
 
 TRANSFORMS_DIR = Path(__file__).parent
 SQL_DIR = TRANSFORMS_DIR / "sql"
@@ -88,11 +90,59 @@ def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             for s, t in names}
 
 
+def record_history_sql(contracts: dict[str, Contract]) -> str:
+    """SQL for core.record_history: every row version that later deliveries took out of use.
+
+    The current views show only live rows; this table keeps the rest visible.
+    A full-history extract deletes a record by leaving it out of a later
+    delivery ('deleted', changed_by = the first later delivery without it); an
+    incremental extract corrects a record by sending its key again
+    ('replaced', changed_by = the next delivery with that key). record_key is
+    the primary key as text, or NULL when the key is an agency person id (its
+    token must not leave staging).
+    """
+    parts = []
+    for c in contracts.values():
+        key_cols = staging_key(c)
+        key = ", ".join(key_cols)
+        if any(c.column(k).identifier for k in c.primary_key):
+            record_key = "NULL::VARCHAR"
+        else:
+            record_key = " || '|' || ".join(f"CAST({k} AS VARCHAR)" for k in key_cols)
+        batches = f"(SELECT batch_id, loaded_at FROM ops.batches WHERE contract = '{c.name}')"
+        if c.history == "full":
+            parts.append(f"""
+SELECT '{c.name}' AS contract, k.record_key, 'deleted' AS change, k.batch_id AS last_batch_id,
+       nb.batch_id AS changed_by_batch_id, nb.loaded_at AS changed_at
+FROM (SELECT {record_key} AS record_key, s._batch_id AS batch_id, b.loaded_at,
+             max(b.loaded_at) OVER (PARTITION BY {", ".join("s." + k for k in key_cols)}) AS last_loaded
+      FROM staging.{c.name} s JOIN ops.batches b ON b.batch_id = s._batch_id) k
+JOIN LATERAL (SELECT batch_id, loaded_at FROM {batches} nb
+              WHERE nb.loaded_at > k.loaded_at ORDER BY nb.loaded_at LIMIT 1) nb ON true
+WHERE k.loaded_at = k.last_loaded""")
+        else:
+            parts.append(f"""
+SELECT '{c.name}' AS contract, record_key, 'replaced' AS change, batch_id AS last_batch_id,
+       changed_by_batch_id, changed_at
+FROM (SELECT {record_key} AS record_key, s._batch_id AS batch_id,
+             lead(s._batch_id) OVER w AS changed_by_batch_id, lead(b.loaded_at) OVER w AS changed_at
+      FROM staging.{c.name} s JOIN ops.batches b ON b.batch_id = s._batch_id
+      WINDOW w AS (PARTITION BY {key} ORDER BY b.loaded_at, s._row_number))
+WHERE changed_by_batch_id IS NOT NULL""")
+    body = "\nUNION ALL".join(parts) if parts else (
+        "SELECT NULL::VARCHAR AS contract, NULL::VARCHAR AS record_key, NULL::VARCHAR AS change, "
+        "NULL::VARCHAR AS last_batch_id, NULL::VARCHAR AS changed_by_batch_id, "
+        "NULL::TIMESTAMP AS changed_at WHERE false")
+    return (f"CREATE OR REPLACE TABLE core.record_history AS\n{body}\n"
+            "ORDER BY contract, changed_at, record_key NULLS LAST, last_batch_id")
+
+
 def run_models(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Load reference tables, run every model file in order, return core/marts row counts."""
     _check_person_link(con)
     load_offense_codes(con)
     load_evaluation_settings(con)
+    con.execute(record_history_sql(load_contracts()))
     for path in sql_files():
         try:
             con.execute(path.read_text(encoding="utf-8"))

@@ -1,0 +1,202 @@
+"""Keyed similarity encodings: what fuzzy matching works on instead of clear text.
+
+Exact HMAC tokens only match identical spellings. To tolerate typing errors
+without handing the matcher a name or a birth date, every identifier field is
+turned into a fixed-width row of 64-bit words, computed with the
+``similarity`` subkey, that supports a similarity comparison but not reading
+the value back. Two representations, chosen per field kind (see
+docs/linkage.md for why):
+
+``name`` / ``text`` — a Bloom filter of the value's character bigrams
+    (CLK-style, one filter per field). Bit positions of each bigram come from
+    HMAC-SHA512 under the secret subkey, not from public double hashing, so
+    nobody without the key can build a filter for a guessed name; the filter
+    is then XOR-folded in half, so a set bit no longer belongs to a single
+    bigram, which is what frequency and pattern-mining attacks exploit. Both
+    name fields share one bigram domain so swapped first/last names can be
+    compared crosswise. Similarity is the Dice coefficient.
+
+``digits`` / ``date`` — numbers have a ten-letter alphabet; a Bloom filter of
+    their digits would leak the value to anyone who knows a handful of
+    records. Instead the field keeps a small set of keyed 64-bit tokens: the
+    whole value and each one-digit deletion of it (a deletion neighbourhood).
+    Two values one substitution, adjacent transposition, insertion or deletion
+    apart share a token; dates also carry a token of the day/month-swapped
+    canonical form. Each token reveals only equality of a whole variant.
+
+``exact`` — one keyed 64-bit token (sex, state).
+
+All-zero rows mean "missing"; tokens are never zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from transforms import normalize
+
+SETTINGS_PATH = Path(__file__).with_name("linkage_settings.json")
+DATE_LENGTH = 8  # YYYYMMDD
+DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d")
+
+
+def load_settings(path: Path | None = None) -> dict:
+    """The versioned thresholds and weights; never hard-coded so a change is reviewable."""
+    return json.loads(Path(path or SETTINGS_PATH).read_text())
+
+
+# -- normalization of one raw value into the canonical string that gets encoded -----------------
+
+def parse_date(value, fmt: str | None = None) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    for f in ((fmt,) if fmt else DATE_FORMATS):
+        try:
+            return datetime.strptime(text, f).date()
+        except ValueError:
+            continue
+    return None
+
+
+def canonical(field_settings: dict, value, date_format: str | None = None) -> str | None:
+    """The normalized spelling of ``value`` for its field, or None when missing or impossible."""
+    if value is None:
+        return None
+    kind, how = field_settings["kind"], field_settings.get("normalize")
+    if kind == "date":
+        d = parse_date(value, date_format)
+        return d.strftime("%Y%m%d") if d else None
+    text = str(value)
+    if how == "given_name":
+        return normalize.given_name(text) or None
+    if how == "surname":
+        return normalize.surname(text) or None
+    if how == "ssn":
+        return normalize.ssn(text)
+    if kind == "name":
+        return "".join(normalize.name_parts(text)) or None
+    if kind == "digits":
+        return re.sub(r"\D", "", text) or None
+    return normalize.clean_text(text)
+
+
+# -- the encoder ---------------------------------------------------------------------------------
+
+def field_width(settings: dict, field: str) -> int:
+    """Number of 64-bit words one field takes per record."""
+    f = settings["fields"][field]
+    kind = f["kind"]
+    if kind in ("name", "text"):
+        bits = settings["bloom"]["bits"] // (2 if settings["bloom"]["fold"] else 1)
+        return bits // 64
+    if kind == "digits":
+        return 1 + f["length"]
+    if kind == "date":
+        return 1 + DATE_LENGTH + 1
+    return 1
+
+
+class Encoder:
+    """Turns canonical field values into keyed word rows; caches per distinct value."""
+
+    def __init__(self, subkey: bytes, settings: dict | None = None):
+        self._key = subkey
+        self.settings = settings or load_settings()
+        bloom = self.settings["bloom"]
+        self._bits, self._k, self._fold, self._q = bloom["bits"], bloom["hashes"], bloom["fold"], bloom["qgram"]
+        if self._k > 32 or 65536 % self._bits:
+            raise ValueError("bloom: at most 32 hashes and a power-of-two size up to 65536 bits")
+        self._cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def _token(self, domain: str, value: str) -> int:
+        digest = hmac.new(self._key, f"tok\x1f{domain}\x1f{value}".encode(), hashlib.sha256).digest()
+        return int.from_bytes(digest[:8], "little") or 1
+
+    @lru_cache(maxsize=1 << 16)
+    def _qgram_mask(self, domain: str, gram: str) -> int:
+        digest = hmac.new(self._key, f"bf\x1f{domain}\x1f{gram}".encode(), hashlib.sha512).digest()
+        mask = 0
+        for i in range(self._k):
+            mask |= 1 << (int.from_bytes(digest[2 * i:2 * i + 2], "little") % self._bits)
+        return mask
+
+    def _bloom(self, domain: str, value: str) -> np.ndarray:
+        padded = "_" + value + "_"
+        grams = {padded[i:i + self._q] for i in range(len(padded) - self._q + 1)}
+        mask = 0
+        for g in grams:
+            mask |= self._qgram_mask(domain, g)
+        bits = self._bits
+        if self._fold:
+            bits //= 2
+            mask = (mask & ((1 << bits) - 1)) ^ (mask >> bits)
+        return np.frombuffer(mask.to_bytes(bits // 8, "little"), dtype="<u8").astype(np.uint64)
+
+    def _variants(self, domain: str, value: str, length: int) -> list[int]:
+        toks = [self._token(domain, value)]
+        for j in range(length):
+            toks.append(self._token(domain, value[:j] + value[j + 1:]) if j < len(value) else 0)
+        return toks
+
+    def encode_one(self, field: str, value: str | None) -> np.ndarray:
+        f = self.settings["fields"][field]
+        width = field_width(self.settings, field)
+        if value is None:
+            return np.zeros(width, dtype=np.uint64)
+        cached = self._cache.get((field, value))
+        if cached is not None:
+            return cached
+        kind = f["kind"]
+        if kind in ("name", "text"):
+            # Both name fields share one domain so swapped first/last names can be compared.
+            row = self._bloom("name" if kind == "name" else field, value)
+        elif kind == "digits":
+            row = np.array(self._variants(field, value, f["length"]), dtype=np.uint64)
+        elif kind == "date":
+            y, m, d = value[:4], value[4:6], value[6:8]
+            swap = self._token(field + ":swap", y + min(m, d) + max(m, d))
+            row = np.array(self._variants(field, value, DATE_LENGTH) + [swap], dtype=np.uint64)
+        else:
+            row = np.array([self._token(field, value)], dtype=np.uint64)
+        if len(self._cache) < 2_000_000:
+            self._cache[(field, value)] = row
+        return row
+
+    def encode(self, field: str, values) -> np.ndarray:
+        """Canonical values (None for missing) -> (n, width) uint64 array."""
+        width = field_width(self.settings, field)
+        out = np.zeros((len(values), width), dtype=np.uint64)
+        for i, v in enumerate(values):
+            if v is not None:
+                out[i] = self.encode_one(field, v)
+        return out
+
+
+# -- storage: one hex string per record and field -------------------------------------------------
+
+def to_hex(rows: np.ndarray) -> list[str | None]:
+    """(n, width) words -> hex strings for a VARCHAR column; missing rows become NULL."""
+    data = rows.astype("<u8").tobytes()
+    step = rows.shape[1] * 8
+    present = rows.any(axis=1)
+    return [data[i * step:(i + 1) * step].hex() if present[i] else None for i in range(len(rows))]
+
+
+def from_hex(values, width: int) -> np.ndarray:
+    """The inverse of ``to_hex``; NULL becomes an all-zero (missing) row."""
+    blank = "0" * (16 * width)
+    joined = "".join(v if isinstance(v, str) and len(v) == 16 * width else blank for v in values)
+    return np.frombuffer(bytes.fromhex(joined), dtype="<u8").astype(np.uint64).reshape(len(values), width)
