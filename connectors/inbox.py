@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import stat
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -29,9 +30,10 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from connectors import dropcrypt
 from connectors.archive import encrypt_file
 from connectors.contracts import Contract, contract_for_file
-from connectors.readers import read_chunks
+from connectors.readers import CHUNK_ROWS, read_chunks
 from leadhub.errors import RejectedFile
 from leadhub.keys import MasterKey
 from leadhub.settings import Settings
@@ -41,7 +43,10 @@ from transforms.pseudonymize import Pseudonymizer
 log = logging.getLogger(__name__)
 
 IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".partial", ".filepart", ".crdownload")
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+# ASCII letters and digits only (no look-alike letters), no leading dot, bounded length.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+# rsync writes ".<name>.<6 random characters>" while it copies, then renames.
+RSYNC_TEMP = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9._-]*\.[A-Za-z0-9]{6}")
 STABLE_SECONDS = 0.5
 ARROW_TYPES = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(),
                "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us"), "DOUBLE": pa.float64()}
@@ -66,9 +71,20 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _sha256(path: Path) -> tuple[str, int]:
-    h, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
+def _sha256(path: Path, expected: os.stat_result | None = None) -> tuple[str, int]:
+    """Hash a file without following a symlink or blocking on a FIFO.
+
+    With ``expected`` (the lstat taken when the file was checked), the file
+    opened must be that same regular file: a name swapped for a symlink or a
+    pipe after the check is refused instead of read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if expected is not None and (not stat.S_ISREG(st.st_mode) or
+                                     (st.st_dev, st.st_ino) != (expected.st_dev, expected.st_ino)):
+            raise RejectedFile(path.name, "file_changed", "the file was replaced while it was being taken")
+        h, size = hashlib.sha256(), 0
         while chunk := f.read(1024 * 1024):
             h.update(chunk)
             size += len(chunk)
@@ -76,8 +92,13 @@ def _sha256(path: Path) -> tuple[str, int]:
 
 
 def is_in_progress(name: str) -> bool:
-    """Agency clerks write under a temporary name and rename when done."""
-    return name.startswith(".") or name.lower().endswith(IN_PROGRESS_SUFFIXES)
+    """Agency clerks write under a temporary name and rename when done.
+
+    Only the agreed suffixes and rsync's temporary names count; any other name
+    with a leading dot (``.hidden.csv``, ``..%2f..``) is refused and recorded,
+    never silently left in the inbox.
+    """
+    return name.lower().endswith(IN_PROGRESS_SUFFIXES) or RSYNC_TEMP.fullmatch(name) is not None
 
 
 def is_stable(path: Path, wait: float = STABLE_SECONDS) -> bool:
@@ -101,12 +122,103 @@ def _to_arrow(contract: Contract, rows: list[int], cols: dict[str, list]) -> pa.
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
+# Expectations whose verdict depends on rows of several chunks: with more than one chunk they
+# are recomputed in SQL over the batch's staging rows instead of summed chunk by chunk.
+CROSS_CHUNK = ("expect_table_row_count_to_be_between", "expect_column_values_to_be_unique",
+               "expect_compound_columns_to_be_unique")
+_UNEXPECTED = re.compile(r"^unexpected ([\d,]+) of ([\d,]+) rows?, ")
+
+
+def _count_observed(unexpected: int, rows: int) -> str:
+    """The wording of expectations.validate for counted results, so summed chunks read the same."""
+    share = 100 * unexpected / rows if rows else 0.0
+    percent = "<0.1%" if 0 < share < 0.1 else f"{share:.1f}%"
+    return f"unexpected {unexpected:,} of {rows:,} {'row' if rows == 1 else 'rows'}, {percent}"
+
+
+class _ChunkTally:
+    """Per-chunk GX verdicts of one file, combined into one verdict per expectation.
+
+    Results come in suite order for every chunk, so position i is the same
+    expectation in each. Counted results ("unexpected n of m rows") are summed;
+    anything else keeps the first failing chunk's observation. With one chunk
+    GX's own result stands; with several, CROSS_CHUNK checks are redone in SQL.
+    """
+
+    def __init__(self, contract: Contract):
+        from expectations.suites import load_suite
+
+        self.contract = contract
+        self.expectations = load_suite(contract.name)["expectations"]
+        self.results: list[dict] | None = None
+        self.counts: list[tuple[int, int] | None] = []
+        self.chunks = 0
+        self.rows = 0
+        self.suite = contract.name
+
+    def add(self, outcome, rows: int) -> None:
+        self.chunks += 1
+        self.rows += rows
+        found = [_UNEXPECTED.match(r["observed"] or "") for r in outcome.results]
+        counts = [(int(m[1].replace(",", "")), int(m[2].replace(",", ""))) if m else None for m in found]
+        if self.results is None:
+            self.results = [dict(r) for r in outcome.results]
+            self.counts = counts
+            return
+        for i, (r, c) in enumerate(zip(outcome.results, counts)):
+            mine = self.results[i]
+            if self.counts[i] is not None and c is not None:
+                self.counts[i] = (self.counts[i][0] + c[0], self.counts[i][1] + c[1])
+            else:
+                self.counts[i] = None
+                if mine["success"] and not r["success"]:
+                    mine["observed"] = r["observed"]
+            mine["success"] = mine["success"] and r["success"]
+
+    def outcome(self, con: duckdb.DuckDBPyConnection, batch_id: str):
+        from expectations.suites import CRITICAL
+        from expectations.validate import ValidationOutcome
+
+        results = self.results or []
+        for i, r in enumerate(results):
+            if self.counts[i] is not None:
+                r["observed"] = _count_observed(*self.counts[i])
+        if self.chunks > 1 and len(self.expectations) == len(results):
+            for spec, r in zip(self.expectations, results):
+                if spec["type"] == r["expectation"] and r["expectation"] in CROSS_CHUNK:
+                    r["success"], r["observed"] = self._sql_check(con, batch_id, spec)
+        success = not any(not r["success"] and r["severity"] == CRITICAL for r in results)
+        return ValidationOutcome(suite=self.suite, success=success, results=results)
+
+    def _sql_check(self, con: duckdb.DuckDBPyConnection, batch_id: str, spec: dict) -> tuple[bool, str]:
+        """Batch-level checks over the staging rows of this batch (inside the open transaction)."""
+        kwargs, table = spec["kwargs"], f"staging.{self.contract.name}"
+        if spec["type"] == "expect_table_row_count_to_be_between":
+            low, high = kwargs.get("min_value"), kwargs.get("max_value")
+            ok = (low is None or self.rows >= low) and (high is None or self.rows <= high)
+            return ok, f"observed {self.rows:,}"
+        keys = [kwargs["column"]] if "column" in kwargs else list(kwargs["column_list"])
+        quoted = ", ".join(f'"{k}"' for k in keys)
+        # As GX counts it: every row whose key occurs more than once; rows with no key are ignored.
+        present = " OR ".join(f'"{k}" IS NOT NULL' for k in keys)
+        [(duplicated,)] = con.execute(
+            f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {table} "
+            f"WHERE _batch_id = ? AND ({present}) GROUP BY {quoted} HAVING count(*) > 1)",
+            [batch_id]).fetchall()
+        return duplicated == 0, _count_observed(int(duplicated), self.rows)
+
+
 class Intake:
     """One intake run over one agency inbox, holding the warehouse writer."""
+
+    # Rows parsed, pseudonymized, validated and inserted at a time: memory is bounded by this,
+    # not by the file size.
+    chunk_rows = CHUNK_ROWS
 
     def __init__(self, settings: Settings, key: MasterKey, con: duckdb.DuckDBPyConnection):
         self.settings, self.key, self.con = settings, key, con
         self.pseudonymizer = Pseudonymizer(key)
+        self._drop_key = None
 
     # --- ledger -----------------------------------------------------------
     def _ledger_insert(self, file_id: str, received: datetime, agency: str, extract: str | None,
@@ -128,12 +240,15 @@ class Intake:
         reason = str(err)
         qdir = self.settings.quarantine_dir / agency
         qdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        target = qdir / f"{file_id}__{path.name}"
+        # The delivered name is kept as evidence, unless it is so long that the prefixed name
+        # would not fit in a directory entry (255 bytes): then it gets a plain one.
+        stored = path.name if len(os.fsencode(path.name)) <= 200 else "overlong-name"
+        target = qdir / f"{file_id}__{stored}"
         os.replace(path, target)  # moves a symlink itself, never what it points to
         info = {"file": path.name, "file_id": file_id, "reason": reason, "quarantined_at": _now().isoformat()}
         if isinstance(err, RejectedFile):
             info.update(rule=err.rule, row=err.row, detail=err.detail)
-        (qdir / f"{file_id}__{path.name}.reason.json").write_text(json.dumps(info, indent=2) + "\n")
+        (qdir / f"{file_id}__{stored}.reason.json").write_text(json.dumps(info, indent=2) + "\n")
         log.warning("quarantined %s/%s: %s", agency, path.name, reason)
 
     # --- one file ---------------------------------------------------------
@@ -142,12 +257,13 @@ class Intake:
         received = _now()
         st = path.lstat()
         pseudo_id = f"{received:%Y%m%dT%H%M%S%f}-unread"
+        logical = name  # the name the contract and the ledger see (".lhx" removed below)
 
         def refuse(rule: str, detail: str, extract: str | None = None,
                    sha: str = "", size: int = st.st_size, file_id: str = pseudo_id) -> FileOutcome:
             err = RejectedFile(name, rule, detail)
             reason = str(err)
-            self._ledger_insert(file_id, received, agency, extract, name, size, sha, "quarantined", reason)
+            self._ledger_insert(file_id, received, agency, extract, logical, size, sha, "quarantined", reason)
             self._quarantine(agency, path, file_id, err)
             return FileOutcome(name, extract, "quarantined", reason=reason)
 
@@ -155,98 +271,189 @@ class Intake:
             return refuse("symlink", "symbolic links are never followed")
         if not stat.S_ISREG(st.st_mode):
             return refuse("not_regular_file", "only regular files are accepted")
-        if not SAFE_NAME.match(name):
-            return refuse("file_name", "name has characters outside letters, digits, '.', '_' and '-'")
+        if not SAFE_NAME.fullmatch(name):
+            return refuse("file_name", "name must be ASCII letters, digits, '.', '_' and '-', "
+                          "starting with a letter or digit, at most 201 characters")
         if st.st_size == 0:
             return refuse("empty_file", "file is empty")
         if st.st_size > self.settings.max_file_bytes:
             return refuse("file_size", f"{st.st_size} bytes is over the limit of {self.settings.max_file_bytes}")
 
-        contract = contract_for_file(agency, name)
-        sha, size = _sha256(path)
+        # A file encrypted to the hub's key (see connectors.dropcrypt) is matched, recorded and
+        # reported under its name without ".lhx"; the ledger keeps the hash of what arrived.
+        encrypted = name.endswith(dropcrypt.SUFFIX)
+        logical = name[:-len(dropcrypt.SUFFIX)] if encrypted else name
+        contract = contract_for_file(agency, logical)
+        try:
+            sha, size = _sha256(path, st)
+        except RejectedFile as err:
+            return refuse(err.rule, err.detail)
         file_id = f"{received:%Y%m%dT%H%M%S%f}-{sha[:12]}"
         if contract is None:
             return refuse("unknown_file_name", f"no {agency} contract matches this file name",
                           sha=sha, size=size, file_id=file_id)
 
         # An identical re-send: recorded, never loaded twice. Its bytes are already archived.
-        dup = self.con.execute(
-            "SELECT file_id FROM ops.file_ledger WHERE sha256 = ? AND agency = ? AND status IN "
-            "('accepted', 'superseded') LIMIT 1", [sha, agency]).fetchone()
+        dup = self._loaded_before(agency, sha)
         if dup:
-            self._ledger_insert(file_id, received, agency, contract.extract, name, size, sha, "duplicate",
-                                f"identical to {dup[0]}")
+            self._ledger_insert(file_id, received, agency, contract.extract, logical, size, sha, "duplicate",
+                                f"identical to {dup}")
             path.unlink()
-            return FileOutcome(name, contract.extract, "duplicate", reason=f"identical to {dup[0]}")
+            return FileOutcome(logical, contract.extract, "duplicate", reason=f"identical to {dup}")
 
         # A run that stopped after archiving this file left a 'received' row: resume it.
         resumed = self.con.execute(
             "SELECT file_id, received_at FROM ops.file_ledger WHERE sha256 = ? AND agency = ? "
-            "AND file_name = ? AND status = 'received' LIMIT 1", [sha, agency, name]).fetchone()
+            "AND file_name = ? AND status = 'received' LIMIT 1", [sha, agency, logical]).fetchone()
         if resumed:
             file_id, received = resumed
         archive = self.settings.archive_dir / agency / f"{file_id}__{name}.enc"
         encrypt_file(path, archive, self.key)
         if not resumed:
-            self._ledger_insert(file_id, received, agency, contract.extract, name, size, sha, "received",
+            self._ledger_insert(file_id, received, agency, contract.extract, logical, size, sha, "received",
                                 archive=str(archive.relative_to(self.settings.data_dir)))
+        if encrypted:
+            return self._take_encrypted(agency, path, logical, contract, file_id, received, sha)
         return self._load(agency, path, contract, file_id, received, sha)
 
+    def _loaded_before(self, agency: str, sha: str) -> str | None:
+        """The file id of an accepted (or since superseded) file with these bytes, if any.
+
+        Matches the hash of the delivered file and, for files that arrived
+        encrypted, the hash of their decrypted content (kept in ops.batches), so
+        the same extract is recognised whether it came encrypted or not.
+        """
+        hit = self.con.execute(
+            "SELECT l.file_id FROM ops.file_ledger l LEFT JOIN ops.batches b ON b.batch_id = l.batch_id "
+            "WHERE l.agency = ? AND l.status IN ('accepted', 'superseded') AND (l.sha256 = ? OR b.sha256 = ?) "
+            "ORDER BY l.received_at LIMIT 1", [agency, sha, sha]).fetchone()
+        return hit[0] if hit else None
+
+    def _work_dir(self) -> Path:
+        """Private (0700) scratch space on the data volume, never /tmp: a 2 GB plaintext must not
+        land in a RAM-backed tmpfs or a directory other users can list."""
+        work = self.settings.data_dir / "work"
+        work.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(work, 0o700)
+        return Path(tempfile.mkdtemp(prefix="drop-", dir=work))  # mkdtemp makes it 0700 too
+
+    def _take_encrypted(self, agency: str, path: Path, logical: str, contract: Contract,
+                        file_id: str, received: datetime, sha: str) -> FileOutcome:
+        """Decrypt an .lhx delivery into a private directory and load the plaintext from there.
+
+        A file that fails authentication (or was encrypted to another key) is
+        quarantined under rule 'decryption'; the plaintext copy is always removed.
+        """
+        workdir = self._work_dir()
+        try:
+            plain = workdir / logical
+            try:
+                if self._drop_key is None:
+                    self._drop_key = dropcrypt.load_private_key(
+                        dropcrypt.default_key_path(self.settings.key_file))
+                dropcrypt.decrypt_from_agency(path, plain, self._drop_key)
+            except dropcrypt.DropCryptError as e:
+                err = RejectedFile(path.name, "decryption", str(e))
+                self._ledger_update(file_id, status="quarantined", reason=str(err))
+                self._quarantine(agency, path, file_id, err)
+                return FileOutcome(logical, contract.extract, "quarantined", reason=str(err))
+            content_sha, _ = _sha256(plain)
+            dup = self._loaded_before(agency, content_sha)
+            if dup:
+                self._ledger_update(file_id, status="duplicate", reason=f"identical to {dup}")
+                path.unlink()
+                return FileOutcome(logical, contract.extract, "duplicate", reason=f"identical to {dup}")
+            return self._load(agency, path, contract, file_id, received, sha,
+                              source=plain, display=logical, content_sha=content_sha)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
     def _load(self, agency: str, path: Path, contract: Contract, file_id: str,
-              received: datetime, sha: str) -> FileOutcome:
+              received: datetime, sha: str, source: Path | None = None, display: str | None = None,
+              content_sha: str | None = None) -> FileOutcome:
+        """Parse, pseudonymize, validate and load one file chunk by chunk, all or nothing.
+
+        Memory is bounded by ``chunk_rows`` whatever the file size: inside ONE
+        warehouse transaction each chunk is inserted into staging as it is
+        validated (row-level expectations, counts summed over chunks); checks
+        that span chunks (uniqueness, row count) then run in SQL over the rows
+        just inserted. Only if no critical check failed are the batch, its
+        validation results and the ledger status committed with the rows;
+        otherwise everything is rolled back and the file is quarantined.
+
+        ``source`` is the file to read when it differs from the delivered
+        ``path`` (a decrypted .lhx delivery); ``display`` is the name used in
+        reasons; ``content_sha`` the hash of the decrypted content, stored in
+        ops.batches so a later plain re-send is recognised.
+        """
+        from expectations.history import batch_stats, history_checks
         from expectations.validate import validate_batch
 
-        name = path.name
+        name = display or path.name
+        batch_id = f"b{file_id}"
+        now = datetime.now()  # one "not in the future" bound for every chunk of the file
+        tally = _ChunkTally(contract)
+        stats = None
+        cols = [n for n, _ in staging_columns(contract)]
+        select = ", ".join("? AS _batch_id" if c == "_batch_id" else f'"{c}"' for c in cols)
+        insert_rows = (f"INSERT INTO staging.{contract.name} ({', '.join(cols)}) "
+                       f"SELECT {select} FROM incoming_chunk")
+        self.con.execute("BEGIN")
         try:
-            tables = [_to_arrow(contract, rows, self.pseudonymizer.columns(contract, cols))
-                      for rows, cols in read_chunks(path, contract)]
+            for numbers, values in read_chunks(source or path, contract, display_name=name,
+                                               chunk_rows=self.chunk_rows):
+                table = _to_arrow(contract, numbers, self.pseudonymizer.columns(contract, values))
+                del values  # the only copy of this chunk's raw identifiers
+                tally.add(validate_batch(contract, table.to_pandas(), now=now), table.num_rows)
+                stats = batch_stats(table, into=stats)
+                self.con.register("incoming_chunk", table)
+                self.con.execute(insert_rows, [batch_id])
+                self.con.unregister("incoming_chunk")
+            outcome = tally.outcome(self.con, batch_id)
+            # History-aware checks (expectations.history): row count and empty shares against
+            # the last accepted deliveries of this extract; read-only, counts only.
+            outcome.extend(history_checks(self.con, contract, stats, batch_id))
         except RejectedFile as err:
+            self.con.execute("ROLLBACK")
             reason = str(err)
             self._ledger_update(file_id, status="quarantined", reason=reason)
             self._quarantine(agency, path, file_id, err)
             return FileOutcome(name, contract.extract, "quarantined", reason=reason)
-        table = pa.concat_tables(tables)
-        batch_id = f"b{file_id}"
-        outcome = validate_batch(contract, table.to_pandas())
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        rows = tally.rows
         validated = _now()
         result_rows = [[batch_id, contract.name, r["expectation"], r.get("column"), r["severity"],
                         bool(r["success"]), r.get("observed"), validated] for r in outcome.results]
         insert_results = ("INSERT INTO ops.validation_results (batch_id, contract, expectation, column_name, "
                           "severity, success, observed, validated_at) VALUES (?,?,?,?,?,?,?,?)")
-        if not outcome.success:
-            reason = f"{name}: {outcome.reason()}"
-            self.con.execute("BEGIN")
-            if result_rows:
-                self.con.executemany(insert_results, result_rows)
-            self._ledger_update(file_id, status="quarantined", reason=reason, row_count=table.num_rows,
-                                batch_id=batch_id)
-            self.con.execute("COMMIT")
-            self._quarantine(agency, path, file_id, reason)
-            return FileOutcome(name, contract.extract, "quarantined", batch_id, table.num_rows, reason)
-
-        cols = [n for n, _ in staging_columns(contract)]
-        select = ", ".join("? AS _batch_id" if c == "_batch_id" else f'"{c}"' for c in cols)
-        self.con.execute("BEGIN")
         try:
-            self.con.register("incoming_batch", table)
-            self.con.execute(f"INSERT INTO staging.{contract.name} ({', '.join(cols)}) "
-                             f"SELECT {select} FROM incoming_batch", [batch_id])
-            self.con.unregister("incoming_batch")
+            if not outcome.success:
+                self.con.execute("ROLLBACK")  # the staging rows go; the verdict is recorded below
+                reason = f"{name}: {outcome.reason()}"
+                self.con.execute("BEGIN")
+                if result_rows:
+                    self.con.executemany(insert_results, result_rows)
+                self._ledger_update(file_id, status="quarantined", reason=reason, row_count=rows,
+                                    batch_id=batch_id)
+                self.con.execute("COMMIT")
+                self._quarantine(agency, path, file_id, reason)
+                return FileOutcome(name, contract.extract, "quarantined", batch_id, rows, reason)
             self.con.execute("INSERT INTO ops.batches VALUES (?,?,?,?,?,?,?,?)",
-                             [batch_id, contract.name, file_id, sha, received, _now(), table.num_rows,
+                             [batch_id, contract.name, file_id, content_sha or sha, received, _now(), rows,
                               self.key.key_id])
             if result_rows:
                 self.con.executemany(insert_results, result_rows)
             self._supersede(contract, name, file_id)
             warn = outcome.reason() if outcome.failed_warning else None
-            self._ledger_update(file_id, status="accepted", batch_id=batch_id, row_count=table.num_rows,
-                                reason=warn)
+            self._ledger_update(file_id, status="accepted", batch_id=batch_id, row_count=rows, reason=warn)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
         path.unlink()  # the archive copy and the committed ledger row are durable by now
-        return FileOutcome(name, contract.extract, "accepted", batch_id, table.num_rows,
+        return FileOutcome(name, contract.extract, "accepted", batch_id, rows,
                            warnings=len(outcome.failed_warning))
 
     def _supersede(self, contract: Contract, name: str, file_id: str) -> None:

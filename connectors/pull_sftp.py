@@ -44,8 +44,10 @@ from leadhub.settings import Settings
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
+# "schedule" is read by the Airflow pull DAGs (dags/pulls.py), not here.
 _FIELDS = {"kind", "agency", "enabled", "host", "port", "user", "private_key_env", "passphrase_env",
-           "known_hosts", "remote_dir", "delete_after_fetch", "timeout_seconds", "description"}
+           "known_hosts", "remote_dir", "delete_after_fetch", "timeout_seconds", "description",
+           "schedule"}
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,8 @@ def pull_sftp(settings: Settings, source: Source) -> PullResult:
         try:
             entries = sftp.listdir_attr(src.remote_dir)
         except OSError as e:
-            raise PullError(f"{where}: cannot list remote folder {src.remote_dir} ({e.strerror or type(e).__name__})") from None
+            raise PullError(f"{where}: cannot list remote folder {src.remote_dir} "
+                            f"({e.strerror or type(e).__name__})") from None
         for attr in sorted(entries, key=lambda a: (a.st_mtime or 0, a.filename)):
             name = attr.filename
             seen = fetched.get(name)

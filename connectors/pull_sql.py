@@ -60,8 +60,9 @@ log = logging.getLogger(__name__)
 MARK_TYPES = ("timestamp", "integer")
 DEFAULT_BATCH_SIZE = 50_000
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+# "schedule" is read by the Airflow pull DAGs (dags/pulls.py), not here.
 _FIELDS = {"kind", "agency", "enabled", "extract", "url_env", "table", "query", "columns",
-           "high_water_mark", "key", "batch_size", "description"}
+           "high_water_mark", "key", "batch_size", "description", "schedule"}
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from airflow.sdk import Asset, AssetAlias, ExceptionRetryPolicy, RetryAction, RetryRule
+from airflow.sdk import Asset, AssetAlias, AssetWatcher, ExceptionRetryPolicy, RetryAction, RetryRule
 
 from connectors.contracts import ContractError
+from dags.inbox_trigger import InboxFilesTrigger
 from leadhub.errors import KeyError_, LeadHubError
+from leadhub.settings import Settings
 
 OWNER = "leadhub-steward"
 
@@ -25,6 +28,9 @@ OWNER = "leadhub-steward"
 # reads) takes a slot of this pool, which has exactly one (created by
 # docker-compose's airflow-init and by leadhub.airflow_local), so they never overlap.
 WAREHOUSE_POOL = "leadhub_warehouse"
+
+# How often the triggerer lists each inbox for newly arrived files.
+ENV_INBOX_POLL = "LEADHUB_INBOX_POLL_SECONDS"
 
 # Fixed and in the past so schedules start at once; catchup stays off everywhere.
 START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -51,6 +57,28 @@ RETRY_POLICY = ExceptionRetryPolicy(rules=[
 def staging_asset(agency: str) -> Asset:
     """The staged data of one agency; an event on it means new rows were accepted."""
     return Asset(f"leadhub://staging/{agency}")
+
+
+def inbox_asset(agency: str) -> Asset:
+    """Files waiting in one agency's inbox; the triggerer records an event when complete files arrive.
+
+    The watcher polls every $LEADHUB_INBOX_POLL_SECONDS (default 30). The
+    directory is resolved here, at parse time, from LEADHUB_DATA_DIR, so the
+    DAG processor and the triggerer must see the same data directory (the
+    compose file sets it for every Airflow service).
+    """
+    directory = str(Settings.from_env().inbox(agency))
+    trigger = InboxFilesTrigger(directory=directory, agency=agency, poll_seconds=inbox_poll_seconds())
+    return Asset(f"leadhub://inbox/{agency}", watchers=[AssetWatcher(name=f"{agency}_inbox", trigger=trigger)])
+
+
+def inbox_alias(agency: str) -> AssetAlias:
+    """Pull tasks emit through an alias so an inbox event is recorded only when files were delivered."""
+    return AssetAlias(f"leadhub_inbox_{agency}")
+
+
+def inbox_poll_seconds() -> float:
+    return float(os.environ.get(ENV_INBOX_POLL, "30"))
 
 
 def staging_alias(agency: str) -> AssetAlias:

@@ -8,7 +8,8 @@ an asset event, and the agency's feed DAG is scheduled on that asset.
 
 It only lists the directory and reads file sizes and times: it never opens,
 moves or deletes a file. A file counts as complete when its name is not a
-temporary one (the clerks' ``.part``/``.tmp`` convention, dotfiles) and its
+temporary one (the clerks' ``.part``/``.tmp`` convention, rsync's hidden
+copies) and its
 size and modification time did not change between two polls, so a copy still
 in progress does not start a run. Each complete file is reported once; a file
 re-delivered under the same name (new size or time) is reported again. The
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from typing import Any, AsyncIterator
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
@@ -32,13 +34,20 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 # keeps them equal); not imported from there because that module loads duckdb
 # and pyarrow, which the triggerer and the DAG processor should not.
 IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".partial", ".filepart", ".crdownload")
+# rsync writes ".<name>.<6 random characters>" while it copies, then renames.
+RSYNC_TEMP = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9._-]*\.[A-Za-z0-9]{6}")
 
 FileKey = tuple[str, int, int]  # name, size, mtime in ns
 
 
 def is_in_progress(name: str) -> bool:
-    """Names the intake leaves alone: dotfiles and files still being written under a temporary name."""
-    return name.startswith(".") or name.lower().endswith(IN_PROGRESS_SUFFIXES)
+    """Names the intake leaves alone because they are still being written.
+
+    Any other name counts as an arrival, odd ones included (a stray dotfile):
+    the intake refuses those into quarantine with a reason, so they must not
+    sit unnoticed until the fallback run.
+    """
+    return name.lower().endswith(IN_PROGRESS_SUFFIXES) or RSYNC_TEMP.fullmatch(name) is not None
 
 
 def list_candidates(directory: str) -> set[FileKey]:

@@ -50,6 +50,16 @@ class ValidationOutcome:
     success: bool
     results: list[dict] = field(default_factory=list)
 
+    def extend(self, results: list[dict]) -> "ValidationOutcome":
+        """Add results of checks outside the suite (history, ``expectations.history``).
+
+        A failed critical one makes the whole batch fail, exactly like a suite expectation.
+        """
+        self.results.extend(results)
+        self.success = self.success and not any(
+            not r["success"] and r["severity"] == CRITICAL for r in results)
+        return self
+
     @property
     def failed_critical(self) -> list[dict]:
         return [r for r in self.results if not r["success"] and r["severity"] == CRITICAL]
@@ -120,14 +130,35 @@ def _gx_suite(name: str):
     return _context().suites.add(suite)
 
 
-def _with_datetime_dates(contract: Contract, df: pd.DataFrame) -> pd.DataFrame:
-    """Dates held as ``datetime.date`` objects become datetimes, so they compare with ``now``."""
-    convert = [c.name for c in contract.plain_columns
-               if c.type in ("date", "timestamp") and c.name in df.columns
-               and not pd.api.types.is_datetime64_any_dtype(df[c.name])]
-    if not convert:
-        return df
-    return df.assign(**{name: pd.to_datetime(df[name], errors="coerce") for name in convert})
+def _prepared_for_gx(contract: Contract, df: pd.DataFrame) -> pd.DataFrame:
+    """The frame in the dtypes GX's pandas metrics compare vectorized; a copy, never the caller's.
+
+    Dates held as ``datetime.date`` objects (``pyarrow.Table.to_pandas()`` gives those for
+    DATE columns) become datetimes, so they compare with ``now``. GX's "between" metric
+    compares column by column only for int64/float64 and nanosecond datetimes, and falls back
+    to one Python call per row otherwise (``ColumnValuesBetween._pandas``); Arrow hands over
+    microsecond timestamps and int32, which made that check the slowest of a suite. So dates
+    become nanosecond datetimes (unless a value lies beyond 2262, which only the slow path
+    can compare) and other integer columns become float64 (exact for these magnitudes, and
+    the way pandas holds an integer column with gaps anyway).
+    """
+    dates = {c.name for c in contract.plain_columns if c.type in ("date", "timestamp")}
+    changes = {}
+    for name in df.columns:
+        column = df[name]
+        if name in dates:
+            if not pd.api.types.is_datetime64_any_dtype(column):
+                column = pd.to_datetime(column, errors="coerce")
+            if not isinstance(column.dtype, pd.DatetimeTZDtype) and column.dtype != "datetime64[ns]":
+                try:
+                    column = column.astype("datetime64[ns]")
+                except (pd.errors.OutOfBoundsDatetime, OverflowError):
+                    pass
+        elif pd.api.types.is_integer_dtype(column) and column.dtype != "int64":
+            column = column.astype("float64")
+        if column is not df[name]:
+            changes[name] = column
+    return df.assign(**changes) if changes else df
 
 
 def validate_batch(contract: Contract, df: pd.DataFrame,
@@ -140,7 +171,7 @@ def validate_batch(contract: Contract, df: pd.DataFrame,
     """
     suite = _gx_suite(contract.name)
     batch = _batch_definition(contract.name).get_batch(
-        batch_parameters={"dataframe": _with_datetime_dates(contract, df)})
+        batch_parameters={"dataframe": _prepared_for_gx(contract, df)})
     run = batch.validate(suite, result_format=RESULT_FORMAT,
                          expectation_parameters={"now": pd.Timestamp(now or datetime.now())})
     position = {e.id: i for i, e in enumerate(suite.expectations)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -90,6 +91,50 @@ def cmd_status(settings: Settings, args) -> int:
     return 1 if stale else 0
 
 
+def cmd_pull(settings: Settings, args) -> int:
+    """Pull declared sources into the inboxes; `leadhub ingest` then takes the files."""
+    from connectors.sources import pull_sources
+    from leadhub.keys import MasterKey
+
+    MasterKey.load(settings.key_file)  # like every stage: refuse to run on an installation without its key
+    results = pull_sources(settings, args.source)
+    if not results:
+        print("no enabled pull sources are declared")
+    for r in results:
+        print(r.summary())
+    return 1 if any(r.error for r in results) else 0
+
+
+def cmd_keygen_drop(settings: Settings, args) -> int:
+    """Create the hub's drop key pair; agencies get the public half to encrypt files for the hub."""
+    from connectors import dropcrypt
+
+    try:
+        private, public = dropcrypt.generate_hub_keypair(dropcrypt.default_key_path(settings.key_file))
+    except dropcrypt.DropCryptError as e:
+        raise LeadHubError(str(e)) from None
+    fp = dropcrypt.fingerprint(dropcrypt.load_public_key(public))
+    print(f"created {private} (mode 600; back it up with the master key) and {public}.\n"
+          f"Give {public.name} to each agency and confirm its fingerprint {fp} by phone; agencies run "
+          f"'leadhub-encrypt {public.name} FILE' and upload FILE.lhx.")
+    return 0
+
+
+def cmd_decrypt_drop(settings: Settings, args) -> int:
+    """Decrypt a file agencies encrypted to the hub key (e.g. an archived .lhx original)."""
+    from connectors import dropcrypt
+
+    try:
+        key = dropcrypt.load_private_key(dropcrypt.default_key_path(settings.key_file))
+        if Path(args.output).exists():
+            raise dropcrypt.DropCryptError(f"{args.output} already exists")
+        dropcrypt.decrypt_from_agency(Path(args.lhx_file), Path(args.output), key)
+    except dropcrypt.DropCryptError as e:
+        raise LeadHubError(str(e)) from None
+    print(f"decrypted to {args.output}")
+    return 0
+
+
 def cmd_decrypt(settings: Settings, args) -> int:
     from connectors.archive import decrypt_to
     from leadhub.keys import MasterKey
@@ -107,12 +152,65 @@ def cmd_decrypt(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_docs(settings: Settings, args) -> int:
+    """Data Docs are rebuilt from the warehouse each time, so they show what is stored now."""
+    import webbrowser
+
+    from expectations.docs import build_docs
+
+    index = build_docs(settings)
+    print(f"data docs: {index}")
+    if args.open:
+        webbrowser.open(index.as_uri())
+    return 0
+
+
+def cmd_quality(settings: Settings, args) -> int:
+    from expectations.docs import recent_results
+
+    rows = recent_results(settings, limit=args.limit, failed_only=args.failed)
+    for r in rows:
+        state = "ok" if r["success"] else "FAILED"
+        target = f"{r['contract']}.{r['column_name']}" if r["column_name"] else r["contract"]
+        print(f"{r['validated_at']:%Y-%m-%d %H:%M}  {r['batch_id']:<36} {r['severity']:<8} {state:<6} "
+              f"{r['kind']:<7} {target} {r['expectation']}: {r['observed'] or ''}")
+    if not rows:
+        print("no failed checks" if args.failed else "no validation results recorded yet")
+    return 0
+
+
+def cmd_link(settings: Settings, args) -> int:
+    """Link two CSV files (or deduplicate one) on keyed encodings; see docs/linkage.md."""
+    import json
+
+    from leadhub.keys import MasterKey
+    from transforms.link import link_files
+
+    if args.installation_key:
+        similarity_key = MasterKey.load(settings.key_file).subkey("similarity")
+    else:
+        similarity_key = os.urandom(32)  # ephemeral: the encodings are useless after this run
+    mapping = json.loads(Path(args.columns).read_text())
+    try:
+        counts = link_files(Path(args.left), Path(args.right) if args.right else None, mapping,
+                            Path(args.out), similarity_key, threshold=args.threshold,
+                            best_only=args.one_to_one, delimiter=args.delimiter)
+    except (ValueError, FileNotFoundError) as e:
+        raise LeadHubError(str(e)) from None
+    what = "linked" if args.right else "deduplicated"
+    print(f"{what} {counts['left_records']}"
+          + (f" x {counts['right_records']}" if args.right else "")
+          + f" records: {counts['pairs']} pair(s) written to {args.out}")
+    return 0
+
+
 def cmd_demo(settings: Settings, args) -> int:
     from connectors.synthetic import generate
     from leadhub.airflow_local import run_demo_dags
     from leadhub.keys import load_or_create
 
     settings.ensure_dirs()
+    os.environ["LEADHUB_DEMO"] = "1"  # the demo may use the demo key it makes; nothing else may
     load_or_create(settings.key_file)
     print(f"key file: {settings.key_file}")
     generate(settings.inbox_dir, settings.answers_dir, people=args.people, seed=args.seed, progress=True)
@@ -142,10 +240,37 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("build", help="link people and rebuild core tables and marts").set_defaults(func=cmd_build)
     sub.add_parser("report", help="write the cross-agency report").set_defaults(func=cmd_report)
     sub.add_parser("status", help="feeds, ledger counts and staleness").set_defaults(func=cmd_status)
+    pl = sub.add_parser("pull", help="fetch from declared agency databases and SFTP servers into the inboxes")
+    pl.add_argument("--source", help="only this source (a file name in connectors/sources/, without .yaml)")
+    pl.set_defaults(func=cmd_pull)
     d = sub.add_parser("decrypt", help="decrypt an archived original (steward only)")
     d.add_argument("archive_file")
     d.add_argument("output")
     d.set_defaults(func=cmd_decrypt)
+    sub.add_parser("keygen-drop", help="create the hub key pair agencies encrypt drop files to").set_defaults(
+        func=cmd_keygen_drop)
+    dd = sub.add_parser("decrypt-drop", help="decrypt a .lhx file with the hub drop key (steward only)")
+    dd.add_argument("lhx_file")
+    dd.add_argument("output")
+    dd.set_defaults(func=cmd_decrypt_drop)
+    docs = sub.add_parser("docs", help="build the Data Docs site from stored validation results")
+    docs.add_argument("--open", action="store_true", help="open it in a web browser")
+    docs.set_defaults(func=cmd_docs)
+    q = sub.add_parser("quality", help="print recent validation results")
+    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--failed", action="store_true", help="only failed checks")
+    q.set_defaults(func=cmd_quality)
+    lk = sub.add_parser("link", help="link two CSV files (or deduplicate one) on keyed encodings only")
+    lk.add_argument("--left", required=True, help="CSV file; alone, it is deduplicated")
+    lk.add_argument("--right", help="second CSV file to link against --left")
+    lk.add_argument("--columns", required=True, help='JSON mapping: {"id": col, "fields": {field: col}}')
+    lk.add_argument("--out", required=True, help="CSV of left_id,right_id,score")
+    lk.add_argument("--threshold", type=float, help="minimum score (default: linkage_settings.json)")
+    lk.add_argument("--one-to-one", action="store_true", help="keep each record in its best pair only")
+    lk.add_argument("--delimiter", default=",")
+    lk.add_argument("--installation-key", action="store_true",
+                    help="encode with the hub's key instead of a one-off random key")
+    lk.set_defaults(func=cmd_link)
     demo = sub.add_parser("demo", help="generate synthetic data and run every DAG through Airflow")
     demo.add_argument("--people", type=int, default=3000)
     demo.add_argument("--seed", type=int, default=7)

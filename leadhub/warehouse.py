@@ -32,6 +32,15 @@ TOKEN_COLUMNS = {
     "phone": "phone_token",
 }
 NAME_DOB_TOKEN = "name_dob_token"
+# Keyed similarity encodings (transforms/encodings.py) for fuzzy linkage, by linkage field.
+# Like tokens they hold no identifier; the analysts' published snapshot leaves out every
+# column ending in "_enc" as well as the token columns.
+ENCODING_COLUMNS = {
+    "first_name": "first_name_enc",
+    "last_name": "last_name_enc",
+    "dob": "dob_enc",
+    "ssn": "ssn_enc",
+}
 SQL_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "date": "DATE",
              "timestamp": "TIMESTAMP", "decimal": "DOUBLE"}
 
@@ -89,6 +98,9 @@ def staging_columns(contract: Contract) -> list[tuple[str, str]]:
             cols.append((token, "VARCHAR"))
     if {"last_name", "first_name", "dob"} <= roles:
         cols.append((NAME_DOB_TOKEN, "VARCHAR"))
+    for field, column in ENCODING_COLUMNS.items():
+        if field in roles:
+            cols.append((column, "VARCHAR"))
     if contract.age_at:
         cols.append(("age_at_event", "INTEGER"))
     cols += [("key_id", "VARCHAR"), ("_batch_id", "VARCHAR"), ("_row_number", "BIGINT")]
@@ -117,6 +129,50 @@ SELECT * EXCLUDE (_rank) FROM (
   FROM {t} s JOIN ops.batches b ON b.batch_id = s._batch_id) WHERE _rank = 1"""
 
 
+DATA_QUALITY_VIEW = """
+-- ops.data_quality: one row per check of every validation run, for trends and the Data Docs.
+-- kind: batch (the extract's GX suite), history (against earlier deliveries), build (checks on
+-- core tables after a build, batch id 'build-<time>'), schema (a header refused as schema drift
+-- while the file was read; its batch id is the file id). Observed values are counts only;
+-- unexpected_count and checked_count are parsed from "unexpected N of M rows, P%".
+CREATE OR REPLACE VIEW ops.data_quality AS
+WITH checks AS (
+    SELECT validated_at, batch_id, NULL::VARCHAR AS file_id, contract,
+           CASE WHEN batch_id LIKE 'build-%' THEN 'build'
+                WHEN expectation LIKE '%\\_to\\_match\\_history' ESCAPE '\\' THEN 'history'
+                ELSE 'batch' END AS kind,
+           expectation, column_name, severity, success, observed
+    FROM ops.validation_results
+    UNION ALL
+    SELECT updated_at, file_id, file_id, agency || '_' || extract, 'schema', 'schema_drift', NULL,
+           'critical', false, regexp_extract(reason, 'rule ''header'' failed: (.*)$', 1)
+    FROM ops.file_ledger
+    WHERE status = 'quarantined' AND reason LIKE '%rule ''header'' failed%'
+)
+SELECT c.validated_at,
+       c.validated_at::DATE AS validated_on,
+       coalesce(lb.agency, lf.agency, CASE WHEN c.kind = 'build' THEN 'warehouse' END) AS agency,
+       c.contract,
+       c.batch_id,
+       coalesce(lb.file_id, lf.file_id) AS file_id,
+       coalesce(lb.file_name, lf.file_name) AS file_name,
+       coalesce(lb.status, lf.status) AS file_status,
+       c.kind,
+       c.expectation,
+       c.column_name,
+       c.severity,
+       c.success,
+       c.observed,
+       TRY_CAST(replace(regexp_extract(c.observed, '^unexpected ([0-9,]+) of', 1), ',', '')
+                AS BIGINT) AS unexpected_count,
+       TRY_CAST(replace(regexp_extract(c.observed, '^unexpected [0-9,]+ of ([0-9,]+) ', 1), ',', '')
+                AS BIGINT) AS checked_count
+FROM checks c
+LEFT JOIN ops.file_ledger lb ON lb.batch_id = c.batch_id AND c.file_id IS NULL
+LEFT JOIN ops.file_ledger lf ON lf.file_id = c.file_id
+"""
+
+
 # Numbered schema migrations, applied in order and recorded in ops.schema_version.
 # Never edit or renumber one that has shipped: add the next number instead. A
 # migration holds only the DDL of its own step; the staging tables and current
@@ -126,6 +182,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "layers and the ops ledger, batch and validation tables", OPS_DDL),
     (2, "ops.schema_version records what each migration did",
      "ALTER TABLE ops.schema_version ADD COLUMN IF NOT EXISTS description VARCHAR"),
+    (3, "ops.data_quality view over validation results, for data-quality trends", DATA_QUALITY_VIEW),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 STORAGE_COMPATIBILITY = "v1.4.0"

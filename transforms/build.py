@@ -1,4 +1,10 @@
-"""Build the warehouse: link people, then run the SQL models — one transaction."""
+"""Build the warehouse: link people, run the SQL models, then publish the analysts' snapshot.
+
+Linkage and models run in one transaction: the warehouse holds either the
+previous build or the new one, never a mix, even if the process is killed.
+Publishing comes after the commit, from the same (writer) connection, so the
+snapshot shows exactly the committed build; see transforms/publish.py.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,10 @@ from leadhub.warehouse import connect
 from transforms.link import link_people
 
 
-def build_warehouse(settings: Settings) -> dict[str, int]:
-    """Analysts never see a half-built warehouse: everything commits at once or not at all."""
+def build_warehouse(settings: Settings, publish: bool = True) -> dict[str, int]:
+    """Rebuild core and marts in one transaction; then publish unless ``publish`` is False."""
     from transforms.model import run_models
+    from transforms.publish import publish as publish_snapshot
 
     with connect(settings.warehouse_path) as con:
         con.execute("BEGIN")
@@ -20,4 +27,7 @@ def build_warehouse(settings: Settings) -> dict[str, int]:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        if publish:
+            published = publish_snapshot(settings, con)
+            counts["published.tables"] = len(published)
     return counts

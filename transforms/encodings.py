@@ -36,7 +36,6 @@ import hmac
 import json
 import re
 from datetime import date, datetime
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -120,17 +119,21 @@ class Encoder:
         if self._k > 32 or 65536 % self._bits:
             raise ValueError("bloom: at most 32 hashes and a power-of-two size up to 65536 bits")
         self._cache: dict[tuple[str, str], np.ndarray] = {}
+        self._masks: dict[tuple[str, str], int] = {}
 
     def _token(self, domain: str, value: str) -> int:
         digest = hmac.new(self._key, f"tok\x1f{domain}\x1f{value}".encode(), hashlib.sha256).digest()
         return int.from_bytes(digest[:8], "little") or 1
 
-    @lru_cache(maxsize=1 << 16)
     def _qgram_mask(self, domain: str, gram: str) -> int:
+        cached = self._masks.get((domain, gram))
+        if cached is not None:
+            return cached
         digest = hmac.new(self._key, f"bf\x1f{domain}\x1f{gram}".encode(), hashlib.sha512).digest()
         mask = 0
         for i in range(self._k):
             mask |= 1 << (int.from_bytes(digest[2 * i:2 * i + 2], "little") % self._bits)
+        self._masks[(domain, gram)] = mask
         return mask
 
     def _bloom(self, domain: str, value: str) -> np.ndarray:
@@ -200,3 +203,41 @@ def from_hex(values, width: int) -> np.ndarray:
     blank = "0" * (16 * width)
     joined = "".join(v if isinstance(v, str) and len(v) == 16 * width else blank for v in values)
     return np.frombuffer(bytes.fromhex(joined), dtype="<u8").astype(np.uint64).reshape(len(values), width)
+
+
+# -- files from outside the hub (the ``leadhub link`` command) --------------------------------------
+
+def read_mapping(mapping: dict) -> tuple[str | None, dict[str, dict]]:
+    """``{"id": col, "fields": {field: col | [cols] | {"columns": [...], "format": ...}}}``."""
+    fields = {}
+    for field, spec in mapping.get("fields", {}).items():
+        if isinstance(spec, str):
+            spec = {"columns": [spec]}
+        elif isinstance(spec, list):
+            spec = {"columns": spec}
+        else:
+            spec = dict(spec)
+            spec["columns"] = spec.get("columns") or [spec.pop("column")]
+        fields[field] = spec
+    return mapping.get("id"), fields
+
+
+def encode_frame(frame, fields: dict[str, dict], encoder: Encoder):
+    """Clear-text columns of a data frame -> {field: (n, width) words}. Nothing else survives."""
+    out = {}
+    for field, spec in fields.items():
+        if field not in encoder.settings["fields"]:
+            raise ValueError(f"unknown linkage field {field!r}; known: "
+                             f"{', '.join(sorted(encoder.settings['fields']))}")
+        missing = [c for c in spec["columns"] if c not in frame.columns]
+        if missing:
+            raise ValueError(f"mapping names column(s) not in the file: {', '.join(missing)}")
+        parts = [frame[c].astype("string").fillna("").str.strip() for c in spec["columns"]]
+        joined = parts[0]
+        for p in parts[1:]:
+            joined = joined + " " + p
+        fs = encoder.settings["fields"][field]
+        values = [canonical(fs, v, spec.get("format")) if v and v.strip() else None
+                  for v in joined.tolist()]
+        out[field] = encoder.encode(field, values)
+    return out

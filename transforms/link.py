@@ -1,112 +1,480 @@
-"""Person linkage across agencies, on pseudonyms only.
+"""Person linkage on keyed encodings only: blocking, Fellegi-Sunter scoring, guarded clustering.
 
-Every agency person id (as its token) is a node. Nodes are joined when they
-share an SSN token or a name + date-of-birth token. A name + date-of-birth
-token that two different SSNs also carry is ambiguous (two people) and is not
-used, so a third record cannot chain them together. Treatment clients take
-part only with an active 42 CFR Part 2 consent.
+The matcher never sees a name, a birth date or an SSN. It receives, per field,
+the word rows of ``transforms.encodings`` and works with numpy on them:
 
-Person keys are stable: a cluster keeps the key it had in the previous build;
-a new cluster gets a key derived from its smallest member token.
+1. Blocking — candidate pairs are records that agree exactly on at least one
+   blocking rule of ``linkage_settings.json`` (e.g. same date-of-birth token,
+   or same surname *and* given-name filter). Comparing every pair is
+   quadratic; blocks keep 100,000 x 100,000 records in seconds.
+2. Scoring — per field a comparison level (exact / high / mid Dice for Bloom
+   filters; exact / one-edit for digit and date tokens), each worth
+   log2(m/u) from the settings file; the sum is the match weight. Swapped
+   first and last names are scored crosswise and the better reading counts.
+3. Clustering (warehouse only) — pairs above the threshold are merged best
+   first; a merge is refused when the two clusters hold conflicting SSNs, or
+   two ids of one agency with conflicting birth dates. That guard is what
+   stops a third record from chaining two different people together.
+
+Person keys are stable: a cluster keeps the key its members had in the previous
+build, and two clusters that both already carry keys are never merged (a key,
+once handed to analysts, never changes meaning). A new cluster gets a key
+derived from its smallest member token. Treatment clients take part only with
+an active 42 CFR Part 2 consent, so a revoked consent drops the link at the
+next build.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import defaultdict
+from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from connectors.contracts import Contract, load_contracts
-from leadhub.warehouse import NAME_DOB_TOKEN, TOKEN_COLUMNS
+from leadhub.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS
+from transforms.encodings import field_width, from_hex, load_settings
 
-SSN = TOKEN_COLUMNS["ssn"]
+log = logging.getLogger(__name__)
+
 PERSON = TOKEN_COLUMNS["agency_person_id"]
+CHUNK = 1 << 20
+MAX_BLOCK = 2000   # a block larger than this on either side is skipped (too common to be evidence)
 
 
-class _UnionFind:
-    def __init__(self):
-        self.parent: dict = {}
+@dataclass
+class Encoded:
+    """Encoded records of one file or table: field -> (n, width) uint64 word rows."""
+    fields: dict[str, np.ndarray]
+    n: int
 
-    def find(self, x):
-        parent = self.parent
-        parent.setdefault(x, x)
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
 
-    def union(self, a, b):
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+# -- blocking ------------------------------------------------------------------------------------
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64 finalizer: spreads word rows into well-distributed 64-bit block keys."""
+    with np.errstate(over="ignore"):
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+
+def _field_key(enc: Encoded, name: str, settings: dict) -> np.ndarray | None:
+    """One uint64 per record that is equal exactly when the field's value is; 0 when missing."""
+    if name.endswith("_swap"):
+        base = enc.fields.get(name[:-5])
+        return None if base is None else base[:, -1].copy()
+    rows = enc.fields.get(name)
+    if rows is None:
+        return None
+    kind = settings["fields"][name]["kind"]
+    if kind in ("digits", "date", "exact"):
+        return rows[:, 0].copy()
+    key = np.zeros(len(rows), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for w in range(rows.shape[1]):
+            key = _mix(key ^ rows[:, w])
+    key[~rows.any(axis=1)] = 0
+    return key
+
+
+def _rule_key(enc: Encoded, rule: list[str], settings: dict) -> np.ndarray | None:
+    key, present = np.zeros(enc.n, dtype=np.uint64), np.ones(enc.n, dtype=bool)
+    with np.errstate(over="ignore"):
+        for k, name in enumerate(rule):
+            part = _field_key(enc, name, settings)
+            if part is None:
+                return None
+            present &= part != 0
+            key = _mix(key ^ (part + np.uint64(k + 1)))
+    key[~present] = 0
+    return key
+
+
+def _pairs_for_keys(kl: np.ndarray, kr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(kr, kind="stable")
+    skr = kr[order]
+    lo = np.searchsorted(skr, kl, "left")
+    hi = np.searchsorted(skr, kl, "right")
+    cnt = hi - lo
+    cnt[kl == 0] = 0
+    cnt[cnt > MAX_BLOCK] = 0
+    total = int(cnt.sum())
+    if not total:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    i = np.repeat(np.arange(len(kl)), cnt)
+    starts = np.repeat(lo, cnt)
+    offs = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    return i, order[starts + offs]
+
+
+def candidate_pairs(left: Encoded, right: Encoded | None, settings: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) index pairs agreeing on at least one blocking rule; i < j when deduplicating."""
+    other = right if right is not None else left
+    codes = []
+    for rule in settings["blocking"]:
+        kl, kr = _rule_key(left, rule, settings), _rule_key(other, rule, settings)
+        if kl is None or kr is None:
+            continue
+        i, j = _pairs_for_keys(kl, kr)
+        if right is None:
+            keep = i < j
+            i, j = i[keep], j[keep]
+        codes.append(i.astype(np.int64) * other.n + j)
+    if not codes:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    code = np.unique(np.concatenate(codes))
+    return code // other.n, code % other.n
+
+
+# -- scoring -------------------------------------------------------------------------------------
+
+def _weights(settings: dict, field: str) -> dict[str, float]:
+    return {lvl: float(np.log2(m / u)) for lvl, (m, u) in settings["fields"][field]["levels"].items()}
+
+
+def _popcount(rows: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(rows).sum(axis=1, dtype=np.int32)
+
+
+def _bloom_weight(a, b, ca, cb, i, j, field, settings) -> np.ndarray:
+    w = _weights(settings, field)
+    t = settings["fields"][field]["dice"]
+    inter = np.bitwise_count(a[i] & b[j]).sum(axis=1, dtype=np.int32)
+    denom = ca[i] + cb[j]
+    dice = np.where(denom > 0, 2.0 * inter / np.maximum(denom, 1), 0.0)
+    out = np.where(dice >= 0.9999, w["exact"],
+                   np.where(dice >= t["high"], w["high"], np.where(dice >= t["mid"], w["mid"], w["else"])))
+    out[(ca[i] == 0) | (cb[j] == 0)] = 0.0
+    return out
+
+
+def token_levels(a: np.ndarray, b: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(missing, exact, near) for aligned rows of digit/date/exact tokens."""
+    missing = (a[:, 0] == 0) | (b[:, 0] == 0)
+    exact = (a[:, 0] == b[:, 0]) & ~missing
+    if kind == "exact":
+        return missing, exact, np.zeros_like(exact)
+    n = DATE_DIGITS if kind == "date" else a.shape[1] - 1
+    da, db = a[:, 1:1 + n], b[:, 1:1 + n]
+    nz = (da != 0) & (db != 0)
+    near = ((da == db) & nz).any(axis=1)                                   # one substitution
+    near |= ((da[:, 1:] == db[:, :-1]) & nz[:, 1:] & nz[:, :-1]).any(axis=1)  # adjacent transposition
+    near |= (da == b[:, :1]).any(axis=1) | (db == a[:, :1]).any(axis=1)     # one insertion/deletion
+    if kind == "date":
+        near |= a[:, -1] == b[:, -1]                                       # day and month swapped
+    return missing, exact, near & ~missing
+
+
+DATE_DIGITS = 8
+
+
+def _token_weight(a, b, i, j, field, settings) -> np.ndarray:
+    w = _weights(settings, field)
+    kind = settings["fields"][field]["kind"]
+    missing, exact, near = token_levels(a[i], b[j], kind)
+    out = np.where(exact, w["exact"], np.where(near, w.get("near", w["else"]), w["else"]))
+    out[missing] = 0.0
+    return out
+
+
+def score_pairs(left: Encoded, right: Encoded | None, i: np.ndarray, j: np.ndarray,
+                settings: dict) -> np.ndarray:
+    """Fellegi-Sunter match weight (sum of log2 m/u over fields both sides have) per pair."""
+    other = right if right is not None else left
+    fields = [f for f in settings["fields"] if f in left.fields and f in other.fields]
+    counts = {f: (_popcount(left.fields[f]), _popcount(other.fields[f])) for f in fields
+              if settings["fields"][f]["kind"] in ("name", "text")}
+    total = np.zeros(len(i), dtype=np.float64)
+    for s in range(0, len(i), CHUNK):
+        ii, jj = i[s:s + CHUNK], j[s:s + CHUNK]
+        part = np.zeros(len(ii), dtype=np.float64)
+        for f in fields:
+            if f in ("first_name", "last_name") and {"first_name", "last_name"} <= set(fields):
+                continue
+            a, b = left.fields[f], other.fields[f]
+            if f in counts:
+                part += _bloom_weight(a, b, *counts[f], ii, jj, f, settings)
+            else:
+                part += _token_weight(a, b, ii, jj, f, settings)
+        if {"first_name", "last_name"} <= set(fields):
+            part += _names_weight(left, other, counts, ii, jj, settings)
+        total[s:s + CHUNK] = part
+    return total
+
+
+def _names_weight(left, other, counts, i, j, settings) -> np.ndarray:
+    """Given and surname as recorded, or swapped — whichever reading agrees better."""
+    lf, ll = left.fields["first_name"], left.fields["last_name"]
+    rf, rl = other.fields["first_name"], other.fields["last_name"]
+    (clf, crf), (cll, crl) = counts["first_name"], counts["last_name"]
+    straight = (_bloom_weight(lf, rf, clf, crf, i, j, "first_name", settings)
+                + _bloom_weight(ll, rl, cll, crl, i, j, "last_name", settings))
+    swapped = (_bloom_weight(lf, rl, clf, crl, i, j, "first_name", settings)
+               + _bloom_weight(ll, rf, cll, crf, i, j, "last_name", settings))
+    return np.maximum(straight, swapped)
+
+
+def match_pairs(left: Encoded, right: Encoded | None, settings: dict | None = None,
+                threshold: float | None = None) -> pd.DataFrame:
+    """Record-index pairs whose match weight reaches the threshold, with their weights."""
+    settings = settings or load_settings()
+    threshold = settings["threshold"] if threshold is None else threshold
+    i, j = candidate_pairs(left, right, settings)
+    w = score_pairs(left, right, i, j, settings)
+    keep = w >= threshold
+    return pd.DataFrame({"left": i[keep], "right": j[keep], "weight": w[keep]})
+
+
+def one_to_one(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Best-first assignment: each record in at most one pair (for linking two deduplicated files)."""
+    pairs = pairs.sort_values(["weight", "left", "right"], ascending=[False, True, True], kind="stable")
+    seen_l, seen_r, keep = set(), set(), []
+    for idx, l, r in zip(pairs.index, pairs["left"].to_numpy(), pairs["right"].to_numpy()):
+        if l not in seen_l and r not in seen_r:
+            seen_l.add(l)
+            seen_r.add(r)
+            keep.append(idx)
+    return pairs.loc[keep].sort_values(["left", "right"]).reset_index(drop=True)
+
+
+# -- the warehouse: who is who across agencies ---------------------------------------------------
+
+HUB_FIELDS = ("first_name", "last_name", "dob", "ssn")
 
 
 def _identity_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> pd.DataFrame:
     parts = []
+    enc_cols = [ENCODING_COLUMNS[f] for f in HUB_FIELDS]
     for c in contracts.values():
         roles = {col.identifier for col in c.identifier_columns}
         if not ({"ssn"} & roles or {"last_name", "first_name", "dob"} <= roles):
             continue  # person id only (e.g. episodes): linked through the extract that names them
-        ssn = SSN if "ssn" in roles else "NULL"
-        nd = NAME_DOB_TOKEN if {"last_name", "first_name", "dob"} <= roles else "NULL"
-        consent = "WHERE consent_status = 'active'" if c.part2 and c.column_names.count("consent_status") else ""
-        parts.append(f"SELECT DISTINCT '{c.agency}' AS agency, {PERSON} AS person_token, "
-                     f"{ssn} AS ssn_token, {nd} AS name_dob_token FROM current.{c.name} {consent}")
+        cols = {name for name, _ in _staging_cols(c)}
+        select = ", ".join(e if e in cols else f"NULL AS {e}" for e in enc_cols)
+        consent = "WHERE consent_status = 'active'" if c.part2 and "consent_status" in c.column_names else ""
+        parts.append(f"SELECT DISTINCT '{c.agency}' AS agency, {PERSON} AS person_token, {select} "
+                     f"FROM current.{c.name} {consent}")
     if not parts:
-        return pd.DataFrame(columns=["agency", "person_token", "ssn_token", "name_dob_token"])
-    return con.execute(" UNION ".join(parts)).df()
+        return pd.DataFrame(columns=["agency", "person_token", *enc_cols])
+    return con.execute(" UNION ".join(parts) + " ORDER BY agency, person_token").df()
 
 
-def link_people(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] | None = None) -> dict[str, int]:
-    """Rebuild core.person_link(agency, person_token, person_key) inside the caller's transaction."""
-    contracts = contracts or load_contracts()
-    rows = _identity_rows(con, contracts)
-    uf = _UnionFind()
-    nodes = list(zip(rows["agency"], rows["person_token"]))
-    for node in nodes:
-        uf.find(node)
+def _staging_cols(contract: Contract):
+    from leadhub.warehouse import staging_columns
+    return staging_columns(contract)
 
-    ssn_of_namedob: dict[str, set] = defaultdict(set)
-    for nd, ssn in zip(rows["name_dob_token"], rows["ssn_token"]):
-        if isinstance(nd, str) and isinstance(ssn, str):
-            ssn_of_namedob[nd].add(ssn)
-    first_by_token: dict[str, tuple] = {}
-    for node, ssn, nd in zip(nodes, rows["ssn_token"], rows["name_dob_token"]):
-        for kind, token in (("s", ssn), ("n", nd)):
-            if not isinstance(token, str):
-                continue
-            if kind == "n" and len(ssn_of_namedob.get(token, ())) > 1:
-                continue  # same name and birth date, different SSNs: two people
-            key = kind + token
-            if key in first_by_token:
-                uf.union(first_by_token[key], node)
-            else:
-                first_by_token[key] = node
 
-    previous = {}
-    if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'core' "
-                   "AND table_name = 'person_link'").fetchone()[0]:
-        previous = {(a, t): k for a, t, k in con.execute(
-            "SELECT agency, person_token, person_key FROM core.person_link").fetchall()}
+def encoded_from_frame(frame: pd.DataFrame, settings: dict) -> Encoded:
+    fields = {}
+    for f in HUB_FIELDS:
+        col = ENCODING_COLUMNS[f]
+        fields[f] = from_hex(frame[col].tolist() if col in frame else [None] * len(frame),
+                             field_width(settings, f))
+    return Encoded(fields, len(frame))
+
+
+class _Clusters:
+    """Union-find over agency ids that refuses merges the chaining guard forbids."""
+
+    def __init__(self, nodes: list[tuple], ssn: dict, dob: dict, previous: dict, settings: dict):
+        self.parent = {n: n for n in nodes}
+        self.ssn = {n: set(ssn.get(n, ())) for n in nodes}                  # root -> {ssn rows}
+        self.dob = {n: {(n[0], n[1]): set(dob.get(n, ()))} for n in nodes}  # root -> {(agency, id): {dob rows}}
+        self.old = {n: ({previous[n]} if n in previous else set()) for n in nodes}
+        self.guard = settings.get("chain_guard", {})
+        self.refused = 0
+
+    def find(self, x):
+        root = x
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[x] != root:
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    @staticmethod
+    def _conflict(rows_a: set, rows_b: set, kind: str) -> bool:
+        if not rows_a or not rows_b:
+            return False
+        a = np.array([r for r in rows_a for _ in rows_b], dtype=np.uint64)
+        b = np.array([r for _ in rows_a for r in rows_b], dtype=np.uint64)
+        missing, exact, near = token_levels(a, b, kind)
+        return bool((~missing & ~exact & ~near).any())
+
+    def union(self, a, b) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return True
+        if self.old[ra] and self.old[rb] and self.old[ra] != self.old[rb]:
+            self.refused += 1
+            return False  # both already published under different keys: keys never change
+        # Any two different SSNs conflict, even one digit apart: a wrong merge is worse than a split.
+        if self.guard.get("ssn_conflict", True) and self._conflict(self.ssn[ra], self.ssn[rb], "exact"):
+            self.refused += 1
+            return False
+        if self.guard.get("same_agency_dob_conflict", True):
+            for (agency, pid), dobs in self.dob[ra].items():
+                for (agency2, pid2), dobs2 in self.dob[rb].items():
+                    if agency == agency2 and pid != pid2 and self._conflict(dobs, dobs2, "date"):
+                        self.refused += 1
+                        return False
+        keep, gone = min(ra, rb), max(ra, rb)
+        self.parent[gone] = keep
+        self.ssn[keep] |= self.ssn.pop(gone)
+        self.dob[keep].update(self.dob.pop(gone))
+        self.old[keep] |= self.old.pop(gone)
+        return True
+
+
+def _previous_links(con: duckdb.DuckDBPyConnection) -> dict:
+    if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'core' "
+                       "AND table_name = 'person_link'").fetchone()[0]:
+        return {}
+    return {(a, t): k for a, t, k in con.execute(
+        "SELECT agency, person_token, person_key FROM core.person_link").fetchall()}
+
+
+def _drop_ambiguous(pairs: pd.DataFrame, nodes_of_row: list, ssn: dict, margin: float) -> pd.DataFrame:
+    """Drop every pair of a record whose near-best partners carry different SSNs.
+
+    A record without an SSN that matches John Smith (SSN A) and John Smith
+    (SSN B) about equally well cannot say which one it is; linking it to either
+    is a coin toss, so it stays alone.
+    """
+    if pairs.empty:
+        return pairs
+    both = pd.concat([pairs.rename(columns={"left": "me", "right": "other"}),
+                      pairs.rename(columns={"right": "me", "left": "other"})], ignore_index=True)
+    both["ssn"] = [next(iter(ssn[nodes_of_row[o]]))[0] if len(ssn.get(nodes_of_row[o], ())) == 1 else
+                   (-1 if ssn.get(nodes_of_row[o]) else 0) for o in both["other"].to_numpy()]
+    best = both.groupby("me")["weight"].transform("max")
+    near = both[(both["weight"] >= best - margin) & (both["ssn"] != 0)]
+    ambiguous = near.groupby("me")["ssn"].nunique()
+    ambiguous = set(ambiguous[ambiguous > 1].index)
+    if not ambiguous:
+        return pairs
+    keep = ~(pairs["left"].isin(ambiguous) | pairs["right"].isin(ambiguous))
+    return pairs[keep]
+
+
+def cluster_records(rows: pd.DataFrame, previous: dict, settings: dict) -> tuple[dict, dict]:
+    """Identity rows -> {(agency, person_token): person_key}, plus counts for the build log."""
+    enc = encoded_from_frame(rows, settings)
+    nodes_of_row = list(zip(rows["agency"], rows["person_token"]))
+    nodes = sorted(set(nodes_of_row))
+    ssn, dob = defaultdict(set), defaultdict(set)
+    for r, node in enumerate(nodes_of_row):
+        if enc.fields["ssn"][r, 0]:
+            ssn[node].add(tuple(int(x) for x in enc.fields["ssn"][r]))
+        if enc.fields["dob"][r, 0]:
+            dob[node].add(tuple(int(x) for x in enc.fields["dob"][r]))
+    clusters = _Clusters(nodes, ssn, dob, previous, settings)
+
+    pairs = match_pairs(enc, None, settings)
+    pairs = _drop_ambiguous(pairs, nodes_of_row, ssn, settings.get("ambiguity_margin", 3.0))
+    pairs = pairs.sort_values(["weight", "left", "right"], ascending=[False, True, True], kind="stable")
+    merged = 0
+    for i, j in zip(pairs["left"].to_numpy(), pairs["right"].to_numpy()):
+        a, b = nodes_of_row[i], nodes_of_row[j]
+        if a != b and clusters.find(a) != clusters.find(b) and clusters.union(a, b):
+            merged += 1
 
     members: dict[tuple, list] = defaultdict(list)
-    for node in set(nodes):
-        members[uf.find(node)].append(node)
-    out = []
-    for group in members.values():
-        old = sorted({previous[n] for n in group if n in previous})
-        key = old[0] if old else "pk_" + hashlib.sha256("|".join(min(group)).encode()).hexdigest()[:20]
-        out.extend((a, t, key) for a, t in group)
+    for node in nodes:
+        members[clusters.find(node)].append(node)
+    # A previous key stays with the cluster holding most of its old members.
+    claims: dict[str, list] = defaultdict(list)
+    for root, group in members.items():
+        olds = [previous[n] for n in group if n in previous]
+        for k in set(olds):
+            claims[k].append((-olds.count(k), min(group), root))
+    owner = {k: min(c)[2] for k, c in claims.items()}
+    used = set(previous.values())
+    key_of_root = {}
+    for root, group in sorted(members.items(), key=lambda kv: min(kv[1])):
+        mine = sorted(k for k, r in owner.items() if r == root)
+        if mine:
+            key_of_root[root] = mine[0]
+            continue
+        seed = "|".join(min(group))
+        key = "pk_" + hashlib.sha256(seed.encode()).hexdigest()[:20]
+        n = 0
+        while key in used:
+            n += 1
+            key = "pk_" + hashlib.sha256(f"{seed}|{n}".encode()).hexdigest()[:20]
+        used.add(key)
+        key_of_root[root] = key
+    keys = {node: key_of_root[root] for root, group in members.items() for node in group}
+    return keys, {"candidate_pairs_above_threshold": len(pairs), "merges": merged,
+                  "merges_refused": clusters.refused}
 
-    link = pd.DataFrame(out, columns=["agency", "person_token", "person_key"])
+
+def link_people(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] | None = None,
+                settings: dict | None = None) -> dict[str, int]:
+    """Rebuild core.person_link(agency, person_token, person_key) inside the caller's transaction."""
+    contracts = contracts or load_contracts()
+    settings = settings or load_settings()
+    rows = _identity_rows(con, contracts)
+    keys, stats = cluster_records(rows, _previous_links(con), settings)
+    link = pd.DataFrame([(a, t, k) for (a, t), k in keys.items()], columns=["agency", "person_token", "person_key"])
     con.execute("CREATE OR REPLACE TABLE core.person_link (agency VARCHAR NOT NULL, "
                 "person_token VARCHAR NOT NULL, person_key VARCHAR NOT NULL, PRIMARY KEY (agency, person_token))")
     con.register("new_links", link)
     con.execute("INSERT INTO core.person_link SELECT agency, person_token, person_key FROM new_links "
                 "ORDER BY person_key, agency, person_token")
     con.unregister("new_links")
-    return {"agency_ids": len(link), "persons": int(link["person_key"].nunique()) if len(link) else 0}
+    log.info("linkage settings %s: %s", settings.get("version"), stats)
+    return {"agency_ids": len(link), "persons": int(link["person_key"].nunique()) if len(link) else 0,
+            "merges_refused": stats["merges_refused"]}
+
+
+# -- any two files (the ``leadhub link`` command) ------------------------------------------------
+
+def link_files(left_csv, right_csv, mapping: dict, out_csv, similarity_key: bytes,
+               threshold: float | None = None, best_only: bool = False, delimiter: str = ",",
+               settings: dict | None = None) -> dict[str, int]:
+    """Link two CSV files (or deduplicate one) and write record-id pairs with their scores.
+
+    Clear text lives only inside ``_encode_file``: each file is read, its mapped
+    columns are encoded with ``similarity_key`` and the frame is dropped before
+    matching starts, so the matcher sees keyed encodings and nothing else.
+    """
+    from transforms.encodings import Encoder, read_mapping
+
+    settings = settings or load_settings()
+    id_col, fields = read_mapping(mapping)
+    if not fields:
+        raise ValueError("the column mapping names no fields to compare")
+    encoder = Encoder(similarity_key, settings)
+    left_ids, left = _encode_file(left_csv, id_col, fields, encoder, delimiter)
+    right_ids, right = (None, None) if right_csv is None else _encode_file(right_csv, id_col, fields,
+                                                                           encoder, delimiter)
+    pairs = match_pairs(left, right, settings, threshold)
+    if best_only:
+        pairs = one_to_one(pairs) if right is not None else pairs
+    result = pd.DataFrame({
+        "left_id": left_ids[pairs["left"].to_numpy()],
+        "right_id": (right_ids if right is not None else left_ids)[pairs["right"].to_numpy()],
+        "score": pairs["weight"].round(3).to_numpy(),
+    }).sort_values(["score", "left_id", "right_id"], ascending=[False, True, True])
+    result.to_csv(out_csv, index=False)
+    return {"left_records": left.n, "right_records": right.n if right is not None else 0,
+            "pairs": len(result)}
+
+
+def _encode_file(path, id_col, fields, encoder, delimiter) -> tuple[np.ndarray, Encoded]:
+    from transforms.encodings import encode_frame
+
+    frame = pd.read_csv(path, dtype="string", sep=delimiter, keep_default_na=False)
+    if id_col is not None and id_col not in frame.columns:
+        raise ValueError(f"id column {id_col!r} is not in {path}")
+    ids = (frame[id_col].to_numpy(dtype=object) if id_col is not None
+           else np.arange(1, len(frame) + 1))
+    encoded = Encoded(encode_frame(frame, fields, encoder), len(frame))
+    del frame
+    return ids, encoded

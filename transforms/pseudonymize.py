@@ -4,6 +4,10 @@ What comes out holds no identifier: names, dates of birth, SSNs, agency
 person ids, addresses and phones become 64-hex tokens that only the holder of
 the key could recompute; the date of birth survives only as age at the event.
 Tokens are domain-separated so an SSN token can never equal a phone token.
+
+Beside the exact tokens, each record gets keyed similarity encodings of its
+names, date of birth and SSN (``*_enc`` columns, see transforms/encodings.py)
+so linkage can tolerate typing errors without ever seeing clear text.
 """
 
 from __future__ import annotations
@@ -14,14 +18,26 @@ from datetime import date, datetime
 
 from connectors.contracts import Contract
 from leadhub.keys import MasterKey
-from leadhub.warehouse import NAME_DOB_TOKEN, TOKEN_COLUMNS
+from leadhub.warehouse import ENCODING_COLUMNS, NAME_DOB_TOKEN, TOKEN_COLUMNS
 from transforms import normalize
+from transforms.encodings import Encoder, canonical, load_settings, to_hex
 
 
 class Pseudonymizer:
-    def __init__(self, key: MasterKey):
+    def __init__(self, key: MasterKey, linkage_settings: dict | None = None):
         self._key = key.subkey("pseudonym")
         self.key_id = key.key_id
+        self.encoder = Encoder(key.subkey("similarity"), linkage_settings or load_settings())
+
+    def encodings(self, by_role: dict[str, list]) -> dict[str, list]:
+        """Similarity-encoding columns (hex, NULL when missing) for the identifier roles present."""
+        out = {}
+        fields = self.encoder.settings["fields"]
+        for field, column in ENCODING_COLUMNS.items():
+            if field in by_role:
+                values = [canonical(fields[field], v) for v in by_role[field]]
+                out[column] = to_hex(self.encoder.encode(field, values))
+        return out
 
     def token(self, domain: str, value: str | None) -> str | None:
         if not value:
@@ -66,5 +82,6 @@ class Pseudonymizer:
             out["age_at_event"] = [
                 normalize.age_on(d, e.date() if isinstance(e, datetime) else e)
                 for d, e in zip(by_role["dob"], events)]
+        out.update(self.encodings(by_role))
         out["key_id"] = [self.key_id] * n
         return out

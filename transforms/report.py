@@ -12,7 +12,6 @@ and opened without network access.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import math
@@ -26,6 +25,7 @@ from matplotlib.figure import Figure
 from scipy.special import expit
 
 from connectors.contracts import load_contracts
+from connectors.exports import write_csv
 from leadhub.errors import LeadHubError
 from leadhub.settings import Settings
 from leadhub.warehouse import connect
@@ -33,7 +33,7 @@ from leadhub.warehouse import connect
 SMALL_CELL_MAX = 10
 SUPPRESSED = "<11"          # a count from 1 to SMALL_CELL_MAX
 WITHHELD = "suppressed"     # a derived value that would reveal such a count
-NOT_APPLICABLE = "-"
+NOT_APPLICABLE = "n/a"    # not "-": a leading minus is escaped in CSVs
 Z_95 = 1.959963984540054
 RE_ARREST_WINDOW = 365
 
@@ -43,7 +43,10 @@ TREATMENT = "treatment"
 
 REFERRAL_TYPES = ("arrest_diversion", "social_contact", "community")
 COHORT_LABELS = {"lead": "LEAD", "comparison": "Comparison"}
-MEASURES = (("arrests", "Arrests"), ("bookings", "Jail bookings"), ("jail_days", "Jail days"))
+MEASURES = (("arrests", "Arrests"), ("bookings", "Jail bookings"), ("jail_days", "Jail days"),
+            ("felony_charges", "Felony charges"), ("misdemeanor_charges", "Misdemeanor charges"))
+OFFENSE_TYPES = ("person", "property", "drug", "public_order", "other")
+UNSTABLE_EVENTS = 20       # rates on fewer events are flagged as unstable
 
 
 # ---------------------------------------------------------------- statistics
@@ -194,82 +197,411 @@ def _months(first: date, last: date) -> list[date]:
     return months
 
 
-def suppress_grid(counts: dict) -> dict:
-    """Display values for a table of counts whose grand total is known elsewhere.
+# ---------------------------------------------------------------- complementary suppression
 
-    Counts from 1 to 10 become "<11". If that leaves a single suppressed cell,
-    the grand total (about the number of LEAD participants, published in the
-    outcomes table) minus the shown cells would give it away, so the smallest
-    other non-zero cell is withheld too.
+TOTAL = "Total"
+
+
+def protect(counts: dict, equations: list[list]) -> set:
+    """The cells to hide: counts from 1 to 10, plus enough others that none can be worked out.
+
+    ``equations`` lists groups of published cells whose parts add up to the
+    last member (a row and its total, a column and its total, three months and
+    their quarter, or two cells known to be equal). If exactly one member of a
+    group is hidden, the others give it away by subtraction, so a second member
+    is hidden too: the smallest non-zero part if there is one, else the
+    smallest part, else the total. Repeated until no group has exactly one
+    hidden member. This stops derivation from any single row, column or
+    total; it does not claim to stop every combination of several equations.
     """
-    shown = {k: count_cell(n) for k, n in counts.items()}
-    if sum(is_small(n) for n in counts.values()) == 1:
-        others = [(n, k) for k, n in counts.items() if n > SMALL_CELL_MAX]
-        if others:
-            shown[min(others, key=lambda pair: pair[0])[1]] = WITHHELD
-    return shown
+    hidden = {k for k, n in counts.items() if is_small(n)}
+    changed = True
+    while changed:
+        changed = False
+        for members in equations:
+            inside = [k for k in members if k in hidden]
+            if len(inside) != 1:
+                continue
+            total = members[-1]
+            candidates = [k for k in members if k not in hidden]
+            if not candidates:
+                continue
+            pick = min(candidates, key=lambda k: (k == total, counts[k] == 0, counts[k], str(k)))
+            hidden.add(pick)
+            changed = True
+    return hidden
 
 
-def referrals_table(con) -> Table:
-    """Referrals per calendar month by referral type (all precincts)."""
-    rows = _fetch(con, """SELECT month, referral_type, sum(referrals)::BIGINT AS n
+class Cells:
+    """Every published count of a group of linked tables, and how they add up.
+
+    Tables register their cells and equations here; ``resolve`` decides once
+    for all of them what is hidden, so a cell cannot be recovered through a
+    total published in another table of the group.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict = {}
+        self.equations: list[list] = []
+        self.hidden: set | None = None
+
+    def grid(self, name: str, rows: list, columns: list, values: dict,
+             row_totals: bool = True, column_totals: bool = True) -> None:
+        """Cells (name, row, column) with optional (name, row, TOTAL) and (name, TOTAL, column)."""
+        for r in rows:
+            for c in columns:
+                self.counts[(name, r, c)] = int(values.get((r, c), 0))
+        if row_totals:
+            for r in rows:
+                self.counts[(name, r, TOTAL)] = sum(self.counts[(name, r, c)] for c in columns)
+                self.equations.append([(name, r, c) for c in columns] + [(name, r, TOTAL)])
+        if column_totals:
+            for c in columns + ([TOTAL] if row_totals else []):
+                self.counts[(name, TOTAL, c)] = sum(self.counts[(name, r, c)] for r in rows)
+                self.equations.append([(name, r, c) for r in rows] + [(name, TOTAL, c)])
+            if row_totals:
+                self.equations.append([(name, TOTAL, c) for c in columns] + [(name, TOTAL, TOTAL)])
+
+    def sums_to(self, parts: list, total) -> None:
+        self.equations.append(list(parts) + [total])
+
+    def resolve(self) -> set:
+        self.hidden = protect(self.counts, self.equations)
+        return self.hidden
+
+    def is_hidden(self, cell) -> bool:
+        if self.hidden is None:
+            self.resolve()
+        return cell in self.hidden
+
+    def show(self, cell) -> str:
+        """"<11" for a small count, "suppressed" for a complementary one, else the count."""
+        n = self.counts[cell]
+        if is_small(n):
+            return SUPPRESSED
+        return WITHHELD if self.is_hidden(cell) else str(n)
+
+
+def rate_cell(value: float | None, events: int, hidden: bool, fmt: str = "{:.2f}") -> tuple[str, bool]:
+    """A rate and whether it is unstable: withheld with its counts, flagged under 20 events."""
+    if hidden:
+        return WITHHELD, False
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return NOT_APPLICABLE, False
+    return fmt.format(value), events < UNSTABLE_EVENTS
+
+
+def _quarter(d: date) -> str:
+    return f"{d.year}-Q{(d.month - 1) // 3 + 1}"
+
+
+def _line_chart(title: str, labels: list[str], series: dict[str, list[str]], ylabel: str) -> str:
+    """Lines of published values; hidden values are gaps, so the chart reveals nothing more."""
+    fig = Figure(figsize=(8, 3.2))
+    ax = fig.add_subplot()
+    for name, values in series.items():
+        ax.plot(range(len(labels)), [int(v) if v.isdigit() else math.nan for v in values],
+                marker="o", label=name)
+    step = max(1, len(labels) // 12)
+    ax.set_xticks(range(0, len(labels), step), labels[::step], rotation=45, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    if len(series) > 1:
+        ax.legend(frameon=False, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return _png(fig)
+
+
+def _grid_rows(cells: Cells, name: str, rows: list, labels: list[str], columns: list,
+               totals_row: bool = True) -> list[list[str]]:
+    out = [[label] + [cells.show((name, r, c)) for c in columns + [TOTAL]]
+           for r, label in zip(rows, labels)]
+    if totals_row:
+        out.append([TOTAL] + [cells.show((name, TOTAL, c)) for c in columns + [TOTAL]])
+    return out
+
+
+# ---------------------------------------------------------------- tables
+
+def referral_tables(con) -> list[Table]:
+    """Referrals by door per month, per quarter, and by precinct over the whole period.
+
+    Monthly counts are mostly small in a program this size, so the quarterly
+    and whole-period views carry the usable numbers. All three are protected
+    together: the months of a quarter add up to the quarter, the quarters to
+    the period totals of the precinct table.
+    """
+    rows = _fetch(con, """SELECT month, referral_type, precinct, sum(referrals)::BIGINT AS n
                           FROM marts.referrals_monthly GROUP BY ALL ORDER BY ALL""")
     types = list(REFERRAL_TYPES) + sorted({r["referral_type"] for r in rows} - set(REFERRAL_TYPES))
-    found = {(r["month"], r["referral_type"]): r["n"] for r in rows}
     months = _months(min(r["month"] for r in rows), max(r["month"] for r in rows)) if rows else []
-    shown = suppress_grid({(m, t): found.get((m, t), 0) for m in months for t in types})
-    table = Table(
+    quarters = sorted({_quarter(m) for m in months})
+    precincts = sorted({r["precinct"] for r in rows})
+    by_month, by_quarter, by_precinct = {}, {}, {}
+    for r in rows:
+        key_t = r["referral_type"]
+        by_month[(r["month"], key_t)] = by_month.get((r["month"], key_t), 0) + r["n"]
+        q = _quarter(r["month"])
+        by_quarter[(q, key_t)] = by_quarter.get((q, key_t), 0) + r["n"]
+        by_precinct[(r["precinct"], key_t)] = by_precinct.get((r["precinct"], key_t), 0) + r["n"]
+
+    cells = Cells()
+    cells.grid("month", months, types, by_month, column_totals=False)
+    cells.grid("quarter", quarters, types, by_quarter, column_totals=False)
+    cells.grid("precinct", precincts, types, by_precinct)
+    for q in quarters:
+        in_q = [m for m in months if _quarter(m) == q]
+        for t in types + [TOTAL]:
+            cells.sums_to([("month", m, t) for m in in_q], ("quarter", q, t))
+    for t in types + [TOTAL]:
+        cells.sums_to([("quarter", q, t) for q in quarters], ("precinct", TOTAL, t))
+    cells.resolve()
+
+    note = ("Referrals counted by referral date, linked to a person or not. \"<11\": 1 to 10 "
+            "referrals; \"suppressed\": withheld so that no small count can be worked out from "
+            "the totals here or in the other referral tables.")
+    monthly = Table(
         name="referrals_monthly", title="LEAD referrals per month, by referral type",
-        header=["Month"] + types,
-        rows=[[m.strftime("%Y-%m")] + [shown[m, t] for t in types] for m in months],
+        header=["Month"] + types + [TOTAL],
+        rows=[[m.strftime("%Y-%m")] + [cells.show(("month", m, t)) for t in types + [TOTAL]]
+              for m in months],
         sources=frozenset({"police"}),
-        note="Referrals counted by referral date. No totals are shown, and a second cell is "
-             "withheld when only one is suppressed, so that no suppressed cell can be "
-             "recovered by subtraction.")
-    if months:
-        fig = Figure(figsize=(8, 3.2))
-        ax = fig.add_subplot()
-        for t in types:
-            values = [shown[m, t] for m in months]
-            ax.plot(range(len(months)), [int(v) if v.isdigit() else math.nan for v in values],
-                    marker="o", label=t)
-        step = max(1, len(months) // 12)
-        ax.set_xticks(range(0, len(months), step),
-                      [m.strftime("%Y-%m") for m in months[::step]], rotation=45, fontsize=8)
-        ax.set_ylabel("Referrals")
-        ax.set_ylim(bottom=0)
-        ax.legend(frameon=False, fontsize=8)
-        ax.set_title("Referrals per month (gaps: suppressed counts)", fontsize=10)
-        table.chart_png = _png(fig)
-    return table
+        note=note + " Most monthly counts are small: see the quarterly and whole-period tables.")
+    quarterly = Table(
+        name="referrals_quarterly", title="LEAD referrals per quarter, by referral type",
+        header=["Quarter"] + types + [TOTAL],
+        rows=[[q] + [cells.show(("quarter", q, t)) for t in types + [TOTAL]] for q in quarters],
+        sources=frozenset({"police"}), note=note)
+    if quarters:
+        quarterly.chart_png = _line_chart(
+            "Referrals per quarter (gaps: suppressed counts)", quarters,
+            {t: [cells.show(("quarter", q, t)) for q in quarters] for t in types}, "Referrals")
+    period = Table(
+        name="referrals_by_precinct",
+        title="LEAD referrals over the whole period, by precinct and referral type",
+        header=["Precinct"] + types + [TOTAL],
+        rows=_grid_rows(cells, "precinct", precincts, precincts, types),
+        sources=frozenset({"police"}),
+        note=note + (f" Period: {months[0]:%Y-%m} to {months[-1]:%Y-%m}." if months else ""))
+    return [monthly, quarterly, period]
 
 
 def outcomes_table(con) -> Table:
-    """Arrests, bookings and jail days before vs after the index date, per cohort and window."""
+    """Arrests, bookings, jail days and charges before vs after the index date, per cohort and window."""
     summary = _fetch(con, "SELECT * FROM marts.outcomes_summary ORDER BY window_days, cohort DESC")
     rows = []
     for s in summary:
         n = s["n_people"]
         for measure, label in MEASURES:
             before, after = s[f"{measure}_before_sum"], s[f"{measure}_after_sum"]
+            rate_before, unstable_before = rate_cell(s[f"{measure}_before_mean"], before,
+                                                     is_small(n) or is_small(before))
+            rate_after, unstable_after = rate_cell(s[f"{measure}_after_mean"], after,
+                                                   is_small(n) or is_small(after))
+            flags = [w for w, f in (("before", unstable_before), ("after", unstable_after)) if f]
             rows.append([
                 f"{s['window_days']} days", label, COHORT_LABELS.get(s["cohort"], s["cohort"]),
                 count_cell(n), _part_cell(s["n_followup_complete"], n),
-                count_cell(before), count_cell(after),
-                derived_cell(s[f"{measure}_before_mean"], (n, before)),
-                derived_cell(s[f"{measure}_after_mean"], (n, after)),
+                count_cell(before), count_cell(after), rate_before, rate_after, ", ".join(flags),
             ])
     table = Table(
         name="outcomes", title="Outcomes before and after the index date, LEAD vs comparison",
         header=["Window", "Measure", "Cohort", "People", "People with full follow-up",
-                "Total before", "Total after", "Per person before", "Per person after"],
-        rows=rows, sources=frozenset({"police", "jail"}),
+                "Total before", "Total after", "Per person before", "Per person after",
+                "Unstable rates (under 20 events)"],
+        rows=rows, sources=frozenset({"police", "jail", "prosecutor"}),
         note="Before = [index - window, index); after = (index, index + window]; events on the "
-             "index day are in neither. \"Full follow-up\": the whole after-window ends on or "
-             "before the latest arrest date in the data; the others are counted as observed.")
+             "index day are in neither. Felony and misdemeanor charges are charges referred to "
+             "the prosecutor (whatever the charging decision), by referral date. \"Full "
+             "follow-up\": the whole after-window ends on or before the latest arrest date in "
+             "the data; the others are counted as observed. A per-person rate resting on fewer "
+             f"than {UNSTABLE_EVENTS} events is flagged as unstable.")
     if summary:
         table.chart_png = _outcomes_chart(summary)
     return table
+
+
+CONTACT_BINS = ((0, 7, "0 to 7 days"), (8, 30, "8 to 30 days"), (31, 90, "31 to 90 days"),
+                (91, None, "More than 90 days"))
+
+
+def first_contact_table(con) -> Table:
+    """Days from first referral to the first case-management contact, LEAD participants."""
+    people = _fetch(con, "SELECT days_to_first_contact AS days FROM marts.first_contact")
+    counts = {}
+    for low, high, label in CONTACT_BINS:
+        counts[(label, "n")] = sum(1 for p in people if p["days"] is not None and p["days"] >= low
+                                   and (high is None or p["days"] <= high))
+    none_label = "No case-management contact recorded"
+    counts[(none_label, "n")] = sum(1 for p in people if p["days"] is None)
+    labels = [label for _, _, label in CONTACT_BINS] + [none_label]
+    cells = Cells()
+    cells.grid("contact", labels, ["n"], counts, row_totals=False)
+    cells.resolve()
+    total = cells.counts[("contact", TOTAL, "n")]
+    rows = []
+    for label in labels:
+        n = cells.counts[("contact", label, "n")]
+        hidden = cells.is_hidden(("contact", label, "n")) or cells.is_hidden(("contact", TOTAL, "n"))
+        share, unstable = rate_cell(n / total if total else None, n, hidden, "{:.1%}")
+        rows.append([label, cells.show(("contact", label, "n")), share, "yes" if unstable else ""])
+    rows.append(["LEAD participants", cells.show(("contact", TOTAL, "n")), "" if not total else "100.0%", ""])
+    contacted = sorted(p["days"] for p in people if p["days"] is not None)
+    median = (f"{float(np.median(contacted)):.0f} days" if contacted and not is_small(len(contacted))
+              else (WITHHELD if contacted else NOT_APPLICABLE))
+    return Table(
+        name="time_to_first_contact",
+        title="Time from referral to first case-management contact, LEAD participants",
+        header=["Days to first contact", "People", "Share of participants",
+                "Unstable (under 20 events)"],
+        rows=rows, sources=frozenset({"police", "treatment"}),
+        note=f"From the first LEAD referral to the first case-management service contact on or "
+             f"after it. Median among participants with a contact: {median}. Contacts of "
+             f"clients who have not consented to sharing (42 CFR Part 2) cannot be linked, so "
+             f"they appear under \"no contact recorded\".")
+
+
+def caseload_table(con) -> Table:
+    """Case-management episodes open in each month (all referral sources)."""
+    rows = _fetch(con, """SELECT month, sum(active_episodes)::BIGINT AS n
+                          FROM marts.caseload_monthly GROUP BY month ORDER BY month""")
+    shown = [[r["month"].strftime("%Y-%m"), count_cell(r["n"])] for r in rows]
+    table = Table(
+        name="caseload_monthly", title="Active case-management caseload per month",
+        header=["Month", "Open episodes"], rows=shown, sources=frozenset({"treatment"}),
+        note="Episodes open at any time in the month (intake on or before its last day, no exit "
+             "before its first day), whatever the referral source and whether or not the client "
+             "consented to linkage. Months are not added up: one episode counts in every month "
+             "it is open.")
+    if rows:
+        table.chart_png = _line_chart("Open case-management episodes per month",
+                                      [r[0] for r in shown], {"open episodes": [r[1] for r in shown]},
+                                      "Episodes")
+    return table
+
+
+def services_table(con) -> Table:
+    """Service contacts per quarter by service type, with totals."""
+    rows = _fetch(con, """SELECT month, service_type, sum(contacts)::BIGINT AS n
+                          FROM marts.services_monthly GROUP BY ALL ORDER BY ALL""")
+    quarters = sorted({_quarter(r["month"]) for r in rows})
+    types = sorted({r["service_type"] for r in rows})
+    values: dict = {}
+    for r in rows:
+        key_ = (_quarter(r["month"]), r["service_type"])
+        values[key_] = values.get(key_, 0) + r["n"]
+    cells = Cells()
+    cells.grid("services", quarters, types, values)
+    cells.resolve()
+    return Table(
+        name="services_quarterly", title="Services delivered per quarter, by service type",
+        header=["Quarter"] + types + [TOTAL],
+        rows=_grid_rows(cells, "services", quarters, quarters, types),
+        sources=frozenset({"treatment"}),
+        note="Service contacts recorded by the case-management provider, by contact date, "
+             "consented clients or not.")
+
+
+ARREST_BREAKDOWNS = (("offense_type", "offense type", OFFENSE_TYPES),
+                     ("race", "race", ()), ("sex", "sex", ()))
+
+
+def justice_counts_tables(con) -> list[Table]:
+    """Justice Counts-aligned annual counts: arrests by offense type, race and sex; cases; jail."""
+    arrests = _fetch(con, "SELECT year, offense_type, race, sex, arrests FROM marts.jc_arrests")
+    years = sorted({r["year"] for r in arrests})
+    cells = Cells()
+    tables = []
+    for column, label, preferred in ARREST_BREAKDOWNS:
+        found = sorted({r[column] for r in arrests})
+        values_ = list(preferred) + [v for v in found if v not in preferred]
+        counts: dict = {}
+        for r in arrests:
+            counts[(r["year"], r[column])] = counts.get((r["year"], r[column]), 0) + r["arrests"]
+        name = f"arrests_{column}"
+        cells.grid(name, years, values_, counts)
+        tables.append((name, label, values_))
+    # The three tables share their yearly and overall totals.
+    first = tables[0][0]
+    for name, _, _ in tables[1:]:
+        for y in years + [TOTAL]:
+            cells.sums_to([(name, y, TOTAL)], (first, y, TOTAL))
+    cells.resolve()
+    out = [Table(name=f"jc_{name}", title=f"Arrests per year by {label} (Justice Counts)",
+                 header=["Year", *values_, TOTAL],
+                 rows=_grid_rows(cells, name, years, [str(y) for y in years], values_),
+                 sources=frozenset({"police"}),
+                 note="Police arrests by arrest date; an arrest counts once, under the offense "
+                      "type of its most serious charge; race and sex as recorded on the arrest.")
+           for name, label, values_ in tables]
+
+    cases = _fetch(con, "SELECT year, outcome, cases FROM marts.jc_cases")
+    case_years = sorted({r["year"] for r in cases})
+    outcomes = ["declined", "diverted", "prosecuted", "pending"]
+    case_cells = Cells()
+    case_cells.grid("cases", case_years, outcomes,
+                    {(r["year"], r["outcome"]): r["cases"] for r in cases})
+    case_cells.resolve()
+    case_rows = _grid_rows(case_cells, "cases", case_years, [str(y) for y in case_years], outcomes)
+    out.append(Table(
+        name="jc_prosecutor_cases", title="Cases referred to the prosecutor per year, by decision "
+                                          "(Justice Counts)",
+        header=["Year", "Declined", "Diverted", "Prosecuted", "Pending", "Referred"],
+        rows=case_rows, sources=frozenset({"prosecutor"}),
+        note="A case counts once, in the year it was referred: prosecuted when any charge was "
+             "filed, else diverted when any charge was diverted, else declined when every charge "
+             "was declined, else pending. Referred = all cases."))
+
+    jail = _fetch(con, "SELECT * FROM marts.jc_jail ORDER BY year")
+    out.append(Table(
+        name="jc_jail", title="Jail admissions, releases and readmissions per year (Justice Counts)",
+        header=["Year", "Admissions", "Releases", "Readmissions within 365 days"],
+        rows=[[str(r["year"]), count_cell(r["admissions"]), count_cell(r["releases"]),
+               count_cell(r["readmissions_365"])] for r in jail],
+        sources=frozenset({"jail"}),
+        note="Admissions: bookings by booking date. Releases: by release date. Readmission: a "
+             "booking within 365 days after the same person's previous release (bookings that "
+             "could not be linked to a person are never readmissions). The columns are separate "
+             "counts and are not added up."))
+    return out
+
+
+def equity_tables(con) -> list[Table]:
+    """Race and ethnicity of people referred vs people arrested for the same offense types."""
+    rows = _fetch(con, "SELECT population, race, ethnicity, people FROM marts.equity")
+    populations = ["referred", "arrested"]
+    out = []
+    for column, label in (("race", "Race"), ("ethnicity", "Ethnicity")):
+        groups = sorted({r[column] for r in rows}, key=lambda g: (g == "UNKNOWN", g))
+        counts: dict = {}
+        for r in rows:
+            counts[(r[column], r["population"])] = counts.get((r[column], r["population"]), 0) + r["people"]
+        cells = Cells()
+        cells.grid(column, groups, populations, counts, row_totals=False)
+        cells.resolve()
+        table_rows = []
+        for g in groups + [TOTAL]:
+            line, flags = [g], []
+            for p in populations:
+                cell, total = (column, g, p), (column, TOTAL, p)
+                n, whole = cells.counts[cell], cells.counts[total]
+                share, unstable = rate_cell(n / whole if whole else None, n,
+                                            cells.is_hidden(cell) or cells.is_hidden(total), "{:.1%}")
+                line += [cells.show(cell), share]
+                if unstable:
+                    flags.append(p)
+            table_rows.append(line + [", ".join(flags)])
+        out.append(Table(
+            name=f"equity_{column}",
+            title=f"{label} of people referred to LEAD vs people arrested for the same offense types",
+            header=[label, "Referred", "Share of referred", "Arrested", "Share of arrested",
+                    "Unstable shares (under 20 people)"],
+            rows=table_rows, sources=frozenset({"police"}),
+            note="Program window only. Referred: people with a LEAD referral, as recorded on their "
+                 "first referral. Arrested: people arrested for an offense type that referrals "
+                 "name, as recorded on their first such arrest, referred or not. Only people "
+                 "linked across records are counted."))
+    return out
 
 
 def _outcomes_chart(summary: list[dict]) -> str:
@@ -313,10 +645,13 @@ def rearrest_tables(con) -> list[Table]:
 
     counts = Table(
         name="rearrest_2x2", title=f"Any re-arrest within {RE_ARREST_WINDOW} days after the index date",
-        header=["Cohort", "People", "Re-arrested", "Not re-arrested", "Share re-arrested"],
+        header=["Cohort", "People", "Re-arrested", "Not re-arrested", "Share re-arrested",
+                "Unstable (under 20 events)"],
         rows=[[COHORT_LABELS[k], count_cell(yes + no),
                _part_cell(yes, yes + no), _part_cell(no, yes + no),
-               derived_cell(yes / (yes + no) if yes + no else None, (yes, no), "{:.1%}")]
+               derived_cell(yes / (yes + no) if yes + no else None, (yes, no), "{:.1%}"),
+               "yes" if yes + no and not any(is_small(x) for x in (yes, no))
+               and yes < UNSTABLE_EVENTS else ""]
               for k, yes, no in (("lead", a, b), ("comparison", c, d))],
         sources=frozenset({"police"}))
 
@@ -369,7 +704,10 @@ def lineage_table(con) -> Table:
 
 
 def build_tables(con) -> list[Table]:
-    return [referrals_table(con), outcomes_table(con), *rearrest_tables(con), lineage_table(con)]
+    """Every published table, in report order."""
+    return [*referral_tables(con), first_contact_table(con), caseload_table(con),
+            services_table(con), outcomes_table(con), *rearrest_tables(con),
+            *justice_counts_tables(con), *equity_tables(con), lineage_table(con)]
 
 
 def _png(fig: Figure) -> str:
@@ -404,12 +742,15 @@ def _html_table(t: Table) -> str:
                    for row in t.rows)
     if not t.rows:
         body = f'<tr><td colspan="{len(t.header)}">No data yet.</td></tr>'
-    parts = [f"<h2>{html.escape(t.title)}</h2>",
-             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"]
+    parts = [f'<section class="report-table" id="{t.name}"><h2>{html.escape(t.title)}</h2>']
+    if TREATMENT in t.sources:
+        parts.append(f'<p class="notice part2">{html.escape(PART2_NOTICE)}</p>')
+    parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
     if t.note:
         parts.append(f'<p class="note">{html.escape(t.note)}</p>')
     if t.chart_png:
         parts.append(f'<img alt="{html.escape(t.title)}" src="data:image/png;base64,{t.chart_png}">')
+    parts.append("</section>")
     return "\n".join(parts)
 
 
@@ -438,7 +779,19 @@ def _methods(ctx: ReportContext) -> str:
         "person only while their 42 CFR Part 2 consent is active.",
         f"<b>Small cells</b>: counts from 1 to {SMALL_CELL_MAX} are shown as "
         f"\"{html.escape(SUPPRESSED)}\"; counts, means, shares and ratios that would reveal such "
-        f"a count are shown as \"{WITHHELD}\".",
+        f"a count are shown as \"{WITHHELD}\". Complementary suppression: wherever a row, a "
+        f"column, or a group of months and its quarter has a published total, at least two of "
+        f"its cells are hidden or none, so no hidden count follows by subtraction.",
+        f"<b>Unstable rates</b>: rates, means and shares resting on fewer than {UNSTABLE_EVENTS} "
+        f"events are flagged; they can change a lot with one more or one fewer event.",
+        "<b>Felony and misdemeanor charges</b>: charges the police referred to the prosecutor, by "
+        "referral date, whatever the charging decision.",
+        "<b>Justice Counts</b>: annual counts follow the Justice Counts metric definitions where "
+        "the extracts allow: arrests by offense type (person, property, drug, public order, other) "
+        "of the most serious charge, race and sex; prosecutor cases referred, declined, diverted "
+        "and prosecuted; jail admissions, releases and readmissions within 365 days of release.",
+        "<b>Engagement</b>: time to first contact, caseload and services come from the "
+        "case-management provider's records (42 CFR Part 2); see the notice on those tables.",
         f"Cohort definitions: transforms/evaluation.yaml version {s.get('version')}.",
     ]
     return "<h2>Methods</h2><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
@@ -472,11 +825,21 @@ Person-level tables are never published.</p></footer>
 """
 
 
+def csv_rows(table: Table) -> list[list[str]]:
+    """The CSV body: the rows, then the Part 2 notice as a last line when treatment records were used.
+
+    The notice travels inside the file because a CSV is easily sent on alone;
+    its first cell starts with "Notice:" so a reader can drop it.
+    """
+    rows = [list(r) for r in table.rows]
+    if TREATMENT in table.sources:
+        rows.append([f"Notice: {PART2_NOTICE}"] + [""] * (len(table.header) - 1))
+    return rows
+
+
 def _write_csv(path: Path, table: Table) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(table.header)
-        writer.writerows(table.rows)
+    """Through the shared exporter, which escapes cells a spreadsheet would run as formulas."""
+    write_csv(path, table.header, csv_rows(table))
 
 
 def _replace_dir(source: Path, target: Path) -> None:

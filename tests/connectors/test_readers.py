@@ -56,3 +56,152 @@ def test_header_difference_spells_out_renames_and_missing_columns():
     assert header_difference(["a", "b", "c"], ["a", "x", "c"]) == "renamed columns: b->x"
     assert header_difference(["a", "b", "c"], ["a", "c", "d", "e"]) == (
         "missing columns: b; unexpected columns: d, e")
+
+
+# --- formats other than CSV with a header ---------------------------------------------------------
+
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+from datetime import datetime  # noqa: E402
+
+from openpyxl import Workbook  # noqa: E402
+
+from connectors import readers  # noqa: E402
+from connectors.contracts import FileFormat  # noqa: E402
+
+CLIENTS = load_contracts()["treatment_clients"]
+COLUMNS = CONTACTS.column_names
+
+
+def variant(contract, **fmt):
+    """The same contract delivered in another format (same columns, same staging table)."""
+    return dataclasses.replace(contract, format=FileFormat.from_raw(fmt))
+
+
+def _xlsx(tmp_path, rows, sheets=1, name="treatment_contacts_20240101.xlsx"):
+    wb = Workbook()
+    ws = wb.active
+    for row in rows:
+        ws.append(row)
+    for i in range(1, sheets):
+        wb.create_sheet(f"extra{i}")
+    path = tmp_path / name
+    wb.save(path)
+    return path
+
+
+def test_xlsx_reads_excel_dates_numbers_and_text_dates(tmp_path):
+    path = _xlsx(tmp_path, [COLUMNS,
+                            ["S1", 1001, datetime(2024, 1, 2), "housing"],
+                            ["S2", "C2", "2024-01-03", "benefits"],
+                            [None, None, None, None]])  # trailing empty rows are harmless
+    [(numbers, cols)] = list(read_chunks(path, variant(CONTACTS, type="xlsx")))
+    assert numbers == [1, 2]
+    assert cols["client_id"] == ["1001", "C2"]
+    assert cols["contact_date"] == [date(2024, 1, 2), date(2024, 1, 3)]
+
+
+@pytest.mark.parametrize("rows, sheets, rule, row", [
+    ([COLUMNS, ["S1", "C1", datetime(2024, 1, 2), "housing"]], 2, "xlsx_sheets", None),
+    ([COLUMNS, ["S1", "C1", datetime(2024, 1, 2), "housing"], ["S2", "=HYPERLINK(\"x\")", "2024-01-02", "housing"]],
+     1, "xlsx_formula", 2),
+    ([COLUMNS, ["S1", "C1", "=TODAY()", "housing"]], 1, "xlsx_formula", 1),
+    ([["contact_id", "client", "contact_date", "service_type"]], 1, "header", 0),
+    ([COLUMNS, ["S1", "C1", "2024-01-02", "housing", "extra"]], 1, "ragged_row", 1),
+    ([COLUMNS, ["S1", "C1", "02.01.2024", "housing"]], 1, "date_format", 1),
+    ([COLUMNS, ["S1", "C1", datetime(2024, 1, 2, 13, 5), "housing"]], 1, "date_format", 1),
+    ([COLUMNS, ["S1", "C1", "2024-01-02", "housing"], [None] * 4, ["S2", "C1", "2024-01-02", "housing"]],
+     1, "blank_row", 2),
+    ([COLUMNS], 1, "no_rows", None),
+])
+def test_xlsx_refusals(tmp_path, rows, sheets, rule, row):
+    path = _xlsx(tmp_path, rows, sheets)
+    with pytest.raises(RejectedFile) as e:
+        list(read_chunks(path, variant(CONTACTS, type="xlsx")))
+    assert (e.value.rule, e.value.row) == (rule, row)
+    assert "HYPERLINK" not in str(e.value) and "TODAY" not in str(e.value)
+
+
+def test_a_file_that_is_not_a_workbook_is_refused(tmp_path):
+    path = _write(tmp_path, HEADER + "S1,C1,2024-01-01,housing\n", name="treatment_contacts_20240101.xlsx")
+    with pytest.raises(RejectedFile) as e:
+        list(read_chunks(path, variant(CONTACTS, type="xlsx")))
+    assert e.value.rule == "xlsx_unreadable"
+
+
+def test_jsonl_reads_objects_in_any_key_order(tmp_path):
+    lines = [{"contact_id": "S1", "client_id": "C1", "contact_date": "2024-01-02", "service_type": "housing"},
+             {"service_type": "benefits", "contact_date": "2024-01-03", "client_id": 77, "contact_id": "S2"}]
+    path = _write(tmp_path, "".join(json.dumps(o) + "\n" for o in lines) + "\n", name="c.jsonl")
+    [(numbers, cols)] = list(read_chunks(path, variant(CONTACTS, type="jsonl")))
+    assert numbers == [1, 2] and cols["client_id"] == ["C1", "77"]
+    assert cols["contact_date"] == [date(2024, 1, 2), date(2024, 1, 3)]
+
+
+@pytest.mark.parametrize("line, rule, detail", [
+    ({"contact_id": "S1", "client_id": "C1", "contact_date": "2024-01-02"}, "header",
+     "missing columns: service_type"),
+    ({"contact_id": "S1", "client_id": "C1", "contact_date": "2024-01-02", "service_type": "housing", "note": "x"},
+     "header", "unexpected columns: note"),
+    ({"contact_id": "S1", "client": "C1", "contact_date": "2024-01-02", "service_type": "housing"}, "header",
+     "renamed columns: client_id->client"),
+    ({"contact_id": "S1", "client_id": "C1", "contact_date": "Jan 2", "service_type": "housing"}, "date_format", ""),
+    ({"contact_id": "S1", "client_id": True, "contact_date": "2024-01-02", "service_type": "housing"}, "type", ""),
+    ("not json at all", "jsonl_syntax", "not valid JSON"),
+    (["S1", "C1", "2024-01-02", "housing"], "jsonl_syntax", "not a JSON object"),
+])
+def test_jsonl_refusals_spell_out_the_difference(tmp_path, line, rule, detail):
+    good = json.dumps({"contact_id": "S0", "client_id": "C0", "contact_date": "2024-01-01",
+                       "service_type": "housing"})
+    bad = line if isinstance(line, str) else json.dumps(line)
+    path = _write(tmp_path, good + "\n" + bad + "\n", name="c.jsonl")
+    with pytest.raises(RejectedFile) as e:
+        list(read_chunks(path, variant(CONTACTS, type="jsonl")))
+    assert (e.value.rule, e.value.row) == (rule, 2) and detail in e.value.detail
+
+
+def test_headerless_csv_takes_columns_in_declared_order(tmp_path):
+    path = _write(tmp_path, "S1,C1,2024-01-01,housing\nS2,C2,2024-01-02,benefits\n")
+    [(numbers, cols)] = list(read_chunks(path, variant(CONTACTS, type="csv", header=False)))
+    assert numbers == [1, 2] and cols["contact_id"] == ["S1", "S2"]
+
+
+def test_headerless_contract_refuses_a_file_that_has_a_header(tmp_path):
+    path = _write(tmp_path, HEADER + "S1,C1,2024-01-01,housing\n")
+    with pytest.raises(RejectedFile) as e:
+        list(read_chunks(path, variant(CONTACTS, type="csv", header=False)))
+    assert (e.value.rule, e.value.row) == ("header", 1)
+
+
+def test_tsv_defaults_to_tab_delimiter(tmp_path):
+    path = _write(tmp_path, HEADER.replace(",", "\t") + "S1\tC1\t2024-01-01\thousing\n")
+    fmt = variant(CONTACTS, type="tsv")
+    assert fmt.format.delimiter == "\t"
+    [(_, cols)] = list(read_chunks(path, fmt))
+    assert cols["service_type"] == ["housing"]
+
+
+def test_a_file_sent_without_its_header_is_described_without_its_values(tmp_path):
+    row = "C00001,Zebediah,Quill,1980-02-03,123-45-6780,206-555-0100,1 Main St,M,active,2022-01-05\n"
+    with pytest.raises(RejectedFile) as e:
+        list(read_chunks(_write(tmp_path, row + row, name="treatment_clients_20240101.csv"), CLIENTS))
+    assert e.value.rule == "header" and "header row missing" in str(e.value)
+    for raw in ("C00001", "Zebediah", "Quill", "1980", "123-45", "206-555", "Main"):
+        assert raw not in str(e.value)
+
+
+def test_nul_bytes_and_overlong_lines_are_refused(tmp_path, monkeypatch):
+    with pytest.raises(RejectedFile) as e:
+        list(read_chunks(_write(tmp_path, HEADER + "S1,C1,2024-01-01,hous\x00ing\n"), CONTACTS))
+    assert e.value.rule == "binary_content"
+    monkeypatch.setattr(readers, "MAX_LINE_CHARS", 100)
+    with pytest.raises(RejectedFile) as e:
+        list(read_chunks(_write(tmp_path, HEADER + "S1,C1,2024-01-01," + "x" * 500 + "\n"), CONTACTS))
+    assert e.value.rule == "line_too_long"
+
+
+def test_latin1_contract_reads_latin1(tmp_path):
+    text = HEADER + "S1,C\xe9,2024-01-01,housing\n"
+    [(_, cols)] = list(read_chunks(_write(tmp_path, text, encoding="latin-1"),
+                                   variant(CONTACTS, type="csv", encoding="latin-1")))
+    assert cols["client_id"] == ["C\xe9"]

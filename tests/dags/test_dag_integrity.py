@@ -11,13 +11,15 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from connectors.contracts import agencies
 from leadhub.airflow_local import dags_folder
 
-HEAVY_MODULES = ("duckdb", "great_expectations", "pandas", "pyarrow", "numpy", "scipy", "matplotlib")
+HEAVY_MODULES = ("duckdb", "great_expectations", "pandas", "pyarrow", "numpy", "scipy", "matplotlib", "paramiko",
+                 "cryptography.hazmat.primitives.ciphers")
 
 PARSE_SCRIPT = r"""
 import json, sys, time
@@ -31,11 +33,21 @@ bag = DagBag(dag_folder=sys.argv[1])
 seconds = time.perf_counter() - started
 loaded_by_parse = sorted(m for m in heavy if m in sys.modules and m not in before)
 
+def assets(cond):
+    return sorted(a.uri for a in getattr(cond, "objects", None) or [cond])
+
+def watchers(cond):
+    return {a.uri: [{"name": w.name, "trigger": w.trigger.serialize()} for w in a.watchers]
+            for a in getattr(cond, "objects", None) or [cond]}
+
 def schedule(dag):
     if isinstance(dag.schedule, str):
         return {"kind": "cron", "value": dag.schedule}
     cond = dag.schedule
-    return {"kind": type(cond).__name__, "value": sorted(a.uri for a in getattr(cond, "objects", ()))}
+    if type(cond).__name__ == "AssetOrTimeSchedule":
+        return {"kind": "AssetOrTimeSchedule", "cron": cond.timetable.expression,
+                "value": assets(cond.asset_condition), "watchers": watchers(cond.asset_condition)}
+    return {"kind": type(cond).__name__, "value": assets(cond)}
 
 def serializes(dag):
     try:
@@ -51,6 +63,8 @@ for dag in bag.dags.values():
         "schedule": schedule(dag),
         "catchup": dag.catchup,
         "max_active_runs": dag.max_active_runs,
+        "owner": dag.owner,
+        "params": sorted(dag.params),
         "serialize_error": serializes(dag),
         "tasks": {t.task_id: {
             "owner": t.owner,
@@ -59,6 +73,7 @@ for dag in bag.dags.values():
             "retry_exponential_backoff": t.retry_exponential_backoff,
             "pool": t.pool,
             "outlets": [type(o).__name__ + ":" + o.name for o in t.outlets],
+            "upstream": sorted(t.upstream_task_ids),
             "on_failure_callback": bool(t.on_failure_callback),
             "retry_policy": type(t.retry_policy).__name__,
         } for t in dag.tasks},
@@ -96,10 +111,19 @@ def test_folder_imports_without_errors(parsed):
     assert parsed["import_errors"] == {}
 
 
-def test_one_feed_per_contract_agency_plus_build_and_report(parsed):
+def pull_ids() -> list[str]:
+    """One pull DAG per declaration file; none while no pull connector is installed."""
+    try:
+        from connectors.sources import SOURCES_DIR
+    except ImportError:
+        return []
+    return [f"pull_{p.stem}" for p in sorted(Path(SOURCES_DIR).glob("*.yaml"))]
+
+
+def test_the_exact_set_of_dags(parsed):
     assert set(agencies()) == {"police", "prosecutor", "jail", "treatment"}
     assert set(parsed["dags"]) == {"police_feed", "prosecutor_feed", "jail_feed", "treatment_feed",
-                                   "warehouse_build", "lead_report"}
+                                   "warehouse_build", "lead_report", "leadhub_maintenance", *pull_ids()}
 
 
 def test_every_dag_serializes_as_the_dag_processor_stores_it(parsed):
@@ -123,24 +147,68 @@ def test_tags_name_the_hub_and_the_scope(parsed):
         assert parsed["dags"][f"{agency}_feed"]["tags"] == sorted(["leadhub", agency])
     assert parsed["dags"]["warehouse_build"]["tags"] == ["leadhub", "warehouse"]
     assert parsed["dags"]["lead_report"]["tags"] == ["leadhub", "report"]
+    assert parsed["dags"]["leadhub_maintenance"]["tags"] == ["leadhub", "maintenance"]
+    for dag_id in pull_ids():
+        assert "pull" in parsed["dags"][dag_id]["tags"] and "leadhub" in parsed["dags"][dag_id]["tags"]
+    for dag_id, info in parsed["dags"].items():
+        assert info["owner"] == "leadhub-steward", dag_id
+
+
+# Every task that opens the warehouse (reads the ledger, loads, builds, reports, publishes).
+WAREHOUSE_TASKS = {
+    **{(f, t): True for f in feed_ids() for t in ("restore_requested", "ingest")},
+    ("warehouse_build", "build"): True,
+    ("lead_report", "report"): True,
+    ("leadhub_maintenance", "check_staleness"): True,
+    ("leadhub_maintenance", "publish_snapshot"): True,
+    ("leadhub_maintenance", "apply_archive_retention"): True,
+}
 
 
 def test_every_task_that_opens_the_warehouse_takes_the_one_slot_pool(parsed):
     dags = parsed["dags"]
-    opening = [(f, "ingest") for f in feed_ids()] + [("warehouse_build", "build"), ("lead_report", "report")]
-    for dag_id, task_id in opening:
-        assert dags[dag_id]["tasks"][task_id]["pool"] == "leadhub_warehouse", f"{dag_id}.{task_id}"
-    for dag_id in feed_ids():
-        assert dags[dag_id]["tasks"]["check_quarantine"]["pool"] == "default_pool"
+    for dag_id, info in dags.items():
+        for task_id, t in info["tasks"].items():
+            expected = "leadhub_warehouse" if (dag_id, task_id) in WAREHOUSE_TASKS else "default_pool"
+            assert t["pool"] == expected, f"{dag_id}.{task_id}"
+    assert all(task_id in dags[dag_id]["tasks"] for dag_id, task_id in WAREHOUSE_TASKS)
 
 
-def test_feeds_run_every_quarter_hour_one_at_a_time_and_emit_through_their_alias(parsed):
+def test_feeds_start_on_file_arrival_with_a_quarter_hour_fallback(parsed):
     for agency in agencies():
         info = parsed["dags"][f"{agency}_feed"]
-        assert info["schedule"] == {"kind": "cron", "value": "*/15 * * * *"}
+        inbox = f"leadhub://inbox/{agency}"
+        assert info["schedule"]["kind"] == "AssetOrTimeSchedule"
+        assert info["schedule"]["cron"] == "*/15 * * * *"
+        assert info["schedule"]["value"] == [inbox]
+        [watcher] = info["schedule"]["watchers"][inbox]
+        classpath, kwargs = watcher["trigger"]
+        # The hub's own trigger, which never deletes: not Airflow's File(Delete)Trigger.
+        assert classpath == "dags.inbox_trigger.InboxFilesTrigger"
+        assert kwargs["agency"] == agency and kwargs["directory"].endswith(f"/inbox/{agency}")
         assert info["catchup"] is False and info["max_active_runs"] == 1
-        assert set(info["tasks"]) == {"ingest", "check_quarantine"}
+        assert set(info["tasks"]) == {"restore_requested", "ingest", "check_quarantine"}
+        assert info["tasks"]["ingest"]["upstream"] == ["restore_requested"]
+        assert info["tasks"]["check_quarantine"]["upstream"] == ["ingest"]
         assert info["tasks"]["ingest"]["outlets"] == [f"AssetAlias:leadhub_staging_{agency}"]
+        assert info["params"] == ["file_id", "received_from", "received_to"]
+
+
+def test_maintenance_is_daily_with_retention_parameters(parsed):
+    info = parsed["dags"]["leadhub_maintenance"]
+    assert info["schedule"] == {"kind": "cron", "value": "@daily"}
+    assert set(info["tasks"]) == {"check_staleness", "publish_snapshot", "apply_archive_retention"}
+    assert info["params"] == ["dry_run", "retention_days"]
+
+
+def test_pulls_are_scheduled_and_deliver_into_their_agency_inbox(parsed):
+    for dag_id in pull_ids():
+        info = parsed["dags"][dag_id]
+        assert info["schedule"]["kind"] == "cron"
+        [task] = info["tasks"].values()
+        agency = next(t for t in info["tags"] if t in agencies())
+        assert task["outlets"] == [f"AssetAlias:leadhub_inbox_{agency}"]
+        assert info["params"] == ["backfill_from"]
 
 
 def test_build_runs_on_any_agency_staging_asset(parsed):
@@ -161,6 +229,5 @@ def test_missing_key_fails_at_once_and_other_errors_retry(parsed):
 
 
 def test_parsing_is_light(parsed):
-    """The DAG processor re-parses often: no stage libraries at parse time, and well under the timeout."""
+    """The DAG processor re-parses often: no stage or connector libraries are imported at parse time."""
     assert parsed["heavy"] == []
-    assert parsed["seconds"] < 10

@@ -11,17 +11,24 @@ import duckdb
 import numpy as np
 import pytest
 
-from transforms.report import (PART2_NOTICE, SUPPRESSED, WITHHELD, ReportContext, Table,
-                               _part_cell, adjusted_odds_ratio, count_cell, derived_cell,
-                               fit_logistic, odds_ratio_woolf, render_html, suppress_grid,
+from transforms.report import (NOT_APPLICABLE, PART2_NOTICE, SUPPRESSED, WITHHELD, Cells,
+                               ReportContext, Table, _part_cell, adjusted_odds_ratio, count_cell,
+                               derived_cell, fit_logistic, odds_ratio_woolf, protect, render_html,
                                write_report)
 
 REPORT_DAY = date(2024, 2, 1)
-MEASURE_LABELS = {"Arrests": "arrests", "Jail bookings": "bookings", "Jail days": "jail_days"}
+MEASURE_LABELS = {"Arrests": "arrests", "Jail bookings": "bookings", "Jail days": "jail_days",
+                  "Felony charges": "felony_charges", "Misdemeanor charges": "misdemeanor_charges"}
+TABLES = {"referrals_monthly", "referrals_quarterly", "referrals_by_precinct", "time_to_first_contact",
+          "caseload_monthly", "services_quarterly", "outcomes", "rearrest_2x2", "rearrest_odds_ratio",
+          "jc_arrests_offense_type", "jc_arrests_race", "jc_arrests_sex", "jc_prosecutor_cases",
+          "jc_jail", "equity_race", "equity_ethnicity", "batch_lineage"}
+TREATMENT_TABLES = {"time_to_first_contact", "caseload_monthly", "services_quarterly"}
 
 
 def populate(w) -> None:
-    """40 LEAD participants and 45 comparison people with regular, known histories."""
+    """40 LEAD participants (34 of them case-management clients) and 45 comparison people
+    with regular, known histories."""
     for i in range(40):
         p = f"L{i:02d}"
         if i < 20:
@@ -44,6 +51,13 @@ def populate(w) -> None:
             w.case(p, after, (("PER02", "felony"), ("PER01", "misdemeanor")))
         if i % 5 == 0:
             w.arrest(p, index + timedelta(days=200), (("OTH01", "misdemeanor"),))
+        # Case management: 30 consenting clients, first contact 3 + i days after referral
+        # (21 of them within 30 days); 4 who revoked consent, whose contacts link to no one.
+        if i < 34:
+            w.client(p, "active" if i < 30 else "revoked")
+            w.episode(p, index + timedelta(days=2))
+            w.contact(p, index + timedelta(days=3 + i))
+            w.contact(p, index + timedelta(days=40 + i), "housing")
     for i in range(45):
         p = f"C{i:02d}"
         index = date(2022, 6, 1) + timedelta(days=i % 28)
@@ -88,8 +102,7 @@ def test_report_files_and_layout(built):
     paths = write_report(built, today=REPORT_DAY)
     folder = built.reports_dir / "lead_report_2024-02-01"
     assert Path(paths["html"]) == folder / "lead_report.html"
-    assert set(paths) == {"html", "referrals_monthly", "outcomes", "rearrest_2x2",
-                          "rearrest_odds_ratio", "batch_lineage"}
+    assert set(paths) == {"html"} | TABLES
     for p in paths.values():
         assert Path(p).parent == folder and Path(p).is_file()
     latest = built.reports_dir / "latest"
@@ -98,12 +111,18 @@ def test_report_files_and_layout(built):
         assert (latest / f.name).read_bytes() == f.read_bytes()
 
     page = Path(paths["html"]).read_text()
-    assert page.count("data:image/png;base64,") == 2
+    assert page.count("data:image/png;base64,") == 3    # quarterly referrals, caseload, outcomes
     for external in ("http://", "https://", "<script", "<link", "src=\"/", "url("):
         assert external not in page
     assert "Data as of 2024-01-10" in page
     assert "Methods" in page and "&lt;11" in page
-    assert PART2_NOTICE not in page               # no table draws on treatment records yet
+    # Engagement tables draw on treatment records: the notice is on the page, on each of
+    # those tables, in a sidecar, and as the last line of their CSVs (and only theirs).
+    assert page.count(PART2_NOTICE) == 1 + len(TREATMENT_TABLES)
+    assert (folder / "PART2_NOTICE.txt").read_text().strip() == PART2_NOTICE
+    for name in TABLES:
+        last = Path(paths[name]).read_text().strip().splitlines()[-1]
+        assert (PART2_NOTICE in last) == (name in TREATMENT_TABLES), name
 
     # A rerun the same day replaces the folder rather than adding to it.
     write_report(built, today=REPORT_DAY)
@@ -121,28 +140,33 @@ def test_report_has_no_tokens_or_person_keys(built):
         assert "tok-" not in text and "pk-" not in text
 
 
-def test_referrals_table_matches_sql(built):
-    rows = read_csv(write_report(built, today=REPORT_DAY)["referrals_monthly"])
+def test_referral_tables_match_sql(built):
+    paths = write_report(built, today=REPORT_DAY)
     truth = {(m, t): n for m, t, n in direct(built, """
         SELECT strftime(referral_date, '%Y-%m'), referral_type, count(*)
         FROM core.referral GROUP BY ALL""")}
-    assert [r["Month"] for r in rows] == ["2022-03", "2022-04", "2022-05"]
-    # community in 2022-05 (5) is the only small cell, so the smallest other
-    # cell (social_contact in 2022-04, 15) is withheld to protect it.
-    secondary = ("2022-04", "social_contact")
-    for r in rows:
+    monthly = read_csv(paths["referrals_monthly"])
+    assert [r["Month"] for r in monthly] == ["2022-03", "2022-04", "2022-05"]
+    for r in monthly:
         for kind in ("arrest_diversion", "social_contact", "community"):
             n = truth.get((r["Month"], kind), 0)
-            expected = WITHHELD if (r["Month"], kind) == secondary else (
-                SUPPRESSED if 1 <= n <= 10 else str(n))
-            assert r[kind] == expected, (r["Month"], kind)
-    assert rows[0]["arrest_diversion"] == "20" and rows[2]["community"] == SUPPRESSED
-    assert truth[secondary] == 15
+            if 1 <= n <= 10:
+                assert r[kind] == SUPPRESSED
+            elif r[kind] != WITHHELD:
+                assert r[kind] == str(n), (r["Month"], kind)
+    assert monthly[0]["arrest_diversion"] == "20" and monthly[2]["community"] == SUPPRESSED
+    quarterly = {r["Quarter"]: r for r in read_csv(paths["referrals_quarterly"])}
+    assert set(quarterly) == {"2022-Q1", "2022-Q2"}
+    assert (quarterly["2022-Q1"]["arrest_diversion"], quarterly["2022-Q1"]["Total"]) == ("20", "20")
+    assert quarterly["2022-Q2"]["community"] == SUPPRESSED         # the 5 community referrals
+    period = {r["Precinct"]: r for r in read_csv(paths["referrals_by_precinct"])}
+    assert period["Total"]["Total"] == "40" and period["Total"]["arrest_diversion"] == "20"
+    assert period["Total"]["community"] == SUPPRESSED
 
 
 def test_outcomes_table_matches_sql(built):
     rows = read_csv(write_report(built, today=REPORT_DAY)["outcomes"])
-    assert len(rows) == 2 * 2 * 3
+    assert len(rows) == 2 * 2 * 5
     checked = 0
     for r in rows:
         window = int(r["Window"].split()[0])
@@ -150,6 +174,9 @@ def test_outcomes_table_matches_sql(built):
         measure = MEASURE_LABELS[r["Measure"]]
         if measure == "arrests":
             table, day, value = "core.arrest", "arrest_date", "count(DISTINCT e.arrest_id)"
+        elif measure.endswith("_charges"):
+            table, day = "core.case_charge", "referral_date"
+            value = f"count(*) FILTER (WHERE e.severity = '{measure.split('_')[0]}')"
         else:
             table, day = "core.booking", "booking_date"
             value = "count(DISTINCT e.booking_id)" if measure == "bookings" else "sum(e.jail_days)"
@@ -170,7 +197,10 @@ def test_outcomes_table_matches_sql(built):
             else:
                 assert r[column] == f"{total / n:.2f}"
                 checked += 1
-    assert checked >= 16
+        flagged = {w for w, total in (("before", before), ("after", after))
+                   if total < 20 and not 1 <= total <= 10}
+        assert set(filter(None, r["Unstable rates (under 20 events)"].split(", "))) == flagged
+    assert checked >= 24
     assert {r["People"] for r in rows} == {"40", "45"}
 
 
@@ -208,7 +238,7 @@ def test_lineage_table_counts_batches(built):
     assert len(rows) == 7
     for name, r in rows.items():
         assert r["Batches"] == str(batches.get(name, 0))
-    assert rows["treatment_clients"]["Latest received"] == "none received"
+    assert rows["treatment_clients"]["Latest received"].startswith("2024-01-10")
 
 
 def test_small_cells_are_suppressed(settings, make_warehouse):
@@ -250,17 +280,30 @@ def test_count_and_derived_cells():
     assert [count_cell(n) for n in (0, 1, 10, 11, 250)] == ["0", SUPPRESSED, SUPPRESSED, "11", "250"]
     assert derived_cell(0.5, (40, 20)) == "0.50"
     assert derived_cell(0.1, (40, 4)) == WITHHELD
-    assert derived_cell(None, (0, 0)) == "-"
+    assert derived_cell(None, (0, 0)) == NOT_APPLICABLE
     # A part beside its whole: withheld when the remainder is a small cell.
     assert [_part_cell(p, 40) for p in (0, 5, 29, 35, 40)] == [
         "0", SUPPRESSED, "29", WITHHELD, "40"]
 
 
-def test_single_suppressed_cell_gets_a_partner():
-    assert suppress_grid({"a": 3, "b": 40, "c": 12, "d": 0}) == {
-        "a": SUPPRESSED, "b": "40", "c": WITHHELD, "d": "0"}
-    assert suppress_grid({"a": 3, "b": 4, "c": 12}) == {"a": SUPPRESSED, "b": SUPPRESSED, "c": "12"}
-    assert suppress_grid({"a": 30, "b": 12}) == {"a": "30", "b": "12"}
+def test_a_lone_suppressed_cell_gets_a_partner_in_its_row_and_column():
+    # 3 | 40 | 12 || 55        The 3 is small; hiding the 12 as well (smallest other
+    # 20| 30 | 25 || 75        non-zero cell of the row) leaves two unknowns in the row,
+    # ---------------------    but the 12's and the 3's columns then each have one, so a
+    # 23| 70 | 37 || 130       second row's cells go too.
+    counts = {(0, 0): 3, (0, 1): 40, (0, 2): 12, (1, 0): 20, (1, 1): 30, (1, 2): 25}
+    cells = Cells()
+    cells.grid("t", [0, 1], [0, 1, 2], counts)
+    hidden = cells.resolve()
+    assert ("t", 0, 0) in hidden and ("t", 0, 2) in hidden
+    assert ("t", 1, 0) in hidden and ("t", 1, 2) in hidden
+    assert ("t", 0, 1) not in hidden and ("t", "Total", "Total") not in hidden
+    assert [cells.show(("t", 0, c)) for c in (0, 1, 2)] == [SUPPRESSED, "40", WITHHELD]
+    for members in cells.equations:
+        assert sum(m in hidden for m in members) != 1
+    # Nothing small, nothing hidden; two small cells in one row protect each other.
+    assert protect({"a": 30, "b": 12, "t": 42}, [["a", "b", "t"]]) == set()
+    assert protect({"a": 3, "b": 4, "c": 12, "t": 19}, [["a", "b", "c", "t"]]) == {"a", "b"}
 
 
 def test_odds_ratio_woolf_hand_example():
@@ -329,4 +372,4 @@ def test_report_on_a_warehouse_without_data(settings, make_warehouse):
     assert "no data received" in page and "No data yet." in page
     assert read_csv(paths["referrals_monthly"]) == []
     assert {r["People"] for r in read_csv(paths["outcomes"])} == {"0"}
-    assert {r["Odds ratio"] for r in read_csv(paths["rearrest_odds_ratio"])} == {"-"}
+    assert {r["Odds ratio"] for r in read_csv(paths["rearrest_odds_ratio"])} == {NOT_APPLICABLE}

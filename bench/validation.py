@@ -1,0 +1,201 @@
+"""Validation cost next to load cost, per million rows, measured on the same batch in one run.
+
+The intake validates a pseudonymized staging batch with GX (pandas) and then
+inserts the same Arrow batch into DuckDB. This benchmark builds such a batch
+for one extract (synthetic, staging-shaped: tokens, codes, dates, a unique
+key), then times in the same process:
+
+* load      — INSERT of the Arrow batch into the staging table of a fresh
+              DuckDB file, committed (what ``connectors.inbox`` does);
+* validate  — ``Table.to_pandas()`` plus ``validate_batch`` with the
+              extract's committed suite, as the intake calls it, and the
+              cheaper ways of handing GX the same batch;
+* history   — ``batch_stats`` plus ``history_checks`` against five earlier
+              deliveries already in the warehouse.
+
+Every variant must reach the same verdict, check by check, as the baseline;
+the run stops if one does not. Prints one table; the target is a ratio
+validate/load of at most 1.
+
+    python bench/validation.py                      # jail_bookings, 1,000,000 rows
+    python bench/validation.py --rows 200000 --extract police_arrests
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ["GX_ANALYTICS_ENABLED"] = "False"
+
+import duckdb  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from connectors.contracts import Contract, load_contracts  # noqa: E402
+from connectors.inbox import ARROW_TYPES  # noqa: E402
+from expectations.history import batch_stats, history_checks  # noqa: E402
+from expectations.suites import reference_values, token_columns, validated_columns  # noqa: E402
+from expectations.validate import validate_batch  # noqa: E402
+from leadhub.warehouse import migrate, staging_columns  # noqa: E402
+
+EPOCH = np.datetime64("2020-01-01T00:00", "us")
+
+
+def staging_batch(contract: Contract, rows: int, seed: int = 1) -> pa.Table:
+    """A staging-shaped batch (as the pseudonymizer hands it over) that passes the suite.
+
+    People repeat (a pool of tokens), dates fall in 2020-2024, each date column a little
+    after the one before, so "A not before B" checks hold; about 10% of optional cells
+    are empty.
+    """
+    rng = np.random.default_rng(seed)
+    sql_types = dict(staging_columns(contract))
+    tokens = set(token_columns(contract))
+    people = max(rows // 4, 1)
+    pool = np.array([os.urandom(32).hex() for _ in range(min(people, 200_000))], dtype=object)
+    base = EPOCH + rng.integers(0, 4 * 365 * 24 * 60, rows).astype("timedelta64[m]")
+    offset = 0
+    arrays, fields = [], []
+    for name in validated_columns(contract):
+        col = contract.column(name) if name in contract.column_names else None
+        sql_type = sql_types[name]
+        optional = col is not None and col.nullable
+        mask = (rng.random(rows) < 0.1) if optional else None
+        if name in tokens:
+            values = pool[rng.integers(0, len(pool), rows)]
+        elif name.endswith("_enc"):
+            values = pool[rng.integers(0, len(pool), rows)]
+        elif name == "age_at_event":
+            values = rng.integers(18, 80, rows)
+        elif name == "key_id":
+            values = np.full(rows, "0123456789ab", dtype=object)
+        elif name == "_row_number":
+            values = np.arange(1, rows + 1)
+        elif name in contract.primary_key and len(contract.primary_key) > 1:
+            # Compound key: the first part is shared by a few rows, the rest numbers them.
+            values = (np.arange(rows) // 3).astype(str).astype(object) if sql_type == "VARCHAR" \
+                else np.arange(rows) % 3 + 1
+            if sql_type == "VARCHAR":
+                values = np.char.add("K", values.astype(str)).astype(object)
+        elif sql_type in ("DATE", "TIMESTAMP"):
+            moments = base + np.timedelta64(offset * 36, "h")
+            offset += 1
+            values = moments.astype("datetime64[D]") if sql_type == "DATE" else moments
+        elif sql_type == "BIGINT":
+            values = rng.integers(1, 5, rows)
+        elif col is not None and col.reference:
+            codes = np.array(reference_values(col.reference), dtype=object)
+            values = codes[rng.integers(0, len(codes), rows)]
+        elif col is not None and col.known_values:
+            codes = np.array(col.known_values, dtype=object)
+            values = codes[rng.integers(0, len(codes), rows)]
+        else:
+            values = np.char.add(f"{name[:2].upper()}", np.arange(rows).astype(str)).astype(object)
+        arrow_type = ARROW_TYPES[sql_type]
+        arrays.append(pa.array(values, type=arrow_type, mask=mask))
+        fields.append(pa.field(name, arrow_type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return time.perf_counter() - start, value
+
+
+def load(con: duckdb.DuckDBPyConnection, contract: Contract, table: pa.Table, batch_id: str) -> None:
+    """The intake's insert: register the Arrow batch, INSERT ... SELECT, record the batch, commit."""
+    cols = [n for n, _ in staging_columns(contract)]
+    select = ", ".join("? AS _batch_id" if c == "_batch_id" else f'"{c}"' for c in cols)
+    con.execute("BEGIN")
+    con.register("incoming_batch", table)
+    con.execute(f"INSERT INTO staging.{contract.name} ({', '.join(cols)}) SELECT {select} "
+                f"FROM incoming_batch", [batch_id])
+    con.unregister("incoming_batch")
+    con.execute("INSERT INTO ops.batches VALUES (?, ?, ?, '', now(), now(), ?, 'bench')",
+                [batch_id, contract.name, batch_id, table.num_rows])
+    con.execute("COMMIT")
+
+
+def categorical(contract: Contract, table: pa.Table) -> pd.DataFrame:
+    """Coded columns (known values, reference codes) as pandas categoricals."""
+    df = table.to_pandas()
+    coded = [c.name for c in contract.plain_columns if c.known_values or c.reference]
+    return df.astype({name: "category" for name in coded})
+
+
+def arrow_backed(table: pa.Table) -> pd.DataFrame:
+    """Arrow-backed pandas: no copy of the strings into Python objects."""
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def verdict(outcome) -> list[tuple]:
+    return [(r["expectation"], r["column"], r["success"], r["observed"]) for r in outcome.results]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--extract", default="jail_bookings", help="contract name, e.g. police_arrests")
+    args = p.parse_args(argv)
+    contract = load_contracts()[args.extract]
+
+    seconds, table = timed(staging_batch, contract, args.rows)
+    print(f"{contract.name}: {args.rows:,} staging rows, {table.num_columns} columns, "
+          f"{table.nbytes / 1e6:,.0f} MB in Arrow (built in {seconds:.1f} s)")
+    validate_batch(contract, table.slice(0, 1000).to_pandas())  # GX import and suite read, once
+
+    with tempfile.TemporaryDirectory() as tmp:
+        con = duckdb.connect(str(Path(tmp) / "bench.duckdb"))
+        migrate(con, {contract.name: contract})
+        history = [staging_batch(contract, max(args.rows // 10, 1000), seed=s) for s in range(2, 7)]
+        for i, earlier in enumerate(history):
+            load(con, contract, earlier, f"earlier-{i}")
+        load_s, _ = timed(load, con, contract, table, "bench-batch")
+
+        rows = []
+        baseline = None
+        variants = [
+            ("validate: to_pandas() + GX (as the intake does)", lambda: table.to_pandas()),
+            ("validate: categorical codes + GX", lambda: categorical(contract, table)),
+            ("validate: Arrow-backed pandas + GX", lambda: arrow_backed(table)),
+        ]
+        for label, frame in variants:
+            convert_s, df = timed(frame)
+            gx_s, outcome = timed(validate_batch, contract, df)
+            if baseline is None:
+                baseline = verdict(outcome)
+                assert outcome.success, outcome.reason()
+            elif verdict(outcome) != baseline:
+                changed = [a for a, b in zip(verdict(outcome), baseline) if a != b]
+                rows.append((label, None, f"verdict differs from the baseline: {changed[:2]}"))
+                continue
+            rows.append((label, convert_s + gx_s, f"convert {convert_s:.2f} s + GX {gx_s:.2f} s"))
+        history_s, _ = timed(lambda: history_checks(con, contract, batch_stats(table), "bench-batch"))
+        rows.append(("history checks: batch_stats + history_checks", history_s, "5 earlier deliveries"))
+        con.close()
+
+    per_million = 1e6 / args.rows
+    width = max(len(label) for label, _, _ in rows) + 2
+    print()
+    print(f"{'step':<{width}} {'s':>8} {'s per 1M rows':>14} {'x load':>7}  note")
+    print(f"{'load: DuckDB INSERT of the Arrow batch':<{width}} {load_s:>8.2f} "
+          f"{load_s * per_million:>14.2f} {1:>7.2f}  same batch, same run")
+    for label, seconds, note in rows:
+        if seconds is None:
+            print(f"{label:<{width}} {'-':>8} {'-':>14} {'-':>7}  {note}")
+            continue
+        print(f"{label:<{width}} {seconds:>8.2f} {seconds * per_million:>14.2f} "
+              f"{seconds / load_s:>7.2f}  {note}")
+
+
+if __name__ == "__main__":
+    main()

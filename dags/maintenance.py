@@ -1,0 +1,81 @@
+"""Daily housekeeping: feed staleness, snapshot publication and archive retention.
+
+Three independent tasks, so a stale feed (which fails ``check_staleness`` with
+a line per agency and extract) does not hold up publication or retention.
+All three open the warehouse, so all take the one-slot warehouse pool.
+
+Parameters ("Trigger DAG" with parameters): ``retention_days`` overrides
+$LEADHUB_ARCHIVE_RETENTION_DAYS for this run; ``dry_run`` lists what
+retention would delete without deleting it.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from dags._common import START_DATE, WAREHOUSE_POOL, default_args, run_stage, tags
+
+
+def _staleness() -> list[dict]:
+    from leadhub.maintenance import stale_feeds, staleness_message
+    from leadhub.settings import Settings
+
+    stale = run_stage("staleness check", stale_feeds, Settings.from_env())
+    message = staleness_message(stale)
+    if message:
+        raise AirflowFailException(message)
+    return stale
+
+
+@dag(
+    dag_id="leadhub_maintenance",
+    description="Staleness check per feed, snapshot publication, archive retention",
+    schedule="@daily",
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    params={
+        "retention_days": Param(None, type=["null", "integer"], minimum=1,
+                                description="Keep archived originals this many days "
+                                            "(default: $LEADHUB_ARCHIVE_RETENTION_DAYS, else 7 years)"),
+        "dry_run": Param(False, type="boolean", description="List what retention would delete; delete nothing"),
+    },
+    tags=tags("maintenance"),
+    doc_md=__doc__,
+)
+def leadhub_maintenance():
+    @task(pool=WAREHOUSE_POOL)
+    def check_staleness() -> list[dict]:
+        """Fails, naming agency and extract, when a feed has had nothing accepted within its window."""
+        return _staleness()
+
+    @task(pool=WAREHOUSE_POOL)
+    def publish_snapshot() -> object:
+        """Publishes the analysts' snapshot; skipped where no publication stage is installed."""
+        from leadhub.maintenance import PublicationUnavailable, publish_snapshot as publish
+        from leadhub.settings import Settings
+
+        try:
+            return run_stage("snapshot publication", publish, Settings.from_env())
+        except PublicationUnavailable as e:
+            raise AirflowSkipException(str(e)) from None
+
+    @task(pool=WAREHOUSE_POOL)
+    def apply_archive_retention(*, params=None) -> dict:
+        """Deletes archived originals past retention, never one whose batch is current; returns the list."""
+        from leadhub.maintenance import archive_retention, retention_days
+        from leadhub.settings import Settings
+
+        params = params or {}
+        days = run_stage("archive retention", retention_days, params.get("retention_days"))
+        return run_stage("archive retention", archive_retention, Settings.from_env(), days, None,
+                         bool(params.get("dry_run")))
+
+    check_staleness()
+    publish_snapshot()
+    apply_archive_retention()
+
+
+leadhub_maintenance()

@@ -1,0 +1,106 @@
+"""Checks that need the whole warehouse, run on the core tables after a build.
+
+Some rules span extracts or depend on what the build derives, so no single
+batch can be checked for them:
+
+* referral before intake: a treatment episode referred by LEAD should not
+  start before the person's first police LEAD referral (police referrals and
+  treatment episodes only meet through ``core.person_link``);
+* jail days consistent with timestamps: ``core.booking.jail_days`` must be at
+  least one day and, for released people, equal the calendar days from
+  booking to release, both ends counted.
+
+The batches are already loaded by then, so these are warnings: they are
+recorded in ``ops.validation_results`` under a batch id ``build-<time>`` and
+the contract column names the core table. Observed values are counts only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from expectations.suites import WARNING
+
+REFERRAL_BEFORE_INTAKE = "expect_lead_referral_before_treatment_intake"
+JAIL_DAYS_CONSISTENT = "expect_jail_days_to_match_booking_and_release"
+
+# name -> (core table, column(s) for the results, description, SQL giving (unexpected, checked))
+BUILD_CHECKS = {
+    REFERRAL_BEFORE_INTAKE: (
+        "core.treatment_episode", "intake_date,referral_date",
+        "LEAD-referred intake is not before the person's first police referral",
+        """
+        WITH first_referral AS (
+            SELECT person_key, min(referral_date) AS referral_date
+            FROM core.referral WHERE person_key IS NOT NULL GROUP BY person_key)
+        SELECT count(*) FILTER (WHERE e.intake_date < f.referral_date), count(*)
+        FROM core.treatment_episode e
+        JOIN first_referral f ON f.person_key = e.person_key
+        WHERE e.referral_source = 'lead'
+        """),
+    JAIL_DAYS_CONSISTENT: (
+        "core.booking", "jail_days",
+        "jail days are at least 1 and match booking and release dates",
+        """
+        SELECT count(*) FILTER (WHERE jail_days IS NULL OR jail_days < 1
+                                   OR (release_ts IS NOT NULL AND (release_ts < booking_ts
+                                       OR jail_days <> date_diff('day', booking_ts::DATE,
+                                                                 release_ts::DATE) + 1))),
+               count(*)
+        FROM core.booking
+        """),
+}
+BUILD_DESCRIPTIONS = {name: check[2] for name, check in BUILD_CHECKS.items()}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _table_exists(con, qualified: str) -> bool:
+    schema, table = qualified.split(".")
+    return bool(con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = ?", [schema, table]).fetchone()[0])
+
+
+def build_checks(con) -> list[dict]:
+    """Run every build check; results shaped like ``ValidationOutcome.results`` plus ``contract``.
+
+    A check whose tables are not built yet is skipped rather than failed.
+    """
+    results = []
+    for name, (table, column, description, sql) in BUILD_CHECKS.items():
+        if not all(_table_exists(con, t) for t in _tables_of(sql) | {table}):
+            continue
+        unexpected, checked = con.execute(sql).fetchone()
+        share = 100 * unexpected / checked if checked else 0.0
+        share_text = "<0.1%" if 0 < share < 0.1 else f"{share:.1f}%"
+        results.append({
+            "contract": table, "expectation": name, "column": column, "severity": WARNING,
+            "success": unexpected == 0, "description": description,
+            "observed": f"unexpected {unexpected:,} of {checked:,} rows, {share_text}",
+        })
+    return results
+
+
+def _tables_of(sql: str) -> set[str]:
+    return {word for word in sql.replace("\n", " ").split(" ") if word.startswith("core.")}
+
+
+def record_build_checks(con, now: datetime | None = None) -> tuple[str, list[dict]]:
+    """Run the build checks and store them in ``ops.validation_results``; returns (batch id, results).
+
+    Call it on the build's connection after the models ran (inside its transaction, so the
+    results commit with the tables they describe).
+    """
+    validated = now or _now()
+    batch_id = f"build-{validated:%Y%m%dT%H%M%S%f}"
+    results = build_checks(con)
+    if results:
+        con.executemany(
+            "INSERT INTO ops.validation_results (batch_id, contract, expectation, column_name, "
+            "severity, success, observed, validated_at) VALUES (?,?,?,?,?,?,?,?)",
+            [[batch_id, r["contract"], r["expectation"], r["column"], r["severity"], r["success"],
+              r["observed"], validated] for r in results])
+    return batch_id, results

@@ -1,0 +1,317 @@
+"""Steward maintenance: feed staleness, archive retention, re-processing and back-fills.
+
+Plain functions over ``Settings`` so the ``leadhub_maintenance`` DAG, the feed
+DAGs' re-process parameters and the tests call the same code; none of them
+needs Airflow. Every result is a small dict of file names, ids, statuses and
+counts, safe for logs and XComs.
+
+Nothing here loads data. Re-processing puts an archived original back into its
+agency inbox under its original name, exactly as if the clerk had sent it
+again, and the ordinary intake takes it from there: it is hashed, recorded in
+the ledger as a new entry (the old entry's history stays), and either loaded
+or, when the same bytes are already loaded, recorded as a ``duplicate``. A
+back-fill of a pull source only moves the source's remembered position back;
+the next pull delivers the rows or files again through the same intake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from leadhub.errors import LeadHubError
+from leadhub.settings import Settings
+
+ENV_RETENTION_DAYS = "LEADHUB_ARCHIVE_RETENTION_DAYS"
+# Seven years: a common records-retention period for justice and health records.
+# Counties set their own through LEADHUB_ARCHIVE_RETENTION_DAYS.
+DEFAULT_RETENTION_DAYS = 7 * 365
+
+# Ledger statuses whose archive file must be kept whatever its age: 'accepted'
+# is the batch the current views read (its original is the only way to re-derive
+# it), 'received' is a delivery the intake has archived but not finished.
+CURRENT_STATUSES = ("accepted", "received")
+# Statuses whose bytes are in staging: sending them again only yields a 'duplicate'.
+LOADED_STATUSES = ("accepted", "superseded")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# --- staleness ----------------------------------------------------------------
+
+def stale_feeds(settings: Settings, now: datetime | None = None) -> list[dict]:
+    """The feeds with nothing accepted within their contract's ``stale_after_hours``."""
+    from connectors.status import feed_status
+
+    return [row for row in feed_status(settings, now) if row["stale"]]
+
+
+def staleness_message(stale: list[dict]) -> str | None:
+    """One line per stale feed naming agency and extract, or None when every feed is fresh."""
+    if not stale:
+        return None
+    lines = [f"{len(stale)} feed(s) stale; ask the agency for its next delivery or check its pull:"]
+    for row in stale:
+        last = row.get("last_accepted") or "never"
+        lines.append(f"  agency={row['agency']} extract={row['extract']}: nothing accepted for "
+                     f"{row['stale_after_hours']} h (last accepted: {last})")
+    return "\n".join(lines)
+
+
+# --- archive retention ------------------------------------------------------------
+
+def retention_days(value: int | str | None = None) -> int:
+    """The retention in days: ``value`` if given, else $LEADHUB_ARCHIVE_RETENTION_DAYS, else seven years."""
+    raw = value if value not in (None, "") else os.environ.get(ENV_RETENTION_DAYS) or DEFAULT_RETENTION_DAYS
+    try:
+        days = int(raw)
+    except (TypeError, ValueError):
+        raise LeadHubError(f"archive retention must be a whole number of days, not {raw!r}") from None
+    if days < 1:
+        raise LeadHubError(f"archive retention must be at least 1 day, not {days}")
+    return days
+
+
+def archive_retention(settings: Settings, keep_days: int, now: datetime | None = None,
+                      dry_run: bool = False) -> dict:
+    """Delete archived originals older than ``keep_days``, except those still needed.
+
+    Kept whatever their age:
+      * the archive of every ledger entry whose batch is current ('accepted') or
+        whose intake has not finished ('received');
+      * any archive file the ledger does not know (it cannot be accounted for,
+        so a person decides; it is listed under ``unaccounted``).
+    Age is the ledger's received time. Returns {"deleted", "kept_current",
+    "unaccounted", "kept_recent", "dry_run"} with archive paths relative to the
+    data directory. Without a warehouse there is no ledger to decide by, so
+    nothing is deleted and the call fails.
+    """
+    keep_days = retention_days(keep_days)
+    now = now or _utcnow()
+    cutoff = now - timedelta(days=keep_days)
+    archive_files = sorted(p for p in settings.archive_dir.glob("*/*.enc") if p.is_file())
+    result = {"deleted": [], "kept_current": [], "unaccounted": [], "kept_recent": 0,
+              "retention_days": keep_days, "dry_run": dry_run}
+    if not archive_files:
+        return result
+    if not settings.warehouse_path.exists():
+        raise LeadHubError(f"no warehouse at {settings.warehouse_path}: without the file ledger no "
+                           "archive file can be shown to be out of use, so none was deleted")
+
+    from leadhub.warehouse import connect
+
+    with connect(settings.warehouse_path, read_only=True) as con:
+        ledger = {path: (status, received) for path, status, received in con.execute(
+            "SELECT archive_path, status, received_at FROM ops.file_ledger WHERE archive_path IS NOT NULL"
+        ).fetchall()}
+    for path in archive_files:
+        relative = str(path.relative_to(settings.data_dir))
+        entry = ledger.get(relative)
+        if entry is None:
+            result["unaccounted"].append(relative)
+        elif entry[0] in CURRENT_STATUSES:
+            result["kept_current"].append(relative)
+        elif entry[1] >= cutoff:
+            result["kept_recent"] += 1
+        else:
+            if not dry_run:
+                path.unlink()
+            result["deleted"].append(relative)
+    return result
+
+
+# --- re-processing ledger entries ------------------------------------------------
+
+def _ledger_entry(con, file_id: str) -> dict | None:
+    row = con.execute("SELECT file_id, agency, extract, file_name, sha256, status, archive_path, received_at "
+                      "FROM ops.file_ledger WHERE file_id = ?", [file_id]).fetchone()
+    keys = ("file_id", "agency", "extract", "file_name", "sha256", "status", "archive_path", "received_at")
+    return dict(zip(keys, row)) if row else None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1024 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _restore(settings: Settings, key, entry: dict) -> dict:
+    """Decrypt one entry's archive into its inbox: hidden '.part' name first, then an atomic rename."""
+    from connectors.archive import decrypt_to
+
+    name, agency = entry["file_name"], entry["agency"]
+    summary = {"file_id": entry["file_id"], "file": name, "agency": agency, "status_before": entry["status"]}
+    if not entry["archive_path"]:
+        raise LeadHubError(f"ledger entry {entry['file_id']} ({name}) has no archived original: it was "
+                           f"refused before archiving ({entry['status']}); ask the agency to send it again")
+    archive = settings.data_dir / entry["archive_path"]
+    if not archive.is_file():
+        raise LeadHubError(f"ledger entry {entry['file_id']} ({name}): archive file {entry['archive_path']} "
+                           "is gone (removed by archive retention?)")
+    inbox = settings.inbox(agency)
+    inbox.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = inbox / name
+    if target.exists():
+        if target.is_file() and _sha256(target) == entry["sha256"]:
+            return {**summary, "restored": "already in the inbox"}
+        raise LeadHubError(f"{agency} inbox already holds a different {name}; it is a newer delivery and "
+                           "is never overwritten — re-process after the intake has taken it")
+    part = inbox / f".{name}.restore.part"  # hidden and '.part': the intake ignores it until the rename
+    try:
+        with open(part, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)
+            decrypt_to(archive, out, key)
+            out.flush()
+            os.fsync(out.fileno())
+        if _sha256(part) != entry["sha256"]:
+            raise LeadHubError(f"ledger entry {entry['file_id']} ({name}): decrypted bytes do not match "
+                               "the ledger's SHA-256; nothing was put in the inbox")
+        os.replace(part, target)
+    finally:
+        part.unlink(missing_ok=True)
+    note = ("the same bytes are loaded already, so the intake will record a duplicate"
+            if entry["status"] in LOADED_STATUSES else "the intake will take it on the next feed run")
+    return {**summary, "restored": note}
+
+
+def restore_ledger_entry(settings: Settings, key, file_id: str, agency: str | None = None) -> dict:
+    """Put the archived original of one ledger entry back into its inbox under its original name.
+
+    ``agency``, when given, must be the entry's agency (a feed DAG only
+    re-processes its own files). Never overwrites a file waiting in the inbox.
+    """
+    from leadhub.warehouse import connect
+
+    with connect(settings.warehouse_path, read_only=True) as con:
+        entry = _ledger_entry(con, file_id)
+    if entry is None:
+        raise LeadHubError(f"no ledger entry with file_id {file_id}")
+    if agency and entry["agency"] != agency:
+        raise LeadHubError(f"ledger entry {file_id} belongs to {entry['agency']}, not {agency}")
+    return _restore(settings, key, entry)
+
+
+def entries_to_backfill(settings: Settings, agency: str, start: date, end: date) -> list[dict]:
+    """Archived entries of ``agency`` received from ``start`` to ``end`` (inclusive) worth re-processing.
+
+    Left out: entries whose bytes are loaded now ('accepted' or 'superseded' —
+    the intake would only record a duplicate) and entries without an archive.
+    Of several entries with the same file name only the latest is taken: the
+    inbox holds one file per name.
+    """
+    from leadhub.warehouse import connect
+
+    if end < start:
+        raise LeadHubError(f"back-fill period ends ({end}) before it starts ({start})")
+    with connect(settings.warehouse_path, read_only=True) as con:
+        ids = [r[0] for r in con.execute(
+            "SELECT file_id FROM ops.file_ledger l WHERE agency = ? AND archive_path IS NOT NULL "
+            "AND received_at >= ? AND received_at < ? AND status NOT IN ('duplicate', 'accepted', 'superseded') "
+            "AND NOT EXISTS (SELECT 1 FROM ops.file_ledger x WHERE x.agency = l.agency AND x.sha256 = l.sha256 "
+            "  AND x.status IN ('accepted', 'superseded')) "
+            "QUALIFY row_number() OVER (PARTITION BY file_name ORDER BY received_at DESC) = 1 "
+            "ORDER BY received_at",
+            [agency, datetime.combine(start, datetime.min.time()),
+             datetime.combine(end + timedelta(days=1), datetime.min.time())]).fetchall()]
+        return [_ledger_entry(con, i) for i in ids]
+
+
+def restore_period(settings: Settings, key, agency: str, start: date, end: date) -> list[dict]:
+    """Re-process every entry ``entries_to_backfill`` selects; see ``restore_ledger_entry``."""
+    return [_restore(settings, key, entry) for entry in entries_to_backfill(settings, agency, start, end)]
+
+
+# --- back-filling pull sources ----------------------------------------------------
+
+def reset_pull_source(settings: Settings, source_name: str, start: str) -> dict:
+    """Make the next pull of a source deliver again everything from ``start`` on.
+
+    ``kind: sql``: the high-water mark is set just below ``start`` (an ISO date or
+    time for a timestamp mark, a whole number for an integer mark), so rows whose
+    mark is ``start`` or later are pulled again. It only ever moves back: moving
+    it forward would skip rows. ``kind: sftp``: files whose remote modification
+    time is ``start`` (an ISO date or time, UTC) or later are forgotten, so they
+    are fetched again. Either way the intake records re-sent identical files as
+    duplicates; only rows or files that changed are loaded.
+    """
+    from connectors.sources import PullError, load_sources, load_state, save_state
+
+    sources = load_sources()
+    if source_name not in sources:
+        raise PullError(f"no pull source named {source_name}")
+    source = sources[source_name]
+    state = load_state(settings, source_name)
+    if source.kind == "sql":
+        from connectors.pull_sql import SqlSource
+
+        mark_type = SqlSource.from_source(source).mark_type
+        if mark_type == "integer":
+            try:
+                new_mark: int | str = int(start) - 1
+            except ValueError:
+                raise PullError(f"source {source_name}: an integer mark needs a whole number, not {start!r}") from None
+            older = state.get("mark") is None or new_mark <= int(state["mark"])
+        else:
+            try:
+                moment = datetime.fromisoformat(start)
+            except ValueError:
+                raise PullError(f"source {source_name}: a timestamp mark needs an ISO date or time, not {start!r}") from None
+            new_mark = (moment - timedelta(microseconds=1)).isoformat()
+            older = state.get("mark") is None or moment - timedelta(microseconds=1) <= _naive_like(
+                datetime.fromisoformat(state["mark"]), moment)
+        if not older:
+            raise PullError(f"source {source_name}: the mark is at {state.get('mark')}; a back-fill only "
+                            f"moves it back, and {start} is later")
+        previous = state.get("mark")
+        save_state(settings, source_name, {**state, "kind": "sql", "mark": new_mark, "mark_type": mark_type,
+                                           "reset_from": previous})
+        return {"source": source_name, "kind": "sql", "previous_mark": previous, "mark": new_mark}
+    moment = datetime.fromisoformat(start)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    since = moment.timestamp()
+    fetched = state.get("fetched", {})
+    forgotten = sorted(name for name, seen in fetched.items() if (seen.get("mtime") or 0) >= since)
+    save_state(settings, source_name, {**state, "kind": "sftp",
+                                       "fetched": {n: s for n, s in fetched.items() if n not in forgotten}})
+    return {"source": source_name, "kind": "sftp", "forgotten": forgotten}
+
+
+def _naive_like(value: datetime, like: datetime) -> datetime:
+    """Compare timestamps of mixed awareness as UTC."""
+    if (value.tzinfo is None) == (like.tzinfo is None):
+        return value
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+# --- snapshot publication ----------------------------------------------------------
+
+class PublicationUnavailable(LeadHubError):
+    """This installation has no snapshot publication stage yet."""
+
+
+def publish_snapshot(settings: Settings):
+    """Publish the analysts' snapshot through whichever publication stage this installation has.
+
+    ``leadhub.pipeline.publish`` is the stage entry point; ``transforms.publish``
+    is where the stage lives. Raises PublicationUnavailable when neither exists.
+    """
+    from leadhub import pipeline
+
+    stage = getattr(pipeline, "publish", None)
+    if stage is not None:
+        return stage(settings)
+    try:
+        from transforms.publish import publish_snapshot as stage
+    except ImportError:
+        raise PublicationUnavailable("no snapshot publication stage is installed "
+                                     "(leadhub.pipeline.publish / transforms.publish)") from None
+    return stage(settings)

@@ -1,0 +1,72 @@
+"""The inbox watcher's trigger: which files start a feed, and that it never touches them.
+
+Imports ``airflow.triggers`` only (no DAG parsing, no metadata database), the
+same as the triggerer does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from connectors.inbox import is_in_progress as intake_is_in_progress
+from dags.inbox_trigger import InboxFilesTrigger, InboxScan, is_in_progress, list_candidates
+
+NAMES = ["jail_bookings_20241231.csv", "jail_bookings_20241231.csv.part", "x.TMP", ".hidden.csv",
+         "a.partial", "b.filepart", "c.crdownload", "report.csv.tmp", "notes.txt", ".x.restore.part", ".jail_bookings_1.csv.a1B2c3"]
+
+
+def test_temporary_names_follow_the_intakes_rule():
+    assert [is_in_progress(n) for n in NAMES] == [intake_is_in_progress(n) for n in NAMES]
+
+
+def test_only_complete_names_and_no_directories_are_candidates(tmp_path):
+    for name in NAMES:
+        (tmp_path / name).write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.csv").symlink_to(tmp_path / "notes.txt")  # the intake quarantines it: an arrival
+    assert sorted(n for n, _, _ in list_candidates(str(tmp_path))) == [
+        ".hidden.csv", "jail_bookings_20241231.csv", "link.csv", "notes.txt"]
+    assert list_candidates(str(tmp_path / "missing")) == set()
+
+
+def test_a_file_is_reported_once_when_it_stopped_changing_and_again_when_resent():
+    scan = InboxScan()
+    growing = {("a.csv", 10, 1)}
+    assert scan.poll(growing) == []                      # first sight: may still be growing
+    assert scan.poll({("a.csv", 20, 2)}) == []           # it grew
+    assert scan.poll({("a.csv", 20, 2)}) == ["a.csv"]    # unchanged since the last poll: complete
+    assert scan.poll({("a.csv", 20, 2)}) == []           # reported once, not on every poll
+    assert scan.poll(set()) == []                        # the intake took it
+    assert scan.poll({("a.csv", 30, 9)}) == []
+    assert scan.poll({("a.csv", 30, 9)}) == ["a.csv"]    # a re-send under the same name counts again
+
+
+def test_trigger_serializes_to_its_importable_class_and_settings():
+    trigger = InboxFilesTrigger(directory="/data/inbox/jail", agency="jail", poll_seconds=5)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "dags.inbox_trigger.InboxFilesTrigger"
+    assert kwargs == {"directory": "/data/inbox/jail", "agency": "jail", "poll_seconds": 5.0}
+    assert InboxFilesTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_trigger_fires_for_a_delivered_file_and_leaves_every_file_in_place(tmp_path):
+    (tmp_path / "jail_bookings_20241231.csv.part").write_text("still copying")
+    delivered = tmp_path / "jail_bookings_20241230.csv"
+    delivered.write_text("booking_id\n1\n")
+    os.utime(delivered, (1, 1))
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    async def first_event():
+        events = InboxFilesTrigger(directory=str(tmp_path), agency="jail", poll_seconds=0.01).run()
+        try:
+            return await asyncio.wait_for(anext(events), timeout=30)
+        finally:
+            await events.aclose()
+
+    event = asyncio.run(first_event())
+    assert event.payload == {"agency": "jail", "files": ["jail_bookings_20241230.csv"]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert delivered.read_text() == "booking_id\n1\n"

@@ -1,0 +1,166 @@
+"""Maintenance functions the DAGs call, tested without Airflow on real intake runs.
+
+Files go through the real intake (hash, encrypted archive, ledger, load), so
+the retention and re-processing rules are checked against ledgers as the hub
+writes them; only received times are moved into the past to age entries.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime, timedelta
+
+import duckdb
+import pytest
+
+from leadhub import maintenance, pipeline
+from leadhub.errors import LeadHubError
+
+HEADER = "client_id,last_name,first_name,dob,ssn,phone,address,sex,consent_status,consent_date\n"
+V1 = HEADER + "C00001,Zebediah,Quill,1980-02-03,123-45-6780,206-555-0100,1 Main St,M,active,2022-01-05\n"
+V2 = V1 + "C00002,Okonkwo,Ada,1975-11-30,,206-555-0101,Shelter A,F,revoked,2022-03-01\n"
+BAD = HEADER + "C00003,Lind,Bo,1990-01-01,,,,M,maybe,2022-01-05\n"  # consent_status outside the agreed codes
+NOW = datetime(2026, 6, 1)
+
+
+def deliver(settings, name: str, text: str) -> list[dict]:
+    inbox = settings.inbox("treatment")
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / name).write_text(text)
+    os.utime(inbox / name, (1, 1))  # long complete
+    return pipeline.ingest(settings, "treatment")
+
+
+def ledger(settings) -> list[tuple]:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return con.execute("SELECT file_id, file_name, status, archive_path FROM ops.file_ledger "
+                           "ORDER BY received_at").fetchall()
+
+
+def age(settings, file_id: str, days: int) -> None:
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute("UPDATE ops.file_ledger SET received_at = ? WHERE file_id = ?",
+                    [NOW - timedelta(days=days), file_id])
+
+
+@pytest.fixture
+def history(settings):
+    """v1 (superseded by v2), v2 (accepted, current) and a quarantined file, all archived."""
+    assert [o["status"] for o in deliver(settings, "treatment_clients_20240101.csv", V1)] == ["accepted"]
+    assert [o["status"] for o in deliver(settings, "treatment_clients_20240201.csv", V2)] == ["accepted"]
+    assert [o["status"] for o in deliver(settings, "treatment_clients_20240301.csv", BAD)] == ["quarantined"]
+    rows = {name: (file_id, status, archive) for file_id, name, status, archive in ledger(settings)}
+    assert [rows[n][1] for n in sorted(rows)] == ["superseded", "accepted", "quarantined"]
+    assert all(archive for _, _, archive in rows.values())
+    return rows
+
+
+def test_retention_deletes_old_archives_but_never_a_current_batch(settings, history):
+    v1, v2, bad = (history[f"treatment_clients_2024{m}01.csv"] for m in ("01", "02", "03"))
+    for file_id, _, _ in (v1, v2, bad):
+        age(settings, file_id, 400)
+    stray = settings.archive_dir / "treatment" / "unknown__treatment_clients_x.csv.enc"
+    stray.write_bytes(b"not in the ledger")
+    os.utime(stray, (1, 1))
+
+    dry = maintenance.archive_retention(settings, 365, now=NOW, dry_run=True)
+    assert sorted(dry["deleted"]) == sorted([v1[2], bad[2]])
+    assert all((settings.data_dir / p).exists() for p in dry["deleted"])  # a dry run deletes nothing
+
+    done = maintenance.archive_retention(settings, 365, now=NOW)
+    assert sorted(done["deleted"]) == sorted([v1[2], bad[2]])
+    assert done["kept_current"] == [v2[2]]
+    assert done["unaccounted"] == [str(stray.relative_to(settings.data_dir))]
+    assert not (settings.data_dir / v1[2]).exists() and not (settings.data_dir / bad[2]).exists()
+    assert (settings.data_dir / v2[2]).exists() and stray.exists()
+
+
+def test_retention_keeps_what_is_younger_than_the_period(settings, history):
+    file_id, _, archive = history["treatment_clients_20240101.csv"]
+    age(settings, file_id, 100)
+    done = maintenance.archive_retention(settings, 365, now=NOW)
+    assert done["deleted"] == [] and done["kept_recent"] == 2 and (settings.data_dir / archive).exists()
+
+
+def test_retention_days_come_from_the_parameter_then_the_environment(monkeypatch):
+    monkeypatch.delenv(maintenance.ENV_RETENTION_DAYS, raising=False)
+    assert maintenance.retention_days(None) == maintenance.DEFAULT_RETENTION_DAYS
+    monkeypatch.setenv(maintenance.ENV_RETENTION_DAYS, "90")
+    assert maintenance.retention_days(None) == 90
+    assert maintenance.retention_days(30) == 30
+    with pytest.raises(LeadHubError, match="at least 1 day"):
+        maintenance.retention_days(0)
+
+
+def test_retention_without_a_ledger_deletes_nothing(settings, history):
+    settings.warehouse_path.rename(settings.warehouse_path.with_suffix(".moved"))
+    with pytest.raises(LeadHubError, match="none was deleted"):
+        maintenance.archive_retention(settings, 1, now=NOW + timedelta(days=4000))
+    assert len(list(settings.archive_dir.glob("*/*.enc"))) == 3
+
+
+def test_reprocessing_an_entry_restores_the_original_and_the_intake_retakes_it(settings, history):
+    file_id, _, _ = history["treatment_clients_20240301.csv"]
+    restored = maintenance.restore_ledger_entry(settings, maintenance_key(settings), file_id, "treatment")
+    assert (restored["file"], restored["status_before"]) == ("treatment_clients_20240301.csv", "quarantined")
+    inbox_file = settings.inbox("treatment") / "treatment_clients_20240301.csv"
+    assert inbox_file.read_text() == BAD
+    assert [p.name for p in settings.inbox("treatment").iterdir()] == [inbox_file.name]  # no .part left
+
+    [outcome] = pipeline.ingest(settings, "treatment")
+    assert outcome["status"] == "quarantined"  # the same bytes break the same rule
+    statuses = [status for _, name, status, _ in ledger(settings) if name == inbox_file.name]
+    assert statuses == ["quarantined", "quarantined"]  # history kept: a new entry, the old one untouched
+
+
+def test_reprocessing_a_loaded_entry_never_loads_it_twice(settings, history):
+    file_id, _, _ = history["treatment_clients_20240201.csv"]
+    restored = maintenance.restore_ledger_entry(settings, maintenance_key(settings), file_id)
+    assert "duplicate" in restored["restored"]
+    [outcome] = pipeline.ingest(settings, "treatment")
+    assert outcome["status"] == "duplicate"
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM current.treatment_clients").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM staging.treatment_clients").fetchone() == (3,)  # v1 + v2
+
+
+def test_reprocessing_refuses_to_overwrite_a_waiting_delivery_or_cross_agencies(settings, history):
+    file_id, _, _ = history["treatment_clients_20240301.csv"]
+    key = maintenance_key(settings)
+    with pytest.raises(LeadHubError, match="belongs to treatment, not police"):
+        maintenance.restore_ledger_entry(settings, key, file_id, "police")
+    waiting = settings.inbox("treatment") / "treatment_clients_20240301.csv"
+    waiting.write_text(V1)
+    with pytest.raises(LeadHubError, match="never overwritten"):
+        maintenance.restore_ledger_entry(settings, key, file_id)
+    assert waiting.read_text() == V1
+    with pytest.raises(LeadHubError, match="no ledger entry"):
+        maintenance.restore_ledger_entry(settings, key, "nope")
+
+
+def test_backfill_selects_entries_of_the_period_whose_bytes_are_not_loaded(settings, history):
+    for name, days in (("treatment_clients_20240101.csv", 40), ("treatment_clients_20240201.csv", 30),
+                       ("treatment_clients_20240301.csv", 20)):
+        age(settings, history[name][0], days)
+    day = (NOW - timedelta(days=20)).date()
+    everything = maintenance.entries_to_backfill(settings, "treatment", date(2020, 1, 1), NOW.date())
+    assert [e["file_name"] for e in everything] == ["treatment_clients_20240301.csv"]  # loaded bytes left out
+    assert maintenance.entries_to_backfill(settings, "treatment", day - timedelta(days=5), day - timedelta(days=1)) == []
+    restored = maintenance.restore_period(settings, maintenance_key(settings), "treatment", day, day)
+    assert [r["file"] for r in restored] == ["treatment_clients_20240301.csv"]
+    assert (settings.inbox("treatment") / "treatment_clients_20240301.csv").read_text() == BAD
+
+
+def test_staleness_names_agency_and_extract(settings, history):
+    stale = maintenance.stale_feeds(settings, now=datetime.utcnow())
+    feeds = {(r["agency"], r["extract"]) for r in stale}
+    assert ("treatment", "clients") not in feeds and ("jail", "bookings") in feeds
+    message = maintenance.staleness_message(stale)
+    assert "agency=jail extract=bookings: nothing accepted for 48 h (last accepted: never)" in message
+    assert maintenance.staleness_message([]) is None
+
+
+def maintenance_key(settings):
+    from leadhub.keys import MasterKey
+
+    return MasterKey.load(settings.key_file)

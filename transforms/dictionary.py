@@ -1,0 +1,389 @@
+"""The data dictionary of the published snapshot: every table and column, described.
+
+Descriptions come from where the meaning is decided, so they cannot drift far
+from it:
+  * a column copied from an agency extract takes the description written in
+    that extract's contract (connectors/contracts/<agency>/<extract>.yaml);
+  * a table built by a model takes the comment block above its
+    ``CREATE OR REPLACE TABLE`` in transforms/sql;
+  * columns the models compute, and the tables created in Python (reference
+    tables, ops), are described here, next to the lookup that uses them.
+A published column without a description is listed as undescribed, and a test
+fails on it, so a new column cannot ship unexplained.
+
+The dictionary is written next to the snapshot as Markdown and as a
+self-contained HTML page; the same texts are stored as COMMENTs in the snapshot.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from connectors.contracts import load_contracts
+from transforms.model import SQL_DIR, sql_files
+
+UNDESCRIBED = "(no description yet)"
+
+# Which agency extract each core table is conformed from.
+TABLE_SOURCES = {
+    ("core", "referral"): "police_referrals",
+    ("core", "arrest"): "police_arrests",
+    ("core", "arrest_charge"): "police_arrests",
+    ("core", "booking"): "jail_bookings",
+    ("core", "booking_charge"): "jail_bookings",
+    ("core", "case_charge"): "prosecutor_cases",
+    ("core", "consent"): "treatment_clients",
+    ("core", "treatment_episode"): "treatment_episodes",
+    ("core", "service_contact"): "treatment_contacts",
+}
+
+# Tables not built from a transforms/sql file.
+TABLES = {
+    ("core", "offense_code"): "Offense-code reference (transforms/reference/offense_codes.csv): "
+                              "offense type, default severity and LEAD eligibility of each code.",
+    ("core", "evaluation_settings"): "The evaluation cohort definitions from transforms/evaluation.yaml "
+                                     "(one row).",
+    ("core", "record_history"): "Row versions that later deliveries took out of use: records deleted "
+                                "by a later full-history delivery, and records replaced by a "
+                                "re-sent key in an incremental extract. The current layer shows "
+                                "only live rows; this keeps the rest visible.",
+    ("ops", "file_ledger"): "One row per file that ever arrived in a drop folder, with what happened to it.",
+    ("ops", "batches"): "One row per loaded delivery (batch): the file it came from and when it loaded.",
+    ("ops", "validation_results"): "Great Expectations results per batch: one row per expectation checked.",
+    ("ops", "schema_version"): "Warehouse schema migrations applied by the hub, one row per version.",
+    ("ops", "snapshot_info"): "When this snapshot was published and which data it holds (one row).",
+}
+
+# Columns the models compute (or that mean something specific in one table).
+COLUMNS = {
+    ("core", "arrest"): {
+        "severity": "felony if any charge on the arrest is a felony, else misdemeanor.",
+        "offense_type": "Offense type (person, property, drug, public_order, other) of the most "
+                        "serious charge: felonies first, then the lowest charge sequence.",
+        "lead_eligible": "True when any charge is LEAD-eligible per the offense-code reference.",
+        "charge_count": "Number of charges on the arrest.",
+    },
+    ("core", "arrest_charge"): {
+        "lead_eligible": "True when the offense code is LEAD-eligible per the reference; "
+                         "false for codes missing from it.",
+    },
+    ("core", "booking"): {
+        "booking_ts": "Booking time (earliest across the booking's charge rows).",
+        "release_ts": "Release time: the latest on any charge row; NULL while in custody.",
+        "booking_date": "Calendar date of booking_ts.",
+        "jail_days": "Calendar days in custody, booking and release day both counted; still in "
+                     "custody: counted up to the latest booking or release date in the jail data.",
+        "arrest_id": "Police arrest number of the booking (lowest across its charge rows), if any.",
+        "severity": "felony if any charge on the booking is a felony, else misdemeanor.",
+        "charge_count": "Number of charges on the booking.",
+    },
+    ("core", "consent"): {
+        "person_key": "Person key while the consent is active; NULL otherwise, so treatment "
+                      "records of non-consenting clients link to no one.",
+    },
+    ("core", "treatment_episode"): {
+        "person_key": "Person key of the client while their 42 CFR Part 2 consent is active, else NULL.",
+    },
+    ("core", "service_contact"): {
+        "person_key": "Person key of the client while their 42 CFR Part 2 consent is active, else NULL.",
+    },
+    ("core", "person"): {
+        "first_seen": "Earliest event date of the person across every agency.",
+        "agencies": "The agencies whose records are linked to the person, sorted.",
+        "agency_count": "Number of agencies whose records are linked to the person.",
+        "sex": "Modal sex across police and jail records (a recorded value over UNKNOWN).",
+        "race": "Modal race across police and jail records (a recorded value over UNKNOWN).",
+        "ethnicity": "Modal ethnicity across police records (a recorded value over UNKNOWN).",
+    },
+    ("core", "offense_code"): {
+        "offense_code": "Offense code as used by police, prosecutor and jail extracts.",
+        "description": "What the offense code stands for.",
+        "offense_type": "Justice Counts offense type: person, property, drug, public_order or other.",
+        "default_severity": "Usual severity of the offense: felony or misdemeanor.",
+        "lead_eligible": "True when an arrest on this charge may be diverted to LEAD.",
+    },
+    ("core", "evaluation_settings"): {
+        "version": "Version of transforms/evaluation.yaml.",
+        "comparison_precincts": "Precincts where LEAD did not operate, from which the comparison "
+                                "group is drawn.",
+        "program_start": "First day of the program window.",
+        "program_end": "Last day of the program window.",
+        "windows_days": "Follow-up windows, in days, for before/after outcomes.",
+    },
+    ("core", "record_history"): {
+        "contract": "Extract (agency_extract) the record belongs to.",
+        "record_key": "The record's primary key as text; NULL when that key is an agency person "
+                      "id, whose token stays in the warehouse.",
+        "change": "deleted (left out of a later full-history delivery) or replaced (its key "
+                  "was sent again in an incremental extract).",
+        "last_batch_id": "The batch that last held this version of the record.",
+        "changed_by_batch_id": "The batch that deleted or replaced it.",
+        "changed_at": "When that batch loaded.",
+    },
+    ("marts", "cohort"): {
+        "cohort": "lead (referred to LEAD) or comparison (never referred; LEAD-eligible arrest in "
+                  "a comparison precinct during the program window).",
+        "index_date": "lead: first referral date; comparison: first qualifying arrest date.",
+        "age_at_index": "Age in whole years on the index date.",
+        "sex": "Sex from core.person.",
+        "race": "Race from core.person.",
+        "prior_arrests_365": "Distinct arrests in the 365 days before the index date.",
+    },
+    ("marts", "outcomes"): {
+        "cohort": "lead or comparison (see marts.cohort).",
+        "index_date": "The person's index date (see marts.cohort).",
+        "any_rearrest_after": "True when arrests_after > 0.",
+        "followup_complete": "True when index + window falls on or before the latest arrest date "
+                             "in the data: the whole after-window was observable.",
+    },
+    ("marts", "outcomes_summary"): {
+        "cohort": "lead or comparison.",
+        "n_people": "People in the cohort.",
+        "n_followup_complete": "People whose whole after-window was observable.",
+        "any_rearrest_n": "People with at least one arrest in the after-window.",
+        "any_rearrest_share": "any_rearrest_n / n_people.",
+    },
+    ("marts", "referrals_monthly"): {
+        "month": "First day of the calendar month of the referral date.",
+        "referrals": "Referrals (linked to a person or not).",
+    },
+    ("marts", "first_contact"): {
+        "person_key": "Person key of a LEAD participant.",
+        "index_date": "First referral date.",
+        "first_contact_date": "First case-management contact on or after the index date; NULL "
+                              "when none (or when the client has not consented to sharing).",
+        "days_to_first_contact": "Days from index_date to first_contact_date.",
+    },
+    ("marts", "caseload_monthly"): {
+        "month": "First day of the calendar month.",
+        "referral_source": "Who referred the client to case management (lead, self, court, other).",
+        "active_episodes": "Case-management episodes open at any time in the month.",
+    },
+    ("marts", "services_monthly"): {
+        "month": "First day of the calendar month of the contact.",
+        "service_type": "Service delivered.",
+        "contacts": "Service contacts (consented or not).",
+        "people_linked": "Distinct consented clients reached (contacts without consent carry no person).",
+    },
+    ("marts", "jc_arrests"): {
+        "year": "Calendar year of the arrest date.",
+        "offense_type": "Offense type of the arrest's most serious charge (other when unknown).",
+        "race": "Race as recorded on the arrest.",
+        "sex": "Sex as recorded on the arrest.",
+        "arrests": "Police arrests.",
+    },
+    ("marts", "jc_cases"): {
+        "year": "Calendar year the case was referred to the prosecutor.",
+        "outcome": "prosecuted (a charge filed), diverted, declined (every charge declined) or pending.",
+        "cases": "Cases referred to the prosecutor.",
+    },
+    ("marts", "jc_jail"): {
+        "year": "Calendar year.",
+        "admissions": "Jail bookings by booking date.",
+        "releases": "Releases by release date.",
+        "readmissions_365": "Bookings of a linked person within 365 days after their previous release.",
+    },
+    ("marts", "equity"): {
+        "population": "referred (LEAD referrals in the program window) or arrested (arrests in the "
+                      "window for the offense types referrals name).",
+        "race": "Race as recorded on the first referral or arrest in the window.",
+        "ethnicity": "Ethnicity as recorded on the first referral or arrest in the window.",
+        "people": "Distinct linked people.",
+    },
+    ("ops", "file_ledger"): {
+        "file_id": "Receipt time plus a SHA-256 prefix; one per file that ever arrived.",
+        "received_at": "When the hub took the file from the drop folder (UTC).",
+        "agency": "Agency whose drop folder the file came from.",
+        "extract": "Extract the file name matched; NULL when it matched no contract.",
+        "file_name": "File name as delivered.",
+        "size_bytes": "File size in bytes.",
+        "sha256": "SHA-256 of the file as delivered.",
+        "row_count": "Data rows read from the file.",
+        "status": "received, accepted, duplicate, quarantined or superseded.",
+        "batch_id": "Batch the file loaded as (ops.batches).",
+        "reason": "Why the file was quarantined, duplicate or superseded (file, row and rule; "
+                  "never a cell value).",
+        "archive_path": "Where the encrypted original is kept, relative to the data directory.",
+        "updated_at": "When this row last changed (UTC).",
+    },
+    ("ops", "batches"): {
+        "batch_id": "Batch id; every staging row carries it as _batch_id.",
+        "contract": "Extract (agency_extract) of the batch.",
+        "file_id": "The file in ops.file_ledger.",
+        "sha256": "SHA-256 of the file.",
+        "received_at": "When the file was received (UTC).",
+        "loaded_at": "When the batch committed (UTC).",
+        "row_count": "Rows loaded.",
+        "key_id": "Id of the pseudonymization key the batch was tokenized with.",
+    },
+    ("ops", "validation_results"): {
+        "batch_id": "Batch validated.",
+        "contract": "Extract of the batch.",
+        "expectation": "Great Expectations expectation type.",
+        "column_name": "Column checked, if any.",
+        "severity": "critical (quarantines the file) or warning.",
+        "success": "Whether the expectation held.",
+        "observed": "Counts and percentages observed; never values.",
+        "validated_at": "When the check ran (UTC).",
+    },
+    ("ops", "schema_version"): {
+        "version": "Migration number.",
+        "applied_at": "When the hub applied it.",
+        "description": "What the migration did.",
+    },
+    ("ops", "snapshot_info"): {
+        "published_at": "When this snapshot was published (UTC).",
+        "schema_version": "Warehouse schema version it was published from.",
+        "data_received_until": "Receipt time of the latest delivery in it (UTC).",
+    },
+}
+
+# Columns that mean the same wherever they appear.
+GENERIC = {
+    "person_key": "Pseudonymous person key from cross-agency linkage; the same person has the "
+                  "same key in every table. Not an identifier outside this hub.",
+    "age_at_event": "Age in whole years on the event date (computed at intake; the date of "
+                    "birth never enters the warehouse).",
+    "window_days": "Follow-up window W in days: before = [index - W, index), after = (index, index + W].",
+    "offense_type": "Justice Counts offense type of the offense code (person, property, drug, "
+                    "public_order, other), from the offense-code reference; NULL for unknown codes.",
+    "referral_type": "Referral door: arrest_diversion, social_contact or community.",
+    "precinct": "Police precinct.",
+}
+
+_MEASURES = {
+    "arrests": "distinct police arrests",
+    "bookings": "distinct jail bookings",
+    "jail_days": "jail days of the bookings",
+    "felony_charges": "felony charges referred to the prosecutor",
+    "misdemeanor_charges": "misdemeanor charges referred to the prosecutor",
+}
+_OUTCOME = re.compile(r"^(arrests|bookings|jail_days|felony_charges|misdemeanor_charges)_"
+                      r"(before|after)(?:_(sum|mean))?$")
+_TABLE_COMMENT = re.compile(r"((?:^--[^\n]*\n)+)CREATE OR REPLACE TABLE (\w+)\.(\w+)", re.MULTILINE)
+
+
+def sql_table_descriptions(directory: Path = SQL_DIR) -> dict[tuple[str, str], str]:
+    """The comment block right above each CREATE OR REPLACE TABLE in the model files."""
+    found = {}
+    for path in sql_files(directory):
+        for block, schema, table in _TABLE_COMMENT.findall(path.read_text(encoding="utf-8")):
+            lines = [line[2:].strip() for line in block.strip().splitlines()]
+            text = " ".join(line for line in lines if line)
+            text = re.sub(rf"^{schema}\.{table}:\s*", "", text)
+            found[(schema, table)] = f"{text} (model: transforms/sql/{path.name})"
+    return found
+
+
+def _outcome_column(name: str) -> str | None:
+    match = _OUTCOME.match(name)
+    if not match:
+        return None
+    measure, when, agg = match.groups()
+    window = "[index - W, index)" if when == "before" else "(index, index + W]"
+    what = f"{_MEASURES[measure]} {when} the index date, window {window}"
+    if agg == "sum":
+        return f"Sum over the cohort of {what}."
+    if agg == "mean":
+        return f"Mean per person of {what}."
+    return f"Number of {what}." if measure != "jail_days" else f"Sum of {what}."
+
+
+def column_description(schema: str, table: str, column: str) -> str | None:
+    """The description of one published column, or None when nobody wrote one."""
+    specific = COLUMNS.get((schema, table), {}).get(column)
+    if specific:
+        return specific
+    source = TABLE_SOURCES.get((schema, table))
+    if source:
+        contract = load_contracts()[source]
+        if column in contract.column_names and contract.column(column).description:
+            extract = f"{contract.agency} {contract.extract}"
+            return f"{contract.column(column).description} (from the {extract} extract)"
+    return GENERIC.get(column) or _outcome_column(column)
+
+
+def describe(tables: dict[tuple[str, str], list[str]]) -> dict[tuple[str, str], dict[str, str]]:
+    """{(schema, table): {"": table description, column: description}} for the given tables.
+
+    Missing descriptions are left out (see ``undescribed``).
+    """
+    from_sql = sql_table_descriptions()
+    out = {}
+    for (schema, table), columns in tables.items():
+        entry = {}
+        text = TABLES.get((schema, table)) or from_sql.get((schema, table))
+        source = TABLE_SOURCES.get((schema, table))
+        if text and source:
+            contract = load_contracts()[source]
+            text += (f" Source: the {contract.agency} {contract.extract} extract "
+                     f"(connectors/contracts/{contract.agency}/{contract.extract}.yaml).")
+        if text:
+            entry[""] = text
+        for column in columns:
+            described = column_description(schema, table, column)
+            if described:
+                entry[column] = described
+        out[(schema, table)] = entry
+    return out
+
+
+def undescribed(tables: dict[tuple[str, str], list[str]],
+                descriptions: dict[tuple[str, str], dict[str, str]]) -> list[str]:
+    """'schema.table' and 'schema.table.column' names that have no description."""
+    missing = []
+    for (schema, table), columns in tables.items():
+        entry = descriptions.get((schema, table), {})
+        if not entry.get(""):
+            missing.append(f"{schema}.{table}")
+        missing += [f"{schema}.{table}.{c}" for c in columns if not entry.get(c)]
+    return missing
+
+
+def render_markdown(descriptions: dict, tables: dict) -> str:
+    lines = ["# LEAD Hub data dictionary", "",
+             "Every table and column of the analysts' snapshot (`published/lead.duckdb`). "
+             "Open it read-only: `duckdb -readonly published/lead.duckdb`.", ""]
+    for (schema, table), columns in sorted(tables.items()):
+        entry = descriptions.get((schema, table), {})
+        lines += [f"## `{schema}.{table}`", "", entry.get("", UNDESCRIBED), "",
+                  "| column | description |", "| --- | --- |"]
+        lines += [f"| `{c}` | {entry.get(c, UNDESCRIBED).replace('|', '/')} |" for c in columns]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_html(descriptions: dict, tables: dict) -> str:
+    parts = []
+    for (schema, table), columns in sorted(tables.items()):
+        entry = descriptions.get((schema, table), {})
+        rows = "".join(f"<tr><td><code>{html.escape(c)}</code></td>"
+                       f"<td>{html.escape(entry.get(c, UNDESCRIBED))}</td></tr>" for c in columns)
+        parts.append(f'<h2 id="{schema}.{table}"><code>{schema}.{table}</code></h2>'
+                     f"<p>{html.escape(entry.get('', UNDESCRIBED))}</p>"
+                     f"<table><thead><tr><th>column</th><th>description</th></tr></thead>"
+                     f"<tbody>{rows}</tbody></table>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<title>LEAD Hub data dictionary</title><style>body{font-family:sans-serif;"
+            "max-width:960px;margin:2em auto;padding:0 1em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #bbb;padding:.2em .5em;text-align:left;vertical-align:top}"
+            "</style></head><body><h1>LEAD Hub data dictionary</h1>"
+            "<p>Every table and column of the analysts' snapshot (published/lead.duckdb).</p>"
+            + "".join(parts) + "</body></html>\n")
+
+
+def write_dictionary(directory: Path, descriptions: dict, tables: dict) -> dict[str, Path]:
+    """Write data_dictionary.md and data_dictionary.html into ``directory`` (atomically each)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for suffix, text in (("md", render_markdown(descriptions, tables)),
+                         ("html", render_html(descriptions, tables))):
+        target = directory / f"data_dictionary.{suffix}"
+        tmp = directory / f".data_dictionary.{suffix}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+        written[suffix] = target
+    return written
