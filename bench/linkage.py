@@ -227,8 +227,8 @@ def synthetic(table: list, tmp: Path, people: int, splink: bool) -> None:
                 "last_name": df[role["last_name"].name].str.upper(), "dob": dob,
                 "ssn": df[role["ssn"].name].str.replace("-", "") if "ssn" in role else ""}))
         clear = pd.concat(frames, ignore_index=True)
-        clear = clear[[(c, r) in {(x, y) for x, y in zip(recs["contract"], recs["row"])}
-                       for c, r in zip(clear["contract"], clear["row"])]]
+        consented = set(zip(recs["contract"], recs["row"]))
+        clear = clear[[(c, r) in consented for c, r in zip(clear["contract"], clear["row"])]]
         ident = clear.drop_duplicates(["agency", "pid", "first_name", "last_name", "dob", "ssn"]).copy()
         ident["unique_id"] = np.arange(len(ident))
         ident.replace("", None).drop(columns=["contract", "row"]).to_csv(tmp / "splink_ident.csv", index=False)
@@ -257,7 +257,7 @@ def big(table: list, tmp: Path, n: int) -> None:
     from connectors.contracts import load_contracts
     from connectors.synthetic import generate
 
-    people = max(3000, int(n / 3.8))
+    people = max(3000, int(n / 3.3))
     generate(tmp / "big" / "inbox", tmp / "big" / "answers", people=people, seed=11)
     contracts = load_contracts()
     answers = pd.read_csv(tmp / "big" / "answers" / "records.csv", dtype=str)

@@ -48,6 +48,8 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 # rsync writes ".<name>.<6 random characters>" while it copies, then renames.
 RSYNC_TEMP = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9._-]*\.[A-Za-z0-9]{6}")
 STABLE_SECONDS = 0.5
+# DuckDB's memory during intake; beyond it, a large uncommitted load spills to temporary files.
+INTAKE_MEMORY_LIMIT = "1GB"
 ARROW_TYPES = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(),
                "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us"), "DOUBLE": pa.float64()}
 
@@ -111,15 +113,16 @@ def is_stable(path: Path, wait: float = STABLE_SECONDS) -> bool:
     return (first.st_size, first.st_mtime_ns) == (second.st_size, second.st_mtime_ns)
 
 
+def _arrow_schema(contract: Contract) -> pa.Schema:
+    """Staging columns as Arrow fields, without ``_batch_id`` (added by the INSERT)."""
+    return pa.schema([pa.field(name, ARROW_TYPES[sql_type]) for name, sql_type in staging_columns(contract)
+                      if name != "_batch_id"])
+
+
 def _to_arrow(contract: Contract, rows: list[int], cols: dict[str, list]) -> pa.Table:
-    arrays, fields = [], []
-    for name, sql_type in staging_columns(contract):
-        if name == "_batch_id":
-            continue
-        values = rows if name == "_row_number" else cols[name]
-        arrays.append(pa.array(values, type=ARROW_TYPES[sql_type]))
-        fields.append(pa.field(name, ARROW_TYPES[sql_type]))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    schema = _arrow_schema(contract)
+    arrays = [pa.array(rows if f.name == "_row_number" else cols[f.name], type=f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 # Expectations whose verdict depends on rows of several chunks: with more than one chunk they
@@ -374,12 +377,18 @@ class Intake:
         """Parse, pseudonymize, validate and load one file chunk by chunk, all or nothing.
 
         Memory is bounded by ``chunk_rows`` whatever the file size: inside ONE
-        warehouse transaction each chunk is inserted into staging as it is
-        validated (row-level expectations, counts summed over chunks); checks
-        that span chunks (uniqueness, row count) then run in SQL over the rows
-        just inserted. Only if no critical check failed are the batch, its
-        validation results and the ledger status committed with the rows;
-        otherwise everything is rolled back and the file is quarantined.
+        warehouse transaction a single INSERT pulls the file as a stream of
+        Arrow chunks; each chunk is parsed, pseudonymized and validated with GX
+        as DuckDB asks for it (row-level expectations, counts summed over
+        chunks). Checks that span chunks (uniqueness, row count) then run in SQL
+        over the rows just inserted. Only if no critical check failed are the
+        batch, its validation results and the ledger status committed with the
+        rows; otherwise everything is rolled back and the file is quarantined.
+
+        Why one streaming INSERT rather than one INSERT per chunk: DuckDB keeps
+        the uncommitted rows of many small INSERTs in an in-memory table that
+        grows with the file, while one large INSERT writes full row groups to
+        the database file as it goes (spilling past ``INTAKE_MEMORY_LIMIT``).
 
         ``source`` is the file to read when it differs from the delivered
         ``path`` (a decrypted .lhx delivery); ``display`` is the name used in
@@ -397,30 +406,47 @@ class Intake:
         cols = [n for n, _ in staging_columns(contract)]
         select = ", ".join("? AS _batch_id" if c == "_batch_id" else f'"{c}"' for c in cols)
         insert_rows = (f"INSERT INTO staging.{contract.name} ({', '.join(cols)}) "
-                       f"SELECT {select} FROM incoming_chunk")
+                       f"SELECT {select} FROM incoming_file")
+        failure: list[BaseException] = []  # what stopped the stream, re-raised as itself below
+
+        def chunks():
+            nonlocal stats
+            try:
+                for numbers, values in read_chunks(source or path, contract, display_name=name,
+                                                   chunk_rows=self.chunk_rows):
+                    table = _to_arrow(contract, numbers, self.pseudonymizer.columns(contract, values))
+                    del values  # the only copy of this chunk's raw identifiers
+                    tally.add(validate_batch(contract, table.to_pandas(), now=now), table.num_rows)
+                    stats = batch_stats(table, into=stats)
+                    yield from table.to_batches()
+            except BaseException as e:
+                failure.append(e)
+                raise
+
         self.con.execute("BEGIN")
         try:
-            for numbers, values in read_chunks(source or path, contract, display_name=name,
-                                               chunk_rows=self.chunk_rows):
-                table = _to_arrow(contract, numbers, self.pseudonymizer.columns(contract, values))
-                del values  # the only copy of this chunk's raw identifiers
-                tally.add(validate_batch(contract, table.to_pandas(), now=now), table.num_rows)
-                stats = batch_stats(table, into=stats)
-                self.con.register("incoming_chunk", table)
+            self.con.register("incoming_file", pa.RecordBatchReader.from_batches(_arrow_schema(contract), chunks()))
+            try:
                 self.con.execute(insert_rows, [batch_id])
-                self.con.unregister("incoming_chunk")
+            except Exception:
+                if failure:  # DuckDB wraps errors of the stream; the original names file, row and rule
+                    raise failure[0] from None
+                raise
+            self.con.unregister("incoming_file")
             outcome = tally.outcome(self.con, batch_id)
             # History-aware checks (expectations.history): row count and empty shares against
             # the last accepted deliveries of this extract; read-only, counts only.
             outcome.extend(history_checks(self.con, contract, stats, batch_id))
         except RejectedFile as err:
             self.con.execute("ROLLBACK")
+            self.con.unregister("incoming_file")  # only possible once the failed transaction is gone
             reason = str(err)
             self._ledger_update(file_id, status="quarantined", reason=reason)
             self._quarantine(agency, path, file_id, err)
             return FileOutcome(name, contract.extract, "quarantined", reason=reason)
         except BaseException:
             self.con.execute("ROLLBACK")
+            self.con.unregister("incoming_file")
             raise
         rows = tally.rows
         validated = _now()
@@ -481,6 +507,8 @@ def ingest_agency(settings: Settings, agency: str, key: MasterKey) -> list[dict]
     settings.inbox(agency).mkdir(parents=True, exist_ok=True)
     outcomes = []
     with connect(settings.warehouse_path) as con:
+        # Bounded memory for large deliveries: DuckDB spills to disk past this (see Intake._load).
+        con.execute(f"SET memory_limit = '{INTAKE_MEMORY_LIMIT}'")
         intake = Intake(settings, key, con)
         for path in pending_files(settings.inbox(agency)):
             if not path.is_symlink() and path.is_file() and not is_stable(path):

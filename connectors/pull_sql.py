@@ -24,10 +24,17 @@ Why resuming cannot lose or repeat rows:
 Rows are streamed with a server-side cursor (``yield_per``) and written as they
 arrive, so memory stays bounded whatever the table size.
 
+A contract with ``history: full`` (the file is the whole truth; rows it lacks
+are deleted) cannot take increments: such a source declares no mark, and each
+pull writes the whole table, ordered by key, as one file. An unchanged table
+gives byte-identical files, which the intake records as duplicates.
+
 The one thing this cannot see is a row committed later with a mark value not
 above the stored one (e.g. a timestamp taken at insert time by a transaction
-that commits after a later one). The mark column must only grow: a sequence,
-or an ``updated_at`` set when the row is committed.
+that commits after a later one). The mark column must only grow in commit
+order; where it does not, declare a ``query`` that leaves the newest rows for
+the next pull in the agency's own SQL, e.g.
+``WHERE updated_at < now() - interval '10 minutes'``.
 
 Errors never carry a row value or the connection URL: the messages name the
 source, the failure class and how far the pull got.
@@ -74,8 +81,8 @@ class SqlSource:
     table: str | None
     query: str | None
     columns: dict[str, str]          # contract column -> source column
-    mark_column: str
-    mark_type: str
+    mark_column: str | None          # None: a full-history extract, pulled whole each time
+    mark_type: str | None
     key: tuple[str, ...]             # source columns breaking ties within one mark value
     batch_size: int
 
@@ -105,18 +112,22 @@ class SqlSource:
         columns = {c: str(mapping.get(c, c)) for c in contract.column_names}
         mark = o.get("high_water_mark") or {}
         mark_column, mark_type = mark.get("column"), mark.get("type")
-        if not mark_column or mark_type not in MARK_TYPES:
+        if contract.history == "full":
+            if mark:
+                raise PullError(f"{where}: {contract.name} is a full-history extract (each file replaces the "
+                                "last), so it is pulled whole each time; remove high_water_mark")
+        elif not mark_column or mark_type not in MARK_TYPES:
             raise PullError(f"{where}: high_water_mark needs a column and a type "
                             f"({' or '.join(MARK_TYPES)})")
         identifier_sources = {columns[c.name] for c in contract.identifier_columns}
-        if mark_column in identifier_sources:
+        if mark_column and mark_column in identifier_sources:
             # The mark is written into file names and the state file: it must never be personal data.
             raise PullError(f"{where}: the high-water-mark column may not be a personal identifier")
         key = tuple(o.get("key") or [columns[k] for k in contract.primary_key])
         batch_size = int(o.get("batch_size", DEFAULT_BATCH_SIZE))
         if batch_size < 1:
             raise PullError(f"{where}: batch_size must be at least 1")
-        for name in (mark_column, *key, *columns.values()):
+        for name in ([mark_column] if mark_column else []) + [*key, *columns.values()]:
             if not _NAME.match(name):
                 raise PullError(f"{where}: column name {name!r} is not a plain SQL name")
         file_name_for(contract, "a", "b", where)  # the pattern must be one we can fill in
@@ -208,11 +219,14 @@ class _Batch:
 
 
 def _select(src: SqlSource, quote, first_pull: bool) -> str:
-    """The streaming query: rows above the mark (all rows with a mark on a first pull), in (mark, key) order."""
+    """The streaming query: rows above the mark (all rows with a mark on a first pull), in (mark, key)
+    order; for a full-history extract, every row in key order."""
     if src.table:
         origin = ".".join(quote(p) for p in src.table.split("."))
     else:
         origin = f"({src.query}) AS leadhub_source"
+    if src.mark_column is None:
+        return f"SELECT * FROM {origin} ORDER BY {', '.join(quote(c) for c in src.key)}"
     mark = quote(src.mark_column)
     where = f"{mark} IS NOT NULL" if first_pull else f"{mark} > :mark"
     order = ", ".join(quote(c) for c in (src.mark_column, *src.key))
@@ -236,7 +250,8 @@ def pull_sql(settings: Settings, source: Source) -> PullResult:
     if state.get("mark_type", src.mark_type) != src.mark_type:
         raise PullError(f"{where}: the stored mark is a {state['mark_type']} but the source now declares "
                         f"{src.mark_type}; remove {src.name}.json from the state folder to start over")
-    start = _mark_from_state(state.get("mark"), src.mark_type)
+    snapshot = src.mark_column is None
+    start = None if snapshot else _mark_from_state(state.get("mark"), src.mark_type)
     inbox = settings.inbox(src.agency)
     inbox.mkdir(parents=True, exist_ok=True, mode=0o700)
     part = inbox / f".{src.name}.pull.part"   # hidden and '.part': the intake never takes it
@@ -250,14 +265,20 @@ def pull_sql(settings: Settings, source: Source) -> PullResult:
         """Deliver one complete batch, then (and only then) move the mark past it."""
         nonlocal mark
         b.close()
-        name = file_name_for(src.contract, _mark_label(mark), _mark_label(b.last_mark), where)
-        deliver(b.part, inbox / name)
-        save_state(settings, src.name, {"kind": "sql", "mark": _mark_to_state(b.last_mark),
-                                        "mark_type": src.mark_type, "last_file": name})
-        mark = b.last_mark
+        if snapshot:
+            name = file_name_for(src.contract, "snapshot", f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}", where)
+            deliver(b.part, inbox / name)
+            save_state(settings, src.name, {"kind": "sql", "mode": "snapshot", "last_file": name,
+                                            "rows": b.rows})
+        else:
+            name = file_name_for(src.contract, _mark_label(mark), _mark_label(b.last_mark), where)
+            deliver(b.part, inbox / name)
+            save_state(settings, src.name, {"kind": "sql", "mark": _mark_to_state(b.last_mark),
+                                            "mark_type": src.mark_type, "last_file": name})
+            mark = b.last_mark
+            result.mark = _mark_label(mark)
         result.files.append(name)
         result.rows += b.rows
-        result.mark = _mark_label(mark)
         log.info("%s: delivered %s (%d rows)", where, name, b.rows)
 
     try:
@@ -268,22 +289,25 @@ def pull_sql(settings: Settings, source: Source) -> PullResult:
             params = {"mark": start} if start is not None else {}
             rows = con.execution_options(yield_per=src.batch_size).execute(text(sql), params)
             names = list(rows.keys())
-            missing = sorted({*src.columns.values(), src.mark_column} - set(names))
+            missing = sorted({*src.columns.values(), *src.key, *([src.mark_column] if src.mark_column else [])}
+                             - set(names))
             if missing:
                 raise PullError(f"{where}: the source has no column(s) {', '.join(missing)}")
             positions = [names.index(src.columns[c]) for c in src.contract.column_names]
             formats = [_formatter(c) for c in src.contract.columns]
-            at_mark = names.index(src.mark_column)
+            at_mark = None if snapshot else names.index(src.mark_column)
             previous = None
             for row in rows:
-                value = row[at_mark]
-                _check_mark(value, src.mark_type, where)
-                if previous is not None and value < previous:
-                    raise PullError(f"{where}: rows did not arrive ordered by the high-water mark")
-                # Close a full batch only where the mark value changes: whole values per file.
-                if batch is not None and batch.rows >= src.batch_size and value != previous:
-                    finish(batch)
-                    batch = None
+                value = None
+                if not snapshot:   # a full-history extract is one file, never split
+                    value = row[at_mark]
+                    _check_mark(value, src.mark_type, where)
+                    if previous is not None and value < previous:
+                        raise PullError(f"{where}: rows did not arrive ordered by the high-water mark")
+                    # Close a full batch only where the mark value changes: whole values per file.
+                    if batch is not None and batch.rows >= src.batch_size and value != previous:
+                        finish(batch)
+                        batch = None
                 if batch is None:
                     batch = _Batch(part, src.contract)
                 try:

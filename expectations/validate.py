@@ -95,12 +95,25 @@ def _plural(n: int, noun: str) -> str:
     return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
+def _no_batch_fingerprint() -> None:
+    """Stop GX hashing every frame it is given (an MD5 over all cells, twice per batch).
+
+    The hash only becomes a "batch marker" in GX's result metadata, which the hub drops; on a
+    million rows it cost more than several expectations. GX skips it for frames larger than
+    ``HASH_THRESHOLD`` bytes, so a threshold of 0 skips it always.
+    """
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    pandas_execution_engine.HASH_THRESHOLD = 0
+
+
 @cache
 def _context():
     """One ephemeral GX context per process, with progress bars off (they flood task logs)."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    _no_batch_fingerprint()
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return ctx
@@ -140,13 +153,18 @@ def _prepared_for_gx(contract: Contract, df: pd.DataFrame) -> pd.DataFrame:
     microsecond timestamps and int32, which made that check the slowest of a suite. So dates
     become nanosecond datetimes (unless a value lies beyond 2262, which only the slow path
     can compare) and other integer columns become float64 (exact for these magnitudes, and
-    the way pandas holds an integer column with gaps anyway).
+    the way pandas holds an integer column with gaps anyway). Coded columns (a handful of
+    distinct values) become categoricals: GX filters the whole frame once per column check,
+    and copying category codes is far cheaper than copying strings.
     """
     dates = {c.name for c in contract.plain_columns if c.type in ("date", "timestamp")}
+    coded = {c.name for c in contract.plain_columns if c.known_values is not None or c.reference}
     changes = {}
     for name in df.columns:
         column = df[name]
-        if name in dates:
+        if name in coded and pd.api.types.is_string_dtype(column):
+            column = column.astype("category")
+        elif name in dates:
             if not pd.api.types.is_datetime64_any_dtype(column):
                 column = pd.to_datetime(column, errors="coerce")
             if not isinstance(column.dtype, pd.DatetimeTZDtype) and column.dtype != "datetime64[ns]":

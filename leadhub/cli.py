@@ -204,6 +204,71 @@ def cmd_link(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_reprocess(settings: Settings, args) -> int:
+    from datetime import date
+
+    from leadhub.keys import MasterKey
+    from leadhub.maintenance import restore_ledger_entry, restore_period
+
+    key = MasterKey.load(settings.key_file)
+    if args.file_id:
+        restored = [restore_ledger_entry(settings, key, args.file_id)]
+    elif args.agency and args.received_from:
+        first = date.fromisoformat(args.received_from)
+        restored = restore_period(settings, key, args.agency, first,
+                                  date.fromisoformat(args.received_to) if args.received_to else first)
+    else:
+        raise LeadHubError("give a file_id, or --agency with --from (and optionally --to)")
+    for r in restored:
+        print(f"  {r['agency']}/{r['file']} (was {r['status_before']}): {r['restored']}")
+    print(f"{len(restored)} file(s) back in the inbox; the next feed run (or `leadhub ingest`) takes them")
+    return 0
+
+
+def cmd_retention(settings: Settings, args) -> int:
+    from leadhub.maintenance import archive_retention
+
+    result = archive_retention(settings, args.days, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for path in result["deleted"]:
+        print(f"  {verb} {path}")
+    for path in result["unaccounted"]:
+        print(f"  kept (not in the ledger; check by hand) {path}")
+    print(f"{verb} {len(result['deleted'])} archive file(s) older than {result['retention_days']} days; "
+          f"kept {len(result['kept_current'])} of current batches and {result['kept_recent']} recent")
+    return 0
+
+
+def cmd_publish(settings: Settings, args) -> int:
+    from transforms.publish import publish, snapshot_path
+
+    counts = publish(settings)
+    print(f"published {len(counts)} tables to {snapshot_path(settings)} "
+          f"(open with: duckdb -readonly {snapshot_path(settings)})")
+    return 0
+
+
+def cmd_dictionary(settings: Settings, args) -> int:
+    import duckdb
+
+    from transforms.dictionary import describe, undescribed, write_dictionary
+    from transforms.publish import SNAPSHOT_INFO_COLUMNS, published_columns, published_dir, snapshot_path
+
+    if not snapshot_path(settings).is_file():
+        raise LeadHubError(f"no snapshot at {snapshot_path(settings)}; run build (or publish) first")
+    with duckdb.connect(str(snapshot_path(settings)), read_only=True) as con:
+        tables = published_columns(con)
+    tables.setdefault(("ops", "snapshot_info"), list(SNAPSHOT_INFO_COLUMNS))
+    descriptions = describe(tables)
+    written = write_dictionary(Path(args.output) if args.output else published_dir(settings),
+                               descriptions, tables)
+    print(f"data dictionary: {written['md']} and {written['html']}")
+    missing = undescribed(tables, descriptions)
+    if missing:
+        print("undescribed: " + ", ".join(missing))
+    return 1 if missing else 0
+
+
 def cmd_demo(settings: Settings, args) -> int:
     from connectors.synthetic import generate
     from leadhub.airflow_local import run_demo_dags
@@ -271,6 +336,22 @@ def parser() -> argparse.ArgumentParser:
     lk.add_argument("--installation-key", action="store_true",
                     help="encode with the hub's key instead of a one-off random key")
     lk.set_defaults(func=cmd_link)
+    rp = sub.add_parser("reprocess", help="put archived originals back into their inbox (steward only)")
+    rp.add_argument("file_id", nargs="?", help="one ledger entry (ops.file_ledger.file_id)")
+    rp.add_argument("--agency", help="with --from/--to: re-process that agency's entries of a period")
+    rp.add_argument("--from", dest="received_from", help="first day received (YYYY-MM-DD)")
+    rp.add_argument("--to", dest="received_to", help="last day received (YYYY-MM-DD), inclusive")
+    rp.set_defaults(func=cmd_reprocess)
+    rt = sub.add_parser("retention", help="delete archived originals past retention, never a current batch's")
+    rt.add_argument("--days", type=int, default=None,
+                    help="keep this many days (default: $LEADHUB_ARCHIVE_RETENTION_DAYS, else 7 years)")
+    rt.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
+    rt.set_defaults(func=cmd_retention)
+    sub.add_parser("publish", help="publish the analysts' read-only snapshot and data dictionary again "
+                   "(build does it after every build)").set_defaults(func=cmd_publish)
+    dc = sub.add_parser("dictionary", help="write the data dictionary of the published snapshot")
+    dc.add_argument("--output", help="folder for data_dictionary.md/.html (default: next to the snapshot)")
+    dc.set_defaults(func=cmd_dictionary)
     demo = sub.add_parser("demo", help="generate synthetic data and run every DAG through Airflow")
     demo.add_argument("--people", type=int, default=3000)
     demo.add_argument("--seed", type=int, default=7)

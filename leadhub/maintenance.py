@@ -54,7 +54,9 @@ def staleness_message(stale: list[dict]) -> str | None:
     """One line per stale feed naming agency and extract, or None when every feed is fresh."""
     if not stale:
         return None
-    lines = [f"{len(stale)} feed(s) stale; ask the agency for its next delivery or check its pull:"]
+    # The first line names every stale feed: failure callbacks and alerts often show only that line.
+    names = ", ".join(f"agency={row['agency']} extract={row['extract']}" for row in stale)
+    lines = [f"{len(stale)} feed(s) stale ({names}); ask the agency for its next delivery or check its pull:"]
     for row in stale:
         last = row.get("last_accepted") or "never"
         lines.append(f"  agency={row['agency']} extract={row['extract']}: nothing accepted for "
@@ -126,6 +128,11 @@ def archive_retention(settings: Settings, keep_days: int, now: datetime | None =
 
 # --- re-processing ledger entries ------------------------------------------------
 
+def _require_ledger(settings: Settings) -> None:
+    if not settings.warehouse_path.exists():
+        raise LeadHubError(f"no warehouse at {settings.warehouse_path} yet, so no ledger entry to re-process")
+
+
 def _ledger_entry(con, file_id: str) -> dict | None:
     row = con.execute("SELECT file_id, agency, extract, file_name, sha256, status, archive_path, received_at "
                       "FROM ops.file_ledger WHERE file_id = ?", [file_id]).fetchone()
@@ -188,6 +195,7 @@ def restore_ledger_entry(settings: Settings, key, file_id: str, agency: str | No
     """
     from leadhub.warehouse import connect
 
+    _require_ledger(settings)
     with connect(settings.warehouse_path, read_only=True) as con:
         entry = _ledger_entry(con, file_id)
     if entry is None:
@@ -209,6 +217,7 @@ def entries_to_backfill(settings: Settings, agency: str, start: date, end: date)
 
     if end < start:
         raise LeadHubError(f"back-fill period ends ({end}) before it starts ({start})")
+    _require_ledger(settings)
     with connect(settings.warehouse_path, read_only=True) as con:
         ids = [r[0] for r in con.execute(
             "SELECT file_id FROM ops.file_ledger l WHERE agency = ? AND archive_path IS NOT NULL "

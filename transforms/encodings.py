@@ -39,6 +39,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from transforms import normalize
 
@@ -237,7 +238,9 @@ def encode_frame(frame, fields: dict[str, dict], encoder: Encoder):
         for p in parts[1:]:
             joined = joined + " " + p
         fs = encoder.settings["fields"][field]
-        values = [canonical(fs, v, spec.get("format")) if v and v.strip() else None
-                  for v in joined.tolist()]
-        out[field] = encoder.encode(field, values)
+        # Values repeat a lot (names, birth dates): normalize and encode each distinct one once.
+        codes, distinct = pd.factorize(joined, use_na_sentinel=False)
+        values = [canonical(fs, v, spec.get("format")) if isinstance(v, str) and v.strip() else None
+                  for v in distinct]
+        out[field] = encoder.encode(field, values)[codes]
     return out

@@ -96,7 +96,9 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path,
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+    # A publisher killed half-way leaves its temporary file behind. Only the build, which
+    # holds the single warehouse writer, publishes, so no other publisher can be using one.
+    for leftover in target.parent.glob(f".{target.name}.*.tmp*"):
         leftover.unlink(missing_ok=True)
     tables = published_columns(con)
     descriptions = descriptions or {}

@@ -1,12 +1,17 @@
 """The published LEAD report: one self-contained HTML file plus one CSV per table.
 
 Only aggregates leave the warehouse: every table here is computed from marts
-and ops, never from person-level rows, and counts from 1 to 10 are suppressed
-(shown as "<11") because small cells can identify people in a program this
-size. Values that would let a suppressed count be worked back out (per-person
-means, shares, odds ratios and their intervals) are withheld with it. The HTML
-carries its CSS and charts inline so it can be emailed or archived as one file
-and opened without network access.
+and ops, and no person-level row is ever written out. Counts from 1 to 10 are
+suppressed (shown as "<11") because small cells can identify people in a
+program this size, and complementary suppression (``protect``) hides further
+cells wherever a published total would let a suppressed count be worked back
+by subtraction — within a table and across linked tables (months, quarters,
+whole period). Values derived from a hidden count (per-person means, shares,
+odds ratios and their intervals) are withheld with it, and rates resting on
+fewer than 20 events are flagged as unstable. Tables drawn from treatment
+records carry the 42 CFR Part 2 re-disclosure notice in the HTML and as the
+last line of their CSV. The HTML carries its CSS and charts inline so it can be
+emailed or archived as one file and opened without network access.
 """
 
 from __future__ import annotations
@@ -853,10 +858,20 @@ def write_report(settings: Settings, today: date | None = None) -> dict[str, str
     """Write reports/lead_report_<date>/ (HTML + CSVs) and refresh reports/latest/.
 
     Returns {'html': path, '<table name>': csv path, ...} for the dated folder.
+
+    Reads the published snapshot when there is one: it holds exactly the last
+    committed build (marts and the batches they were built from agree), and a
+    reader of the snapshot never holds up a load. Without a snapshot (a
+    warehouse built before publication existed) it reads the warehouse itself.
     """
-    if not Path(settings.warehouse_path).exists():
+    from transforms.publish import snapshot_path
+
+    source = snapshot_path(settings)
+    if not source.is_file():
+        source = Path(settings.warehouse_path)
+    if not source.exists():
         raise LeadHubError(f"no warehouse at {settings.warehouse_path}; run ingest and build first")
-    with connect(settings.warehouse_path, read_only=True) as con:
+    with connect(source, read_only=True) as con:
         built = con.execute("""SELECT count(*) FROM duckdb_tables()
             WHERE schema_name = 'marts' AND table_name = 'outcomes_summary'""").fetchone()[0]
         if not built:

@@ -57,7 +57,7 @@ class PullResult:
     agency: str
     files: list[str] = field(default_factory=list)
     rows: int | None = None       # sql: rows written into inbox files
-    mark: str | None = None       # sql: the high-water mark after the pull
+    mark: str | None = None       # sql: the high-water mark after the pull (none for full-history extracts)
     skipped: int = 0              # sftp: remote entries left alone (unknown, in progress, seen)
     error: str | None = None
 
@@ -69,8 +69,8 @@ class PullResult:
         if self.error:
             return f"{self.source}: FAILED — {self.error}"
         if self.kind == "sql":
-            return (f"{self.source}: {self.rows} row(s) in {len(self.files)} file(s) to "
-                    f"inbox/{self.agency}, mark {self.mark or '(none yet)'}")
+            return (f"{self.source}: {self.rows} row(s) in {len(self.files)} file(s) to inbox/{self.agency}"
+                    + (f", mark {self.mark}" if self.mark else ""))
         return (f"{self.source}: {len(self.files)} file(s) fetched to inbox/{self.agency}, "
                 f"{self.skipped} remote entr{'y' if self.skipped == 1 else 'ies'} skipped")
 

@@ -352,3 +352,45 @@ def test_cli_pull_prints_one_line_per_source_and_fails_with_a_reason(settings, j
     assert cli.main(["pull", "--source", "jail_jms"]) != 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "FAILED" in out[0] and "LEADHUB_TEST_NOT_SET" in out[0]
+
+
+def test_a_full_history_extract_is_pulled_whole_and_an_unchanged_table_is_a_duplicate(settings, master_key, jms,
+                                                                                        declare):
+    with jms.admin.begin() as con:
+        con.execute(text("CREATE TABLE jms.clients (client_id text PRIMARY KEY, last_name text, first_name text, "
+                         "dob date, ssn text, phone text, address text, sex text, consent_status text, "
+                         "consent_date date)"))
+        con.execute(text(f"GRANT SELECT ON jms.clients TO {PG_READER}"))
+        for i in range(1, 6):
+            con.execute(text("INSERT INTO jms.clients VALUES (:c, :l, :f, :d, NULL, '206-555-0100', "
+                             "'Shelter A', 'F', 'active', '2024-01-05')"),
+                        dict(c=f"C{i:05d}", l=SURNAMES[i], f=GIVEN[i], d=datetime(1980, 1, i)))
+    clients = dict(name="provider_db", agency="treatment", extract="clients", table="jms.clients", columns={},
+                   key=None)
+    declare(**clients)                                           # with the default high_water_mark: refused
+    with pytest.raises(PullError, match="full-history extract"):
+        pull_sources(settings, "provider_db")
+    declare(**clients, high_water_mark=None, batch_size=2)       # batch_size never splits a full extract
+    first = pull(settings, "provider_db")
+    assert (first.rows, len(first.files), first.mark) == (5, 1, None)
+    assert first.files[0].startswith("treatment_clients_snapshot_")
+    [outcome] = ingest_agency(settings, "treatment", master_key)
+    assert (outcome["status"], outcome["rows"]) == ("accepted", 5)
+    assert pull(settings, "provider_db").rows == 5               # unchanged table: same bytes again ...
+    [outcome] = ingest_agency(settings, "treatment", master_key)
+    assert outcome["status"] == "duplicate"                      # ... recorded, not loaded twice
+    with jms.admin.begin() as con:
+        con.execute(text("DELETE FROM jms.clients WHERE client_id = 'C00003'"))
+    assert pull(settings, "provider_db").rows == 4
+    [outcome] = ingest_agency(settings, "treatment", master_key)
+    assert outcome["status"] == "accepted"
+    assert warehouse(settings, "SELECT count(*) FROM current.treatment_clients") == [(4,)]
+
+
+def test_a_refused_login_is_reported_without_the_password(settings, jms, declare, monkeypatch):
+    declare()
+    monkeypatch.setenv(URL_ENV, jms.reader_url.replace(PG_READER_PASSWORD, "not-the-password"))
+    [failed] = pull_sources(settings, "jail_jms")
+    assert "while connecting" in failed.error and "password authentication failed" in failed.error
+    assert "not-the-password" not in failed.error and PG_READER_PASSWORD not in failed.error
+    assert not state_path(settings, "jail_jms").exists()

@@ -51,8 +51,9 @@ def asset_events(settings: Settings) -> list[tuple[str, str]]:
 def test_feed_with_an_empty_inbox_succeeds_with_an_empty_summary(hub):
     runs = run_demo_dags(hub, ["police_feed"])
     assert runs["police_feed"]["state"] == "success"
-    assert runs["police_feed"]["tasks"] == {"ingest": "success", "check_quarantine": "success"}
-    assert runs["police_feed"]["xcom"] == {"ingest": []}
+    assert runs["police_feed"]["tasks"] == {"restore_requested": "success", "ingest": "success",
+                                            "check_quarantine": "success"}
+    assert runs["police_feed"]["xcom"] == {"restore_requested": [], "ingest": []}
     assert ("leadhub://staging/police", "police_feed") not in asset_events(hub)  # nothing accepted
     with sqlite3.connect(hub.airflow_home / "airflow.db") as db:
         assert db.execute("SELECT slots FROM slot_pool WHERE pool = 'leadhub_warehouse'").fetchall() == [(1,)]
@@ -78,6 +79,39 @@ def test_accepted_file_reaches_the_warehouse_and_airflow_sees_no_identifier(hub)
     for path in airflow_files:
         data = path.read_bytes()
         assert not [raw for raw in RAW_IDENTIFIERS if raw in data], path
+
+
+def test_a_rerun_and_a_reprocess_by_parameter_never_load_a_file_twice(hub):
+    staging_event = ("leadhub://staging/treatment", "treatment_feed")
+    migrate_metadata_db(hub)
+    events_before = asset_events(hub).count(staging_event)  # the metadata DB is shared by the session
+    drop(hub, "treatment", "treatment_clients_20240101.csv", CLIENTS)
+    first = run_demo_dags(hub, ["treatment_feed"])["treatment_feed"]
+    assert [s["status"] for s in first["xcom"]["ingest"]] == ["accepted"]
+
+    # A retry of ingest after its load committed but before the file left the inbox
+    # (the task killed in between) finds the same bytes in the inbox again.
+    drop(hub, "treatment", "treatment_clients_20240101.csv", CLIENTS)
+    second = run_demo_dags(hub, ["treatment_feed"])["treatment_feed"]
+    assert [s["status"] for s in second["xcom"]["ingest"]] == ["duplicate"]
+
+    with duckdb.connect(str(hub.warehouse_path), read_only=True) as con:
+        [(file_id,)] = con.execute("SELECT file_id FROM ops.file_ledger WHERE status = 'accepted'").fetchall()
+    third = run_demo_dags(hub, ["treatment_feed"], conf={"treatment_feed": {"file_id": file_id}})["treatment_feed"]
+    assert third["state"] == "success"
+    [restored] = third["xcom"]["restore_requested"]
+    assert (restored["file_id"], restored["file"], restored["status_before"]) == (
+        file_id, "treatment_clients_20240101.csv", "accepted")
+    assert [s["status"] for s in third["xcom"]["ingest"]] == ["duplicate"]
+
+    with duckdb.connect(str(hub.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM staging.treatment_clients").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM ops.batches").fetchone() == (1,)
+        assert [s for (s,) in con.execute("SELECT status FROM ops.file_ledger ORDER BY received_at").fetchall()] == [
+            "accepted", "duplicate", "duplicate"]  # every delivery recorded, the first one loaded
+    assert not list(hub.inbox("treatment").iterdir())
+    # Only the run that loaded rows told warehouse_build to rebuild.
+    assert asset_events(hub).count(staging_event) == events_before + 1
 
 
 def test_quarantined_file_fails_check_quarantine_naming_agency_file_and_rule(hub):
@@ -132,3 +166,45 @@ def test_demo_runs_every_dag_through_airflow_into_the_warehouse(hub):
         referrals = con.execute("SELECT count(*) FROM core.referral").fetchone()[0]
     assert persons > 0 and referrals > 0
     assert counts["core.person"] == persons
+
+
+def test_pull_dag_delivers_into_the_inbox_and_a_backfill_never_loads_twice(hub, tmp_path, monkeypatch):
+    """A SQL pull source declared in a YAML file gets its DAG; here the agency system is a SQLite file."""
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "clinic_db.yaml").write_text(textwrap.dedent("""
+        kind: sql
+        agency: treatment
+        extract: contacts
+        url_env: LEADHUB_TEST_CLINIC_URL
+        table: contacts
+        high_water_mark: {column: row_version, type: integer}
+        key: [contact_id]
+        schedule: "@daily"
+    """))
+    with sqlite3.connect(tmp_path / "clinic.db") as db:
+        db.execute("CREATE TABLE contacts (contact_id TEXT, client_id TEXT, contact_date TEXT, service_type TEXT, "
+                   "row_version INT)")
+        db.executemany("INSERT INTO contacts VALUES (?,?,?,?,?)", [
+            ("K1", "C00001", "2024-01-03", "housing", 1), ("K2", "C00002", "2024-01-04", "case_management", 2)])
+    monkeypatch.setenv("LEADHUB_SOURCES_DIR", str(sources))
+    monkeypatch.setenv("LEADHUB_TEST_CLINIC_URL", f"sqlite:///{tmp_path / 'clinic.db'}")
+    migrate_metadata_db(hub)
+    inbox_event = ("leadhub://inbox/treatment", "pull_clinic_db")
+    events_before = asset_events(hub).count(inbox_event)
+
+    runs = run_demo_dags(hub, ["pull_clinic_db", "treatment_feed"])
+    pulled = runs["pull_clinic_db"]["xcom"]["pull"]
+    assert (pulled["files"], pulled["rows"], pulled["reset"]) == (["treatment_contacts_start_2.csv"], 2, None)
+    assert asset_events(hub).count(inbox_event) == events_before + 1  # starts the feed at once
+    assert [(s["file"], s["status"]) for s in runs["treatment_feed"]["xcom"]["ingest"]] == [
+        ("treatment_contacts_start_2.csv", "accepted")]
+
+    runs = run_demo_dags(hub, ["pull_clinic_db", "treatment_feed"],
+                         conf={"pull_clinic_db": {"backfill_from": "1"}})
+    pulled = runs["pull_clinic_db"]["xcom"]["pull"]
+    assert pulled["reset"] == {"source": "clinic_db", "kind": "sql", "previous_mark": 2, "mark": 0}
+    assert pulled["rows"] == 2
+    assert [s["status"] for s in runs["treatment_feed"]["xcom"]["ingest"]] == ["duplicate"]
+    with duckdb.connect(str(hub.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM staging.treatment_contacts").fetchone() == (2,)

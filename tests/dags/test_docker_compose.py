@@ -164,3 +164,20 @@ def test_worker_has_the_key_as_a_secret_and_its_data_volumes(services):
 def test_init_creates_the_warehouse_pool(services):
     command = " ".join(services["airflow-init"]["command"])
     assert "airflow pools set leadhub_warehouse 1" in command
+
+
+def test_triggerer_watches_the_same_inboxes_read_only_and_every_component_agrees_on_the_path(services):
+    worker = {target: source for source, target in volume_mounts(services["airflow-worker"])}
+    raw = services["airflow-triggerer"]["volumes"]
+    for agency in agencies():
+        target = f"{DATA_DIR}/inbox/{agency}"
+        assert f"{worker[target]}:{target}:ro" in raw, f"the triggerer does not watch {agency}'s inbox read-only"
+    for name, service in services.items():
+        if name.startswith("airflow-"):
+            assert env_of(service).get("LEADHUB_DATA_DIR") == DATA_DIR, name
+    assert KEY_SECRET not in (services["airflow-triggerer"].get("secrets") or [])
+
+
+def test_pull_state_survives_a_container_rebuild(services):
+    targets = {target for _, target in volume_mounts(services["airflow-worker"])}
+    assert f"{DATA_DIR}/state" in targets

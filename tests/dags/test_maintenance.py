@@ -164,3 +164,17 @@ def maintenance_key(settings):
     from leadhub.keys import MasterKey
 
     return MasterKey.load(settings.key_file)
+
+
+def test_the_cli_reprocesses_and_reports_retention(settings, history, capsys):
+    from leadhub import cli
+
+    file_id, _, _ = history["treatment_clients_20240301.csv"]
+    assert cli.main(["reprocess", file_id]) == 0
+    assert (settings.inbox("treatment") / "treatment_clients_20240301.csv").read_text() == BAD
+    assert "treatment/treatment_clients_20240301.csv (was quarantined)" in capsys.readouterr().out
+    assert cli.main(["reprocess"]) == 2  # neither an entry nor a period: a one-line reason
+    assert cli.main(["retention", "--days", "1", "--dry-run"]) == 0
+    assert "would delete 0 archive file(s) older than 1 days; kept 1 of current batches and 2 recent" in \
+        capsys.readouterr().out
+    assert len(list(settings.archive_dir.glob("*/*.enc"))) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -145,3 +146,18 @@ def test_custom_checks_are_committed():
     assert any(e["kwargs"].get("column_A") == "decision_date"
                and e["kwargs"].get("column_B") == "referral_date"
                and e["meta"]["severity"] == "warning" for e in cases)
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACTS))
+def test_free_text_columns_refuse_ssn_shaped_values(name):
+    """An SSN typed into an id or badge column would reach the warehouse in clear: critical."""
+    contract = CONTRACTS[name]
+    free_text = {c.name for c in contract.plain_columns
+                 if c.type == "string" and c.known_values is None and not c.reference}
+    guarded = {e["kwargs"]["column"]: e for e in custom_expectations(load_suite(name))
+               if e["type"] == "expect_column_values_to_not_match_regex"}
+    assert set(guarded) == free_text
+    for exp in guarded.values():
+        assert exp["meta"]["severity"] == "critical"
+        assert re.match(exp["kwargs"]["regex"], "123-45-6789")
+        assert not re.match(exp["kwargs"]["regex"], "B000123")

@@ -4,11 +4,18 @@ Rows go straight into staging with an ops.batches row per delivery, exactly
 as intake leaves them, so the current.* views pick them up; person_link rows
 stand in for the linkage step. Tokens and keys contain a hyphen so that tests
 can search report files for them without base64 image data matching by chance.
+
+The second half sets up a real hub (intake, linkage, models, publication) on
+synthetic extracts once per session, for tests that need the whole pipeline;
+tests change private copies of it (clone_hub).
 """
 
 from __future__ import annotations
 
+import csv
 import itertools
+import os
+import shutil
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +24,8 @@ import pyarrow as pa
 import pytest
 
 from connectors.contracts import load_contracts
+from leadhub.keys import create_key_file
+from leadhub.settings import Settings
 from leadhub.warehouse import migrate, staging_columns
 from transforms.model import run_models
 
@@ -176,3 +185,102 @@ def make_warehouse():
 @pytest.fixture
 def warehouse(make_warehouse, tmp_path):
     return make_warehouse(tmp_path / "lead.duckdb")
+
+
+# ---------------------------------------------------------------- a real pipeline on synthetic data
+
+DEMO_PEOPLE, DEMO_SEED = 600, 11
+OLD_MTIME = 1_000_000_000          # files dropped long ago: intake does not wait for them to settle
+
+
+def hub_settings(root: Path) -> Settings:
+    return Settings(data_dir=root / "data", key_file=root / "key" / "master.key")
+
+
+def hub_env(settings: Settings) -> dict[str, str]:
+    """Environment for a `leadhub` subprocess working on ``settings``."""
+    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW_HOME"}
+    env.update(LEADHUB_DATA_DIR=str(settings.data_dir), LEADHUB_KEY_FILE=str(settings.key_file))
+    return env
+
+
+def drop(settings: Settings, files: list[Path]) -> None:
+    """Put delivered files into their agency inboxes, as a clerk's completed upload."""
+    for f in files:
+        target = settings.inbox(f.parent.name) / f.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, target)
+        os.utime(target, (OLD_MTIME, OLD_MTIME))
+
+
+def ingest_all(settings: Settings) -> list[dict]:
+    from connectors.contracts import agencies
+    from leadhub import pipeline
+
+    return [o for agency in agencies() for o in pipeline.ingest(settings, agency)]
+
+
+def clone_hub(template: Settings, root: Path) -> Settings:
+    """A private copy of a hub (data directory and key) for a test to change."""
+    settings = hub_settings(root)
+    shutil.copytree(template.data_dir, settings.data_dir)
+    settings.key_file.parent.mkdir(parents=True)
+    shutil.copy2(template.key_file, settings.key_file)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def demo_files(tmp_path_factory) -> Path:
+    """Synthetic extracts of a small county, generated once: <root>/inbox/<agency>/*.csv."""
+    from connectors.synthetic import generate
+
+    root = tmp_path_factory.mktemp("demo_files")
+    generate(root / "inbox", root / "answers", people=DEMO_PEOPLE, seed=DEMO_SEED)
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo_hub(tmp_path_factory, demo_files) -> Settings:
+    """A hub that took the synthetic extracts in, built and published. Copy it with clone_hub."""
+    from transforms.build import build_warehouse
+
+    settings = hub_settings(tmp_path_factory.mktemp("demo_hub"))
+    create_key_file(settings.key_file)
+    settings.ensure_dirs()
+    drop(settings, sorted((demo_files / "inbox").glob("*/*.csv")))
+    outcomes = ingest_all(settings)
+    assert {o["status"] for o in outcomes} == {"accepted"}, outcomes
+    build_warehouse(settings)
+    return settings
+
+
+def extra_referrals(demo_files: Path, target_dir: Path, n: int = 12,
+                    stamp: str = "20250131") -> Path:
+    """A later police referrals delivery: n referrals copied from the first file with new ids."""
+    source = next((demo_files / "inbox" / "police").glob("police_referrals_*.csv"))
+    with open(source, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header, rows = reader.fieldnames, list(reader)[:n]
+    target = target_dir / "police" / f"police_referrals_{stamp}.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        for i, row in enumerate(rows):
+            writer.writerow({**row, "referral_id": f"R9{stamp[-4:]}{i:03d}"})
+    return target
+
+
+class HubTools:
+    """The helpers above, handed to tests as a fixture (test modules cannot import conftest)."""
+    hub_settings = staticmethod(hub_settings)
+    hub_env = staticmethod(hub_env)
+    drop = staticmethod(drop)
+    ingest_all = staticmethod(ingest_all)
+    clone_hub = staticmethod(clone_hub)
+    extra_referrals = staticmethod(extra_referrals)
+
+
+@pytest.fixture(scope="session")
+def tools() -> type[HubTools]:
+    return HubTools

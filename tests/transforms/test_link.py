@@ -88,3 +88,62 @@ def test_treatment_clients_without_active_consent_are_held_out(settings, master_
          clients="C1,Quill,Ada,1975-01-01,,,,F,active,2022-01-01\nC2,Okafor,Ben,1970-05-05,,,,M,revoked,2022-01-01\n")
     k = keys(settings)
     assert sum(a == "treatment" for a, _ in k) == 1  # only the consenting client takes part
+
+
+def test_typing_errors_and_swapped_day_and_month_still_link(settings, master_key):
+    load(settings, master_key,
+         row("P1", "Okonkwo", "Chidi", "1981-04-07", "", 1) + row("P2", "Quill", "Ada", "1975-01-01", "", 2),
+         booking("J1", "Okonkow", "Chidi", "07/04/1981", "", 1) + booking("J2", "Quill", "Bea", "03/03/1990", "", 2))
+    k = keys(settings)
+    police = {t: key for (a, t), key in k.items() if a == "police"}
+    jail = {t: key for (a, t), key in k.items() if a == "jail"}
+    assert len(set(k.values())) == 3  # Chidi (typo + swapped day/month) joined; Ada and Bea apart
+    assert len(set(police.values()) & set(jail.values())) == 1
+
+
+def test_one_person_registered_twice_by_one_agency_is_one_person(settings, master_key):
+    load(settings, master_key, row("P1", "Quill", "Ada", "1975-01-01", "", 1),
+         booking("J1", "Quill", "Ada", "01/01/1975", "", 1) + booking("J2", "Quil", "Ada", "01/01/1975", "", 2))
+    assert len(set(keys(settings).values())) == 1
+
+
+def test_two_ids_of_one_agency_with_different_birth_dates_are_not_chained(settings, master_key):
+    # Two jail ids, same name, born years apart: a police record that fits both equally must not
+    # put them together, whichever it joins.
+    load(settings, master_key, row("P1", "Smith", "John", "1980-02-03", "", 1),
+         booking("J1", "Smith", "John", "02/03/1980", "", 1) + booking("J2", "Smith", "John", "05/11/1966", "", 2))
+    k = keys(settings)
+    jail = {t: key for (a, t), key in k.items() if a == "jail"}
+    assert len(set(jail.values())) == 2
+
+
+def test_revoking_consent_removes_the_link_at_the_next_build(settings, master_key):
+    load(settings, master_key, row("P1", "Quill", "Ada", "1975-01-01", "", 1),
+         booking("J1", "Other", "Person", "01/01/1990", "", 1),
+         clients="C1,Quill,Ada,1975-01-01,,,,F,active,2022-01-01\n")
+    before = keys(settings)
+    treatment = [key for (a, _), key in before.items() if a == "treatment"]
+    police = [key for (a, _), key in before.items() if a == "police"]
+    assert treatment == police  # linked while consent is active
+
+    drop(settings, "treatment", "treatment_clients_20240108.csv",
+         CLIENT_HEADER + "C1,Quill,Ada,1975-01-01,,,,F,revoked,2024-01-05\n")
+    assert ingest_agency(settings, "treatment", master_key)[0]["status"] == "accepted"
+    after = keys(settings)
+    assert not [a for a, _ in after if a == "treatment"]
+    assert [key for (a, _), key in after.items() if a == "police"] == police  # the rest is unchanged
+
+
+def test_no_identifier_in_link_table_or_staging_encodings(settings, master_key):
+    load(settings, master_key, row("P1", "Quill", "Ada", "1975-01-01", "123-45-6780", 1),
+         booking("J1", "Quill", "Ada", "01/01/1975", "123456780", 1))
+    keys(settings)
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        dump = " ".join(str(v) for table in ("core.person_link", "staging.police_referrals",
+                                             "staging.jail_bookings")
+                        for r in con.execute(f"SELECT * FROM {table}").fetchall() for v in r).upper()
+        enc = con.execute("SELECT first_name_enc, last_name_enc, dob_enc, ssn_enc "
+                          "FROM staging.police_referrals").fetchone()
+    assert all(isinstance(e, str) and e for e in enc)
+    for raw in ("QUILL", "ADA", "1975-01-01", "01/01/1975", "123456780", "123-45-6780", "P1", "J1"):
+        assert raw not in dump.replace("P1,", "")

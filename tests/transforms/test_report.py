@@ -373,3 +373,174 @@ def test_report_on_a_warehouse_without_data(settings, make_warehouse):
     assert read_csv(paths["referrals_monthly"]) == []
     assert {r["People"] for r in read_csv(paths["outcomes"])} == {"0"}
     assert {r["Odds ratio"] for r in read_csv(paths["rearrest_odds_ratio"])} == {NOT_APPLICABLE}
+
+
+# ---------------------------------------------------------------- the report of a real pipeline run
+
+HIDDEN = {SUPPRESSED, WITHHELD}
+# For each table with published totals: (columns that add up, their total column, total row label).
+ADDITIVE = {
+    "referrals_monthly": (None, "Total", None),
+    "referrals_quarterly": (None, "Total", None),
+    "referrals_by_precinct": (None, "Total", "Total"),
+    "services_quarterly": (None, "Total", "Total"),
+    "jc_arrests_offense_type": (None, "Total", "Total"),
+    "jc_arrests_race": (None, "Total", "Total"),
+    "jc_arrests_sex": (None, "Total", "Total"),
+    "jc_prosecutor_cases": (None, "Referred", "Total"),
+    "equity_race": (["Referred", "Arrested"], None, "Total"),
+    "equity_ethnicity": (["Referred", "Arrested"], None, "Total"),
+    "time_to_first_contact": (["People"], None, "LEAD participants"),
+    "rearrest_2x2": (["Re-arrested", "Not re-arrested"], "People", None),
+}
+
+
+@pytest.fixture(scope="module")
+def demo_report(demo_hub, tools, tmp_path_factory):
+    """The report of a copy of the session's synthetic hub: (settings, {table: rows as dicts})."""
+    hub = tools.clone_hub(demo_hub, tmp_path_factory.mktemp("report_hub"))
+    paths = write_report(hub)
+    tables = {}
+    for name, path in paths.items():
+        if name != "html":
+            tables[name] = [r for r in read_csv(path)
+                            if not next(iter(r.values()), "").startswith("Notice:")]
+    return hub, tables
+
+
+def _additive_layout(name: str, rows: list[dict]) -> tuple[list[str], str | None, str | None]:
+    parts, total_column, total_row = ADDITIVE[name]
+    if parts is None:
+        header = list(rows[0])
+        parts = [h for h in header[1:] if h != total_column]
+    return parts, total_column, total_row
+
+
+def _unknowns(cells: list[str]) -> int:
+    return sum(c in HIDDEN for c in cells)
+
+
+def test_no_suppressed_cell_can_be_derived_from_published_totals(demo_report):
+    _, tables = demo_report
+    attacked = 0
+    for name, rows in tables.items():
+        if name == "batch_lineage":           # deliveries per extract: about files, not people
+            continue
+        for row in rows:                      # no count from 1 to 10 is ever printed
+            for column, value in list(row.items())[1:]:
+                if value.isdigit() and "Share" not in column and "Per person" not in column:
+                    assert not 1 <= int(value) <= 10, (name, column, value)
+        if name not in ADDITIVE:
+            continue
+        parts, total_column, total_row = _additive_layout(name, rows)
+        first = list(rows[0])[0]
+        body = [r for r in rows if r[first] != total_row]
+        if total_column:                       # every row against its total
+            for r in rows:
+                assert _unknowns([r[c] for c in parts] + [r[total_column]]) != 1, (name, r)
+                attacked += 1
+        if total_row:                          # every column against the total row
+            total = next(r for r in rows if r[first] == total_row)
+            for c in parts + ([total_column] if total_column else []):
+                assert _unknowns([r[c] for r in body] + [total[c]]) != 1, (name, c)
+                attacked += 1
+    # Across tables: the months of a quarter add up to it, the quarters to the period totals.
+    quarters = {r["Quarter"]: r for r in tables["referrals_quarterly"]}
+    period = next(r for r in tables["referrals_by_precinct"] if r["Precinct"] == "Total")
+    for column in list(tables["referrals_quarterly"][0])[1:]:
+        for q, qrow in quarters.items():
+            year, n = q.split("-Q")
+            months = {f"{year}-{m:02d}" for m in range(3 * int(n) - 2, 3 * int(n) + 1)}
+            cells = [r[column] for r in tables["referrals_monthly"] if r["Month"] in months]
+            assert _unknowns(cells + [qrow[column]]) != 1, (q, column)
+        assert _unknowns([r[column] for r in quarters.values()] + [period[column]]) != 1, column
+    assert attacked > 100
+    # Protection must leave the quarterly and whole-period views useful.
+    shown = [v for r in tables["referrals_quarterly"] for k, v in r.items() if k != "Quarter"]
+    assert sum(v.isdigit() for v in shown) >= len(shown) / 3
+    assert period["Total"].isdigit()
+
+
+def _check_published(published: dict, truth: dict, what: str) -> int:
+    """Every published count equals the recomputed one; hidden ones are hidden. Returns checks."""
+    checked = 0
+    for key, value in published.items():
+        n = truth.get(key, 0)
+        if value == SUPPRESSED:
+            assert 1 <= n <= 10, (what, key, n)
+        elif value != WITHHELD:
+            assert value == str(n), (what, key, value, n)
+            checked += 1
+    return checked
+
+
+def test_report_figures_recomputed_from_the_warehouse(demo_report):
+    """Recomputed from the current (source-shaped) views and core tables, never from marts."""
+    hub, tables = demo_report
+    con = duckdb.connect(str(hub.warehouse_path), read_only=True)
+    q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
+    try:
+        checked = 0
+        arrests = {(str(y), t): n for y, t, n in q("""
+            SELECT year(arrest_date), coalesce(offense_type, 'other'), count(*) FROM core.arrest GROUP BY ALL""")}
+        for y, n in q("""SELECT year(arrest_date)::VARCHAR, count(DISTINCT arrest_id)
+                          FROM current.police_arrests GROUP BY ALL"""):
+            arrests[(y, "Total")] = n
+        published = {(r["Year"], c): v for r in tables["jc_arrests_offense_type"]
+                     for c, v in r.items() if c != "Year" and r["Year"] != "Total"}
+        checked += _check_published(published, arrests, "arrests by offense type")
+
+        cases = {(y, "Referred"): n for y, n in q("""SELECT year(min_date)::VARCHAR, count(*) FROM (
+            SELECT case_id, min(referral_date) AS min_date FROM current.prosecutor_cases GROUP BY 1)
+            GROUP BY 1""")}
+        published = {(r["Year"], "Referred"): r["Referred"] for r in tables["jc_prosecutor_cases"]
+                     if r["Year"] != "Total"}
+        checked += _check_published(published, cases, "cases referred")
+
+        jail = {(y, "Admissions"): n for y, n in q("""SELECT year(b)::VARCHAR, count(*) FROM (
+            SELECT booking_id, min(booking_ts) AS b FROM current.jail_bookings GROUP BY 1) GROUP BY 1""")}
+        published = {(r["Year"], "Admissions"): r["Admissions"] for r in tables["jc_jail"]}
+        checked += _check_published(published, jail, "jail admissions")
+
+        services = {("Total", t): n for t, n in q(
+            "SELECT service_type, count(*) FROM current.treatment_contacts GROUP BY 1")}
+        total_row = next(r for r in tables["services_quarterly"] if r["Quarter"] == "Total")
+        published = {("Total", c): v for c, v in total_row.items() if c not in ("Quarter", "Total")}
+        checked += _check_published(published, services, "services")
+
+        within_30 = q("""WITH firsts AS (
+                SELECT person_key, min(referral_date) AS referred FROM core.referral
+                WHERE person_key IS NOT NULL GROUP BY 1),
+            contacts AS (
+                SELECT f.person_key, min(s.contact_date) - f.referred AS days
+                FROM firsts f JOIN core.service_contact s ON s.person_key = f.person_key
+                 AND s.service_type = 'case_management' AND s.contact_date >= f.referred
+                GROUP BY f.person_key, f.referred)
+            SELECT count(*) FILTER (WHERE days BETWEEN 8 AND 30), (SELECT count(*) FROM firsts)
+            FROM contacts""")[0]
+        rows = {r["Days to first contact"]: r["People"] for r in tables["time_to_first_contact"]}
+        checked += _check_published({"8-30": rows["8 to 30 days"], "all": rows["LEAD participants"]},
+                                    {"8-30": within_30[0], "all": within_30[1]}, "first contact")
+        assert checked >= 15
+    finally:
+        con.close()
+
+
+def test_referral_figures_match_the_synthetic_answer_file(demo_report, demo_files):
+    """The generator's ground truth, which the pipeline never reads, against the published counts."""
+    import json
+
+    _, tables = demo_report
+    truth = json.loads((demo_files / "answers" / "truth.json").read_text())["referrals"]
+    quarterly: dict = {}
+    for month, doors in truth["by_month"].items():
+        year, m = month.split("-")
+        quarter = f"{year}-Q{(int(m) - 1) // 3 + 1}"
+        for door, n in doors.items():
+            quarterly[(quarter, door)] = quarterly.get((quarter, door), 0) + n
+            quarterly[(quarter, "Total")] = quarterly.get((quarter, "Total"), 0) + n
+    published = {(r["Quarter"], c): v for r in tables["referrals_quarterly"]
+                 for c, v in r.items() if c != "Quarter"}
+    assert _check_published(published, quarterly, "quarterly referrals") >= 8
+    period = next(r for r in tables["referrals_by_precinct"] if r["Precinct"] == "Total")
+    assert period["Total"] == str(truth["total"])
