@@ -306,11 +306,11 @@ def main() -> None:
     settings = load_settings()
     print(f"linkage settings {settings['version']}, threshold {settings['threshold']}, {os.cpu_count()} CPU(s)"
           + ("" if splink else "; Splink not run (no bench/.venv-compare)"))
-    head = f"{'dataset':<32} {'method':<38} {'precision':>9} {'recall':>7} {'F1':>7} {'seconds':>8}  notes"
+    head = f"{'dataset':<36} {'method':<38} {'precision':>9} {'recall':>7} {'F1':>7} {'seconds':>8}  notes"
     print(head)
     print("-" * len(head))
     for dataset, method, p, r, f, s, note in table:
-        print(f"{dataset:<32} {method:<38} {p:>9.4f} {r:>7.4f} {f:>7.4f} {s:>8.2f}  {note}")
+        print(f"{dataset:<36} {method:<38} {p:>9.4f} {r:>7.4f} {f:>7.4f} {s:>8.2f}  {note}")
 
 
 if __name__ == "__main__":

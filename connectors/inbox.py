@@ -48,8 +48,9 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 # rsync writes ".<name>.<6 random characters>" while it copies, then renames.
 RSYNC_TEMP = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9._-]*\.[A-Za-z0-9]{6}")
 STABLE_SECONDS = 0.5
-# DuckDB's memory during intake; beyond it, a large uncommitted load spills to temporary files.
-INTAKE_MEMORY_LIMIT = "1GB"
+# DuckDB's memory during intake (MB); beyond it, a large uncommitted load spills to temporary
+# files, so a 2 GB delivery needs no more memory than a small one. Overridable for big machines.
+INTAKE_MEMORY_LIMIT = f"{int(os.environ.get('LEADHUB_INTAKE_MEMORY_MB', '256'))}MB"
 ARROW_TYPES = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(),
                "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us"), "DOUBLE": pa.float64()}
 
@@ -501,6 +502,18 @@ def pending_files(inbox: Path) -> list[Path]:
     return sorted(entries, key=lambda p: (p.lstat().st_mtime, p.name))
 
 
+def _sweep_work_dir(settings: Settings) -> None:
+    """Remove decrypted plaintext left behind by a run that was killed mid-file.
+
+    Safe because intake holds the warehouse's single write connection: no
+    other intake can be using the work directory at the same time.
+    """
+    work = settings.data_dir / "work"
+    if work.is_dir():
+        for leftover in work.glob("drop-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def ingest_agency(settings: Settings, agency: str, key: MasterKey) -> list[dict]:
     """Process every complete file in one agency's inbox; see the module docstring."""
     settings.ensure_dirs()
@@ -509,6 +522,7 @@ def ingest_agency(settings: Settings, agency: str, key: MasterKey) -> list[dict]
     with connect(settings.warehouse_path) as con:
         # Bounded memory for large deliveries: DuckDB spills to disk past this (see Intake._load).
         con.execute(f"SET memory_limit = '{INTAKE_MEMORY_LIMIT}'")
+        _sweep_work_dir(settings)
         intake = Intake(settings, key, con)
         for path in pending_files(settings.inbox(agency)):
             if not path.is_symlink() and path.is_file() and not is_stable(path):

@@ -24,6 +24,7 @@ import json
 import re
 import zipfile
 from datetime import date, datetime, time
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -97,7 +98,9 @@ def _converter(col: Column) -> Callable[[str], object]:
                 continue
             return parsed.date() if as_date else parsed
         raise ValueError
-    return parse
+    # strptime is the slowest step of reading and extract dates repeat a great deal (birth dates,
+    # event days); the cache lives only as long as this read. Failures are not cached.
+    return lru_cache(maxsize=1 << 16)(parse)
 
 
 def _typed_converter(col: Column) -> Callable[[object], object]:

@@ -19,6 +19,7 @@ from functools import cache  # noqa: E402
 from numbers import Real  # noqa: E402
 
 import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
 
 from connectors.contracts import Contract  # noqa: E402
 from expectations.suites import CRITICAL, WARNING, load_suite  # noqa: E402
@@ -179,14 +180,19 @@ def _prepared_for_gx(contract: Contract, df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(**changes) if changes else df
 
 
-def validate_batch(contract: Contract, df: pd.DataFrame,
+def validate_batch(contract: Contract, df: "pd.DataFrame | pa.Table",
                    now: datetime | None = None) -> ValidationOutcome:
     """Run the contract's stored suite on a staging frame (staging columns minus ``_batch_id``).
 
+    ``df`` is a pandas frame or the intake's Arrow table. An Arrow table is handed to GX as
+    Arrow-backed pandas (no copy of strings into Python objects), which on a million rows
+    validated in about half the time of ``Table.to_pandas()`` (see bench/validation.py).
     ``success`` is False when any critical expectation failed or errored;
     warnings are reported but never block a batch. ``now`` bounds the
     "not in the future" checks (default: the current local time).
     """
+    if isinstance(df, pa.Table):
+        df = df.to_pandas(types_mapper=pd.ArrowDtype)
     suite = _gx_suite(contract.name)
     batch = _batch_definition(contract.name).get_batch(
         batch_parameters={"dataframe": _prepared_for_gx(contract, df)})

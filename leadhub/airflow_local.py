@@ -97,7 +97,7 @@ def run_demo_dags(settings: Settings, dag_ids: list[str] | None = None,
     """Run the DAGs through Airflow in order and return, per DAG, its state, task states and XComs.
 
     Each value is {"state", "tasks": {task_id: state}, "xcom": {task_id: return value},
-    "seconds", "reason"}. Stops at the first DAG that does not succeed and raises
+    "asset_events": [URIs of the asset events the run emitted], "seconds", "reason"}. Stops at the first DAG that does not succeed and raises
     LeadHubError naming it and its failed task: later DAGs would only build on
     incomplete data. The child's Airflow output goes to ``<airflow_home>/airflow-run.log``.
     ``dags_dir`` replaces the repository's DAG folder (tests use it). ``conf`` maps
@@ -152,9 +152,11 @@ class _FailureLines(logging.Handler):
 def _run_in_airflow(dag_ids: list[str], conf: dict[str, dict] | None = None) -> dict:
     from airflow import settings as airflow_settings
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.asset import AssetEvent
     from airflow.models.pool import Pool
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     Pool.create_or_update_pool(WAREHOUSE_POOL, slots=1, include_deferred=False,
                                description="One task at a time may open the DuckDB warehouse")
@@ -182,10 +184,14 @@ def _run_in_airflow(dag_ids: list[str], conf: dict[str, dict] | None = None) -> 
             rows = session.scalars(XComModel.get_many(run_id=dagrun.run_id, dag_ids=dag_id,
                                                       key="return_value")).all()
             xcom = {row.task_id: XComModel.deserialize_value(row) for row in rows}
+            events = session.scalars(select(AssetEvent).where(AssetEvent.source_dag_id == dag_id,
+                                                              AssetEvent.source_run_id == dagrun.run_id)).all()
+            asset_events = sorted(event.uri for event in events)
         runs[dag_id] = {
             "state": str(dagrun.state),
             "tasks": {ti.task_id: str(ti.state) for ti in tis},
             "xcom": xcom,
+            "asset_events": asset_events,
             "seconds": seconds,
             "reason": "; ".join(failures.lines),
         }

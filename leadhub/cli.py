@@ -269,6 +269,55 @@ def cmd_dictionary(settings: Settings, args) -> int:
     return 1 if missing else 0
 
 
+def cmd_crosswalk(settings: Settings, args) -> int:
+    """Steward only: build the encrypted person_key -> agency id crosswalk, look one up, check the log."""
+    from leadhub.keys import MasterKey
+    from transforms import crosswalk
+
+    if args.action == "verify":
+        print(f"audit log intact: {crosswalk.verify_audit(settings)} entries")
+        return 0
+    key = MasterKey.load(settings.key_file)
+    if args.action == "build":
+        counts = crosswalk.build_crosswalk(settings, key)
+        print(f"crosswalk: {counts['person_keys']} person keys from {counts['files_replayed']} archived "
+              f"file(s) ({counts['files_skipped']} skipped) -> {crosswalk.crosswalk_path(settings)}")
+        return 0
+    if not args.person_key:
+        raise LeadHubError("crosswalk lookup needs a PERSON_KEY")
+    ids = crosswalk.lookup(settings, key, args.person_key, args.reason or "", who=args.who)
+    for agency, pid in ids:
+        print(f"{agency}\t{pid}")
+    if not ids:
+        print("no agency ids for this person key")
+    return 0 if ids else 1
+
+
+def cmd_rotate_key(settings: Settings, args) -> int:
+    """Re-pseudonymize the warehouse and re-encrypt the archive under a new master key."""
+    from leadhub.keys import FileKeyProvider, MasterKey, create_key_file
+    from transforms import crosswalk
+    from transforms.rotate import rotate_key
+
+    new_path = Path(args.new_key_file).expanduser().resolve()
+    if args.create:
+        create_key_file(new_path)
+    old = MasterKey.load(settings.key_file)
+    secret, demo = FileKeyProvider(new_path).fetch()  # the file, even if LEADHUB_MASTER_KEY is set
+    if demo:
+        raise LeadHubError(f"{new_path} is a demo key; rotate to a key made by 'leadhub keygen' or --create")
+    new = MasterKey(secret)
+    counts = rotate_key(settings, old, new)
+    print(f"rotated {counts['rows']} staging rows in {counts['batches']} batches and "
+          f"{counts['archive_files']} archived files from key {old.key_id} to {new.key_id}")
+    if crosswalk.crosswalk_path(settings).exists():
+        crosswalk.build_crosswalk(settings, new)
+        print("crosswalk rebuilt under the new key")
+    print(f"now point LEADHUB_KEY_FILE at {new_path}; keep the old key offline until the next build "
+          "and report look right, then destroy it")
+    return 0
+
+
 def cmd_demo(settings: Settings, args) -> int:
     from connectors.synthetic import generate
     from leadhub.airflow_local import run_demo_dags
@@ -352,6 +401,16 @@ def parser() -> argparse.ArgumentParser:
     dc = sub.add_parser("dictionary", help="write the data dictionary of the published snapshot")
     dc.add_argument("--output", help="folder for data_dictionary.md/.html (default: next to the snapshot)")
     dc.set_defaults(func=cmd_dictionary)
+    cw = sub.add_parser("crosswalk", help="steward only: re-identification crosswalk (audited)")
+    cw.add_argument("action", choices=["build", "lookup", "verify"])
+    cw.add_argument("person_key", nargs="?")
+    cw.add_argument("--reason", help="why this lookup is needed (written to the audit log)")
+    cw.add_argument("--who", help="who is asking (default: the login name)")
+    cw.set_defaults(func=cmd_crosswalk)
+    rk = sub.add_parser("rotate-key", help="re-pseudonymize everything under a new master key (steward)")
+    rk.add_argument("--new-key-file", required=True, help="the new key (see --create)")
+    rk.add_argument("--create", action="store_true", help="create the new key file first")
+    rk.set_defaults(func=cmd_rotate_key)
     demo = sub.add_parser("demo", help="generate synthetic data and run every DAG through Airflow")
     demo.add_argument("--people", type=int, default=3000)
     demo.add_argument("--seed", type=int, default=7)

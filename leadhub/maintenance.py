@@ -308,19 +308,21 @@ class PublicationUnavailable(LeadHubError):
 
 
 def publish_snapshot(settings: Settings):
-    """Publish the analysts' snapshot through whichever publication stage this installation has.
+    """Publish the analysts' snapshot again from the warehouse as it stands.
 
-    ``leadhub.pipeline.publish`` is the stage entry point; ``transforms.publish``
-    is where the stage lives. Raises PublicationUnavailable when neither exists.
+    ``warehouse_build`` already publishes after every build; the daily run
+    repairs a snapshot that is missing or stale because a publication failed
+    after its build committed. Uses the pipeline's stage when there is one
+    (``leadhub.pipeline.publish``), else ``transforms.publish.publish``; raises
+    PublicationUnavailable on an installation with neither.
     """
     from leadhub import pipeline
 
     stage = getattr(pipeline, "publish", None)
-    if stage is not None:
-        return stage(settings)
-    try:
-        from transforms.publish import publish_snapshot as stage
-    except ImportError:
-        raise PublicationUnavailable("no snapshot publication stage is installed "
-                                     "(leadhub.pipeline.publish / transforms.publish)") from None
+    if stage is None:
+        try:
+            from transforms.publish import publish as stage
+        except ImportError:
+            raise PublicationUnavailable("no snapshot publication stage is installed "
+                                         "(leadhub.pipeline.publish / transforms.publish.publish)") from None
     return stage(settings)

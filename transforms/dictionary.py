@@ -25,6 +25,10 @@ from connectors.contracts import load_contracts
 from transforms.model import SQL_DIR, sql_files
 
 UNDESCRIBED = "(no description yet)"
+# 42 CFR 2.32(a)(2), as on the report; carried by every table drawn from treatment records.
+PART2_NOTICE = "42 CFR part 2 prohibits unauthorized use or disclosure of these records."
+PART2_TABLES = {("core", "consent"), ("core", "treatment_episode"), ("core", "service_contact"),
+                ("marts", "first_contact"), ("marts", "caseload_monthly"), ("marts", "services_monthly")}
 
 # Which agency extract each core table is conformed from.
 TABLE_SOURCES = {
@@ -320,6 +324,8 @@ def describe(tables: dict[tuple[str, str], list[str]]) -> dict[tuple[str, str], 
             contract = load_contracts()[source]
             text += (f" Source: the {contract.agency} {contract.extract} extract "
                      f"(connectors/contracts/{contract.agency}/{contract.extract}.yaml).")
+        if text and (schema, table) in PART2_TABLES:
+            text += f" Treatment records: {PART2_NOTICE}"
         if text:
             entry[""] = text
         for column in columns:
@@ -345,7 +351,8 @@ def undescribed(tables: dict[tuple[str, str], list[str]],
 def render_markdown(descriptions: dict, tables: dict) -> str:
     lines = ["# LEAD Hub data dictionary", "",
              "Every table and column of the analysts' snapshot (`published/lead.duckdb`). "
-             "Open it read-only: `duckdb -readonly published/lead.duckdb`.", ""]
+             "Open it read-only: `duckdb -readonly published/lead.duckdb`.", "",
+             f"**Notice:** the snapshot holds treatment records. {PART2_NOTICE}", ""]
     for (schema, table), columns in sorted(tables.items()):
         entry = descriptions.get((schema, table), {})
         lines += [f"## `{schema}.{table}`", "", entry.get("", UNDESCRIBED), "",
@@ -371,19 +378,21 @@ def render_html(descriptions: dict, tables: dict) -> str:
             "td,th{border:1px solid #bbb;padding:.2em .5em;text-align:left;vertical-align:top}"
             "</style></head><body><h1>LEAD Hub data dictionary</h1>"
             "<p>Every table and column of the analysts' snapshot (published/lead.duckdb).</p>"
+            f"<p><b>Notice:</b> the snapshot holds treatment records. {html.escape(PART2_NOTICE)}</p>"
             + "".join(parts) + "</body></html>\n")
 
 
 def write_dictionary(directory: Path, descriptions: dict, tables: dict) -> dict[str, Path]:
-    """Write data_dictionary.md and data_dictionary.html into ``directory`` (atomically each)."""
+    """Write data_dictionary.md/.html and the Part 2 notice into ``directory`` (atomically each)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = {}
-    for suffix, text in (("md", render_markdown(descriptions, tables)),
-                         ("html", render_html(descriptions, tables))):
-        target = directory / f"data_dictionary.{suffix}"
-        tmp = directory / f".data_dictionary.{suffix}.tmp"
+    for key, name, text in (("md", "data_dictionary.md", render_markdown(descriptions, tables)),
+                            ("html", "data_dictionary.html", render_html(descriptions, tables)),
+                            ("notice", "PART2_NOTICE.txt", PART2_NOTICE + "\n")):
+        target = directory / name
+        tmp = directory / f".{name}.tmp"
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(target)
-        written[suffix] = target
+        written[key] = target
     return written

@@ -334,7 +334,7 @@ class _Clusters:
 
 def _previous_links(con: duckdb.DuckDBPyConnection) -> dict:
     if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'core' "
-                       "AND table_name = 'person_link'").fetchone()[0]:
+                       "AND table_name = 'person_link'").fetchall()[0][0]:
         return {}
     return {(a, t): k for a, t, k in con.execute(
         "SELECT agency, person_token, person_key FROM core.person_link").fetchall()}

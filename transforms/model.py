@@ -4,7 +4,8 @@ The SQL files are numbered (``10_core_referral.sql`` ... ``60_marts_summary.sql`
 and each one replaces its tables wholesale, so a rebuild is idempotent and a
 file may use every table built by a lower-numbered one. Reference data (offense
 codes, evaluation settings) is loaded first so the SQL can join to it instead
-of hard-coding it. Nothing here commits: the caller owns the transaction, so a
+of hard-coding it, and core.record_history (generated per contract, see
+``record_history_sql``) keeps the rows that later deliveries deleted or replaced. Nothing here commits: the caller owns the transaction, so a
 failed build leaves the previous tables in place.
 """
 

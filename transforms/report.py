@@ -43,7 +43,7 @@ Z_95 = 1.959963984540054
 RE_ARREST_WINDOW = 365
 
 # 42 CFR 2.32(a)(2), the short form allowed on every disclosure of Part 2 records.
-PART2_NOTICE = "42 CFR part 2 prohibits unauthorized use or disclosure of these records."
+PART2_NOTICE = "42 CFR part 2 prohibits unauthorized use or disclosure of these records."  # as in dictionary.py
 TREATMENT = "treatment"
 
 REFERRAL_TYPES = ("arrest_diversion", "social_contact", "community")

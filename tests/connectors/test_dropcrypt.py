@@ -133,3 +133,14 @@ def test_leadhub_keygen_drop_creates_the_pair_beside_the_master_key(settings, ca
     private = settings.key_file.with_name("drop.key")
     assert stat.S_IMODE(private.stat().st_mode) == 0o600 and private.with_name("drop.pub").exists()
     assert main(["keygen-drop"]) == 2  # refuses to overwrite
+
+
+def test_leadhub_decrypt_drop_reads_an_archived_lhx(settings, tmp_path, capsys):
+    from leadhub.cli import main
+    assert main(["keygen-drop"]) == 0
+    public = load_public_key(settings.key_file.with_name("drop.pub"))
+    src, enc, out = tmp_path / "x.csv", tmp_path / "x.csv.lhx", tmp_path / "back.csv"
+    src.write_bytes(b"a,b\n1,2\n")
+    encrypt_for_hub(src, enc, public)
+    assert main(["decrypt-drop", str(enc), str(out)]) == 0 and out.read_bytes() == src.read_bytes()
+    assert main(["decrypt-drop", str(enc), str(out)]) == 2  # never overwrites

@@ -391,3 +391,11 @@ def test_a_broken_last_row_rolls_back_the_chunks_already_inserted(settings, mast
     assert outcome["status"] == "quarantined" and "row 8" in outcome["reason"]
     assert query(settings, "SELECT count(*) FROM staging.treatment_contacts") == [(0,)]
     assert _only_ledger_row(settings)[0] == "quarantined"
+
+
+def test_plaintext_left_by_a_killed_run_is_swept(settings, master_key):
+    leftover = settings.data_dir / "work" / "drop-abc123"
+    leftover.mkdir(parents=True)
+    (leftover / "treatment_clients_20240101.csv").write_text(CLIENTS_HEADER + CLIENT_ROWS)
+    ingest_agency(settings, "treatment", master_key)
+    assert not leftover.exists()

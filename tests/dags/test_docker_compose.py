@@ -155,7 +155,7 @@ def test_worker_has_the_key_as_a_secret_and_its_data_volumes(services):
     assert env["LEADHUB_KEY_FILE"] == f"/run/secrets/{KEY_SECRET}"
     assert env["LEADHUB_DATA_DIR"] == DATA_DIR
     targets = {target for _, target in volume_mounts(worker)}
-    for sub in ("archive", "quarantine", "warehouse", "reports"):
+    for sub in ("archive", "quarantine", "warehouse", "reports", "published"):
         assert f"{DATA_DIR}/{sub}" in targets
     others = [n for n, s in services.items() if KEY_SECRET in (s.get("secrets") or [])]
     assert others == ["airflow-worker"], "only the worker, which runs the pipeline, needs the key"

@@ -178,3 +178,15 @@ def test_the_cli_reprocesses_and_reports_retention(settings, history, capsys):
     assert "would delete 0 archive file(s) older than 1 days; kept 1 of current batches and 2 recent" in \
         capsys.readouterr().out
     assert len(list(settings.archive_dir.glob("*/*.enc"))) == 3
+
+
+def test_daily_publication_restores_a_missing_snapshot(settings, history):
+    pipeline.build(settings)  # publishes after the build
+    snapshot = settings.data_dir / "published" / "lead.duckdb"
+    assert snapshot.exists()
+    snapshot.unlink()
+    counts = maintenance.publish_snapshot(settings)
+    assert snapshot.exists() and counts
+    with duckdb.connect(str(snapshot), read_only=True) as con:
+        assert con.execute("SELECT status FROM ops.file_ledger ORDER BY received_at").fetchall() == [
+            ("superseded",), ("accepted",), ("quarantined",)]

@@ -14,7 +14,7 @@ from transforms.build import build_warehouse
 
 def test_docs_show_every_stored_run_and_the_cli_opens_them(settings, master_key, deliveries,
                                                            monkeypatch, capsys):
-    generate(settings.inbox_dir, settings.answers_dir, people=600, seed=11, lead=60, comparison=40)
+    generate(settings.inbox_dir, settings.answers_dir, people=300, seed=11, lead=30, comparison=20)
     for agency in agencies():
         assert {o["status"] for o in ingest_agency(settings, agency, master_key)} == {"accepted"}
     build_warehouse(settings)

@@ -274,3 +274,26 @@ def test_suites_are_read_once_per_process():
     assert validate._gx_suite.cache_info().misses <= before + 1
     assert validate._context() is validate._context()
 
+
+
+def test_an_arrow_table_gets_the_same_verdict_as_its_pandas_frame():
+    """The intake may hand over its Arrow table; GX then sees Arrow-backed pandas."""
+    import pyarrow as pa
+
+    df = staging_frame(BOOKINGS, rows=200, dates_as_objects=True)
+    df.loc[0, "release_ts"] = df.loc[0, "booking_ts"] - timedelta(hours=1)
+    df.loc[1, "sex"] = RAW_NAME
+    df.loc[2, "booking_id"] = RAW_SSN
+    df.loc[3, "age_at_event"] = 5
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    now = FIRST_DAY + timedelta(days=20)
+    from_arrow, from_pandas = validate_batch(BOOKINGS, table, now=now), validate_batch(BOOKINGS, df, now=now)
+    assert from_arrow.results == from_pandas.results
+    assert failed(from_arrow) == {
+        ("expect_column_pair_values_a_to_be_greater_than_b", "release_ts,booking_ts"),
+        ("expect_column_values_to_be_in_set", "sex"),
+        ("expect_column_values_to_not_match_regex", "booking_id"),
+        ("expect_column_values_to_be_between", "age_at_event"),
+        ("expect_column_values_to_be_between", "booking_ts"),
+        ("expect_column_values_to_be_between", "release_ts"),
+    }

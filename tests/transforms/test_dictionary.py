@@ -5,7 +5,8 @@ from __future__ import annotations
 import duckdb
 
 from connectors.contracts import load_contracts
-from transforms.dictionary import UNDESCRIBED, describe, sql_table_descriptions, undescribed
+from transforms.dictionary import (PART2_NOTICE, PART2_TABLES, UNDESCRIBED, describe,
+                                  sql_table_descriptions, undescribed)
 from transforms.publish import SNAPSHOT_INFO_COLUMNS, published_columns, published_dir, snapshot_path
 
 
@@ -40,6 +41,12 @@ def test_dictionary_files_list_every_column(demo_hub):
         for column in columns:
             assert f"| `{column}` |" in markdown
     assert list(tables[("ops", "snapshot_info")]) == list(SNAPSHOT_INFO_COLUMNS)
+    # The snapshot holds treatment records: the Part 2 notice ships with it and on those tables.
+    assert PART2_NOTICE in markdown and PART2_NOTICE in page
+    assert (published_dir(demo_hub) / "PART2_NOTICE.txt").read_text().strip() == PART2_NOTICE
+    described = describe(tables)
+    for table in PART2_TABLES:
+        assert PART2_NOTICE in described[table][""], table
     for external in ("http://", "https://", "<script"):
         assert external not in page
 

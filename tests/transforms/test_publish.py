@@ -99,4 +99,4 @@ def test_an_open_analyst_session_neither_blocks_a_rebuild_nor_sees_it(demo_hub, 
     finally:
         analyst.close()
     assert sorted(p.name for p in published_dir(hub).iterdir()) == [
-        "data_dictionary.html", "data_dictionary.md", "lead.duckdb"]
+        "PART2_NOTICE.txt", "data_dictionary.html", "data_dictionary.md", "lead.duckdb"]

@@ -1,0 +1,65 @@
+"""The steward's crosswalk: built from the archive, encrypted, every lookup audited and chained."""
+
+import json
+
+import pytest
+
+from leadhub.cli import main
+from leadhub.errors import LeadHubError
+from leadhub.warehouse import connect
+from tests.transforms.test_link import booking, load, row
+from transforms import crosswalk
+from transforms.link import link_people
+
+
+@pytest.fixture
+def linked(settings, master_key):
+    load(settings, master_key, row("P77", "Quill", "Ada", "1975-01-01", "", 1),
+         booking("J55", "Quill", "Ada", "01/01/1975", "", 1))
+    with connect(settings.warehouse_path) as con:
+        link_people(con)
+        (person_key,) = {k for (k,) in con.execute("SELECT person_key FROM core.person_link").fetchall()}
+    return person_key
+
+
+def test_lookup_returns_the_agency_ids_and_is_audited(settings, master_key, linked):
+    counts = crosswalk.build_crosswalk(settings, master_key)
+    assert counts["person_keys"] == 1 and counts["files_replayed"] == 2
+    blob = crosswalk.crosswalk_path(settings).read_bytes()
+    assert b"P77" not in blob and b"J55" not in blob                 # encrypted at rest
+    assert not str(crosswalk.crosswalk_path(settings)).startswith(str(settings.warehouse_path.parent))
+
+    ids = crosswalk.lookup(settings, master_key, linked, "correction request 2024-17", who="steward-a")
+    assert sorted(ids) == [("jail", "J55"), ("police", "P77")]
+    entries = [json.loads(line) for line in crosswalk.audit_path(settings).read_text().splitlines()]
+    assert entries[-1]["who"] == "steward-a" and entries[-1]["reason"] == "correction request 2024-17"
+    assert entries[-1]["person_key"] == linked and "P77" not in json.dumps(entries)
+    assert crosswalk.verify_audit(settings) == 1
+
+
+def test_no_reason_no_lookup(settings, master_key, linked):
+    crosswalk.build_crosswalk(settings, master_key)
+    with pytest.raises(LeadHubError, match="reason"):
+        crosswalk.lookup(settings, master_key, linked, "  ")
+    assert not crosswalk.audit_path(settings).exists()
+
+
+def test_an_edited_audit_log_is_detected_and_blocks_lookups(settings, master_key, linked):
+    crosswalk.build_crosswalk(settings, master_key)
+    for reason in ("first", "second", "third"):
+        crosswalk.lookup(settings, master_key, linked, reason, who="s")
+    log = crosswalk.audit_path(settings)
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([lines[0], lines[2]]) + "\n")           # someone removes an entry
+    with pytest.raises(LeadHubError, match="chain broken at line 2"):
+        crosswalk.verify_audit(settings)
+    with pytest.raises(LeadHubError, match="chain broken"):
+        crosswalk.lookup(settings, master_key, linked, "fourth", who="s")
+
+
+def test_cli_build_and_lookup(settings, master_key, linked, capsys):
+    assert main(["crosswalk", "build"]) == 0
+    assert main(["crosswalk", "lookup", linked, "--reason", "consent withdrawal", "--who", "steward-b"]) == 0
+    out = capsys.readouterr().out
+    assert "police\tP77" in out and "jail\tJ55" in out
+    assert main(["crosswalk", "verify"]) == 0

@@ -1,0 +1,88 @@
+"""Key rotation on a real warehouse loaded through real intake: links survive, tokens change."""
+
+import io
+
+import duckdb
+import pytest
+
+from connectors.archive import decrypt_to
+from connectors.inbox import ingest_agency
+from leadhub.errors import LeadHubError
+from leadhub.keys import MasterKey, create_key_file
+from leadhub.warehouse import connect
+from tests.transforms.test_link import BOOK_HEADER, booking, drop, load, row
+from transforms.link import link_people
+from transforms.rotate import rotate_key
+
+ROWS = ("SELECT 'police' AS agency, _row_number, _batch_id, person_token FROM staging.police_referrals "
+        "UNION ALL SELECT 'jail', _row_number, _batch_id, person_token FROM staging.jail_bookings "
+        "UNION ALL SELECT 'treatment', _row_number, _batch_id, person_token FROM staging.treatment_clients")
+
+
+def person_of_row(path):
+    """(agency, batch, row) -> person_key, and the set of tokens in use."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute(f"SELECT r.agency, r._batch_id, r._row_number, l.person_key, r.person_token "
+                           f"FROM ({ROWS}) r LEFT JOIN core.person_link l "
+                           f"ON l.agency = r.agency AND l.person_token = r.person_token").fetchall()
+        key_ids = {k for (k,) in con.execute("SELECT DISTINCT key_id FROM staging.police_referrals "
+                                             "UNION SELECT DISTINCT key_id FROM staging.jail_bookings").fetchall()}
+    return {(a, b, r): k for a, b, r, k, _ in rows}, {t for *_, t in rows}, key_ids
+
+
+def test_rotation_keeps_every_link_and_replaces_every_token(settings, master_key, tmp_path):
+    load(settings, master_key,
+         row("P1", "Quill", "Ada", "1975-01-01", "123-45-6780", 1) + row("P2", "Okafor", "Ben", "1970-05-05", "", 2),
+         booking("J1", "Quil", "Ada", "01/01/1975", "", 1) + booking("J2", "Okafor", "Benjamin", "05/05/1970", "", 2),
+         clients="C1,Quill,Ada,1975-01-01,,,,F,active,2022-01-01\n")
+    with connect(settings.warehouse_path) as con:
+        link_people(con)
+    before, tokens_before, _ = person_of_row(settings.warehouse_path)
+    assert len(set(before.values())) == 2
+
+    new = MasterKey.load(create_key_file(tmp_path / "new" / "master.key"))
+    counts = rotate_key(settings, master_key, new)
+    assert counts["archive_files"] == 3
+
+    after, tokens_after, key_ids = person_of_row(settings.warehouse_path)
+    assert after == before                                  # every row keeps its person key
+    assert not tokens_before & tokens_after                 # and no old token survives
+    assert key_ids == {new.key_id}
+    archive = next(settings.archive_dir.rglob("*.enc"))
+    decrypt_to(archive, io.BytesIO(), new)                  # the archive now opens with the new key
+    with pytest.raises(LeadHubError):
+        decrypt_to(archive, io.BytesIO(), master_key)
+
+    # The next build and the next delivery work under the new key, and keys stay put.
+    with connect(settings.warehouse_path) as con:
+        link_people(con)
+    assert person_of_row(settings.warehouse_path)[0] == before
+    drop(settings, "jail", "jail_bookings_20240102.csv", BOOK_HEADER + booking("J9", "Okafor", "Ben",
+                                                                               "05/05/1970", "", 3))
+    assert ingest_agency(settings, "jail", new)[0]["status"] == "accepted"
+    with connect(settings.warehouse_path) as con:
+        link_people(con)
+    final, _, _ = person_of_row(settings.warehouse_path)
+    assert {k for (a, _, r), k in final.items() if a == "jail" and r == 1 and k not in before.values()} == set()
+    assert len(set(final.values())) == 2                    # the new booking joined Ben's cluster
+
+
+def test_rotating_to_the_same_key_is_refused(settings, master_key):
+    with pytest.raises(LeadHubError, match="nothing to rotate"):
+        rotate_key(settings, master_key, master_key)
+
+
+def test_cli_rotates_and_the_old_key_no_longer_opens_the_archive(settings, master_key, tmp_path, capsys):
+    from leadhub.cli import main
+
+    load(settings, master_key, row("P1", "Quill", "Ada", "1975-01-01", "", 1),
+         booking("J1", "Quill", "Ada", "01/01/1975", "", 1))
+    with connect(settings.warehouse_path) as con:
+        link_people(con)
+    before = person_of_row(settings.warehouse_path)[0]
+    new_path = tmp_path / "new" / "master.key"
+    assert main(["rotate-key", "--new-key-file", str(new_path), "--create"]) == 0
+    assert "LEADHUB_KEY_FILE" in capsys.readouterr().out
+    assert person_of_row(settings.warehouse_path)[0] == before
+    with pytest.raises(LeadHubError):
+        decrypt_to(next(settings.archive_dir.rglob("*.enc")), io.BytesIO(), master_key)
