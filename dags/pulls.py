@@ -7,7 +7,9 @@ the agency's feed DAG takes the files through the one intake at once.
 
 The declarations are read here with YAML only: validating them needs the
 connectors (database drivers, paramiko), which the DAG processor should not
-import, so a broken declaration fails its DAG's first run with the reason.
+import. A file without a ``kind`` or an ``agency`` is reported as an import
+error of this DAG file in the UI; any other mistake fails its DAG's first run
+with the reason.
 A source with ``enabled: false`` still gets its DAG, paused from creation.
 ``schedule`` in the declaration sets the DAG's schedule (default hourly).
 

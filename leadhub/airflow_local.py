@@ -93,7 +93,7 @@ def migrate_metadata_db(settings: Settings) -> float | None:
 
 def run_demo_dags(settings: Settings, dag_ids: list[str] | None = None,
                   timeout: float | None = 3600, dags_dir: Path | None = None,
-                  conf: dict[str, dict] | None = None) -> dict[str, dict]:
+                  conf: dict[str, dict] | None = None, keep_retries: bool = False) -> dict[str, dict]:
     """Run the DAGs through Airflow in order and return, per DAG, its state, task states and XComs.
 
     Each value is {"state", "tasks": {task_id: state}, "xcom": {task_id: return value},
@@ -102,6 +102,8 @@ def run_demo_dags(settings: Settings, dag_ids: list[str] | None = None,
     incomplete data. The child's Airflow output goes to ``<airflow_home>/airflow-run.log``.
     ``dags_dir`` replaces the repository's DAG folder (tests use it). ``conf`` maps
     a DAG id to its run parameters, as "Trigger DAG w/ config" would pass them.
+    Retries are switched off (a demo should fail at once and say why) unless
+    ``keep_retries`` is set, as tests of retry behaviour do.
     """
     dag_ids = dag_ids or demo_dag_ids()
     settings.ensure_dirs()
@@ -113,7 +115,7 @@ def run_demo_dags(settings: Settings, dag_ids: list[str] | None = None,
     with tempfile.TemporaryDirectory(prefix="leadhub-airflow-") as tmp:
         result_file = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "leadhub.airflow_local", "--result", str(result_file),
-               "--conf", json.dumps(conf or {}), *dag_ids]
+               "--conf", json.dumps(conf or {}), *(["--keep-retries"] if keep_retries else []), *dag_ids]
         with child_log.open("w") as out:
             try:
                 done = subprocess.run(cmd, env=airflow_env(settings, dags_dir), stdin=subprocess.DEVNULL,
@@ -149,7 +151,7 @@ class _FailureLines(logging.Handler):
         self.lines.append(getattr(record, "leadhub_reason", record.getMessage()))
 
 
-def _run_in_airflow(dag_ids: list[str], conf: dict[str, dict] | None = None) -> dict:
+def _run_in_airflow(dag_ids: list[str], conf: dict[str, dict] | None = None, keep_retries: bool = False) -> dict:
     from airflow import settings as airflow_settings
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.asset import AssetEvent
@@ -173,8 +175,9 @@ def _run_in_airflow(dag_ids: list[str], conf: dict[str, dict] | None = None) -> 
     runs: dict[str, dict] = {}
     for dag_id in dag_ids:
         dag = bag.dags[dag_id]
-        for task in dag.tasks:
-            task.retries = 0  # retries wait minutes; a demo should fail at once and say why
+        if not keep_retries:
+            for task in dag.tasks:
+                task.retries = 0  # retries wait minutes; a demo should fail at once and say why
         failures.lines.clear()
         started = time.perf_counter()
         dagrun = dag.test(run_conf=(conf or {}).get(dag_id))
@@ -204,11 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--result", required=True, type=Path, help="where to write the JSON result")
     parser.add_argument("--conf", type=json.loads, default={}, help="JSON: DAG id -> run parameters")
+    parser.add_argument("--keep-retries", action="store_true", help="keep the tasks' retries")
     parser.add_argument("dag_ids", nargs="+")
     args = parser.parse_args(argv)
     if "AIRFLOW_HOME" not in os.environ:
         parser.error("run through leadhub.airflow_local.run_demo_dags, which prepares Airflow's environment")
-    result = _run_in_airflow(args.dag_ids, args.conf)
+    result = _run_in_airflow(args.dag_ids, args.conf, args.keep_retries)
     args.result.write_text(json.dumps(result, indent=2, default=str))
     return 0
 

@@ -123,10 +123,14 @@ def _current_view(contract: Contract) -> str:
 SELECT s.* FROM {t} s
 WHERE s._batch_id = (SELECT b.batch_id FROM ops.batches b WHERE b.contract = '{contract.name}'
                      ORDER BY b.loaded_at DESC LIMIT 1)"""
+    # Incremental: the latest version of each key, except from files a corrected re-send of the
+    # same period superseded — rows that correction left out are deleted, not kept alive.
     return f"""CREATE OR REPLACE VIEW current.{contract.name} AS
 SELECT * EXCLUDE (_rank) FROM (
   SELECT s.*, row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS _rank
-  FROM {t} s JOIN ops.batches b ON b.batch_id = s._batch_id) WHERE _rank = 1"""
+  FROM {t} s JOIN ops.batches b ON b.batch_id = s._batch_id
+  JOIN ops.file_ledger f ON f.file_id = b.file_id
+  WHERE f.status <> 'superseded') WHERE _rank = 1"""
 
 
 DATA_QUALITY_VIEW = """

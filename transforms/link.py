@@ -36,13 +36,14 @@ import numpy as np
 import pandas as pd
 
 from connectors.contracts import Contract, load_contracts
-from leadhub.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS
+from leadhub.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS, staging_columns
 from transforms.encodings import field_width, from_hex, load_settings
 
 log = logging.getLogger(__name__)
 
 PERSON = TOKEN_COLUMNS["agency_person_id"]
 CHUNK = 1 << 20
+DATE_DIGITS = 8    # YYYYMMDD: a date's deletion tokens
 MAX_BLOCK = 2000   # a block larger than this on either side is skipped (too common to be evidence)
 
 
@@ -171,9 +172,6 @@ def token_levels(a: np.ndarray, b: np.ndarray, kind: str) -> tuple[np.ndarray, n
     return missing, exact, near & ~missing
 
 
-DATE_DIGITS = 8
-
-
 def _token_weight(a, b, i, j, field, settings) -> np.ndarray:
     w = _weights(settings, field)
     kind = settings["fields"][field]["kind"]
@@ -255,7 +253,7 @@ def _identity_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract
         roles = {col.identifier for col in c.identifier_columns}
         if not ({"ssn"} & roles or {"last_name", "first_name", "dob"} <= roles):
             continue  # person id only (e.g. episodes): linked through the extract that names them
-        cols = {name for name, _ in _staging_cols(c)}
+        cols = {name for name, _ in staging_columns(c)}
         select = ", ".join(e if e in cols else f"NULL AS {e}" for e in enc_cols)
         consent = "WHERE consent_status = 'active'" if c.part2 and "consent_status" in c.column_names else ""
         parts.append(f"SELECT DISTINCT '{c.agency}' AS agency, {PERSON} AS person_token, {select} "
@@ -263,11 +261,6 @@ def _identity_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract
     if not parts:
         return pd.DataFrame(columns=["agency", "person_token", *enc_cols])
     return con.execute(" UNION ".join(parts) + " ORDER BY agency, person_token").df()
-
-
-def _staging_cols(contract: Contract):
-    from leadhub.warehouse import staging_columns
-    return staging_columns(contract)
 
 
 def encoded_from_frame(frame: pd.DataFrame, settings: dict) -> Encoded:

@@ -201,3 +201,14 @@ def test_pull_dag_delivers_into_the_inbox_and_a_backfill_never_loads_twice(hub, 
     assert [s["status"] for s in runs["treatment_feed"]["xcom"]["ingest"]] == ["duplicate"]
     with duckdb.connect(str(hub.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM staging.treatment_contacts").fetchone() == (2,)
+
+
+def test_maintenance_fails_naming_every_stale_feed_by_agency_and_extract(hub):
+    drop(hub, "treatment", "treatment_clients_20240101.csv", CLIENTS)
+    run_demo_dags(hub, ["treatment_feed"])
+    with pytest.raises(LeadHubError) as caught:
+        run_demo_dags(hub, ["leadhub_maintenance"], conf={"leadhub_maintenance": {"dry_run": True}})
+    message = str(caught.value)
+    assert "leadhub_maintenance ended failed at task check_staleness" in message
+    assert "agency=jail extract=bookings" in message and "agency=police extract=arrests" in message
+    assert "agency=treatment extract=clients" not in message  # delivered just now
