@@ -97,7 +97,8 @@ def run_demo_dags(settings: Settings, dag_ids: list[str] | None = None,
     """Run the DAGs through Airflow in order and return, per DAG, its state, task states and XComs.
 
     Each value is {"state", "tasks": {task_id: state}, "xcom": {task_id: return value},
-    "asset_events": [URIs of the asset events the run emitted], "seconds", "reason"}. Stops at the first DAG that does not succeed and raises
+    "tries": {task_id: attempts}, "asset_events": [URIs of the asset events the run emitted],
+    "seconds", "reason"}. Stops at the first DAG that does not succeed and raises
     LeadHubError naming it and its failed task: later DAGs would only build on
     incomplete data. The child's Airflow output goes to ``<airflow_home>/airflow-run.log``.
     ``dags_dir`` replaces the repository's DAG folder (tests use it). ``conf`` maps
@@ -193,6 +194,7 @@ def _run_in_airflow(dag_ids: list[str], conf: dict[str, dict] | None = None, kee
         runs[dag_id] = {
             "state": str(dagrun.state),
             "tasks": {ti.task_id: str(ti.state) for ti in tis},
+            "tries": {ti.task_id: ti.try_number for ti in tis},
             "xcom": xcom,
             "asset_events": asset_events,
             "seconds": seconds,

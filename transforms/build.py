@@ -1,4 +1,5 @@
-"""Build the warehouse: link people, run the SQL models, then publish the analysts' snapshot.
+"""Build the warehouse: link people, run the SQL models and the cross-extract checks, then
+publish the analysts' snapshot.
 
 Linkage and models run in one transaction: the warehouse holds either the
 previous build or the new one, never a mix, even if the process is killed.
@@ -15,6 +16,7 @@ from transforms.link import link_people
 
 def build_warehouse(settings: Settings, publish: bool = True) -> dict[str, int]:
     """Rebuild core and marts in one transaction; then publish unless ``publish`` is False."""
+    from expectations.build_checks import record_build_checks
     from transforms.model import run_models
     from transforms.publish import publish as publish_snapshot
 
@@ -23,6 +25,9 @@ def build_warehouse(settings: Settings, publish: bool = True) -> dict[str, int]:
         try:
             counts = {f"link.{k}": v for k, v in link_people(con).items()}
             counts.update(run_models(con))
+            # Cross-extract checks need the linked core tables; warnings, recorded with the build.
+            _, checks = record_build_checks(con)
+            counts["checks.failed"] = sum(not r["success"] for r in checks)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

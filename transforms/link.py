@@ -149,8 +149,11 @@ def _bloom_weight(a, b, ca, cb, i, j, field, settings) -> np.ndarray:
     inter = np.bitwise_count(a[i] & b[j]).sum(axis=1, dtype=np.int32)
     denom = ca[i] + cb[j]
     dice = np.where(denom > 0, 2.0 * inter / np.maximum(denom, 1), 0.0)
-    out = np.where(dice >= 0.9999, w["exact"],
-                   np.where(dice >= t["high"], w["high"], np.where(dice >= t["mid"], w["mid"], w["else"])))
+    out = np.full(len(dice), w["else"])
+    for level in ("low", "mid", "high"):  # ascending, so the highest level reached wins
+        if level in t:
+            out[dice >= t[level]] = w[level]
+    out[dice >= 0.9999] = w["exact"]
     out[(ca[i] == 0) | (cb[j] == 0)] = 0.0
     return out
 

@@ -42,6 +42,9 @@ NICKNAMES = {
     "ABBY": "ABIGAIL", "ANNIE": "ANN", "ANNA": "ANN", "ANNE": "ANN", "NANCY": "ANN",
     "SALLY": "SARAH", "SARA": "SARAH", "JESS": "JESSICA", "JESSIE": "JESSICA",
     "CINDY": "CYNTHIA", "TERRY": "TERESA", "TERESA": "TERESA", "THERESA": "TERESA",
+    # Common Spanish hypocoristics.
+    "PEPE": "JOSE", "CHEPE": "JOSE", "PACO": "FRANCISCO", "PANCHO": "FRANCISCO", "LUPE": "GUADALUPE",
+    "CHUY": "JESUS", "NACHO": "IGNACIO", "MEMO": "GUILLERMO", "LALO": "EDUARDO", "BETO": "ALBERTO",
 }
 SUFFIXES = {"JR", "SR", "II", "III", "IV", "V", "2ND", "3RD"}
 

@@ -84,32 +84,6 @@ def test_accepted_file_reaches_the_warehouse_and_airflow_sees_no_identifier(hub)
         assert not [raw for raw in RAW_IDENTIFIERS if raw in data], path
 
 
-def test_reprocessing_by_parameter_or_a_retry_never_loads_a_file_twice(hub):
-    drop(hub, "treatment", "treatment_clients_20240101.csv", CLIENTS)
-    first = run_demo_dags(hub, ["treatment_feed"])["treatment_feed"]
-    assert [s["status"] for s in first["xcom"]["ingest"]] == ["accepted"]
-    assert first["asset_events"] == ["leadhub://staging/treatment"]
-
-    with duckdb.connect(str(hub.warehouse_path), read_only=True) as con:
-        [(file_id,)] = con.execute("SELECT file_id FROM ops.file_ledger WHERE status = 'accepted'").fetchall()
-    # Re-processing the entry puts the same bytes back into the inbox: exactly what a retry of
-    # ingest finds when the task was killed after its load committed but before the file left.
-    second = run_demo_dags(hub, ["treatment_feed"], conf={"treatment_feed": {"file_id": file_id}})["treatment_feed"]
-    assert second["state"] == "success"
-    [restored] = second["xcom"]["restore_requested"]
-    assert (restored["file_id"], restored["file"], restored["status_before"]) == (
-        file_id, "treatment_clients_20240101.csv", "accepted")
-    assert [s["status"] for s in second["xcom"]["ingest"]] == ["duplicate"]
-    assert second["asset_events"] == []  # nothing new was loaded, so no rebuild is asked for
-
-    with duckdb.connect(str(hub.warehouse_path), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM staging.treatment_clients").fetchone() == (2,)
-        assert con.execute("SELECT count(*) FROM ops.batches").fetchone() == (1,)
-        assert [s for (s,) in con.execute("SELECT status FROM ops.file_ledger ORDER BY received_at").fetchall()] == [
-            "accepted", "duplicate"]  # both deliveries recorded, the first one loaded
-    assert not list(hub.inbox("treatment").iterdir())
-
-
 def test_quarantined_file_fails_check_quarantine_naming_agency_file_and_rule(hub):
     drop(hub, "police", "police_unexpected_20240101.csv", "a,b\n1,2\n")
     with pytest.raises(LeadHubError) as caught:
@@ -212,3 +186,67 @@ def test_maintenance_fails_naming_every_stale_feed_by_agency_and_extract(hub):
     assert "leadhub_maintenance ended failed at task check_staleness" in message
     assert "agency=jail extract=bookings" in message and "agency=police extract=arrests" in message
     assert "agency=treatment extract=clients" not in message  # delivered just now
+
+
+KILLED_AFTER_COMMIT = '''
+"""The real treatment feed DAG, whose first ingest attempt dies after its load committed.
+
+(Airflow parses only files that mention both "airflow" and "dag".) The file may be
+imported more than once, so the patch is installed once and the "already died"
+mark is a file, not a module variable.
+"""
+import pathlib
+from datetime import timedelta
+
+from dags.feeds import feed_dag
+
+DIED = pathlib.Path(__file__).with_name("died-once")
+
+if not hasattr(pathlib.Path, "_unlink_before_test"):
+    pathlib.Path._unlink_before_test = pathlib.Path.unlink
+
+    def unlink_or_die(self, *args, **kwargs):
+        # The intake removes a delivery from the inbox only after its transaction committed;
+        # failing here on the first attempt is a worker killed at the worst moment.
+        if self.parent.name == "treatment" and self.parent.parent.name == "inbox" and not DIED.exists():
+            DIED.touch()
+            raise OSError("worker lost")
+        return pathlib.Path._unlink_before_test(self, *args, **kwargs)
+
+    pathlib.Path.unlink = unlink_or_die
+
+treatment_feed = feed_dag("treatment")
+for _task in treatment_feed.tasks:
+    _task.retry_delay = timedelta(seconds=1)
+'''
+
+
+def test_a_killed_ingest_and_a_reprocess_by_parameter_never_load_a_file_twice(hub, tmp_path):
+    dags_dir = tmp_path / "dags"
+    dags_dir.mkdir()
+    (dags_dir / "killed_feed.py").write_text(KILLED_AFTER_COMMIT)
+    drop(hub, "treatment", "treatment_clients_20240101.csv", CLIENTS)
+    run = run_demo_dags(hub, ["treatment_feed"], dags_dir=dags_dir, keep_retries=True)["treatment_feed"]
+    assert (dags_dir / "died-once").exists()
+    assert run["state"] == "success" and run["tries"]["ingest"] == 2
+    # The retry found the committed file still in the inbox and recognised it.
+    assert [s["status"] for s in run["xcom"]["ingest"]] == ["duplicate"]
+    assert run["asset_events"] == []  # the killed attempt emitted nothing, the retry loaded nothing
+    with duckdb.connect(str(hub.warehouse_path), read_only=True) as con:
+        [(file_id,)] = con.execute("SELECT file_id FROM ops.file_ledger WHERE status = 'accepted'").fetchall()
+
+    # The steward re-processes the loaded entry from "Trigger DAG" with parameters.
+    run = run_demo_dags(hub, ["treatment_feed"], conf={"treatment_feed": {"file_id": file_id}})["treatment_feed"]
+    assert run["state"] == "success"
+    [restored] = run["xcom"]["restore_requested"]
+    assert (restored["file_id"], restored["file"], restored["status_before"]) == (
+        file_id, "treatment_clients_20240101.csv", "accepted")
+    assert [s["status"] for s in run["xcom"]["ingest"]] == ["duplicate"]
+    assert run["asset_events"] == []
+
+    with duckdb.connect(str(hub.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM staging.treatment_clients").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM ops.batches").fetchone() == (1,)
+        assert con.execute("SELECT status FROM ops.file_ledger ORDER BY received_at").fetchall() == [
+            ("accepted",), ("duplicate",), ("duplicate",)]  # every delivery recorded, the first one loaded
+    assert not list(hub.inbox("treatment").iterdir())
