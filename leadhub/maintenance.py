@@ -271,9 +271,12 @@ def reset_pull_source(settings: Settings, source_name: str, start: str) -> dict:
                 moment = datetime.fromisoformat(start)
             except ValueError:
                 raise PullError(f"source {source_name}: a timestamp mark needs an ISO date or time, not {start!r}") from None
-            new_mark = (moment - timedelta(microseconds=1)).isoformat()
-            older = state.get("mark") is None or moment - timedelta(microseconds=1) <= _naive_like(
-                datetime.fromisoformat(state["mark"]), moment)
+            stored = datetime.fromisoformat(state["mark"]) if state.get("mark") is not None else None
+            if stored is not None:
+                moment = _naive_like(moment, stored)  # the source's column decides: with or without zone
+            new_moment = moment - timedelta(microseconds=1)
+            new_mark = new_moment.isoformat()
+            older = stored is None or new_moment <= stored
         if not older:
             raise PullError(f"source {source_name}: the mark is at {state.get('mark')}; a back-fill only "
                             f"moves it back, and {start} is later")
@@ -293,7 +296,7 @@ def reset_pull_source(settings: Settings, source_name: str, start: str) -> dict:
 
 
 def _naive_like(value: datetime, like: datetime) -> datetime:
-    """Compare timestamps of mixed awareness as UTC."""
+    """``value`` with or without a time zone, as ``like`` is; times without a zone are UTC."""
     if (value.tzinfo is None) == (like.tzinfo is None):
         return value
     if value.tzinfo is None:

@@ -190,3 +190,23 @@ def test_daily_publication_restores_a_missing_snapshot(settings, history):
     with duckdb.connect(str(snapshot), read_only=True) as con:
         assert con.execute("SELECT status FROM ops.file_ledger ORDER BY received_at").fetchall() == [
             ("superseded",), ("accepted",), ("quarantined",)]
+
+
+def test_a_pull_backfill_moves_the_mark_back_and_never_forward(settings, tmp_path, monkeypatch):
+    from connectors.sources import PullError, load_state, save_state
+
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "jms.yaml").write_text(
+        "kind: sql\nagency: jail\nextract: bookings\nurl_env: LEADHUB_TEST_JMS_URL\ntable: bookings\n"
+        "high_water_mark: {column: updated_at, type: timestamp}\nkey: [booking_id, charge_seq]\n")
+    monkeypatch.setenv("LEADHUB_SOURCES_DIR", str(sources))
+    save_state(settings, "jms", {"kind": "sql", "mark": "2024-03-10T08:00:00", "mark_type": "timestamp"})
+
+    reset = maintenance.reset_pull_source(settings, "jms", "2024-03-01")
+    assert reset == {"source": "jms", "kind": "sql", "previous_mark": "2024-03-10T08:00:00",
+                     "mark": "2024-02-29T23:59:59.999999"}  # rows from 1 March on are pulled again
+    assert load_state(settings, "jms")["mark"] == "2024-02-29T23:59:59.999999"
+    with pytest.raises(PullError, match="only moves it back"):
+        maintenance.reset_pull_source(settings, "jms", "2024-04-01")
+    assert load_state(settings, "jms")["mark"] == "2024-02-29T23:59:59.999999"
