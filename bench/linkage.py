@@ -18,6 +18,13 @@ Rows, all from the same run:
 
 Times are wall-clock seconds on this machine; encoding is included for the hub.
 Splink's time includes its training (it needs it; the hub's weights are fixed).
+Every run draws a fresh random key, so the hub's figures move slightly between
+runs (folded Bloom filters collide differently under each key).
+
+Splink runs in its own virtualenv so its dependencies never touch the hub's pins:
+
+    python3.11 -m venv bench/.venv-compare
+    bench/.venv-compare/bin/pip install 'splink==5.*' recordlinkage 'pandas<3'
 """
 
 from __future__ import annotations
@@ -305,7 +312,7 @@ def main() -> None:
             big(table, tmp, args.big)
     settings = load_settings()
     print(f"linkage settings {settings['version']}, threshold {settings['threshold']}, {os.cpu_count()} CPU(s)"
-          + ("" if splink else "; Splink not run (no bench/.venv-compare)"))
+          + ("" if splink else "; Splink not run (--no-splink, or no bench/.venv-compare)"))
     head = f"{'dataset':<36} {'method':<38} {'precision':>9} {'recall':>7} {'F1':>7} {'seconds':>8}  notes"
     print(head)
     print("-" * len(head))

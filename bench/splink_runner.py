@@ -21,7 +21,7 @@ logging.disable(logging.WARNING)
 
 
 def febrl4(left: str, right: str, out: str) -> None:
-    """The FEBRL4 model of Splink's own tutorial, trained unsupervised the same way."""
+    """A model like the one in Splink's FEBRL4 tutorial, trained unsupervised (no labels)."""
     a = pd.read_csv(left, dtype=str)
     b = pd.read_csv(right, dtype=str)
     settings = SettingsCreator(

@@ -3,15 +3,14 @@
 Airflow's own file triggers for asset watchers delete the file they saw, and a
 delivery must never be lost before the intake has archived it, so the hub
 polls with its own trigger. ``InboxFilesTrigger`` runs in the triggerer as the
-watcher of an ``leadhub://inbox/<agency>`` asset; each event it yields becomes
+watcher of a ``leadhub://inbox/<agency>`` asset; each event it yields becomes
 an asset event, and the agency's feed DAG is scheduled on that asset.
 
 It only lists the directory and reads file sizes and times: it never opens,
 moves or deletes a file. A file counts as complete when its name is not a
 temporary one (the clerks' ``.part``/``.tmp`` convention, rsync's hidden
-copies) and its
-size and modification time did not change between two polls, so a copy still
-in progress does not start a run. Each complete file is reported once; a file
+copies) and its size and modification time did not change between two polls,
+so a copy still in progress does not start a run. Each complete file is reported once; a file
 re-delivered under the same name (new size or time) is reported again. The
 memory of what was reported is lost when the triggerer restarts, which at
 worst starts one feed run that finds the file already taken — harmless,

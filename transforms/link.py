@@ -37,7 +37,7 @@ import pandas as pd
 
 from connectors.contracts import Contract, load_contracts
 from leadhub.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS, staging_columns
-from transforms.encodings import field_width, from_hex, load_settings
+from transforms.encodings import field_width, from_text, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,25 @@ def _popcount(rows: np.ndarray) -> np.ndarray:
     return np.bitwise_count(rows).sum(axis=1, dtype=np.int32)
 
 
-def _bloom_weight(a, b, ca, cb, i, j, field, settings) -> np.ndarray:
+def _term_frequencies(left: Encoded, other: Encoded, dedupe: bool, field: str, settings: dict) -> np.ndarray:
+    """Per left record: how common its exact value is, as a share of all records.
+
+    Agreeing on JOHN JOHNSON says less than agreeing on a rare name. Equal
+    filters mean equal values, so frequencies are counted on encodings. The two
+    records of the pair itself are not counted, and below
+    ``term_frequency_min_records`` records frequencies are too noisy to use.
+    """
+    kl = _field_key(left, field, settings)
+    keys = kl if dedupe else np.concatenate([kl, _field_key(other, field, settings)])
+    if len(keys) < settings.get("term_frequency_min_records", 1000):
+        return np.zeros(len(kl))
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    tf = np.maximum(counts[inverse[:len(kl)]] - 2, 0) / max(len(keys), 1)
+    tf[kl == 0] = 0.0
+    return tf
+
+
+def _bloom_weight(a, b, ca, cb, i, j, field, settings, tf=None) -> np.ndarray:
     w = _weights(settings, field)
     t = settings["fields"][field]["dice"]
     inter = np.bitwise_count(a[i] & b[j]).sum(axis=1, dtype=np.int32)
@@ -153,7 +171,11 @@ def _bloom_weight(a, b, ca, cb, i, j, field, settings) -> np.ndarray:
     for level in ("low", "mid", "high"):  # ascending, so the highest level reached wins
         if level in t:
             out[dice >= t[level]] = w[level]
-    out[dice >= 0.9999] = w["exact"]
+    exact = dice >= 0.9999
+    out[exact] = w["exact"]
+    if tf is not None and exact.any():
+        m, u = settings["fields"][field]["levels"]["exact"]
+        out[exact] = np.log2(m / np.maximum(u, tf[i[exact]]))
     out[(ca[i] == 0) | (cb[j] == 0)] = 0.0
     return out
 
@@ -191,6 +213,8 @@ def score_pairs(left: Encoded, right: Encoded | None, i: np.ndarray, j: np.ndarr
     fields = [f for f in settings["fields"] if f in left.fields and f in other.fields]
     counts = {f: (_popcount(left.fields[f]), _popcount(other.fields[f])) for f in fields
               if settings["fields"][f]["kind"] in ("name", "text")}
+    tfs = {f: _term_frequencies(left, other, right is None, f, settings) for f in counts
+           if settings["fields"][f].get("term_frequency")}
     total = np.zeros(len(i), dtype=np.float64)
     for s in range(0, len(i), CHUNK):
         ii, jj = i[s:s + CHUNK], j[s:s + CHUNK]
@@ -200,24 +224,25 @@ def score_pairs(left: Encoded, right: Encoded | None, i: np.ndarray, j: np.ndarr
                 continue
             a, b = left.fields[f], other.fields[f]
             if f in counts:
-                part += _bloom_weight(a, b, *counts[f], ii, jj, f, settings)
+                part += _bloom_weight(a, b, *counts[f], ii, jj, f, settings, tfs.get(f))
             else:
                 part += _token_weight(a, b, ii, jj, f, settings)
         if {"first_name", "last_name"} <= set(fields):
-            part += _names_weight(left, other, counts, ii, jj, settings)
+            part += _names_weight(left, other, counts, tfs, ii, jj, settings)
         total[s:s + CHUNK] = part
     return total
 
 
-def _names_weight(left, other, counts, i, j, settings) -> np.ndarray:
+def _names_weight(left, other, counts, tfs, i, j, settings) -> np.ndarray:
     """Given and surname as recorded, or swapped — whichever reading agrees better."""
     lf, ll = left.fields["first_name"], left.fields["last_name"]
     rf, rl = other.fields["first_name"], other.fields["last_name"]
     (clf, crf), (cll, crl) = counts["first_name"], counts["last_name"]
-    straight = (_bloom_weight(lf, rf, clf, crf, i, j, "first_name", settings)
-                + _bloom_weight(ll, rl, cll, crl, i, j, "last_name", settings))
-    swapped = (_bloom_weight(lf, rl, clf, crl, i, j, "first_name", settings)
-               + _bloom_weight(ll, rf, cll, crf, i, j, "last_name", settings))
+    tf_first, tf_last = tfs.get("first_name"), tfs.get("last_name")
+    straight = (_bloom_weight(lf, rf, clf, crf, i, j, "first_name", settings, tf_first)
+                + _bloom_weight(ll, rl, cll, crl, i, j, "last_name", settings, tf_last))
+    swapped = (_bloom_weight(lf, rl, clf, crl, i, j, "first_name", settings, tf_first)
+               + _bloom_weight(ll, rf, cll, crf, i, j, "last_name", settings, tf_last))
     return np.maximum(straight, swapped)
 
 
@@ -270,7 +295,7 @@ def encoded_from_frame(frame: pd.DataFrame, settings: dict) -> Encoded:
     fields = {}
     for f in HUB_FIELDS:
         col = ENCODING_COLUMNS[f]
-        fields[f] = from_hex(frame[col].tolist() if col in frame else [None] * len(frame),
+        fields[f] = from_text(frame[col].tolist() if col in frame else [None] * len(frame),
                              field_width(settings, f))
     return Encoded(fields, len(frame))
 
@@ -303,6 +328,16 @@ class _Clusters:
         missing, exact, near = token_levels(a, b, kind)
         return bool((~missing & ~exact & ~near).any())
 
+    def join(self, a, b) -> None:
+        """Merge without the guard: for agency ids the previous build already put together."""
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            keep, gone = min(ra, rb), max(ra, rb)
+            self.parent[gone] = keep
+            self.ssn[keep] |= self.ssn.pop(gone)
+            self.dob[keep].update(self.dob.pop(gone))
+            self.old[keep] |= self.old.pop(gone)
+
     def union(self, a, b) -> bool:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
@@ -320,11 +355,7 @@ class _Clusters:
                     if agency == agency2 and pid != pid2 and self._conflict(dobs, dobs2, "date"):
                         self.refused += 1
                         return False
-        keep, gone = min(ra, rb), max(ra, rb)
-        self.parent[gone] = keep
-        self.ssn[keep] |= self.ssn.pop(gone)
-        self.dob[keep].update(self.dob.pop(gone))
-        self.old[keep] |= self.old.pop(gone)
+        self.join(ra, rb)
         return True
 
 
@@ -371,6 +402,12 @@ def cluster_records(rows: pd.DataFrame, previous: dict, settings: dict) -> tuple
         if enc.fields["dob"][r, 0]:
             dob[node].add(tuple(int(x) for x in enc.fields["dob"][r]))
     clusters = _Clusters(nodes, ssn, dob, previous, settings)
+    # What the previous build linked stays linked (keys never change meaning), including rows
+    # loaded before similarity encodings existed, which carry none.
+    first_of_key: dict[str, tuple] = {}
+    for node in nodes:
+        if node in previous:
+            clusters.join(first_of_key.setdefault(previous[node], node), node)
 
     pairs = match_pairs(enc, None, settings)
     pairs = _drop_ambiguous(pairs, nodes_of_row, ssn, settings.get("ambiguity_margin", 3.0))

@@ -20,7 +20,7 @@ from connectors.contracts import Contract
 from leadhub.keys import MasterKey
 from leadhub.warehouse import ENCODING_COLUMNS, NAME_DOB_TOKEN, TOKEN_COLUMNS
 from transforms import normalize
-from transforms.encodings import Encoder, canonical, load_settings, to_hex
+from transforms.encodings import Encoder, canonical, load_settings, to_text
 
 
 class Pseudonymizer:
@@ -30,13 +30,13 @@ class Pseudonymizer:
         self.encoder = Encoder(key.subkey("similarity"), linkage_settings or load_settings())
 
     def encodings(self, by_role: dict[str, list]) -> dict[str, list]:
-        """Similarity-encoding columns (hex, NULL when missing) for the identifier roles present."""
+        """Similarity-encoding columns (base64, NULL when missing) for the identifier roles present."""
         out = {}
         fields = self.encoder.settings["fields"]
         for field, column in ENCODING_COLUMNS.items():
             if field in by_role:
                 values = [canonical(fields[field], v) for v in by_role[field]]
-                out[column] = to_hex(self.encoder.encode(field, values))
+                out[column] = to_text(self.encoder.encode(field, values))
         return out
 
     def token(self, domain: str, value: str | None) -> str | None:

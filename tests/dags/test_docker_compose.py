@@ -113,6 +113,7 @@ def test_bind_mounts_and_files_exist_or_are_ignored_secrets(compose, services):
             else:
                 assert source in named, f"{name} mounts undeclared volume {source}"
         for env_file in service.get("env_file") or []:
+            env_file = env_file["path"] if isinstance(env_file, dict) else env_file
             assert (ROOT / env_file).exists() or git_ignored(ROOT / env_file), f"{name}: {env_file}"
     for secret_name, secret in (compose.get("secrets") or {}).items():
         path = ROOT / secret["file"]

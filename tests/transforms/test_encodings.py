@@ -2,7 +2,7 @@ import os
 
 import numpy as np
 
-from transforms.encodings import Encoder, canonical, from_hex, load_settings, to_hex
+from transforms.encodings import Encoder, canonical, from_text, load_settings, to_text
 from transforms.link import Encoded, score_pairs, token_levels
 
 SETTINGS = load_settings()
@@ -49,12 +49,12 @@ def test_digit_fields_know_one_edit_and_swapped_day_and_month():
     assert level("dob", "1980-02-03", "1975-11-23") == "else"
 
 
-def test_hex_storage_round_trips_and_missing_is_null():
+def test_text_storage_round_trips_and_missing_is_null():
     enc = Encoder(KEY, SETTINGS)
     rows = enc.encode("first_name", ["WILLIAM", None, "ADA"])
-    stored = to_hex(rows)
+    stored = to_text(rows)
     assert stored[1] is None and all(isinstance(s, str) for s in (stored[0], stored[2]))
-    assert (from_hex(stored, rows.shape[1]) == rows).all()
+    assert (from_text(stored, rows.shape[1]) == rows).all()
 
 
 def test_swapped_first_and_last_names_still_score_as_a_match():
