@@ -8,12 +8,14 @@ subkey of the master secret, separate from the pseudonymization key.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import BinaryIO
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from connectors.readers import Source, reopen
 from leadhub.errors import LeadHubError
 from leadhub.keys import MasterKey
 
@@ -22,7 +24,8 @@ CHUNK = 1024 * 1024
 TAG_BYTES = 16
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a folder so that a rename in it survives a power cut."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -30,25 +33,33 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def encrypt_file(src: Path, dst: Path, key: MasterKey) -> None:
-    """Encrypt src to dst durably: written to a temporary name, fsynced, renamed."""
+def encrypt_file(src: Source, dst: Path, key: MasterKey) -> str:
+    """Encrypt src to dst durably: written to a temporary name, fsynced, renamed.
+
+    ``src`` is a path or an open descriptor (read from its start). Returns the
+    SHA-256 of the plaintext actually archived, so a caller can prove the
+    archive holds the bytes it hashed before.
+    """
     dst.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     nonce = os.urandom(12)
     header = MAGIC + key.key_id.encode("ascii") + nonce
     enc = Cipher(algorithms.AES(key.subkey("archive")), modes.GCM(nonce)).encryptor()
     enc.authenticate_additional_data(header)
     tmp = dst.with_name(dst.name + ".tmp")
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+    digest = hashlib.sha256()
+    with reopen(src, "rb") as fin, open(tmp, "wb") as fout:
         os.fchmod(fout.fileno(), 0o600)
         fout.write(header)
         while chunk := fin.read(CHUNK):
+            digest.update(chunk)
             fout.write(enc.update(chunk))
         fout.write(enc.finalize())
         fout.write(enc.tag)
         fout.flush()
         os.fsync(fout.fileno())
     os.replace(tmp, dst)
-    _fsync_dir(dst.parent)
+    fsync_path(dst.parent)
+    return digest.hexdigest()
 
 
 def decrypt_to(src: Path, out: BinaryIO, key: MasterKey) -> None:

@@ -36,6 +36,7 @@ import stat
 import struct
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -193,61 +194,67 @@ def encrypt_for_hub(src: Path, dst: Path, public_key: X25519PublicKey, chunk_siz
         raise
 
 
-def decrypt_from_agency(src: Path, dst: Path, private_key: X25519PrivateKey) -> int:
-    """Decrypt an ``.lhx`` file to ``dst``; returns the plaintext size.
+def decrypt_from_agency(src: Path | BinaryIO, dst: Path, private_key: X25519PrivateKey) -> int:
+    """Decrypt an ``.lhx`` file (a path, or a binary file already open) to ``dst``.
+
+    Returns the plaintext size. An open file is read from its start, so the
+    caller can decrypt exactly the file it opened and checked.
 
     Raises DecryptionError when the file is not intact (then ``dst`` is
     removed: no unauthenticated byte is left behind for anyone to read).
     """
     dst = Path(dst)
     try:
-        return _decrypt(Path(src), dst, private_key)
+        if hasattr(src, "read"):
+            src.seek(0)
+            return _decrypt(src, dst, private_key)
+        with open(src, "rb") as fin:
+            return _decrypt(fin, dst, private_key)
     except BaseException:
         dst.unlink(missing_ok=True)
         raise
 
 
-def _decrypt(src: Path, dst: Path, private_key: X25519PrivateKey) -> int:
+def _decrypt(fin: BinaryIO, dst: Path, private_key: X25519PrivateKey) -> int:
     hub_public = private_key.public_key()
-    with open(src, "rb") as fin:
-        header = fin.read(HEADER_BYTES)
-        if len(header) != HEADER_BYTES or not header.startswith(MAGIC):
-            raise DecryptionError("not a LEAD Hub encrypted file (.lhx header missing)")
-        (chunk_size,) = struct.unpack(">I", header[4:8])
-        if not 0 < chunk_size <= MAX_CHUNK:
-            raise DecryptionError("header declares an impossible chunk size")
-        if header[8:16] != key_id(hub_public):
-            raise DecryptionError(f"encrypted to another key (id {header[8:16].hex()}); "
-                                  f"this hub's key id is {fingerprint(hub_public)}")
-        eph_raw = header[16:48]
-        try:
-            ephemeral = X25519PublicKey.from_public_bytes(eph_raw)
-            shared = private_key.exchange(ephemeral)
-        except ValueError:
-            raise DecryptionError("header holds an invalid ephemeral key") from None
-        aead = _file_key(shared, eph_raw, _raw(hub_public))
-        frame = chunk_size + TAG_BYTES
-        written, counter = 0, 0
-        with open(dst, "wb") as fout:
-            os.fchmod(fout.fileno(), 0o600)
-            current = fin.read(frame)
-            if not current:
-                raise DecryptionError("file is truncated: no encrypted content after the header")
-            while True:
-                following = fin.read(frame)
-                final = not following
-                try:
-                    plain = aead.decrypt(_nonce(counter, final), current, header)
-                except InvalidTag:
-                    raise DecryptionError(f"chunk {counter + 1} failed authentication "
-                                          "(corrupt, truncated, tampered or wrong key)") from None
-                fout.write(plain)
-                written += len(plain)
-                if final:
-                    break
-                counter, current = counter + 1, following
-            fout.flush()
-            os.fsync(fout.fileno())
+    header = fin.read(HEADER_BYTES)
+    if len(header) != HEADER_BYTES or not header.startswith(MAGIC):
+        raise DecryptionError("not a LEAD Hub encrypted file (.lhx header missing)")
+    (chunk_size,) = struct.unpack(">I", header[4:8])
+    if not 0 < chunk_size <= MAX_CHUNK:
+        raise DecryptionError("header declares an impossible chunk size")
+    if header[8:16] != key_id(hub_public):
+        raise DecryptionError(f"encrypted to another key (id {header[8:16].hex()}); "
+                              f"this hub's key id is {fingerprint(hub_public)}")
+    eph_raw = header[16:48]
+    try:
+        ephemeral = X25519PublicKey.from_public_bytes(eph_raw)
+        shared = private_key.exchange(ephemeral)
+    except ValueError:
+        raise DecryptionError("header holds an invalid ephemeral key") from None
+    aead = _file_key(shared, eph_raw, _raw(hub_public))
+    frame = chunk_size + TAG_BYTES
+    written, counter = 0, 0
+    with open(dst, "wb") as fout:
+        os.fchmod(fout.fileno(), 0o600)
+        current = fin.read(frame)
+        if not current:
+            raise DecryptionError("file is truncated: no encrypted content after the header")
+        while True:
+            following = fin.read(frame)
+            final = not following
+            try:
+                plain = aead.decrypt(_nonce(counter, final), current, header)
+            except InvalidTag:
+                raise DecryptionError(f"chunk {counter + 1} failed authentication "
+                                      "(corrupt, truncated, tampered or wrong key)") from None
+            fout.write(plain)
+            written += len(plain)
+            if final:
+                break
+            counter, current = counter + 1, following
+        fout.flush()
+        os.fsync(fout.fileno())
     return written
 
 

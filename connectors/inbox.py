@@ -33,7 +33,7 @@ import pyarrow as pa
 from connectors import dropcrypt
 from connectors.archive import encrypt_file
 from connectors.contracts import Contract, contract_for_file
-from connectors.readers import CHUNK_ROWS, read_chunks
+from connectors.readers import CHUNK_ROWS, read_chunks, reopen
 from leadhub.errors import RejectedFile
 from leadhub.keys import MasterKey
 from leadhub.settings import Settings
@@ -74,20 +74,37 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _sha256(path: Path, expected: os.stat_result | None = None) -> tuple[str, int]:
-    """Hash a file without following a symlink or blocking on a FIFO.
+def _open_checked(path: Path, expected: os.stat_result) -> tuple[int, os.stat_result]:
+    """Open a delivered file ONCE, for everything intake does with it.
 
-    With ``expected`` (the lstat taken when the file was checked), the file
-    opened must be that same regular file: a name swapped for a symlink or a
-    pipe after the check is refused instead of read.
+    Opened without following a symlink or blocking on a FIFO, and it must be
+    the regular file that was checked (``expected``, its lstat): a name swapped
+    for a symlink or a pipe after the check is refused instead of read. Hashing,
+    archiving and parsing all read this descriptor, never the name again.
+    Returns the descriptor and its fstat (the reference for ``_check_unchanged``).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if expected is not None and (not stat.S_ISREG(st.st_mode) or
-                                     (st.st_dev, st.st_ino) != (expected.st_dev, expected.st_ino)):
-            raise RejectedFile(path.name, "file_changed", "the file was replaced while it was being taken")
-        h, size = hashlib.sha256(), 0
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        raise RejectedFile(path.name, "file_changed", "the file was replaced while it was being taken") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (expected.st_dev, expected.st_ino):
+        os.close(fd)
+        raise RejectedFile(path.name, "file_changed", "the file was replaced while it was being taken")
+    return fd, st
+
+
+def _check_unchanged(fd: int, name: str, before: os.stat_result) -> None:
+    """Refuse a file written to while it was being taken (its archive or rows could differ from its hash)."""
+    now = os.fstat(fd)
+    if (now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
+        raise RejectedFile(name, "file_changed", "the file was written to while it was being taken")
+
+
+def _sha256(source: Path | int) -> tuple[str, int]:
+    """SHA-256 and size of a file (a path, or a descriptor read from its start)."""
+    h, size = hashlib.sha256(), 0
+    with reopen(source, "rb") as f:
         while chunk := f.read(1024 * 1024):
             h.update(chunk)
             size += len(chunk)
@@ -289,36 +306,50 @@ class Intake:
         logical = name[:-len(dropcrypt.SUFFIX)] if encrypted else name
         contract = contract_for_file(agency, logical)
         try:
-            sha, size = _sha256(path, st)
+            fd, opened = _open_checked(path, st)
         except RejectedFile as err:
             return refuse(err.rule, err.detail)
-        file_id = f"{received:%Y%m%dT%H%M%S%f}-{sha[:12]}"
-        if contract is None:
-            return refuse("unknown_file_name", f"no {agency} contract matches this file name",
-                          sha=sha, size=size, file_id=file_id)
+        try:
+            sha, size = _sha256(fd)
+            file_id = f"{received:%Y%m%dT%H%M%S%f}-{sha[:12]}"
+            if contract is None:
+                return refuse("unknown_file_name", f"no {agency} contract matches this file name",
+                              sha=sha, size=size, file_id=file_id)
 
-        # An identical re-send: recorded, never loaded twice. Its bytes are already archived.
-        dup = self._loaded_before(agency, sha)
-        if dup:
-            self._ledger_insert(file_id, received, agency, contract.extract, logical, size, sha, "duplicate",
-                                f"identical to {dup}")
-            path.unlink()
-            return FileOutcome(logical, contract.extract, "duplicate", reason=f"identical to {dup}")
+            # An identical re-send: recorded, never loaded twice. Its bytes are already archived.
+            dup = self._loaded_before(agency, sha)
+            if dup:
+                self._ledger_insert(file_id, received, agency, contract.extract, logical, size, sha, "duplicate",
+                                    f"identical to {dup}")
+                path.unlink()
+                return FileOutcome(logical, contract.extract, "duplicate", reason=f"identical to {dup}")
 
-        # A run that stopped after archiving this file left a 'received' row: resume it.
-        resumed = self.con.execute(
-            "SELECT file_id, received_at FROM ops.file_ledger WHERE sha256 = ? AND agency = ? "
-            "AND file_name = ? AND status = 'received' LIMIT 1", [sha, agency, logical]).fetchone()
-        if resumed:
-            file_id, received = resumed
-        archive = self.settings.archive_dir / agency / f"{file_id}__{name}.enc"
-        encrypt_file(path, archive, self.key)
-        if not resumed:
-            self._ledger_insert(file_id, received, agency, contract.extract, logical, size, sha, "received",
-                                archive=str(archive.relative_to(self.settings.data_dir)))
-        if encrypted:
-            return self._take_encrypted(agency, path, logical, contract, file_id, received, sha)
-        return self._load(agency, path, contract, file_id, received, sha)
+            # A run that stopped after archiving this file left a 'received' row: resume it.
+            resumed = self.con.execute(
+                "SELECT file_id, received_at FROM ops.file_ledger WHERE sha256 = ? AND agency = ? "
+                "AND file_name = ? AND status = 'received' LIMIT 1", [sha, agency, logical]).fetchone()
+            if resumed:
+                file_id, received = resumed
+            archive = self.settings.archive_dir / agency / f"{file_id}__{name}.enc"
+            try:
+                if encrypt_file(fd, archive, self.key) != sha:  # the archive holds exactly what was hashed
+                    raise RejectedFile(name, "file_changed", "the file was written to while it was being taken")
+                _check_unchanged(fd, name, opened)
+            except RejectedFile as err:
+                if resumed:  # the ledger row exists already; the archive copy is not the file it names
+                    self._ledger_update(file_id, status="quarantined", reason=str(err))
+                    self._quarantine(agency, path, file_id, err)
+                    return FileOutcome(logical, contract.extract, "quarantined", reason=str(err))
+                archive.unlink(missing_ok=True)
+                return refuse(err.rule, err.detail, contract.extract, sha, size, file_id)
+            if not resumed:
+                self._ledger_insert(file_id, received, agency, contract.extract, logical, size, sha, "received",
+                                    archive=str(archive.relative_to(self.settings.data_dir)))
+            if encrypted:
+                return self._take_encrypted(agency, path, fd, opened, logical, contract, file_id, received, sha)
+            return self._load(agency, path, contract, file_id, received, sha, source=fd, opened=opened)
+        finally:
+            os.close(fd)
 
     def _loaded_before(self, agency: str, sha: str) -> str | None:
         """The file id of an accepted (or since superseded) file with these bytes, if any.
@@ -341,8 +372,8 @@ class Intake:
         os.chmod(work, 0o700)
         return Path(tempfile.mkdtemp(prefix="drop-", dir=work))  # mkdtemp makes it 0700 too
 
-    def _take_encrypted(self, agency: str, path: Path, logical: str, contract: Contract,
-                        file_id: str, received: datetime, sha: str) -> FileOutcome:
+    def _take_encrypted(self, agency: str, path: Path, fd: int, opened: os.stat_result, logical: str,
+                        contract: Contract, file_id: str, received: datetime, sha: str) -> FileOutcome:
         """Decrypt an .lhx delivery into a private directory and load the plaintext from there.
 
         A file that fails authentication (or was encrypted to another key) is
@@ -355,9 +386,11 @@ class Intake:
                 if self._drop_key is None:
                     self._drop_key = dropcrypt.load_private_key(
                         dropcrypt.default_key_path(self.settings.key_file))
-                dropcrypt.decrypt_from_agency(path, plain, self._drop_key)
-            except dropcrypt.DropCryptError as e:
-                err = RejectedFile(path.name, "decryption", str(e))
+                with reopen(fd, "rb") as delivered:
+                    dropcrypt.decrypt_from_agency(delivered, plain, self._drop_key)
+                _check_unchanged(fd, path.name, opened)
+            except (dropcrypt.DropCryptError, RejectedFile) as e:
+                err = e if isinstance(e, RejectedFile) else RejectedFile(path.name, "decryption", str(e))
                 self._ledger_update(file_id, status="quarantined", reason=str(err))
                 self._quarantine(agency, path, file_id, err)
                 return FileOutcome(logical, contract.extract, "quarantined", reason=str(err))
@@ -373,8 +406,8 @@ class Intake:
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _load(self, agency: str, path: Path, contract: Contract, file_id: str,
-              received: datetime, sha: str, source: Path | None = None, display: str | None = None,
-              content_sha: str | None = None) -> FileOutcome:
+              received: datetime, sha: str, source: Path | int, display: str | None = None,
+              content_sha: str | None = None, opened: os.stat_result | None = None) -> FileOutcome:
         """Parse, pseudonymize, validate and load one file chunk by chunk, all or nothing.
 
         Memory is bounded by ``chunk_rows`` whatever the file size: inside ONE
@@ -391,10 +424,13 @@ class Intake:
         grows with the file, while one large INSERT writes full row groups to
         the database file as it goes (spilling past ``INTAKE_MEMORY_LIMIT``).
 
-        ``source`` is the file to read when it differs from the delivered
-        ``path`` (a decrypted .lhx delivery); ``display`` is the name used in
-        reasons; ``content_sha`` the hash of the decrypted content, stored in
-        ops.batches so a later plain re-send is recognised.
+        ``source`` is what to read: the descriptor of the delivered ``path``
+        opened once by ``take`` (never the name again), or the decrypted copy
+        of an .lhx delivery; ``display`` is the name used in reasons;
+        ``content_sha`` the hash of the decrypted content, stored in
+        ops.batches so a later plain re-send is recognised; ``opened`` the
+        fstat of the descriptor when it was hashed: a file written to since
+        is refused before anything commits.
         """
         from expectations.history import batch_stats, history_checks
         from expectations.validate import validate_batch
@@ -413,13 +449,15 @@ class Intake:
         def chunks():
             nonlocal stats
             try:
-                for numbers, values in read_chunks(source or path, contract, display_name=name,
+                for numbers, values in read_chunks(source, contract, display_name=name,
                                                    chunk_rows=self.chunk_rows):
                     table = _to_arrow(contract, numbers, self.pseudonymizer.columns(contract, values))
                     del values  # the only copy of this chunk's raw identifiers
                     tally.add(validate_batch(contract, table.to_pandas(), now=now), table.num_rows)
                     stats = batch_stats(table, into=stats)
                     yield from table.to_batches()
+                if opened is not None:  # the rows parsed are the bytes hashed and archived
+                    _check_unchanged(source, name, opened)
             except BaseException as e:
                 failure.append(e)
                 raise

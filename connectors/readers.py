@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import zipfile
 from datetime import date, datetime, time
@@ -42,6 +43,20 @@ XLSX_MAX_UNCOMPRESSED = 4 * 1024**3
 _SHOWABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ]{0,63}$")
 
 Record = tuple[int, list]  # (1-based data row number, cells in contract column order)
+Source = Path | int  # a file name, or a descriptor the caller opened once (see connectors.inbox)
+
+
+def reopen(source: Source, mode: str = "rb", **kwargs):
+    """A new file object over ``source``, positioned at its start.
+
+    Given a descriptor, the file the caller already opened (and checked) is read
+    again from the beginning, never whatever the name points to by now; the
+    descriptor stays open when the returned object is closed.
+    """
+    if isinstance(source, int):
+        os.lseek(source, 0, os.SEEK_SET)
+        return open(source, mode, closefd=False, **kwargs)
+    return open(source, mode, **kwargs)
 
 
 def header_difference(expected: list[str], got: list[str]) -> str:
@@ -171,13 +186,13 @@ def _lines(f, name: str) -> Iterator[str]:
         yield line
 
 
-def _csv_records(path: Path, contract: Contract, name: str) -> Iterator[Record]:
+def _csv_records(path: Source, contract: Contract, name: str) -> Iterator[Record]:
     fmt = contract.format
     expected = contract.column_names
     width = len(expected)
     row_no = 0
     try:
-        with open(path, newline="", encoding=fmt.encoding, errors="strict") as f:
+        with reopen(path, "r", newline="", encoding=fmt.encoding, errors="strict") as f:
             reader = csv.reader(_lines(f, name), delimiter=fmt.delimiter, quotechar=fmt.quotechar,
                                 strict=True)
             if fmt.header:
@@ -212,13 +227,13 @@ def _refuse_constant(token: str):
     raise ValueError(token)
 
 
-def _jsonl_records(path: Path, contract: Contract, name: str) -> Iterator[Record]:
+def _jsonl_records(path: Source, contract: Contract, name: str) -> Iterator[Record]:
     fmt = contract.format
     expected = contract.column_names
     wanted = set(expected)
     row_no, blanks = 0, 0
     try:
-        with open(path, encoding=fmt.encoding, errors="strict", newline="") as f:
+        with reopen(path, "r", encoding=fmt.encoding, errors="strict", newline="") as f:
             for line in _lines(f, name):
                 row_no += 1
                 if row_no == 1:
@@ -241,7 +256,7 @@ def _jsonl_records(path: Path, contract: Contract, name: str) -> Iterator[Record
         raise RejectedFile(name, "encoding", f"not valid {fmt.encoding}", row=row_no + 1) from None
 
 
-def _xlsx_records(path: Path, contract: Contract, name: str) -> Iterator[Record]:
+def _xlsx_records(path: Source, contract: Contract, name: str) -> Iterator[Record]:
     """Rows of the only sheet of a workbook; refuses several sheets and any formula cell.
 
     The workbook is opened with ``data_only=False`` so a formula shows up as a
@@ -251,18 +266,22 @@ def _xlsx_records(path: Path, contract: Contract, name: str) -> Iterator[Record]
     """
     from openpyxl import load_workbook  # imported here: only xlsx contracts need it
 
-    if not zipfile.is_zipfile(path):
-        raise RejectedFile(name, "xlsx_unreadable", "not an .xlsx workbook (not a zip archive)")
+    raw = reopen(path, "rb")
     try:
-        with zipfile.ZipFile(path) as z:
+        if not zipfile.is_zipfile(raw):
+            raise RejectedFile(name, "xlsx_unreadable", "not an .xlsx workbook (not a zip archive)")
+        with zipfile.ZipFile(raw) as z:
             unpacked = sum(i.file_size for i in z.infolist())
         if unpacked > XLSX_MAX_UNCOMPRESSED:
             raise RejectedFile(name, "xlsx_size", f"workbook unpacks to {unpacked:,} bytes, over "
                                f"the limit of {XLSX_MAX_UNCOMPRESSED:,}")
-        wb = load_workbook(path, read_only=True, data_only=False)
+        raw.seek(0)
+        wb = load_workbook(raw, read_only=True, data_only=False)
     except RejectedFile:
+        raw.close()
         raise
     except Exception:  # any failure to parse an untrusted workbook is a refusal, not a crash
+        raw.close()
         raise RejectedFile(name, "xlsx_unreadable", "not a readable .xlsx workbook") from None
     expected = contract.column_names
     width = len(expected)
@@ -311,20 +330,24 @@ def _xlsx_records(path: Path, contract: Contract, name: str) -> Iterator[Record]
                            row=row_no or None) from None
     finally:
         wb.close()
+        raw.close()
 
 
 _SOURCES = {"csv": _csv_records, "tsv": _csv_records, "jsonl": _jsonl_records, "xlsx": _xlsx_records}
 
 
-def read_chunks(path: Path, contract: Contract, display_name: str | None = None,
+def read_chunks(path: Source, contract: Contract, display_name: str | None = None,
                 chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[list[int], dict[str, list]]]:
     """Yield (row_numbers, {column: values}) chunks of a delivered file.
 
+    ``path`` may be an open descriptor (then ``display_name`` is required).
     ``display_name`` is the name used in errors (e.g. the delivered name of a
     file decrypted to a temporary path). Raises RejectedFile on the first
     broken rule; the caller must treat the whole file as rejected (nothing of
     it is loaded), so chunks already yielded must be discarded.
     """
+    if display_name is None and isinstance(path, int):
+        raise TypeError("read_chunks needs display_name when reading a descriptor")
     name = display_name or path.name
     fmt = contract.format
     source = _SOURCES.get(fmt.type)

@@ -97,6 +97,18 @@ def record_build_checks(con, now: datetime | None = None) -> tuple[str, list[dic
     validated = now or _now()
     batch_id = f"build-{validated:%Y%m%dT%H%M%S%f}"
     results = build_checks(con)
+    # A rebuild that changes nothing must leave the warehouse identical: the same verdicts as
+    # the latest recorded build are not stored again, so the stored series records changes.
+    latest = con.execute("SELECT max(batch_id) FROM ops.validation_results WHERE batch_id LIKE 'build-%'"
+                         ).fetchone()[0]
+    if latest:
+        stored = con.execute(
+            "SELECT contract, expectation, column_name, severity, success, observed "
+            "FROM ops.validation_results WHERE batch_id = ?", [latest]).fetchall()
+        fresh = [(r["contract"], r["expectation"], r["column"], r["severity"], r["success"], r["observed"])
+                 for r in results]
+        if sorted(map(repr, stored)) == sorted(map(repr, fresh)):
+            return latest, results
     if results:
         con.executemany(
             "INSERT INTO ops.validation_results (batch_id, contract, expectation, column_name, "

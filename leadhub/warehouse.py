@@ -129,8 +129,8 @@ WHERE s._batch_id = (SELECT b.batch_id FROM ops.batches b WHERE b.contract = '{c
 SELECT * EXCLUDE (_rank) FROM (
   SELECT s.*, row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS _rank
   FROM {t} s JOIN ops.batches b ON b.batch_id = s._batch_id
-  JOIN ops.file_ledger f ON f.file_id = b.file_id
-  WHERE f.status <> 'superseded') WHERE _rank = 1"""
+  LEFT JOIN ops.file_ledger f ON f.file_id = b.file_id
+  WHERE f.status IS DISTINCT FROM 'superseded') WHERE _rank = 1"""
 
 
 DATA_QUALITY_VIEW = """

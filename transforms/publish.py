@@ -28,6 +28,7 @@ from pathlib import Path
 
 import duckdb
 
+from connectors.archive import fsync_path
 from leadhub.settings import Settings
 from leadhub.warehouse import NAME_DOB_TOKEN, SCHEMA_VERSION, TOKEN_COLUMNS
 
@@ -75,14 +76,6 @@ def _quote(identifier: str) -> str:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path,
@@ -137,9 +130,9 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path,
         tmp.unlink(missing_ok=True)
         raise
     con.execute("DETACH snapshot")
-    _fsync(tmp)
+    fsync_path(tmp)
     os.replace(tmp, target)
-    _fsync(target.parent)
+    fsync_path(target.parent)
     return counts
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from connectors.archive import fsync_path
 from leadhub.errors import LeadHubError
 from leadhub.settings import Settings
 
@@ -137,19 +138,10 @@ def save_state(settings: Settings, source: str, state: dict) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 # --- delivery into an inbox ------------------------------------------------
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in this folder survive a power cut."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 def open_part(path: Path):
     """Create a part file readable by the hub only: it holds raw identifiers."""
@@ -160,7 +152,7 @@ def open_part(path: Path):
 def deliver(part: Path, final: Path) -> None:
     """Rename a complete, fsynced part file to its real name; the intake may take it from then on."""
     os.replace(part, final)
-    fsync_dir(final.parent)
+    fsync_path(final.parent)
 
 
 def name_part(value: str) -> str:
