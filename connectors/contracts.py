@@ -8,6 +8,7 @@ the data dictionary. Adding an agency or an extract means adding a file here.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -22,6 +23,8 @@ IDENTIFIER_ROLES = {"first_name", "middle_name", "last_name", "dob", "ssn",
 HISTORY_KINDS = {"incremental", "full"}
 # csv/tsv: delimited text; xlsx: one-sheet Excel workbook; jsonl: one JSON object per line.
 FORMAT_TYPES = {"csv", "tsv", "xlsx", "jsonl"}
+# Agency, extract and column names become folder names, table names and SQL column names.
+PLAIN_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 class ContractError(ValueError):
@@ -145,6 +148,9 @@ def _parse(path: Path) -> Contract:
 
 def _check(c: Contract, where: str) -> None:
     names = c.column_names
+    for name in (c.agency, c.extract, *names):
+        if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
+            raise ContractError(f"{where}: {name!r} is not a plain name (lower-case letters, digits, '_')")
     if len(set(names)) != len(names):
         raise ContractError(f"{where}: duplicate column names")
     for col in c.columns:

@@ -150,13 +150,6 @@ CROSS_CHUNK = ("expect_table_row_count_to_be_between", "expect_column_values_to_
 _UNEXPECTED = re.compile(r"^unexpected ([\d,]+) of ([\d,]+) rows?, ")
 
 
-def _count_observed(unexpected: int, rows: int) -> str:
-    """The wording of expectations.validate for counted results, so summed chunks read the same."""
-    share = 100 * unexpected / rows if rows else 0.0
-    percent = "<0.1%" if 0 < share < 0.1 else f"{share:.1f}%"
-    return f"unexpected {unexpected:,} of {rows:,} {'row' if rows == 1 else 'rows'}, {percent}"
-
-
 class _ChunkTally:
     """Per-chunk GX verdicts of one file, combined into one verdict per expectation.
 
@@ -198,12 +191,12 @@ class _ChunkTally:
 
     def outcome(self, con: duckdb.DuckDBPyConnection, batch_id: str):
         from expectations.suites import CRITICAL
-        from expectations.validate import ValidationOutcome
+        from expectations.validate import ValidationOutcome, counted
 
         results = self.results or []
         for i, r in enumerate(results):
             if self.counts[i] is not None:
-                r["observed"] = _count_observed(*self.counts[i])
+                r["observed"] = counted(*self.counts[i])
         if self.chunks > 1 and len(self.expectations) == len(results):
             for spec, r in zip(self.expectations, results):
                 if spec["type"] == r["expectation"] and r["expectation"] in CROSS_CHUNK:
@@ -213,6 +206,8 @@ class _ChunkTally:
 
     def _sql_check(self, con: duckdb.DuckDBPyConnection, batch_id: str, spec: dict) -> tuple[bool, str]:
         """Batch-level checks over the staging rows of this batch (inside the open transaction)."""
+        from expectations.validate import counted
+
         kwargs, table = spec["kwargs"], f"staging.{self.contract.name}"
         if spec["type"] == "expect_table_row_count_to_be_between":
             low, high = kwargs.get("min_value"), kwargs.get("max_value")
@@ -226,7 +221,7 @@ class _ChunkTally:
             f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {table} "
             f"WHERE _batch_id = ? AND ({present}) GROUP BY {quoted} HAVING count(*) > 1)",
             [batch_id]).fetchall()
-        return duplicated == 0, _count_observed(int(duplicated), self.rows)
+        return duplicated == 0, counted(int(duplicated), self.rows)
 
 
 class Intake:
@@ -271,6 +266,13 @@ class Intake:
             info.update(rule=err.rule, row=err.row, detail=err.detail)
         (qdir / f"{file_id}__{stored}.reason.json").write_text(json.dumps(info, indent=2) + "\n")
         log.warning("quarantined %s/%s: %s", agency, path.name, reason)
+
+    def _quarantine_recorded(self, agency: str, path: Path, file_id: str, logical: str, contract: Contract,
+                             err: RejectedFile, **ledger) -> FileOutcome:
+        """Quarantine a file whose ledger row exists already (status 'received')."""
+        self._ledger_update(file_id, status="quarantined", reason=str(err), **ledger)
+        self._quarantine(agency, path, file_id, err)
+        return FileOutcome(logical, contract.extract, "quarantined", reason=str(err))
 
     # --- one file ---------------------------------------------------------
     def take(self, agency: str, path: Path) -> FileOutcome:
@@ -331,20 +333,21 @@ class Intake:
             if resumed:
                 file_id, received = resumed
             archive = self.settings.archive_dir / agency / f"{file_id}__{name}.enc"
-            try:
-                if encrypt_file(fd, archive, self.key) != sha:  # the archive holds exactly what was hashed
-                    raise RejectedFile(name, "file_changed", "the file was written to while it was being taken")
-                _check_unchanged(fd, name, opened)
-            except RejectedFile as err:
-                if resumed:  # the ledger row exists already; the archive copy is not the file it names
-                    self._ledger_update(file_id, status="quarantined", reason=str(err))
-                    self._quarantine(agency, path, file_id, err)
-                    return FileOutcome(logical, contract.extract, "quarantined", reason=str(err))
+            if encrypt_file(fd, archive, self.key) != sha:
+                # Written to since it was hashed: this archive copy is not the file the ledger names.
                 archive.unlink(missing_ok=True)
-                return refuse(err.rule, err.detail, contract.extract, sha, size, file_id)
+                detail = "the file was written to while it was being taken"
+                if resumed:
+                    return self._quarantine_recorded(agency, path, file_id, logical, contract,
+                                                     RejectedFile(name, "file_changed", detail), archive_path=None)
+                return refuse("file_changed", detail, contract.extract, sha, size, file_id)
             if not resumed:
                 self._ledger_insert(file_id, received, agency, contract.extract, logical, size, sha, "received",
                                     archive=str(archive.relative_to(self.settings.data_dir)))
+            try:
+                _check_unchanged(fd, name, opened)  # the archive holds the hashed bytes; keep it either way
+            except RejectedFile as err:
+                return self._quarantine_recorded(agency, path, file_id, logical, contract, err)
             if encrypted:
                 return self._take_encrypted(agency, path, fd, opened, logical, contract, file_id, received, sha)
             return self._load(agency, path, contract, file_id, received, sha, source=fd, opened=opened)
@@ -391,9 +394,7 @@ class Intake:
                 _check_unchanged(fd, path.name, opened)
             except (dropcrypt.DropCryptError, RejectedFile) as e:
                 err = e if isinstance(e, RejectedFile) else RejectedFile(path.name, "decryption", str(e))
-                self._ledger_update(file_id, status="quarantined", reason=str(err))
-                self._quarantine(agency, path, file_id, err)
-                return FileOutcome(logical, contract.extract, "quarantined", reason=str(err))
+                return self._quarantine_recorded(agency, path, file_id, logical, contract, err)
             content_sha, _ = _sha256(plain)
             dup = self._loaded_before(agency, content_sha)
             if dup:
@@ -479,10 +480,7 @@ class Intake:
         except RejectedFile as err:
             self.con.execute("ROLLBACK")
             self.con.unregister("incoming_file")  # only possible once the failed transaction is gone
-            reason = str(err)
-            self._ledger_update(file_id, status="quarantined", reason=reason)
-            self._quarantine(agency, path, file_id, err)
-            return FileOutcome(name, contract.extract, "quarantined", reason=reason)
+            return self._quarantine_recorded(agency, path, file_id, name, contract, err)
         except BaseException:
             self.con.execute("ROLLBACK")
             self.con.unregister("incoming_file")
@@ -525,11 +523,11 @@ class Intake:
         """A full-history delivery replaces every earlier one; an incremental re-send of the
         same file name (same period) replaces that file. Earlier rows stay in staging."""
         same = "" if contract.history == "full" else "AND file_name = ?"
-        params = [contract.agency, contract.extract, file_id] + ([] if contract.history == "full" else [name])
+        params = [f"superseded by {file_id}", _now(), contract.agency, contract.extract, file_id]
         self.con.execute(
-            f"UPDATE ops.file_ledger SET status = 'superseded', reason = 'superseded by {file_id}', "
-            f"updated_at = now() WHERE agency = ? AND extract = ? AND status = 'accepted' "
-            f"AND file_id <> ? {same}", params)
+            "UPDATE ops.file_ledger SET status = 'superseded', reason = ?, updated_at = ? "
+            f"WHERE agency = ? AND extract = ? AND status = 'accepted' AND file_id <> ? {same}",
+            params + ([] if contract.history == "full" else [name]))
 
 
 def pending_files(inbox: Path) -> list[Path]:

@@ -172,7 +172,7 @@ def pull_sftp(settings: Settings, source: Source) -> PullResult:
         for attr in sorted(entries, key=lambda a: (a.st_mtime or 0, a.filename)):
             name = attr.filename
             seen = fetched.get(name)
-            if (not stat.S_ISREG(attr.st_mode or 0) or is_in_progress(name) or not SAFE_NAME.match(name)
+            if (not stat.S_ISREG(attr.st_mode or 0) or is_in_progress(name) or not SAFE_NAME.fullmatch(name)
                     or contract_for_file(src.agency, name) is None
                     or (seen and (seen["size"], seen["mtime"]) == (attr.st_size, attr.st_mtime))):
                 result.skipped += 1

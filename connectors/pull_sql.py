@@ -143,7 +143,7 @@ def file_name_for(contract: Contract, mark_from: str, mark_to: str, where: str =
         raise PullError(f"{where or contract.name}: file pattern {pattern} needs exactly one '*' "
                         "and no other wildcard to name pulled files")
     name = pattern.replace("*", f"{name_part(mark_from)}_{name_part(mark_to)}")
-    if not (SAFE_NAME.match(name) and contract.matches(name)):
+    if not (SAFE_NAME.fullmatch(name) and contract.matches(name)):
         raise PullError(f"{where or contract.name}: cannot make a safe file name from {pattern}")
     return name
 

@@ -90,13 +90,20 @@ def header_difference(expected: list[str], got: list[str]) -> str:
 
 # --- cell conversion ---------------------------------------------------------------------------
 
+def _int64(n: int) -> int:
+    """Integers are stored as BIGINT: a larger one is unreadable, refused like any bad cell."""
+    if not -2**63 <= n < 2**63:
+        raise ValueError
+    return n
+
+
 def _converter(col: Column) -> Callable[[str], object]:
     """Text cell -> typed value (None for a null marker); ValueError when unreadable."""
     nulls = set(col.null_markers)
     if col.type == "string":
         return lambda v: None if v.strip() in nulls else v
     if col.type == "integer":
-        return lambda v: None if v.strip() in nulls else int(v)
+        return lambda v: None if v.strip() in nulls else _int64(int(v))
     if col.type == "decimal":
         return lambda v: None if v.strip() in nulls else float(v)
     fmts = col.formats
@@ -142,9 +149,9 @@ def _typed_converter(col: Column) -> Callable[[object], object]:
             raise ValueError
         if col.type == "integer":
             if isinstance(v, int):
-                return v
+                return _int64(v)
             if isinstance(v, float) and v.is_integer():
-                return int(v)
+                return _int64(int(v))
             raise ValueError
         if col.type == "decimal":
             if isinstance(v, (int, float)):

@@ -20,6 +20,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from expectations.suites import WARNING
+from expectations.validate import counted
 
 REFERRAL_BEFORE_INTAKE = "expect_lead_referral_before_treatment_intake"
 JAIL_DAYS_CONSISTENT = "expect_jail_days_to_match_booking_and_release"
@@ -74,12 +75,10 @@ def build_checks(con) -> list[dict]:
         if not all(_table_exists(con, t) for t in _tables_of(sql) | {table}):
             continue
         unexpected, checked = con.execute(sql).fetchone()
-        share = 100 * unexpected / checked if checked else 0.0
-        share_text = "<0.1%" if 0 < share < 0.1 else f"{share:.1f}%"
         results.append({
             "contract": table, "expectation": name, "column": column, "severity": WARNING,
             "success": unexpected == 0, "description": description,
-            "observed": f"unexpected {unexpected:,} of {checked:,} rows, {share_text}",
+            "observed": counted(unexpected, checked),
         })
     return results
 

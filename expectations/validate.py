@@ -249,8 +249,7 @@ def _exception_type(info: dict | None) -> str | None:
 def _observed(config, result: dict) -> str:
     """Counts and percentages only, built from numeric fields of the GX result."""
     if isinstance(result.get("unexpected_count"), Real):
-        unexpected, rows = int(result["unexpected_count"]), int(result.get("element_count") or 0)
-        return f"unexpected {unexpected:,} of {_plural(rows, 'row')}, {_percent(unexpected, rows)}"
+        return counted(int(result["unexpected_count"]), int(result.get("element_count") or 0))
     value = result.get("observed_value")
     if config.type in COLUMN_LIST_CHECKS and isinstance(value, list):
         return _column_difference(list(config.kwargs["column_list"]), value)
@@ -259,9 +258,11 @@ def _observed(config, result: dict) -> str:
     return ""
 
 
-def _percent(part: int, whole: int) -> str:
-    share = 100 * part / whole if whole else 0.0
-    return "<0.1%" if 0 < share < 0.1 else f"{share:.1f}%"
+def counted(unexpected: int, rows: int) -> str:
+    """The one wording of a counted result, "unexpected n of m rows, p%" (ops.data_quality parses it)."""
+    share = 100 * unexpected / rows if rows else 0.0
+    percent = "<0.1%" if 0 < share < 0.1 else f"{share:.1f}%"
+    return f"unexpected {unexpected:,} of {_plural(rows, 'row')}, {percent}"
 
 
 def _column_difference(expected: list[str], found: list) -> str:

@@ -141,10 +141,16 @@ def cmd_decrypt(settings: Settings, args) -> int:
 
     key = MasterKey.load(settings.key_file)
     out = Path(args.output)
-    with open(out, "xb") as f:
+    try:
+        # The plaintext holds identifiers: readable by its owner only, and never written through a
+        # name that already exists (O_EXCL also refuses a symlink planted there).
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise LeadHubError(f"{out} already exists") from None
+    with os.fdopen(fd, "wb") as f:
         try:
             decrypt_to(Path(args.archive_file), f, key)
-        except LeadHubError:
+        except BaseException:  # a failed or interrupted decryption leaves no partial plaintext
             f.close()
             out.unlink()
             raise

@@ -164,15 +164,19 @@ def _restore(settings: Settings, key, entry: dict) -> dict:
     inbox = settings.inbox(agency)
     inbox.mkdir(parents=True, exist_ok=True, mode=0o700)
     target = inbox / name
-    if target.exists():
-        if target.is_file() and _sha256(target) == entry["sha256"]:
+    if os.path.lexists(target):
+        if not target.is_symlink() and target.is_file() and _sha256(target) == entry["sha256"]:
             return {**summary, "restored": "already in the inbox"}
         raise LeadHubError(f"{agency} inbox already holds a different {name}; it is a newer delivery and "
                            "is never overwritten — re-process after the intake has taken it")
     part = inbox / f".{name}.restore.part"  # hidden and '.part': the intake ignores it until the rename
+    # The inbox is the agency's upload folder: whatever sits under the part name (a leftover, or a
+    # symlink pointing elsewhere) is removed, never written through, and the plaintext is 0600.
+    if os.path.lexists(part):
+        part.unlink()
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        with open(part, "wb") as out:
-            os.fchmod(out.fileno(), 0o600)
+        with os.fdopen(fd, "wb") as out:
             decrypt_to(archive, out, key)
             out.flush()
             os.fsync(out.fileno())

@@ -50,7 +50,8 @@ TABLES = {
     ("core", "evaluation_settings"): "The evaluation cohort definitions from transforms/evaluation.yaml "
                                      "(one row).",
     ("core", "record_history"): "Row versions that later deliveries took out of use: records deleted "
-                                "by a later full-history delivery, and records replaced by a "
+                                "by a later full-history delivery or left out of a corrected "
+                                "re-send of an incremental file, and records replaced by a "
                                 "re-sent key in an incremental extract. The current layer shows "
                                 "only live rows; this keeps the rest visible.",
     ("ops", "file_ledger"): "One row per file that ever arrived in a drop folder, with what happened to it.",
@@ -120,8 +121,9 @@ COLUMNS = {
         "contract": "Extract (agency_extract) the record belongs to.",
         "record_key": "The record's primary key as text; NULL when that key is an agency person "
                       "id, whose token stays in the warehouse.",
-        "change": "deleted (left out of a later full-history delivery) or replaced (its key "
-                  "was sent again in an incremental extract).",
+        "change": "deleted (left out of a later full-history delivery, or of a corrected "
+                  "re-send of the same incremental file) or replaced (its key was sent again "
+                  "in an incremental extract).",
         "last_batch_id": "The batch that last held this version of the record.",
         "changed_by_batch_id": "The batch that deleted or replaced it.",
         "changed_at": "When that batch loaded.",

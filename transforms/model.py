@@ -98,7 +98,9 @@ def record_history_sql(contracts: dict[str, Contract]) -> str:
     A full-history extract deletes a record by leaving it out of a later
     delivery ('deleted', changed_by = the first later delivery without it); an
     incremental extract corrects a record by sending its key again
-    ('replaced', changed_by = the next delivery with that key). record_key is
+    ('replaced', changed_by = the next delivery with that key) or deletes it by
+    a corrected re-send of the same file that leaves it out ('deleted',
+    changed_by = that re-send). record_key is
     the primary key as text, or NULL when the key is an agency person id (its
     token must not leave staging).
     """
@@ -122,14 +124,29 @@ JOIN LATERAL (SELECT batch_id, loaded_at FROM {batches} nb
               WHERE nb.loaded_at > k.loaded_at ORDER BY nb.loaded_at LIMIT 1) nb ON true
 WHERE k.loaded_at = k.last_loaded""")
         else:
+            # A key sent again replaces its earlier version. A corrected re-send of a file (same
+            # name) supersedes the whole earlier file: its keys the correction left out, and never
+            # sent again, are deleted by it (the current view drops them too).
             parts.append(f"""
-SELECT '{c.name}' AS contract, record_key, 'replaced' AS change, batch_id AS last_batch_id,
-       changed_by_batch_id, changed_at
+SELECT '{c.name}' AS contract, v.record_key,
+       CASE WHEN v.changed_by_batch_id IS NULL THEN 'deleted' ELSE 'replaced' END AS change,
+       v.batch_id AS last_batch_id,
+       coalesce(v.changed_by_batch_id, sp.new_batch_id) AS changed_by_batch_id,
+       coalesce(v.changed_at, sp.new_loaded_at) AS changed_at
 FROM (SELECT {record_key} AS record_key, s._batch_id AS batch_id,
              lead(s._batch_id) OVER w AS changed_by_batch_id, lead(b.loaded_at) OVER w AS changed_at
       FROM staging.{c.name} s JOIN ops.batches b ON b.batch_id = s._batch_id
-      WINDOW w AS (PARTITION BY {key} ORDER BY b.loaded_at, s._row_number))
-WHERE changed_by_batch_id IS NOT NULL""")
+      WINDOW w AS (PARTITION BY {key} ORDER BY b.loaded_at, s._row_number)) v
+LEFT JOIN (SELECT b.batch_id AS old_batch_id, min_by(nb.batch_id, nb.loaded_at) AS new_batch_id,
+                  min(nb.loaded_at) AS new_loaded_at
+           FROM ops.batches b
+           JOIN ops.file_ledger f ON f.file_id = b.file_id AND f.status = 'superseded'
+           JOIN ops.file_ledger nf ON nf.agency = f.agency AND nf.file_name = f.file_name
+           JOIN ops.batches nb ON nb.file_id = nf.file_id AND nb.contract = b.contract
+                              AND nb.loaded_at > b.loaded_at
+           WHERE b.contract = '{c.name}'
+           GROUP BY b.batch_id) sp ON sp.old_batch_id = v.batch_id
+WHERE v.changed_by_batch_id IS NOT NULL OR sp.new_batch_id IS NOT NULL""")
     body = "\nUNION ALL".join(parts) if parts else (
         "SELECT NULL::VARCHAR AS contract, NULL::VARCHAR AS record_key, NULL::VARCHAR AS change, "
         "NULL::VARCHAR AS last_batch_id, NULL::VARCHAR AS changed_by_batch_id, "

@@ -848,10 +848,19 @@ def _write_csv(path: Path, table: Table) -> None:
 
 
 def _replace_dir(source: Path, target: Path) -> None:
-    """Put a finished folder in place, so readers never see a half-written report."""
+    """Put a finished folder in place, so readers never see a half-written report.
+
+    The previous folder is renamed aside (atomic) before it is deleted: a run
+    killed while deleting leaves a partial folder only under the hidden ``.old``
+    name, never under ``target``.
+    """
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
     if target.exists():
-        shutil.rmtree(target)
+        target.rename(old)
     source.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_report(settings: Settings, today: date | None = None) -> dict[str, str]:

@@ -28,3 +28,53 @@ def test_tampered_archive_fails_authentication(tmp_path, master_key):
     dst.write_bytes(bytes(data))
     with pytest.raises(LeadHubError, match="authentication"):
         decrypt_to(dst, io.BytesIO(), master_key)
+
+
+def test_encrypt_file_reads_an_open_descriptor_from_its_start_and_returns_the_archived_hash(tmp_path, master_key):
+    import hashlib
+
+    src = tmp_path / "f.csv"
+    src.write_bytes(b"a,b\n1,2\n")
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        os.read(fd, 3)  # wherever the descriptor stands, the whole file is archived
+        digest = encrypt_file(fd, tmp_path / "f.enc", master_key)
+    finally:
+        os.close(fd)
+    out = io.BytesIO()
+    decrypt_to(tmp_path / "f.enc", out, master_key)
+    assert out.getvalue() == b"a,b\n1,2\n" and digest == hashlib.sha256(b"a,b\n1,2\n").hexdigest()
+
+
+def test_steward_decrypt_writes_the_plaintext_for_its_owner_only(settings, master_key, tmp_path):
+    from leadhub import cli
+
+    src = tmp_path / "jail_bookings_20240101.csv"
+    src.write_bytes(b"booking_id,last_name\nB1,ZEBEDIAH\n")
+    archived = tmp_path / "x.enc"
+    encrypt_file(src, archived, master_key)
+    out = tmp_path / "restored.csv"
+    old_umask = os.umask(0o022)
+    try:
+        assert cli.main(["decrypt", str(archived), str(out)]) == 0
+    finally:
+        os.umask(old_umask)
+    assert out.read_bytes() == src.read_bytes()
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert cli.main(["decrypt", str(archived), str(out)]) == 2  # never overwrites: a one-line error
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_steward_decrypt_of_a_tampered_archive_leaves_no_plaintext(settings, master_key, tmp_path):
+    from leadhub import cli
+
+    src = tmp_path / "f.csv"
+    src.write_bytes(b"a,b\n1,2\n")
+    archived = tmp_path / "f.enc"
+    encrypt_file(src, archived, master_key)
+    data = bytearray(archived.read_bytes())
+    data[30] ^= 1
+    archived.write_bytes(bytes(data))
+    out = tmp_path / "restored.csv"
+    assert cli.main(["decrypt", str(archived), str(out)]) == 2
+    assert not out.exists()

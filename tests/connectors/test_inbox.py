@@ -399,3 +399,39 @@ def test_plaintext_left_by_a_killed_run_is_swept(settings, master_key):
     (leftover / "treatment_clients_20240101.csv").write_text(CLIENTS_HEADER + CLIENT_ROWS)
     ingest_agency(settings, "treatment", master_key)
     assert not leftover.exists()
+
+
+def test_an_integer_too_large_is_quarantined_and_the_next_file_still_loads(settings, master_key):
+    """A cell the warehouse cannot hold must be refused, not crash the run and block the inbox."""
+    header = ("booking_id,charge_seq,inmate_id,last_name,first_name,dob,ssn,address,sex,race,"
+              "booking_ts,release_ts,arrest_id,offense_code,severity")
+    row = "B1,{seq},J1,Quill,Ada,02/03/1980,,,F,WHITE,01/02/2024 10:00,,,DRG01,felony\n"
+    assert load_contracts()["jail_bookings"].column_names == header.split(",")
+    bad = drop(settings, "jail_bookings_20240101.csv", header + "\n" + row.format(seq=2**63), agency="jail")
+    os.utime(bad, (0, 0))  # taken first
+    drop(settings, "jail_bookings_20240102.csv", header + "\n" + row.format(seq=1), agency="jail")
+    outcomes = ingest_agency(settings, "jail", master_key)
+    assert [(o["file"], o["status"]) for o in outcomes] == [
+        ("jail_bookings_20240101.csv", "quarantined"), ("jail_bookings_20240102.csv", "accepted")]
+    assert "rule 'integer'" in outcomes[0]["reason"] and str(2**63) not in outcomes[0]["reason"]
+    assert query(settings, "SELECT charge_seq FROM staging.jail_bookings") == [(1,)]
+
+
+def test_ledger_times_are_utc_even_for_superseded_rows(settings, master_key, monkeypatch):
+    import time
+    from datetime import timedelta
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")  # a hub that is not run in UTC
+    time.tzset()
+    try:
+        drop(settings, "treatment_clients_20240101.csv", CLIENTS_HEADER + CLIENT_ROWS)
+        ingest_agency(settings, "treatment", master_key)
+        drop(settings, "treatment_clients_20240102.csv", CLIENTS_HEADER + CLIENT_ROWS.replace("revoked", "active"))
+        ingest_agency(settings, "treatment", master_key)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    rows = query(settings, "SELECT status, received_at, updated_at FROM ops.file_ledger ORDER BY received_at")
+    assert [r[0] for r in rows] == ["superseded", "accepted"]
+    for _, received, updated in rows:
+        assert received <= updated < received + timedelta(hours=1)

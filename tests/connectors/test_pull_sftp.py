@@ -183,3 +183,14 @@ def test_a_fetch_repeated_after_a_crash_before_the_state_update_is_a_ledger_dupl
     [outcome] = ingest_agency(settings, "treatment", master_key)
     assert outcome["status"] == "duplicate"
     assert pull(settings).files == []
+
+
+def test_a_remote_name_that_is_not_entirely_safe_is_never_fetched(settings, declare, remote, caplog):
+    caplog.set_level(logging.DEBUG)
+    put(remote, "treatment_contacts_20240112 copy.csv", CONTACTS)   # matches the contract pattern
+    put(remote, "treatment_contacts_2024\nforged log line.csv", CONTACTS)
+    declare()
+    result = pull(settings)
+    assert (result.files, result.skipped) == ([], 2)
+    assert list(settings.inbox("treatment").iterdir()) == []
+    assert "forged log line" not in caplog.text

@@ -205,3 +205,29 @@ def test_latin1_contract_reads_latin1(tmp_path):
     [(_, cols)] = list(read_chunks(_write(tmp_path, text, encoding="latin-1"),
                                    variant(CONTACTS, type="csv", encoding="latin-1")))
     assert cols["client_id"] == ["C\xe9"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_integer_too_large_for_the_warehouse_is_a_refused_cell(tmp_path, fmt):
+    """charge_seq is a BIGINT column: 2**63 would otherwise crash the load instead of being refused."""
+    bookings = load_contracts()["jail_bookings"]
+    cells = {c: "" for c in bookings.column_names}
+    cells.update(booking_id="B1", charge_seq=str(2**63), inmate_id="J1", last_name="Quill", first_name="Ada",
+                 dob="02/03/1980", booking_ts="01/02/2024 10:00", offense_code="DRG01", severity="felony")
+    if fmt == "csv":
+        text = ",".join(bookings.column_names) + "\n" + ",".join(cells.values()) + "\n"
+    else:
+        import json
+        text = json.dumps({**cells, "charge_seq": 2**63}) + "\n"
+        bookings = variant(bookings, type="jsonl")
+    path = _write(tmp_path, text, name=f"jail_bookings_20240101.{fmt}")
+    with pytest.raises(RejectedFile) as refused:
+        list(read_chunks(path, bookings))
+    assert (refused.value.rule, refused.value.row) == ("integer", 1)
+    assert str(2**63) not in str(refused.value)
+    cells["charge_seq"] = str(2**63 - 1)
+    if fmt == "csv":
+        ok = _write(tmp_path, ",".join(bookings.column_names) + "\n" + ",".join(cells.values()) + "\n",
+                    name="jail_bookings_20240102.csv")
+        [(_, cols)] = list(read_chunks(ok, bookings))
+        assert cols["charge_seq"] == [2**63 - 1]

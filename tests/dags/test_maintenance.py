@@ -210,3 +210,20 @@ def test_a_pull_backfill_moves_the_mark_back_and_never_forward(settings, tmp_pat
     with pytest.raises(PullError, match="only moves it back"):
         maintenance.reset_pull_source(settings, "jms", "2024-04-01")
     assert load_state(settings, "jms")["mark"] == "2024-02-29T23:59:59.999999"
+
+
+def test_reprocessing_never_writes_through_a_link_planted_in_the_inbox(settings, history):
+    file_id, _, _ = history["treatment_clients_20240301.csv"]
+    victim = settings.data_dir / "victim.txt"
+    victim.write_text("keep me")
+    inbox = settings.inbox("treatment")
+    (inbox / ".treatment_clients_20240301.csv.restore.part").symlink_to(victim)
+    maintenance.restore_ledger_entry(settings, maintenance_key(settings), file_id)
+    assert victim.read_text() == "keep me"
+    restored = inbox / "treatment_clients_20240301.csv"
+    assert restored.read_text() == BAD and (restored.stat().st_mode & 0o777) == 0o600
+    (inbox / "treatment_clients_20240301.csv").unlink()
+    (inbox / "treatment_clients_20240301.csv").symlink_to(victim)
+    with pytest.raises(LeadHubError, match="never overwritten"):
+        maintenance.restore_ledger_entry(settings, maintenance_key(settings), file_id)
+    assert victim.read_text() == "keep me"

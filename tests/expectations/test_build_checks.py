@@ -55,3 +55,13 @@ def test_build_checks_count_the_inconsistent_rows(settings):
 def test_checks_of_tables_not_built_yet_are_skipped(settings):
     with connect(settings.warehouse_path) as con:
         assert build_checks(con) == []
+
+
+def test_build_checks_word_counts_as_every_other_check(settings):
+    """One wording for counted results everywhere ("1 row", not "1 rows"), parsed by ops.data_quality."""
+    with connect(settings.warehouse_path) as con:
+        con.execute("CREATE TABLE core.booking (booking_id VARCHAR, person_key VARCHAR, booking_ts TIMESTAMP, "
+                    "release_ts TIMESTAMP, jail_days BIGINT)")
+        con.execute("INSERT INTO core.booking VALUES ('B1', 'k1', '2024-01-01 10:00', NULL, 0)")
+        [result] = build_checks(con)
+    assert result["observed"] == "unexpected 1 of 1 row, 100.0%"

@@ -206,3 +206,39 @@ def test_sql_files_run_in_numeric_order():
     names = [p.name for p in sql_files()]
     assert names == sorted(names, key=lambda n: int(n.split("_")[0]))
     assert names[0].startswith("10_") and any("marts" in n for n in names)
+
+
+def test_rows_a_corrected_incremental_resend_leaves_out_are_kept_as_deleted(settings, master_key):
+    """The current view drops them; core.record_history must say so, as it does for full history."""
+    import os
+
+    from connectors.contracts import load_contracts
+    from connectors.inbox import ingest_agency
+    from transforms.model import record_history_sql
+
+    header = "contact_id,client_id,contact_date,service_type\n"
+    inbox = settings.inbox("treatment")
+    inbox.mkdir(parents=True, exist_ok=True)
+
+    def deliver(name, rows):
+        (inbox / name).write_text(header + rows)
+        os.utime(inbox / name, (1, 1))
+        [outcome] = ingest_agency(settings, "treatment", master_key)
+        assert outcome["status"] == "accepted"
+        return outcome["batch_id"]
+
+    first = deliver("treatment_contacts_20240101.csv",
+                    "S1,C1,2024-01-01,housing\nS2,C1,2024-01-01,housing\nS3,C2,2024-01-01,housing\n")
+    other = deliver("treatment_contacts_20240102.csv", "S4,C1,2024-01-02,housing\n")
+    corrected = deliver("treatment_contacts_20240101.csv",   # S2 was sent in error; S3 corrected
+                        "S1,C1,2024-01-01,housing\nS3,C2,2024-01-01,case_management\n")
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        assert sorted(con.execute("SELECT contact_id FROM current.treatment_contacts").fetchall()) == [
+            ("S1",), ("S3",), ("S4",)]
+        con.execute(record_history_sql(load_contracts()))
+        history = con.execute("""SELECT record_key, change, last_batch_id, changed_by_batch_id
+            FROM core.record_history WHERE contract = 'treatment_contacts' ORDER BY 1""").fetchall()
+    assert history == [("S1", "replaced", first, corrected),
+                       ("S2", "deleted", first, corrected),
+                       ("S3", "replaced", first, corrected)]
+    assert other not in {h[2] for h in history}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -544,3 +545,25 @@ def test_referral_figures_match_the_synthetic_answer_file(demo_report, demo_file
     assert _check_published(published, quarterly, "quarterly referrals") >= 8
     period = next(r for r in tables["referrals_by_precinct"] if r["Precinct"] == "Total")
     assert period["Total"] == str(truth["total"])
+
+
+def test_a_run_killed_while_replacing_the_report_leaves_no_half_report(built, monkeypatch):
+    write_report(built, today=REPORT_DAY)
+    folder = built.reports_dir / "lead_report_2024-02-01"
+    latest = built.reports_dir / "latest"
+    files = sorted(f.name for f in folder.iterdir())
+    real_rmtree = shutil.rmtree
+
+    def killed_after_one_file(path, *args, **kwargs):
+        first = sorted(Path(path).iterdir())[0]
+        first.unlink()
+        raise KeyboardInterrupt  # the process dies half-way through deleting the old folder
+
+    monkeypatch.setattr(shutil, "rmtree", killed_after_one_file)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(built, today=REPORT_DAY)
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    for shown in (folder, latest):
+        assert sorted(f.name for f in shown.iterdir()) == files, shown
+    write_report(built, today=REPORT_DAY)  # the next run cleans up after the killed one
+    assert sorted(p.name for p in built.reports_dir.iterdir()) == ["latest", "lead_report_2024-02-01"]
