@@ -66,10 +66,7 @@ class SftpSource:
 
     @classmethod
     def from_source(cls, source: Source) -> "SftpSource":
-        o, where = source.options, f"source {source.path or source.name}"
-        unknown = sorted(set(o) - _FIELDS)
-        if unknown:
-            raise PullError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        o, where = source.checked_options(_FIELDS)
         for required in ("host", "user", "private_key_env", "known_hosts", "remote_dir"):
             if not o.get(required):
                 raise PullError(f"{where}: {required} is required")

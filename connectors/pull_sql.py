@@ -88,10 +88,7 @@ class SqlSource:
 
     @classmethod
     def from_source(cls, source: Source) -> "SqlSource":
-        o, where = source.options, f"source {source.path or source.name}"
-        unknown = sorted(set(o) - _FIELDS)
-        if unknown:
-            raise PullError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        o, where = source.checked_options(_FIELDS)
         contract = load_contracts().get(f"{source.agency}_{o.get('extract')}")
         if contract is None:
             raise PullError(f"{where}: no contract {source.agency}/{o.get('extract')}")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 from pathlib import Path
 
 from leadhub.errors import LeadHubError
-from leadhub.settings import Settings
+from leadhub.settings import ENV_KEY_FILE, Settings
 
 
 def _print_outcomes(outcomes: list[dict]) -> None:
@@ -331,6 +332,9 @@ def cmd_demo(settings: Settings, args) -> int:
 
     settings.ensure_dirs()
     os.environ["LEADHUB_DEMO"] = "1"  # the demo may use the demo key it makes; nothing else may
+    if ENV_KEY_FILE not in os.environ:
+        # Beside, never in place of, the installation's real key: a later 'leadhub keygen' still works.
+        settings = dataclasses.replace(settings, key_file=settings.key_file.with_name("demo.key"))
     load_or_create(settings.key_file)
     print(f"key file: {settings.key_file}")
     generate(settings.inbox_dir, settings.answers_dir, people=args.people, seed=args.seed, progress=True)
@@ -341,7 +345,10 @@ def cmd_demo(settings: Settings, args) -> int:
         print(f"  {dag_id}: {state}")
     report = settings.reports_dir / "latest" / "lead_report.html"
     print(f"\nreport:    {report}")
-    print(f"warehouse: {settings.warehouse_path}  (query it: .venv/bin/duckdb -readonly {settings.warehouse_path})")
+    print(f"warehouse: {settings.warehouse_path}")
+    print(f"analysts:  .venv/bin/duckdb -readonly {settings.data_dir / 'published' / 'lead.duckdb'}")
+    print(f"more commands on this demo data: LEADHUB_DEMO=1 LEADHUB_KEY_FILE={settings.key_file} "
+          ".venv/bin/leadhub status")
     return 0
 
 

@@ -59,6 +59,8 @@ TABLES = {
     ("ops", "validation_results"): "Great Expectations results per batch: one row per expectation checked.",
     ("ops", "schema_version"): "Warehouse schema migrations applied by the hub, one row per version.",
     ("ops", "snapshot_info"): "When this snapshot was published and which data it holds (one row).",
+    ("ops", "data_quality"): "Every validation check of every delivery and build, with its file, for "
+                             "data-quality trends (counts only, never values).",
 }
 
 # Columns the models compute (or that mean something specific in one table).
@@ -238,6 +240,25 @@ COLUMNS = {
         "version": "Migration number.",
         "applied_at": "When the hub applied it.",
         "description": "What the migration did.",
+    },
+    ("ops", "data_quality"): {
+        "validated_at": "When the check ran (UTC).",
+        "validated_on": "Day the check ran.",
+        "agency": "Agency of the delivery ('warehouse' for checks run after a build).",
+        "contract": "Extract checked, or the core table for build checks.",
+        "batch_id": "Batch checked ('build-<time>' for build checks; the file id for a refused header).",
+        "file_id": "The file in ops.file_ledger, when the check concerns a delivery.",
+        "file_name": "Name of that file.",
+        "file_status": "What became of the file: accepted, quarantined, superseded, ...",
+        "kind": "batch (the extract's suite), history (against earlier deliveries), build "
+                "(cross-extract checks on core tables) or schema (header refused as schema drift).",
+        "expectation": "Check performed (Great Expectations type or the hub's own name).",
+        "column_name": "Column checked, if any.",
+        "severity": "critical (quarantines the file) or warning.",
+        "success": "Whether the check held.",
+        "observed": "Counts and percentages observed; never values.",
+        "unexpected_count": "Rows that broke the check, when it counts rows.",
+        "checked_count": "Rows checked, when the check counts rows.",
     },
     ("ops", "snapshot_info"): {
         "published_at": "When this snapshot was published (UTC).",

@@ -57,10 +57,10 @@ def published_columns(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], l
     rows = con.execute("""SELECT schema_name, table_name, column_name FROM duckdb_columns()
         WHERE database_name = current_database() AND schema_name IN ('core', 'marts', 'ops')
         ORDER BY schema_name, table_name, column_index""").fetchall()
-    # Views (e.g. ops.data_quality) read staging or the ledger at query time; the snapshot
-    # holds tables only, so a view there would point at nothing.
+    # The snapshot holds tables only, so a view there would point at nothing. Views over the
+    # ops tables alone (ops.data_quality) are published as tables: analysts query their trends.
     views = set(con.execute("""SELECT schema_name, view_name FROM duckdb_views()
-        WHERE database_name = current_database()""").fetchall())
+        WHERE database_name = current_database() AND schema_name <> 'ops'""").fetchall())
     tables: dict[tuple[str, str], list[str]] = {}
     for schema, table, column in rows:
         if (schema, table) in EXCLUDED_TABLES or (schema, table) in views:

@@ -49,6 +49,14 @@ class Source:
     options: dict = field(compare=False)
     path: Path | None = field(default=None, compare=False)
 
+    def checked_options(self, known: set[str]) -> tuple[dict, str]:
+        """(options, where-to-report) for a connector, refusing fields it does not know."""
+        where = f"source {self.path or self.name}"
+        unknown = sorted(set(self.options) - known)
+        if unknown:
+            raise PullError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        return self.options, where
+
 
 @dataclass
 class PullResult:

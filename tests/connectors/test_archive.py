@@ -18,7 +18,7 @@ def test_archive_round_trips_byte_for_byte_and_hides_plaintext(tmp_path, master_
     assert out.getvalue() == src.read_bytes()
 
 
-def test_tampered_archive_fails_authentication(tmp_path, master_key):
+def _tampered_archive(tmp_path, master_key):
     src = tmp_path / "f.csv"
     src.write_bytes(b"a,b\n1,2\n")
     dst = tmp_path / "f.enc"
@@ -26,6 +26,11 @@ def test_tampered_archive_fails_authentication(tmp_path, master_key):
     data = bytearray(dst.read_bytes())
     data[30] ^= 1
     dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_tampered_archive_fails_authentication(tmp_path, master_key):
+    dst = _tampered_archive(tmp_path, master_key)
     with pytest.raises(LeadHubError, match="authentication"):
         decrypt_to(dst, io.BytesIO(), master_key)
 
@@ -68,13 +73,7 @@ def test_steward_decrypt_writes_the_plaintext_for_its_owner_only(settings, maste
 def test_steward_decrypt_of_a_tampered_archive_leaves_no_plaintext(settings, master_key, tmp_path):
     from leadhub import cli
 
-    src = tmp_path / "f.csv"
-    src.write_bytes(b"a,b\n1,2\n")
-    archived = tmp_path / "f.enc"
-    encrypt_file(src, archived, master_key)
-    data = bytearray(archived.read_bytes())
-    data[30] ^= 1
-    archived.write_bytes(bytes(data))
+    archived = _tampered_archive(tmp_path, master_key)
     out = tmp_path / "restored.csv"
     assert cli.main(["decrypt", str(archived), str(out)]) == 2
     assert not out.exists()

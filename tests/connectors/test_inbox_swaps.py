@@ -29,6 +29,17 @@ def _drop(settings, text=ORIGINAL):
     return path
 
 
+def _append_a_row(path):
+    with open(path, "a") as f:
+        f.write("S2,C1,2024-01-02,housing\n")
+
+
+def _assert_refused_as_changed(outcome, settings):
+    assert outcome["status"] == "quarantined" and "rule 'file_changed'" in outcome["reason"]
+    assert _query(settings, "SELECT count(*) FROM staging.treatment_contacts") == [(0,)]
+    assert _query(settings, "SELECT status FROM ops.file_ledger") == [("quarantined",)]
+
+
 def _query(settings, sql):
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         return con.execute(sql).fetchall()
@@ -68,15 +79,12 @@ def test_a_file_written_to_after_hashing_is_quarantined(settings, master_key, mo
 
     def hash_then_append(source, *args):
         result = real_sha256(source, *args)
-        with open(path, "a") as f:
-            f.write("S2,C1,2024-01-02,housing\n")
+        _append_a_row(path)
         return result
 
     monkeypatch.setattr(inbox, "_sha256", hash_then_append)
     [outcome] = ingest_agency(settings, "treatment", master_key)
-    assert outcome["status"] == "quarantined" and "rule 'file_changed'" in outcome["reason"]
-    assert _query(settings, "SELECT count(*) FROM staging.treatment_contacts") == [(0,)]
-    assert _query(settings, "SELECT status FROM ops.file_ledger") == [("quarantined",)]
+    _assert_refused_as_changed(outcome, settings)
     assert list((settings.archive_dir / "treatment").glob("*.enc")) == []  # no archive that disagrees with the hash
     [kept] = [p for p in (settings.quarantine_dir / "treatment").iterdir() if not p.name.endswith(".json")]
     assert kept.read_text().count("\n") == 3  # nothing lost: the file as it now is waits in quarantine
@@ -88,12 +96,9 @@ def test_a_file_written_to_while_it_is_parsed_is_quarantined(settings, master_ke
 
     def read_then_append(*args, **kwargs):
         for chunk in real_read_chunks(*args, **kwargs):
-            with open(path, "a") as f:
-                f.write("S2,C1,2024-01-02,housing\n")
+            _append_a_row(path)
             yield chunk
 
     monkeypatch.setattr(inbox, "read_chunks", read_then_append)
     [outcome] = ingest_agency(settings, "treatment", master_key)
-    assert outcome["status"] == "quarantined" and "rule 'file_changed'" in outcome["reason"]
-    assert _query(settings, "SELECT count(*) FROM staging.treatment_contacts") == [(0,)]
-    assert _query(settings, "SELECT status FROM ops.file_ledger") == [("quarantined",)]
+    _assert_refused_as_changed(outcome, settings)
