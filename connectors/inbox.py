@@ -14,6 +14,7 @@ A crash between steps leaves the file in the inbox; the next run resumes.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -31,7 +32,7 @@ import duckdb
 import pyarrow as pa
 
 from connectors import dropcrypt
-from connectors.archive import encrypt_file
+from connectors.archive import encrypt_file, fsync_path
 from connectors.contracts import Contract, contract_for_file
 from connectors.readers import CHUNK_ROWS, read_chunks, reopen
 from leadhub.errors import RejectedFile
@@ -101,7 +102,7 @@ def _check_unchanged(fd: int, name: str, before: os.stat_result) -> None:
         raise RejectedFile(name, "file_changed", "the file was written to while it was being taken")
 
 
-def _sha256(source: Path | int) -> tuple[str, int]:
+def file_sha256(source: Path | int) -> tuple[str, int]:
     """SHA-256 and size of a file (a path, or a descriptor read from its start)."""
     h, size = hashlib.sha256(), 0
     with reopen(source, "rb") as f:
@@ -260,7 +261,7 @@ class Intake:
         # would not fit in a directory entry (255 bytes): then it gets a plain one.
         stored = path.name if len(os.fsencode(path.name)) <= 200 else "overlong-name"
         target = qdir / f"{file_id}__{stored}"
-        os.replace(path, target)  # moves a symlink itself, never what it points to
+        _move_aside(path, target)
         info = {"file": path.name, "file_id": file_id, "reason": reason, "quarantined_at": _now().isoformat()}
         if isinstance(err, RejectedFile):
             info.update(rule=err.rule, row=err.row, detail=err.detail)
@@ -312,7 +313,7 @@ class Intake:
         except RejectedFile as err:
             return refuse(err.rule, err.detail)
         try:
-            sha, size = _sha256(fd)
+            sha, size = file_sha256(fd)
             file_id = f"{received:%Y%m%dT%H%M%S%f}-{sha[:12]}"
             if contract is None:
                 return refuse("unknown_file_name", f"no {agency} contract matches this file name",
@@ -395,7 +396,7 @@ class Intake:
             except (dropcrypt.DropCryptError, RejectedFile) as e:
                 err = e if isinstance(e, RejectedFile) else RejectedFile(path.name, "decryption", str(e))
                 return self._quarantine_recorded(agency, path, file_id, logical, contract, err)
-            content_sha, _ = _sha256(plain)
+            content_sha, _ = file_sha256(plain)
             dup = self._loaded_before(agency, content_sha)
             if dup:
                 self._ledger_update(file_id, status="duplicate", reason=f"identical to {dup}")
@@ -530,12 +531,46 @@ class Intake:
             params + ([] if contract.history == "full" else [name]))
 
 
+def _move_aside(src: Path, dst: Path) -> None:
+    """Rename, never following a link; across filesystems (an SFTP upload volume mounted apart
+    from the data volume) copy durably first, then remove the original."""
+    try:
+        os.replace(src, dst)
+        return
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+    st = src.lstat()
+    tmp = dst.with_name(dst.name + ".tmp")
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src), tmp)
+    elif stat.S_ISREG(st.st_mode):
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fin, open(tmp, "xb") as fout:
+            os.fchmod(fout.fileno(), 0o600)
+            shutil.copyfileobj(fin, fout, 1024 * 1024)
+            fout.flush()
+            os.fsync(fout.fileno())
+    else:
+        raise OSError(errno.EXDEV, f"cannot move a non-regular file across filesystems: {src.name}")
+    os.replace(tmp, dst)
+    fsync_path(dst.parent)
+    src.unlink()
+
+
+def _mtime_or_now(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except FileNotFoundError:
+        return time.time()
+
+
 def pending_files(inbox: Path) -> list[Path]:
     """Complete files waiting in an inbox, oldest first."""
     if not inbox.is_dir():
         return []
     entries = [Path(e.path) for e in os.scandir(inbox) if not is_in_progress(e.name)]
-    return sorted(entries, key=lambda p: (p.lstat().st_mtime, p.name))
+    return sorted(entries, key=lambda p: (_mtime_or_now(p), p.name))
 
 
 def _sweep_work_dir(settings: Settings) -> None:
@@ -561,10 +596,15 @@ def ingest_agency(settings: Settings, agency: str, key: MasterKey) -> list[dict]
         _sweep_work_dir(settings)
         intake = Intake(settings, key, con)
         for path in pending_files(settings.inbox(agency)):
-            if not path.is_symlink() and path.is_file() and not is_stable(path):
-                outcomes.append(FileOutcome(path.name, None, "waiting", reason="file is still growing"))
-                continue
-            outcome = intake.take(agency, path)
+            try:
+                if not path.is_symlink() and path.is_file() and not is_stable(path):
+                    outcomes.append(FileOutcome(path.name, None, "waiting", reason="file is still growing"))
+                    continue
+                outcome = intake.take(agency, path)
+            except FileNotFoundError:
+                if os.path.lexists(path):
+                    raise
+                continue  # removed by its sender before it was taken: nothing arrived, nothing to record
             log.info("%s/%s: %s", agency, outcome.file, outcome.status)
             outcomes.append(outcome)
     return [o.as_dict() for o in outcomes]

@@ -16,7 +16,6 @@ the next pull delivers the rows or files again through the same intake.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -141,11 +140,9 @@ def _ledger_entry(con, file_id: str) -> dict | None:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
+    from connectors.inbox import file_sha256
+
+    return file_sha256(path)[0]
 
 
 def _restore(settings: Settings, key, entry: dict) -> dict:

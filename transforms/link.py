@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from connectors.contracts import Contract, load_contracts
+from connectors.exports import write_frame
 from leadhub.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS, staging_columns
 from transforms.encodings import field_width, from_text, load_settings
 
@@ -496,7 +497,7 @@ def link_files(left_csv, right_csv, mapping: dict, out_csv, similarity_key: byte
         "right_id": (right_ids if right is not None else left_ids)[pairs["right"].to_numpy()],
         "score": pairs["weight"].round(3).to_numpy(),
     }).sort_values(["score", "left_id", "right_id"], ascending=[False, True, True])
-    result.to_csv(out_csv, index=False)
+    write_frame(out_csv, result)  # record ids come from the caller's files: escape formula cells
     return {"left_records": left.n, "right_records": right.n if right is not None else 0,
             "pairs": len(result)}
 

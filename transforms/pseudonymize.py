@@ -8,13 +8,26 @@ Tokens are domain-separated so an SSN token can never equal a phone token.
 Beside the exact tokens, each record gets keyed similarity encodings of its
 names, date of birth and SSN (``*_enc`` columns, see transforms/encodings.py)
 so linkage can tolerate typing errors without ever seeing clear text.
+
+Speed: intake calls ``columns`` on every chunk, and identifiers repeat a lot
+(one row per charge of the same booking, the same person across bookings), so
+each identifier column goes through a bounded memo (``functools.lru_cache``,
+``CACHE_SIZE`` distinct raw values per column) from its raw value straight to
+its output: token, or base64 encoding. The memos are built per instance over
+closures that hold only this instance's subkeys, so no cache is ever shared
+between keys (key rotation makes a new Pseudonymizer), and they hold no
+reference back to the instance. HMACs use ``hmac.digest`` (one C call; the same
+bytes as ``hmac.new(...).hexdigest()``). Every output is byte-identical to the
+plain per-row computation; tests/transforms/test_pseudonymize_stable.py pins it.
 """
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import hmac
 from datetime import date, datetime
+from functools import lru_cache
+from typing import Callable
 
 from connectors.contracts import Contract
 from leadhub.keys import MasterKey
@@ -22,27 +35,106 @@ from leadhub.warehouse import ENCODING_COLUMNS, NAME_DOB_TOKEN, TOKEN_COLUMNS
 from transforms import normalize
 from transforms.encodings import Encoder, canonical, load_settings, to_text
 
+# Distinct raw values remembered per identifier column and instance. Bounded so a file
+# of millions of different people cannot grow memory (each entry is a raw value and a
+# 64-character token or ~100-character encoding: some tens of MB per column when full).
+CACHE_SIZE = 1 << 16
+
+
+def _token_function(key: bytes, domain: str) -> Callable[[str | None], str | None]:
+    """``Pseudonymizer.token`` for one domain, with the domain prefix encoded once."""
+    prefix = f"{domain}\x1f".encode()
+    digest = hmac.digest
+
+    def token(value: str | None) -> str | None:
+        if not value:
+            return None
+        # f"{domain}\x1f{value}".encode() == prefix + value.encode() for UTF-8.
+        return digest(key, prefix + f"{value}".encode(), "sha256").hex()
+
+    return token
+
+
+def _mapped(fn: Callable, *columns: list) -> list:
+    """``fn`` over the rows of ``columns``; the memo's C fast path, unless a value is unhashable."""
+    try:
+        return list(map(fn, *columns))
+    except TypeError:
+        # An unhashable value cannot be memoized: compute without the memo, which gives
+        # the same value, or raises the same error a per-row computation would.
+        return list(map(getattr(fn, "__wrapped__", fn), *columns))
+
 
 class Pseudonymizer:
-    def __init__(self, key: MasterKey, linkage_settings: dict | None = None):
+    def __init__(self, key: MasterKey, linkage_settings: dict | None = None, cache_size: int = CACHE_SIZE):
         self._key = key.subkey("pseudonym")
         self.key_id = key.key_id
         self.encoder = Encoder(key.subkey("similarity"), linkage_settings or load_settings())
+        self._memo = lru_cache(maxsize=cache_size, typed=True)
+        pkey = self._key
+        ssn_tok, addr_tok = _token_function(pkey, "ssn"), _token_function(pkey, "address")
+        phone_tok, namedob_tok = _token_function(pkey, "phone"), _token_function(pkey, "namedob")
+        surname, given_name = normalize.surname, normalize.given_name
+        ssn, clean_text, phone = normalize.ssn, normalize.clean_text, normalize.phone
+
+        def name_dob(last, first, dob):
+            last_n, first_n = surname(last), given_name(first)
+            if not (last_n and first_n and dob):
+                return None
+            return namedob_tok(f"{last_n}|{first_n}|{dob.isoformat()}")
+
+        # identifier role -> memoized raw value -> token
+        self._tokens = {
+            "ssn": self._memo(lambda v: ssn_tok(ssn(v))),
+            "address": self._memo(lambda v: addr_tok(clean_text(v))),
+            "phone": self._memo(lambda v: phone_tok(phone(v))),
+        }
+        self._name_dob = self._memo(name_dob)
+        self._person_ids: dict[str, Callable] = {}  # agency -> memoized person id -> token
+        # linkage field -> memoized raw value -> base64 encoding (or None)
+        self._encodings = {field: self._memo(self._encoding_function(field)) for field in ENCODING_COLUMNS}
+
+    def _encoding_function(self, field: str) -> Callable:
+        """Raw value -> what ``to_text(encoder.encode(field, [canonical(...)]))[0]`` gives."""
+        encoder, settings = self.encoder, self.encoder.settings["fields"][field]
+        b64 = base64.b64encode
+
+        def encoding(value) -> str | None:
+            value = canonical(settings, value)
+            if value is None:
+                return None
+            row = encoder.encode_one(field, value)
+            return b64(row.astype("<u8").tobytes()).decode("ascii") if row.any() else None
+
+        return encoding
+
+    def _person_id_function(self, agency: str) -> Callable:
+        fn = self._person_ids.get(agency)
+        if fn is None:
+            tok = _token_function(self._key, f"apid:{agency}")
+            fn = self._person_ids[agency] = self._memo(lambda v: tok((v or "").strip() or None))
+        return fn
+
+    def cache_info(self) -> dict[str, object]:
+        """Hits, misses and sizes of the per-column memos (for benchmarks and tests)."""
+        info = {f"token:{role}": fn.cache_info() for role, fn in self._tokens.items()}
+        info["token:name_dob"] = self._name_dob.cache_info()
+        info.update({f"token:apid:{a}": fn.cache_info() for a, fn in self._person_ids.items()})
+        info.update({f"encoding:{f}": fn.cache_info() for f, fn in self._encodings.items()})
+        return info
 
     def encodings(self, by_role: dict[str, list]) -> dict[str, list]:
         """Similarity-encoding columns (base64, NULL when missing) for the identifier roles present."""
         out = {}
-        fields = self.encoder.settings["fields"]
         for field, column in ENCODING_COLUMNS.items():
             if field in by_role:
-                values = [canonical(fields[field], v) for v in by_role[field]]
-                out[column] = to_text(self.encoder.encode(field, values))
+                out[column] = _mapped(self._encodings[field], by_role[field])
         return out
 
     def token(self, domain: str, value: str | None) -> str | None:
         if not value:
             return None
-        return hmac.new(self._key, f"{domain}\x1f{value}".encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, f"{domain}\x1f{value}".encode(), "sha256").hex()
 
     def person_id_token(self, agency: str, person_id: str | None) -> str | None:
         """Agency person ids are scoped by agency: police 123 is not jail 123."""
@@ -59,29 +151,25 @@ class Pseudonymizer:
 
         ``cols`` maps every contract column to its parsed values (dates as
         ``date``, timestamps as ``datetime``); identifier lists are consumed
-        and not returned.
+        and not returned. Each column is mapped through its memo in one C-level
+        loop: no per-row Python call on a repeated value.
         """
         n = len(next(iter(cols.values()))) if cols else 0
         out = {c.name: cols[c.name] for c in contract.plain_columns}
         by_role = {c.identifier: cols[c.name] for c in contract.identifier_columns}
-        tok = self.token
         if "agency_person_id" in by_role:
-            out[TOKEN_COLUMNS["agency_person_id"]] = [
-                self.person_id_token(contract.agency, v) for v in by_role["agency_person_id"]]
-        if "ssn" in by_role:
-            out[TOKEN_COLUMNS["ssn"]] = [tok("ssn", normalize.ssn(v)) for v in by_role["ssn"]]
-        if "address" in by_role:
-            out[TOKEN_COLUMNS["address"]] = [tok("address", normalize.clean_text(v)) for v in by_role["address"]]
-        if "phone" in by_role:
-            out[TOKEN_COLUMNS["phone"]] = [tok("phone", normalize.phone(v)) for v in by_role["phone"]]
+            out[TOKEN_COLUMNS["agency_person_id"]] = _mapped(
+                self._person_id_function(contract.agency), by_role["agency_person_id"])
+        for role in ("ssn", "address", "phone"):
+            if role in by_role:
+                out[TOKEN_COLUMNS[role]] = _mapped(self._tokens[role], by_role[role])
         if {"last_name", "first_name", "dob"} <= by_role.keys():
-            out[NAME_DOB_TOKEN] = [self.name_dob_token(l, f, d) for l, f, d in
-                                   zip(by_role["last_name"], by_role["first_name"], by_role["dob"])]
+            out[NAME_DOB_TOKEN] = _mapped(self._name_dob, by_role["last_name"], by_role["first_name"],
+                                          by_role["dob"])
         if contract.age_at:
-            events = cols[contract.age_at]
-            out["age_at_event"] = [
-                normalize.age_on(d, e.date() if isinstance(e, datetime) else e)
-                for d, e in zip(by_role["dob"], events)]
+            age_on = normalize.age_on
+            out["age_at_event"] = [age_on(d, e.date() if isinstance(e, datetime) else e)
+                                   for d, e in zip(by_role["dob"], cols[contract.age_at])]
         out.update(self.encodings(by_role))
         out["key_id"] = [self.key_id] * n
         return out

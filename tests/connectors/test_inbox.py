@@ -1,6 +1,7 @@
 """Drop-folder intake against a real DuckDB file, real GX validation and real encryption."""
 
 import io
+from pathlib import Path
 import os
 
 import duckdb
@@ -435,3 +436,42 @@ def test_ledger_times_are_utc_even_for_superseded_rows(settings, master_key, mon
     assert [r[0] for r in rows] == ["superseded", "accepted"]
     for _, received, updated in rows:
         assert received <= updated < received + timedelta(hours=1)
+
+
+def test_quarantine_across_filesystems_copies_durably_then_removes(settings, master_key, monkeypatch):
+    """An SFTP upload volume is often a separate mount: os.replace then fails with EXDEV."""
+    import errno
+
+    import connectors.inbox as inbox
+
+    real_replace = os.replace
+
+    def cross_device(src, dst):
+        if Path(src).parent == settings.inbox("treatment"):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(inbox.os, "replace", cross_device)
+    text = CONTACTS_HEADER + "S1,C1,2024-01-01,haircut\n"
+    path = drop(settings, "treatment_contacts_20240101.csv", text)
+    [outcome] = ingest_agency(settings, "treatment", master_key)
+    assert outcome["status"] == "quarantined" and not path.exists()
+    [kept] = [p for p in (settings.quarantine_dir / "treatment").iterdir() if p.name.endswith(".csv")]
+    assert kept.read_text() == text
+
+
+def test_a_file_removed_by_its_sender_before_it_is_taken_is_skipped(settings, master_key, monkeypatch):
+    import connectors.inbox as inbox
+
+    gone = drop(settings, "treatment_contacts_20240101.csv", CONTACTS_HEADER + "S1,C1,2024-01-01,housing\n")
+    kept = drop(settings, "treatment_contacts_20240102.csv", CONTACTS_HEADER + "S2,C1,2024-01-02,housing\n")
+    real_pending = inbox.pending_files
+
+    def pending_then_removed(inbox_dir):
+        found = real_pending(inbox_dir)
+        gone.unlink()
+        return found
+
+    monkeypatch.setattr(inbox, "pending_files", pending_then_removed)
+    outcomes = ingest_agency(settings, "treatment", master_key)
+    assert [(o["file"], o["status"]) for o in outcomes] == [(kept.name, "accepted")]

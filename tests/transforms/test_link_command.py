@@ -72,3 +72,8 @@ def test_threshold_decides_which_candidate_pairs_are_written(tmp_path, settings)
     low = run(tmp_path, LEFT, RIGHT, "--threshold", "-100")
     assert stranger in {(p["left_id"], p["right_id"]) for p in low}
     assert not run(tmp_path, LEFT, RIGHT, "--threshold", "500")
+
+
+def test_record_ids_that_look_like_formulas_are_escaped_in_the_output(tmp_path, settings):
+    pairs = run(tmp_path, LEFT.replace("L1,", "=HYPERLINK(1),", 1), RIGHT)
+    assert ("'=HYPERLINK(1)", "R1") in {(p["left_id"], p["right_id"]) for p in pairs}

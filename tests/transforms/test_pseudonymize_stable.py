@@ -233,3 +233,58 @@ def test_literal_values_are_pinned():
         else:
             got = to_text(p.encoder.encode(what, [canonical(fields[what], args[0])]))[0]
         assert got == expected, (what, args)
+
+
+def _pseudonymized(p: Pseudonymizer, contract, chunks) -> dict[str, list]:
+    """Concatenated non-plain output columns of ``chunks``."""
+    plain = {c.name for c in contract.plain_columns}
+    out: dict[str, list] = {}
+    for cols in chunks:
+        for name, values in p.columns(contract, cols).items():
+            if name not in plain:
+                out.setdefault(name, []).extend(values)
+    return out
+
+
+@pytest.mark.parametrize("name", CONTRACTS)
+def test_warm_caches_and_chunking_do_not_change_outputs(name):
+    """Outputs depend on the value only: not on what was seen before, nor on chunk boundaries."""
+    contract = load_contracts()[name]
+    whole = _pseudonymized(Pseudonymizer(KEY), contract, [chunk(contract)])
+    p = Pseudonymizer(KEY, cache_size=7)  # tiny memos: constant eviction
+    _pseudonymized(p, contract, [chunk(contract, offset=3)])  # warm up on shifted rows
+    pieces = [chunk(contract, rows=n, offset=o) for o, n in ((0, 1), (1, 48), (49, 101))]
+    assert _pseudonymized(p, contract, pieces) == whole
+    assert _pseudonymized(p, contract, [chunk(contract)]) == whole
+
+
+def test_caches_never_cross_keys():
+    """A rotated key gets its own tokens even from a process that just used the old key."""
+    contract = load_contracts()["treatment_clients"]
+    old = _pseudonymized(Pseudonymizer(KEY), contract, [chunk(contract)])
+    fresh_other = _pseudonymized(Pseudonymizer(OTHER_KEY), contract, [chunk(contract)])
+    after_old = _pseudonymized(Pseudonymizer(OTHER_KEY), contract, [chunk(contract)])
+    assert after_old == fresh_other
+    for column, values in old.items():
+        if column not in ("age_at_event",) and any(values):
+            assert values != fresh_other[column], column
+
+
+def test_caches_are_bounded():
+    p = Pseudonymizer(KEY, cache_size=10)
+    contract = load_contracts()["jail_bookings"]
+    p.columns(contract, chunk(contract))
+    info = p.cache_info()
+    assert info and all(i.maxsize == 10 and i.currsize <= 10 for i in info.values())
+    assert all(getattr(fn, "cache_info")().maxsize == normalize.CACHE_SIZE
+               for fn in (normalize.surname, normalize.given_name, normalize.ssn,
+                          normalize.clean_text, normalize.phone))
+    enc = Encoder(bytes(32), SETTINGS, cache_size=5)
+    enc.encode("last_name", [f"NAME{chr(65 + i)}" for i in range(20)])
+    assert len(enc._cache) == 5
+
+
+def test_cached_name_parts_cannot_be_changed_by_a_caller():
+    parts = normalize.name_parts("Mary-Kate Olsen")
+    parts.append("X")
+    assert normalize.name_parts("Mary-Kate Olsen") == ["MARY", "KATE", "OLSEN"]
