@@ -91,6 +91,35 @@ def migrate_metadata_db(settings: Settings) -> float | None:
     return time.perf_counter() - started
 
 
+def standalone_env(settings: Settings, port: int) -> dict[str, str]:
+    """Airflow's own components on 127.0.0.1 for one steward's machine (not a deployment)."""
+    env = airflow_env(settings)
+    env.update({
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "steward:admin",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(32).hex(),
+        # standalone starts its components as `airflow ...` from PATH: this interpreter's.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    })
+    return env
+
+
+def run_standalone(settings: Settings, port: int = 8080) -> None:
+    """Migrate, create the warehouse pool, then become `airflow standalone` (never returns)."""
+    migrate_metadata_db(settings)
+    env = standalone_env(settings, port)
+    done = subprocess.run([sys.executable, "-m", "airflow", "pools", "set", WAREHOUSE_POOL, "1",
+                           "One task at a time may open the DuckDB warehouse"],
+                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise LeadHubError(f"could not create the {WAREHOUSE_POOL} pool: "
+                           f"{(done.stderr.strip() or 'no output').splitlines()[-1]}")
+    os.execve(sys.executable, [sys.executable, "-m", "airflow", "standalone"], env)
+
+
 def run_demo_dags(settings: Settings, dag_ids: list[str] | None = None,
                   timeout: float | None = 3600, dags_dir: Path | None = None,
                   conf: dict[str, dict] | None = None, keep_retries: bool = False) -> dict[str, dict]:

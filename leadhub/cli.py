@@ -352,6 +352,16 @@ def cmd_demo(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_airflow(settings: Settings, args) -> int:
+    from leadhub.airflow_local import run_standalone
+
+    settings.ensure_dirs()
+    print(f"Airflow UI and REST API: http://127.0.0.1:{args.port}  user 'steward', password in "
+          f"{settings.airflow_home / 'simple_auth_manager_passwords.json.generated'}")
+    run_standalone(settings, args.port)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="leadhub", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -424,6 +434,9 @@ def parser() -> argparse.ArgumentParser:
     rk.add_argument("--new-key-file", required=True, help="the new key (see --create)")
     rk.add_argument("--create", action="store_true", help="create the new key file first")
     rk.set_defaults(func=cmd_rotate_key)
+    af = sub.add_parser("airflow", help="run Airflow (scheduler, triggerer, API server) on this machine")
+    af.add_argument("--port", type=int, default=8080)
+    af.set_defaults(func=cmd_airflow)
     demo = sub.add_parser("demo", help="generate synthetic data and run every DAG through Airflow")
     demo.add_argument("--people", type=int, default=3000)
     demo.add_argument("--seed", type=int, default=7)
