@@ -34,7 +34,7 @@ import re
 import sys
 import tempfile
 import time
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np

@@ -53,9 +53,10 @@ from transforms import normalize
 SETTINGS_PATH = Path(__file__).with_name("linkage_settings.json")
 DATE_LENGTH = 8  # YYYYMMDD
 DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d")
-# Encoded rows remembered per Encoder. Bounded (FIFO eviction) so memory cannot grow
-# with the number of different people in a file: at most a few tens of MB.
-ENCODE_CACHE_SIZE = 1 << 16
+# Encoded rows remembered per Encoder. Bounded (oldest out first) so memory cannot grow
+# with the number of different people in a file (it used to keep up to 2 million rows,
+# several hundred MB): about 10 MB when full.
+ENCODE_CACHE_SIZE = 1 << 15
 _NOT_DIGIT = re.compile(r"\D")
 
 

@@ -21,8 +21,8 @@ from datetime import date
 from functools import lru_cache
 
 # Distinct inputs remembered per normalizer. Bounded so that a file of millions of
-# different people cannot grow memory: at most a few tens of MB per normalizer.
-CACHE_SIZE = 1 << 16
+# different people cannot grow memory: a few MB per normalizer when full.
+CACHE_SIZE = 1 << 15
 _memo = lru_cache(maxsize=CACHE_SIZE, typed=True)
 
 # Common English nicknames mapped to one canonical given name.

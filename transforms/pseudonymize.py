@@ -33,12 +33,13 @@ from connectors.contracts import Contract
 from leadhub.keys import MasterKey
 from leadhub.warehouse import ENCODING_COLUMNS, NAME_DOB_TOKEN, TOKEN_COLUMNS
 from transforms import normalize
-from transforms.encodings import Encoder, canonical, load_settings, to_text
+from transforms.encodings import Encoder, canonical, load_settings
 
 # Distinct raw values remembered per identifier column and instance. Bounded so a file
-# of millions of different people cannot grow memory (each entry is a raw value and a
-# 64-character token or ~100-character encoding: some tens of MB per column when full).
-CACHE_SIZE = 1 << 16
+# of millions of different people cannot grow memory: a full memo is about 6-10 MB, and
+# everything full for one extract (these memos, the normalizers' and the encoder's) was
+# measured at about 90 MB. 32k values cover far more people than one 50k-row chunk holds.
+CACHE_SIZE = 1 << 15
 
 
 def _token_function(key: bytes, domain: str) -> Callable[[str | None], str | None]:
@@ -60,8 +61,9 @@ def _mapped(fn: Callable, *columns: list) -> list:
     try:
         return list(map(fn, *columns))
     except TypeError:
-        # An unhashable value cannot be memoized: compute without the memo, which gives
-        # the same value, or raises the same error a per-row computation would.
+        # An unhashable value (readers never hand one over: cells are str, date, datetime
+        # or None) cannot be memoized; retry the column without the outer memo so that an
+        # error, if any, comes from the computation itself.
         return list(map(getattr(fn, "__wrapped__", fn), *columns))
 
 
