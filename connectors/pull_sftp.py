@@ -174,6 +174,11 @@ def pull_sftp(settings: Settings, source: Source) -> PullResult:
                     or (seen and (seen["size"], seen["mtime"]) == (attr.st_size, attr.st_mtime))):
                 result.skipped += 1
                 continue
+            if os.path.lexists(inbox / name):
+                # An earlier copy still waits for the intake; replacing it would lose it.
+                result.skipped += 1
+                log.info("%s: %s still waits in the inbox; fetched after the intake took it", where, name)
+                continue
             remote = posixpath.join(src.remote_dir, name)
             part = inbox / f"{name}.part"
             got = _fetch(sftp, remote, attr, part)

@@ -158,8 +158,22 @@ def open_part(path: Path):
 
 
 def deliver(part: Path, final: Path) -> None:
-    """Rename a complete, fsynced part file to its real name; the intake may take it from then on."""
-    os.replace(part, final)
+    """Rename a complete, fsynced part file to its real name; the intake may take it from then on.
+
+    Never over an earlier delivery of the same name that the intake has not taken yet: that
+    file would vanish without a ledger row. The same bytes again are simply dropped.
+    """
+    if os.path.lexists(final):
+        from connectors.inbox import file_sha256
+
+        same = final.is_file() and not final.is_symlink() and file_sha256(final) == file_sha256(part)
+        part.unlink()
+        if same:
+            return
+        raise PullError(f"{final.name} is still waiting in the inbox from an earlier pull; "
+                        "run the intake first, then pull again")
+    os.link(part, final)  # fails rather than replaces if the name appeared in between
+    part.unlink()
     fsync_path(final.parent)
 
 

@@ -194,3 +194,17 @@ def test_a_remote_name_that_is_not_entirely_safe_is_never_fetched(settings, decl
     assert (result.files, result.skipped) == ([], 2)
     assert list(settings.inbox("treatment").iterdir()) == []
     assert "forged log line" not in caplog.text
+
+
+def test_a_corrected_file_never_replaces_an_earlier_copy_the_intake_has_not_taken(
+        settings, master_key, declare, remote):
+    put(remote, "treatment_clients_20240112.csv", CLIENTS)
+    declare()
+    assert pull(settings).files == ["treatment_clients_20240112.csv"]
+    put(remote, "treatment_clients_20240112.csv", CLIENTS.replace("revoked", "active"), mtime=1_700_000_900)
+    waiting = pull(settings)
+    assert (waiting.files, waiting.skipped) == ([], 1)
+    assert (settings.inbox("treatment") / "treatment_clients_20240112.csv").read_text() == CLIENTS
+    assert ingest_agency(settings, "treatment", master_key)[0]["status"] == "accepted"
+    assert pull(settings).files == ["treatment_clients_20240112.csv"]      # now the correction comes in
+    assert ingest_agency(settings, "treatment", master_key)[0]["status"] == "accepted"
