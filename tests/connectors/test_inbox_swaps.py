@@ -51,7 +51,7 @@ def test_a_name_swapped_for_a_symlink_after_hashing_is_never_followed(settings, 
     path = _drop(settings)
     elsewhere = tmp_path / "elsewhere.csv"
     elsewhere.write_text(HEADER + "X1,C9,2024-02-01,housing\nX2,C9,2024-02-02,housing\n")
-    real_sha256 = inbox._sha256
+    real_sha256 = inbox.file_sha256
 
     def hash_then_swap(source, *args):
         result = real_sha256(source, *args)
@@ -60,7 +60,7 @@ def test_a_name_swapped_for_a_symlink_after_hashing_is_never_followed(settings, 
         os.replace(swap, path)  # the inbox name now points elsewhere
         return result
 
-    monkeypatch.setattr(inbox, "_sha256", hash_then_swap)
+    monkeypatch.setattr(inbox, "file_sha256", hash_then_swap)
     [outcome] = ingest_agency(settings, "treatment", master_key)
     assert outcome["status"] == "quarantined" and "rule 'file_changed'" in outcome["reason"]
     assert _query(settings, "SELECT count(*) FROM staging.treatment_contacts") == [(0,)]
@@ -75,14 +75,14 @@ def test_a_name_swapped_for_a_symlink_after_hashing_is_never_followed(settings, 
 
 def test_a_file_written_to_after_hashing_is_quarantined(settings, master_key, monkeypatch):
     path = _drop(settings)
-    real_sha256 = inbox._sha256
+    real_sha256 = inbox.file_sha256
 
     def hash_then_append(source, *args):
         result = real_sha256(source, *args)
         _append_a_row(path)
         return result
 
-    monkeypatch.setattr(inbox, "_sha256", hash_then_append)
+    monkeypatch.setattr(inbox, "file_sha256", hash_then_append)
     [outcome] = ingest_agency(settings, "treatment", master_key)
     _assert_refused_as_changed(outcome, settings)
     assert list((settings.archive_dir / "treatment").glob("*.enc")) == []  # no archive that disagrees with the hash
