@@ -161,10 +161,10 @@ class _ChunkTally:
     """
 
     def __init__(self, contract: Contract):
-        from expectations.suites import load_suite
+        from expectations.suites import suite_for
 
         self.contract = contract
-        self.expectations = load_suite(contract.name)["expectations"]
+        self.expectations = suite_for(contract.name)["expectations"]
         self.results: list[dict] | None = None
         self.counts: list[tuple[int, int] | None] = []
         self.chunks = 0

@@ -26,7 +26,7 @@ from pathlib import Path  # noqa: E402
 from connectors.contracts import load_contracts  # noqa: E402
 from expectations.build_checks import BUILD_CHECKS  # noqa: E402
 from expectations.history import NULL_SHARE_CHECK, ROW_COUNT_CHECK  # noqa: E402
-from expectations.suites import CRITICAL, load_suite  # noqa: E402
+from expectations.suites import CRITICAL, suite_for  # noqa: E402
 from leadhub.errors import LeadHubError  # noqa: E402
 from leadhub.settings import Settings  # noqa: E402
 
@@ -73,7 +73,7 @@ def _result_column(kwargs: dict, type_: str) -> str | None:
 def _suite_index(contract: str) -> dict[tuple[str, str | None], dict]:
     """(expectation type, stored column) -> the suite's expectation, to recover its kwargs."""
     try:
-        suite = load_suite(contract)
+        suite = suite_for(contract)
     except FileNotFoundError:
         return {}
     return {(e["type"], _result_column(e["kwargs"], e["type"])): e for e in suite["expectations"]}
@@ -191,7 +191,7 @@ def build_docs(settings: Settings, max_batches: int = DEFAULT_MAX_BATCHES) -> Pa
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
     })
     for name in load_contracts():
-        stored = load_suite(name)
+        stored = suite_for(name)
         context.suites.add(ExpectationSuite(name=stored["name"], expectations=stored["expectations"],
                                             meta=stored.get("meta")))
 

@@ -36,7 +36,7 @@ import statistics
 from dataclasses import dataclass, fields
 
 from connectors.contracts import Contract, ContractError
-from expectations.suites import CRITICAL, WARNING, load_suite, validated_columns
+from expectations.suites import CRITICAL, WARNING, suite_for, validated_columns
 
 ROW_COUNT_CHECK = "expect_row_count_to_match_history"
 NULL_SHARE_CHECK = "expect_null_share_to_match_history"
@@ -100,7 +100,7 @@ def profiled_columns(contract: Contract) -> list[str]:
     A required column already has a critical not-null expectation, so its share is 0 or the
     batch is refused anyway.
     """
-    required = {e["kwargs"]["column"] for e in load_suite(contract.name)["expectations"]
+    required = {e["kwargs"]["column"] for e in suite_for(contract.name)["expectations"]
                 if e["type"] == "expect_column_values_to_not_be_null"}
     return [c for c in validated_columns(contract) if c not in required and c not in NOT_PROFILED]
 

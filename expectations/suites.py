@@ -161,7 +161,21 @@ def dumps(suite: dict) -> str:
 
 
 def load_suite(name: str, directory: Path = SUITES_DIR) -> dict:
+    """The committed suite file as it is."""
     return json.loads(suite_path(name, directory).read_text(encoding="utf-8"))
+
+
+def suite_for(name: str, directory: Path = SUITES_DIR) -> dict:
+    """The suite the hub validates with: generated from the extract's contract, plus the
+    hand-written part of its file. A new or changed contract needs no regenerated file."""
+    path = suite_path(name, directory)
+    stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    contract = load_contracts().get(name)
+    if contract is None:
+        if stored is None:
+            raise FileNotFoundError(f"no contract and no suite file for {name}")
+        return stored
+    return merge_suite(build_suite(contract), stored)
 
 
 def write_suites(directory: Path = SUITES_DIR,

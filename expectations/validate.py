@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from connectors.contracts import Contract  # noqa: E402
-from expectations.suites import CRITICAL, WARNING, load_suite  # noqa: E402
+from expectations.suites import CRITICAL, WARNING, suite_for  # noqa: E402
 
 DATASOURCE = "leadhub_staging"
 # Counts only: no partial unexpected values, no unexpected rows, no index queries.
@@ -134,10 +134,13 @@ def _batch_definition(name: str):
 
 @cache
 def _gx_suite(name: str):
-    """The committed suite JSON as a GX suite, read once per process."""
+    """The suite as a GX suite, read once per process.
+
+    See ``suite_for``: the contract's part comes from the contract itself.
+    """
     from great_expectations.core.expectation_suite import ExpectationSuite
 
-    stored = load_suite(name)
+    stored = suite_for(name)
     suite = ExpectationSuite(name=stored["name"], expectations=stored["expectations"],
                              meta=stored.get("meta"))
     # Adding it gives every expectation an id, which ties each result back to its place.

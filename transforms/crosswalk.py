@@ -125,10 +125,16 @@ def _entry_hash(line: str) -> str:
 def _last_hash(path: Path) -> str:
     if not path.exists() or not path.stat().st_size:
         return GENESIS
+    size = path.stat().st_size
+    window = 4096
     with open(path, "rb") as f:
-        f.seek(max(0, path.stat().st_size - 4096))
-        last = f.read().decode().rstrip("\n").rsplit("\n", 1)[-1]
-    return _entry_hash(last)
+        while True:  # widen the tail until it holds the whole last line (a long reason can exceed any window)
+            f.seek(max(0, size - window))
+            tail = f.read().rstrip(b"\n")
+            if b"\n" in tail or window >= size:
+                break
+            window *= 2
+    return _entry_hash(tail.rsplit(b"\n", 1)[-1].decode())
 
 
 def append_audit(settings: Settings, **entry) -> dict:

@@ -7,9 +7,10 @@ and encodings recomputed with the new key, and the staging row with the same
 ``_batch_id`` and ``_row_number`` is updated in place. The old -> new
 ``person_token`` pairs seen on the way rewrite ``core.person_link`` so every
 agency id keeps its ``person_key``; the models are then rebuilt, all in one
-transaction. Only after that commits is the archive re-encrypted under the new
-archive subkey (each file replaced atomically; its header names the key id, so
-an interrupted run can be finished with both keys at hand).
+transaction. Only after that commits is every archived original (quarantined
+and duplicate deliveries included) re-encrypted under the new archive subkey
+(each file replaced atomically; its header names the key id, so a run stopped
+half-way is finished by running it again with the same two keys).
 
 Rotation refuses to start if any staging row cannot be traced to a replayable
 archived file: a half-rotated warehouse would silently break links.
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from connectors.archive import decrypt_to, encrypt_file
+from connectors.archive import MAGIC as ARCHIVE_MAGIC, decrypt_to, encrypt_file
 from connectors.contracts import load_contracts
 from connectors.readers import read_chunks
 from leadhub.errors import LeadHubError
@@ -63,7 +64,9 @@ def rotate_key(settings: Settings, old: MasterKey, new: MasterKey) -> dict[str, 
                         raise LeadHubError(f"batch {batch_id} has no archived original; cannot rotate")
                     plain = work / "original"
                     with open(plain, "wb") as out:
-                        decrypt_to(settings.data_dir / archive, out, old)
+                        # An earlier run stopped while re-encrypting may have moved it to the new key.
+                        path = settings.data_dir / archive
+                        decrypt_to(path, out, new if _archive_key_id(path) == new.key_id else old)
                     keep = [n for n, _ in staging_columns(contract)
                             if n not in LINEAGE and n not in {c.name for c in contract.plain_columns}]
                     for numbers, values in read_chunks(plain, contract, display_name=Path(archive).name):
@@ -72,7 +75,6 @@ def rotate_key(settings: Settings, old: MasterKey, new: MasterKey) -> dict[str, 
                         rows_done += _update_batch(con, contract.name, batch_id, frame, keep, token_map,
                                                    contract.agency)
                     plain.unlink()
-                    archives.append(settings.data_dir / archive)
                 _check_all_rotated(con, contracts, new.key_id)
                 _rewrite_links(con, token_map)
                 con.execute("UPDATE ops.batches SET key_id = ?", [new.key_id])
@@ -81,11 +83,24 @@ def rotate_key(settings: Settings, old: MasterKey, new: MasterKey) -> dict[str, 
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        for path in sorted(set(archives)):
-            _reencrypt(path, old, new, work)
+        # Every archived original, not only those of loaded batches: quarantined, duplicate and
+        # unfinished deliveries must stay readable (and re-processable) once the old key is gone.
+        for path in sorted(p for p in settings.archive_dir.glob("*/*.enc") if p.is_file()):
+            if _archive_key_id(path) == old.key_id:
+                _reencrypt(path, old, new, work)
+                archives.append(path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"batches": len(batches), "rows": rows_done, "archive_files": len(set(archives))}
+
+
+def _archive_key_id(path: Path) -> str | None:
+    """The key id an archive file's header names (None if it is no archive file)."""
+    with open(path, "rb") as f:
+        header = f.read(len(ARCHIVE_MAGIC) + 12)
+    if len(header) != len(ARCHIVE_MAGIC) + 12 or not header.startswith(ARCHIVE_MAGIC):
+        return None
+    return header[len(ARCHIVE_MAGIC):].decode("ascii", "replace")
 
 
 def _update_batch(con, table: str, batch_id: str, frame: pd.DataFrame, keep: list[str],

@@ -55,3 +55,13 @@ def test_cli_build_lookup_verify_and_an_edited_log_is_detected(settings, master_
     with pytest.raises(LeadHubError, match="chain broken at line 2"):
         crosswalk.verify_audit(settings)
     assert main(["crosswalk", "lookup", linked, "--reason", "fourth"]) == 2   # blocked until investigated
+
+
+def test_an_audit_entry_longer_than_the_tail_window_keeps_the_chain(settings, master_key, linked):
+    crosswalk.build_crosswalk(settings, master_key)
+    long_reason = "court order 2024-CV-0917: " + "records for the named case; " * 400
+    crosswalk.lookup(settings, master_key, linked, long_reason, who="steward-a")
+    crosswalk.lookup(settings, master_key, linked, "follow-up", who="steward-a")
+    assert crosswalk.verify_audit(settings) == 2
+    entries = [json.loads(line) for line in crosswalk.audit_path(settings).read_text().splitlines()]
+    assert entries[0]["reason"] == long_reason.strip() and entries[1]["reason"] == "follow-up"

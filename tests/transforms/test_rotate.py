@@ -86,3 +86,61 @@ def test_cli_rotates_and_the_old_key_no_longer_opens_the_archive(settings, maste
     assert person_of_row(settings.warehouse_path)[0] == before
     with pytest.raises(LeadHubError):
         decrypt_to(next(settings.archive_dir.rglob("*.enc")), io.BytesIO(), master_key)
+
+
+def _archive_files(settings):
+    return sorted(settings.archive_dir.glob("*/*.enc"))
+
+
+def test_rotation_re_encrypts_archives_of_quarantined_files_too(settings, master_key, tmp_path):
+    load(settings, master_key, row("P1", "Quill", "Ada", "1975-01-01", "", 1),
+         booking("J1", "Quill", "Ada", "01/01/1975", "", 1))
+    drop(settings, "police", "police_referrals_20240102.csv", "not,the,contract,header\n1,2,3,4\n")
+    assert ingest_agency(settings, "police", master_key)[0]["status"] == "quarantined"
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        quarantined = con.execute("SELECT archive_path FROM ops.file_ledger "
+                                  "WHERE status = 'quarantined'").fetchall()
+    assert quarantined and quarantined[0][0]
+    with connect(settings.warehouse_path) as con:
+        link_people(con)
+    new = MasterKey.load(create_key_file(tmp_path / "new" / "master.key"))
+    rotate_key(settings, master_key, new)
+    # Once the old key is destroyed, the quarantined original must still be re-processable.
+    kept = io.BytesIO()
+    decrypt_to(settings.data_dir / quarantined[0][0], kept, new)
+    assert kept.getvalue().startswith(b"not,the,contract,header")
+    for path in _archive_files(settings):
+        decrypt_to(path, io.BytesIO(), new)
+
+
+def test_rotation_stopped_while_re_encrypting_is_finished_by_running_it_again(settings, master_key,
+                                                                             tmp_path, monkeypatch):
+    import transforms.rotate as rotate
+
+    load(settings, master_key,
+         row("P1", "Quill", "Ada", "1975-01-01", "", 1) + row("P2", "Okafor", "Ben", "1970-05-05", "", 2),
+         booking("J1", "Quil", "Ada", "01/01/1975", "", 1))
+    with connect(settings.warehouse_path) as con:
+        link_people(con)
+    before, _, _ = person_of_row(settings.warehouse_path)
+    new = MasterKey.load(create_key_file(tmp_path / "new" / "master.key"))
+
+    real, done = rotate._reencrypt, []
+
+    def killed_after_first(path, old, new_key, work):
+        if done:
+            raise KeyboardInterrupt("killed")
+        real(path, old, new_key, work)
+        done.append(path)
+
+    monkeypatch.setattr(rotate, "_reencrypt", killed_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        rotate_key(settings, master_key, new)
+    monkeypatch.setattr(rotate, "_reencrypt", real)
+
+    rotate_key(settings, master_key, new)                   # the same two keys finish the job
+    after, _, key_ids = person_of_row(settings.warehouse_path)
+    assert after == before
+    assert key_ids == {new.key_id}
+    for path in _archive_files(settings):
+        decrypt_to(path, io.BytesIO(), new)
