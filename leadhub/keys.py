@@ -61,7 +61,7 @@ def create_key_file(path: Path, demo: bool = False) -> Path:
 
 def _parse_secret(text: str, where: str) -> tuple[bytes, bool]:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    demo = bool(lines) and lines[0] == DEMO_HEADER
+    demo = DEMO_HEADER in lines  # wherever it stands: a comment added above it must not make it real
     body = [ln for ln in lines if not ln.startswith("#")]
     try:
         secret = bytes.fromhex(body[0]) if len(body) == 1 else b""

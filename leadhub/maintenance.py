@@ -180,7 +180,12 @@ def _restore(settings: Settings, key, entry: dict) -> dict:
         if _sha256(part) != entry["sha256"]:
             raise LeadHubError(f"ledger entry {entry['file_id']} ({name}): decrypted bytes do not match "
                                "the ledger's SHA-256; nothing was put in the inbox")
-        os.replace(part, target)
+        try:
+            os.link(part, target)  # unlike a rename, fails rather than replaces a delivery that just arrived
+        except FileExistsError:
+            raise LeadHubError(f"{agency} inbox received a new {name} while it was being restored; it is a "
+                               "newer delivery and is never overwritten — re-process after the intake has "
+                               "taken it") from None
     finally:
         part.unlink(missing_ok=True)
     note = ("the same bytes are loaded already, so the intake will record a duplicate"

@@ -71,6 +71,12 @@ def build_crosswalk(settings: Settings, key: MasterKey) -> dict[str, int]:
         files = con.execute(
             "SELECT agency, extract, archive_path FROM ops.file_ledger WHERE status IN ('accepted', 'superseded') "
             "AND archive_path IS NOT NULL ORDER BY received_at").fetchall()
+        key_ids = {k for (k,) in con.execute("SELECT DISTINCT key_id FROM ops.batches").fetchall()}
+    if key_ids and key_ids != {key.key_id}:
+        # Another key's tokens match no link and its archive does not open: the crosswalk would be
+        # rebuilt empty over the good one.
+        raise LeadHubError(f"the warehouse is pseudonymized under key {', '.join(sorted(key_ids))}, not "
+                           f"{key.key_id}; the crosswalk was left as it is")
     ids_of_key: dict[str, set] = defaultdict(set)
     replayed = skipped = 0
     work = Path(tempfile.mkdtemp(prefix="leadhub-crosswalk-"))
@@ -81,6 +87,9 @@ def build_crosswalk(settings: Settings, key: MasterKey) -> dict[str, int]:
             id_col = next((c.name for c in (contract.identifier_columns if contract else [])
                            if c.identifier == "agency_person_id"), None)
             if id_col is None:
+                continue
+            if not (settings.data_dir / archive).is_file():
+                skipped += 1  # a superseded file's original removed by archive retention
                 continue
             plain = work / "original"
             try:
@@ -106,6 +115,7 @@ def build_crosswalk(settings: Settings, key: MasterKey) -> dict[str, int]:
     _private_dir(target.parent)
     tmp = target.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # the mode of O_CREAT applies only to a new file, not to a leftover
     with os.fdopen(fd, "wb") as f:
         f.write(blob)
         f.flush()
@@ -144,6 +154,7 @@ def append_audit(settings: Settings, **entry) -> dict:
     record = {"at": _now(), **entry, "prev": _last_hash(path)}
     line = json.dumps(record, sort_keys=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)  # also an existing log (e.g. restored from a backup with a wider mode)
     with os.fdopen(fd, "a") as f:
         f.write(line + "\n")
         f.flush()

@@ -37,6 +37,7 @@ import pandas as pd
 
 from connectors.contracts import Contract, load_contracts
 from connectors.exports import write_frame
+from leadhub.errors import LeadHubError
 from leadhub.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS, staging_columns
 from transforms.encodings import field_width, from_text, load_settings
 
@@ -449,11 +450,22 @@ def cluster_records(rows: pd.DataFrame, previous: dict, settings: dict) -> tuple
                   "merges_refused": clusters.refused}
 
 
+def _require_one_key(con: duckdb.DuckDBPyConnection) -> None:
+    """Tokens of two keys never match: linking across them would silently split every person."""
+    key_ids = sorted(k for (k,) in con.execute("SELECT DISTINCT key_id FROM ops.batches").fetchall())
+    if len(key_ids) > 1:
+        raise LeadHubError(f"staging holds batches pseudonymized under {len(key_ids)} keys "
+                           f"({', '.join(key_ids)}): a delivery was taken under another key than the "
+                           "rest (e.g. during a key rotation); run 'leadhub rotate-key' again with the "
+                           "old and the new key file, then build")
+
+
 def link_people(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] | None = None,
                 settings: dict | None = None) -> dict[str, int]:
     """Rebuild core.person_link(agency, person_token, person_key) inside the caller's transaction."""
     contracts = contracts or load_contracts()
     settings = settings or load_settings()
+    _require_one_key(con)
     rows = _identity_rows(con, contracts)
     keys, stats = cluster_records(rows, _previous_links(con), settings)
     link = pd.DataFrame([(a, t, k) for (a, t), k in keys.items()], columns=["agency", "person_token", "person_key"])

@@ -227,3 +227,42 @@ def test_reprocessing_never_writes_through_a_link_planted_in_the_inbox(settings,
     with pytest.raises(LeadHubError, match="never overwritten"):
         maintenance.restore_ledger_entry(settings, maintenance_key(settings), file_id)
     assert victim.read_text() == "keep me"
+
+
+def test_the_crosswalk_still_builds_after_retention_removed_a_superseded_original(settings, master_key,
+                                                                                 history):
+    from leadhub.warehouse import connect
+    from transforms import crosswalk
+    from transforms.link import link_people
+
+    v1, v2, bad = (history[f"treatment_clients_2024{m}01.csv"] for m in ("01", "02", "03"))
+    for file_id, _, _ in (v1, v2, bad):
+        age(settings, file_id, 400)
+    assert v1[2] in maintenance.archive_retention(settings, 365, now=NOW)["deleted"]
+    with connect(settings.warehouse_path) as con:
+        link_people(con)
+        (person_key,) = {k for (k,) in con.execute(
+            "SELECT person_key FROM core.person_link WHERE agency = 'treatment'").fetchall()}
+
+    counts = crosswalk.build_crosswalk(settings, master_key)
+    assert counts["files_replayed"] == 1 and counts["files_skipped"] == 1
+    assert crosswalk.lookup(settings, master_key, person_key, "consent withdrawal", who="s") == [
+        ("treatment", "C00001")]
+
+
+def test_reprocessing_never_overwrites_a_delivery_that_lands_while_restoring(settings, history, monkeypatch):
+    file_id, _, _ = history["treatment_clients_20240301.csv"]
+    waiting = settings.inbox("treatment") / "treatment_clients_20240301.csv"
+    real_sha = maintenance._sha256
+
+    def clerk_uploads_meanwhile(path):
+        digest = real_sha(path)
+        if path.name.endswith(".restore.part") and not waiting.exists():
+            waiting.write_text(V2)              # the agency's corrected file arrives under the same name
+        return digest
+
+    monkeypatch.setattr(maintenance, "_sha256", clerk_uploads_meanwhile)
+    with pytest.raises(LeadHubError, match="never overwritten"):
+        maintenance.restore_ledger_entry(settings, maintenance_key(settings), file_id)
+    assert waiting.read_text() == V2
+    assert [p.name for p in settings.inbox("treatment").iterdir()] == [waiting.name]  # no .part left

@@ -78,3 +78,13 @@ def test_a_refused_demo_key_stops_a_real_command(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LEADHUB_KEY_FILE", str(create_key_file(tmp_path / "k" / "master.key", demo=True)))
     assert main(["ingest", "--agency", "jail"]) == 2
     assert "demo key" in capsys.readouterr().err
+
+
+def test_a_demo_key_with_a_comment_added_above_its_header_is_still_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("LEADHUB_MASTER_KEY", raising=False)
+    monkeypatch.delenv("LEADHUB_KEY_PROVIDER", raising=False)
+    monkeypatch.delenv("LEADHUB_DEMO", raising=False)
+    path = create_key_file(tmp_path / "demo.key", demo=True)
+    path.write_text("# copied from the demo machine\n" + path.read_text())
+    with pytest.raises(LeadHubError, match="demo key"):
+        MasterKey.load(path)

@@ -65,3 +65,35 @@ def test_an_audit_entry_longer_than_the_tail_window_keeps_the_chain(settings, ma
     assert crosswalk.verify_audit(settings) == 2
     entries = [json.loads(line) for line in crosswalk.audit_path(settings).read_text().splitlines()]
     assert entries[0]["reason"] == long_reason.strip() and entries[1]["reason"] == "follow-up"
+
+
+def test_crosswalk_and_audit_log_end_up_owner_only_even_over_wider_leftovers(settings, master_key, linked):
+    import os
+    import stat
+
+    steward = crosswalk.steward_dir(settings)
+    steward.mkdir(parents=True, exist_ok=True)
+    leftover = crosswalk.crosswalk_path(settings).with_suffix(".tmp")
+    leftover.write_bytes(b"")
+    os.chmod(leftover, 0o644)
+    crosswalk.audit_path(settings).write_text("")
+    os.chmod(crosswalk.audit_path(settings), 0o644)
+
+    crosswalk.build_crosswalk(settings, master_key)
+    crosswalk.lookup(settings, master_key, linked, "correction request", who="steward-a")
+    assert stat.S_IMODE(crosswalk.crosswalk_path(settings).stat().st_mode) == 0o600
+    assert stat.S_IMODE(crosswalk.audit_path(settings).stat().st_mode) == 0o600
+    assert crosswalk.verify_audit(settings) == 1
+
+
+def test_building_with_another_key_keeps_the_existing_crosswalk(settings, master_key, linked, tmp_path):
+    from leadhub.keys import MasterKey, create_key_file
+
+    crosswalk.build_crosswalk(settings, master_key)
+    before = crosswalk.crosswalk_path(settings).read_bytes()
+    other = MasterKey.load(create_key_file(tmp_path / "other" / "master.key"))
+    with pytest.raises(LeadHubError, match="left as it is"):
+        crosswalk.build_crosswalk(settings, other)
+    assert crosswalk.crosswalk_path(settings).read_bytes() == before
+    assert sorted(crosswalk.lookup(settings, master_key, linked, "check", who="s")) == [
+        ("jail", "J55"), ("police", "P77")]

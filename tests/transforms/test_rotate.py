@@ -144,3 +144,28 @@ def test_rotation_stopped_while_re_encrypting_is_finished_by_running_it_again(se
     assert key_ids == {new.key_id}
     for path in _archive_files(settings):
         decrypt_to(path, io.BytesIO(), new)
+
+
+def test_a_delivery_taken_under_the_old_key_after_rotation_stops_linkage_until_rotated(settings, master_key,
+                                                                                      tmp_path):
+    load(settings, master_key, row("P1", "Quill", "Ada", "1975-01-01", "", 1),
+         booking("J1", "Quill", "Ada", "01/01/1975", "", 1))
+    with connect(settings.warehouse_path) as con:
+        link_people(con)
+    new = MasterKey.load(create_key_file(tmp_path / "new" / "master.key"))
+    rotate_key(settings, master_key, new)
+    # The feed ran before the steward switched LEADHUB_KEY_FILE: one batch under the old key.
+    drop(settings, "jail", "jail_bookings_20240102.csv", BOOK_HEADER + booking("J1", "Quill", "Ada",
+                                                                               "01/01/1975", "", 2))
+    assert ingest_agency(settings, "jail", master_key)[0]["status"] == "accepted"
+    with connect(settings.warehouse_path) as con:
+        with pytest.raises(LeadHubError, match="under 2 keys"):
+            link_people(con)
+
+    rotate_key(settings, master_key, new)                   # the same two keys bring it under the new one
+    with connect(settings.warehouse_path) as con:
+        link_people(con)
+    people, _, key_ids = person_of_row(settings.warehouse_path)
+    assert key_ids == {new.key_id}
+    assert len(set(people.values())) == 1 and None not in people.values()
+    assert len(people) == 3                                  # P1, J1 and J1's second booking
