@@ -144,7 +144,7 @@ def _gx_suite(name: str):
     suite = ExpectationSuite(name=stored["name"], expectations=stored["expectations"],
                              meta=stored.get("meta"))
     # Adding it gives every expectation an id, which ties each result back to its place.
-    return _context().suites.add(suite)
+    return _context().suites.add_or_update(suite)
 
 
 def _prepared_for_gx(contract: Contract, df: pd.DataFrame) -> pd.DataFrame:
