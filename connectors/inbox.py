@@ -25,7 +25,7 @@ import stat
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -38,7 +38,7 @@ from connectors.readers import CHUNK_ROWS, read_chunks, reopen
 from leadhub.errors import RejectedFile
 from leadhub.keys import MasterKey
 from leadhub.settings import Settings
-from leadhub.warehouse import connect, staging_columns
+from leadhub.warehouse import connect, staging_columns, utcnow
 from transforms.pseudonymize import Pseudonymizer
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,6 @@ class FileOutcome:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def _open_checked(path: Path, expected: os.stat_result) -> tuple[int, os.stat_result]:
@@ -244,12 +240,12 @@ class Intake:
         self.con.execute(
             "INSERT INTO ops.file_ledger (file_id, received_at, agency, extract, file_name, size_bytes, "
             "sha256, status, reason, archive_path, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            [file_id, received, agency, extract, name, size, sha, status, reason, archive, _now()])
+            [file_id, received, agency, extract, name, size, sha, status, reason, archive, utcnow()])
 
     def _ledger_update(self, file_id: str, **fields) -> None:
         sets = ", ".join(f"{k} = ?" for k in fields)
         self.con.execute(f"UPDATE ops.file_ledger SET {sets}, updated_at = ? WHERE file_id = ?",
-                         [*fields.values(), _now(), file_id])
+                         [*fields.values(), utcnow(), file_id])
 
     # --- moving files -----------------------------------------------------
     def _quarantine(self, agency: str, path: Path, file_id: str, err: RejectedFile | str) -> None:
@@ -262,7 +258,7 @@ class Intake:
         stored = path.name if len(os.fsencode(path.name)) <= 200 else "overlong-name"
         target = qdir / f"{file_id}__{stored}"
         _move_aside(path, target)
-        info = {"file": path.name, "file_id": file_id, "reason": reason, "quarantined_at": _now().isoformat()}
+        info = {"file": path.name, "file_id": file_id, "reason": reason, "quarantined_at": utcnow().isoformat()}
         if isinstance(err, RejectedFile):
             info.update(rule=err.rule, row=err.row, detail=err.detail)
         (qdir / f"{file_id}__{stored}.reason.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -278,7 +274,7 @@ class Intake:
     # --- one file ---------------------------------------------------------
     def take(self, agency: str, path: Path) -> FileOutcome:
         name = path.name
-        received = _now()
+        received = utcnow()
         st = path.lstat()
         pseudo_id = f"{received:%Y%m%dT%H%M%S%f}-unread"
         logical = name  # the name the contract and the ledger see (".lhx" removed below)
@@ -487,7 +483,7 @@ class Intake:
             self.con.unregister("incoming_file")
             raise
         rows = tally.rows
-        validated = _now()
+        validated = utcnow()
         result_rows = [[batch_id, contract.name, r["expectation"], r.get("column"), r["severity"],
                         bool(r["success"]), r.get("observed"), validated] for r in outcome.results]
         insert_results = ("INSERT INTO ops.validation_results (batch_id, contract, expectation, column_name, "
@@ -505,7 +501,7 @@ class Intake:
                 self._quarantine(agency, path, file_id, reason)
                 return FileOutcome(name, contract.extract, "quarantined", batch_id, rows, reason)
             self.con.execute("INSERT INTO ops.batches VALUES (?,?,?,?,?,?,?,?)",
-                             [batch_id, contract.name, file_id, content_sha or sha, received, _now(), rows,
+                             [batch_id, contract.name, file_id, content_sha or sha, received, utcnow(), rows,
                               self.key.key_id])
             if result_rows:
                 self.con.executemany(insert_results, result_rows)
@@ -524,7 +520,7 @@ class Intake:
         """A full-history delivery replaces every earlier one; an incremental re-send of the
         same file name (same period) replaces that file. Earlier rows stay in staging."""
         same = "" if contract.history == "full" else "AND file_name = ?"
-        params = [f"superseded by {file_id}", _now(), contract.agency, contract.extract, file_id]
+        params = [f"superseded by {file_id}", utcnow(), contract.agency, contract.extract, file_id]
         self.con.execute(
             "UPDATE ops.file_ledger SET status = 'superseded', reason = ?, updated_at = ? "
             f"WHERE agency = ? AND extract = ? AND status = 'accepted' AND file_id <> ? {same}",

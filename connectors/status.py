@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from connectors.contracts import load_contracts
 from leadhub.settings import Settings
-from leadhub.warehouse import connect
+from leadhub.warehouse import connect, utcnow
 
 
 def feed_status(settings: Settings, now: datetime | None = None) -> list[dict]:
     """One row per contract; a feed is stale when nothing was accepted within its declared window."""
-    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    now = now or utcnow()
     with connect(settings.warehouse_path) as con:
         counts = {(a, e, s): (n, last) for a, e, s, n, last in con.execute(
             "SELECT agency, extract, status, count(*), max(received_at) FROM ops.file_ledger "

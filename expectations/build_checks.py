@@ -17,10 +17,11 @@ the contract column names the core table. Observed values are counts only.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from expectations.suites import WARNING
 from expectations.validate import counted
+from leadhub.warehouse import utcnow
 
 REFERRAL_BEFORE_INTAKE = "expect_lead_referral_before_treatment_intake"
 JAIL_DAYS_CONSISTENT = "expect_jail_days_to_match_booking_and_release"
@@ -52,10 +53,6 @@ BUILD_CHECKS = {
         """),
 }
 BUILD_DESCRIPTIONS = {name: check[2] for name, check in BUILD_CHECKS.items()}
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def _table_exists(con, qualified: str) -> bool:
@@ -93,7 +90,7 @@ def record_build_checks(con, now: datetime | None = None) -> tuple[str, list[dic
     Call it on the build's connection after the models ran (inside its transaction, so the
     results commit with the tables they describe).
     """
-    validated = now or _now()
+    validated = now or utcnow()
     batch_id = f"build-{validated:%Y%m%dT%H%M%S%f}"
     results = build_checks(con)
     # A rebuild that changes nothing must leave the warehouse identical: the same verdicts as

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from leadhub.errors import LeadHubError
 from leadhub.settings import Settings
+from leadhub.warehouse import utcnow
 
 ENV_RETENTION_DAYS = "LEADHUB_ARCHIVE_RETENTION_DAYS"
 # Seven years: a common records-retention period for justice and health records.
@@ -34,10 +35,6 @@ DEFAULT_RETENTION_DAYS = 7 * 365
 CURRENT_STATUSES = ("accepted", "received")
 # Statuses whose bytes are in staging: sending them again only yields a 'duplicate'.
 LOADED_STATUSES = ("accepted", "superseded")
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 # --- staleness ----------------------------------------------------------------
@@ -92,7 +89,7 @@ def archive_retention(settings: Settings, keep_days: int, now: datetime | None =
     nothing is deleted and the call fails.
     """
     keep_days = retention_days(keep_days)
-    now = now or _utcnow()
+    now = now or utcnow()
     cutoff = now - timedelta(days=keep_days)
     archive_files = sorted(p for p in settings.archive_dir.glob("*/*.enc") if p.is_file())
     result = {"deleted": [], "kept_current": [], "unaccounted": [], "kept_recent": 0,

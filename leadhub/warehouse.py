@@ -16,6 +16,7 @@ the pipeline process (Airflow serializes writers with a one-slot pool).
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -87,6 +88,11 @@ CREATE TABLE IF NOT EXISTS ops.validation_results (
     validated_at TIMESTAMP NOT NULL
 );
 """
+
+
+def utcnow() -> datetime:
+    """Now, as every warehouse timestamp is stored: UTC without a zone (DuckDB TIMESTAMP)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def staging_columns(contract: Contract) -> list[tuple[str, str]]:

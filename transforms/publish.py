@@ -23,14 +23,13 @@ it, so ``duckdb_columns()`` answers "what is this column" too.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 
 from connectors.archive import fsync_path
 from leadhub.settings import Settings
-from leadhub.warehouse import NAME_DOB_TOKEN, SCHEMA_VERSION, TOKEN_COLUMNS
+from leadhub.warehouse import NAME_DOB_TOKEN, SCHEMA_VERSION, TOKEN_COLUMNS, utcnow
 
 PUBLISHED_SCHEMAS = ("core", "marts", "ops")
 EXCLUDED_TABLES = {("core", "person_link")}
@@ -115,7 +114,7 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path,
         con.execute("""CREATE TABLE snapshot.ops.snapshot_info AS
             SELECT ?::TIMESTAMP AS published_at, ?::INTEGER AS schema_version,
                    (SELECT max(received_at) FROM ops.batches) AS data_received_until""",
-                    [datetime.now(timezone.utc).replace(tzinfo=None), SCHEMA_VERSION])
+                    [utcnow(), SCHEMA_VERSION])
         info = descriptions.get(("ops", "snapshot_info"), {})
         if info.get(""):
             con.execute(f"COMMENT ON TABLE snapshot.ops.snapshot_info IS {_literal(info[''])}")
