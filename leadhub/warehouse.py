@@ -193,9 +193,6 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (2, "ops.schema_version records what each migration did",
      "ALTER TABLE ops.schema_version ADD COLUMN IF NOT EXISTS description VARCHAR"),
     (3, "ops.data_quality view over validation results, for data-quality trends", DATA_QUALITY_VIEW),
-    (4, "ops.steward_actions: who released a held delivery or re-loaded an archived one, when and why",
-     "CREATE TABLE IF NOT EXISTS ops.steward_actions (acted_at TIMESTAMP NOT NULL, actor VARCHAR NOT NULL, "
-     "action VARCHAR NOT NULL, file_id VARCHAR NOT NULL, new_file_id VARCHAR, reason VARCHAR NOT NULL)"),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 STORAGE_COMPATIBILITY = "v1.4.0"
