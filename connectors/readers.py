@@ -211,11 +211,17 @@ def _csv_records(path: Source, contract: Contract, name: str) -> Iterator[Record
                 header = [h.strip() for h in header]
                 if header != expected:
                     raise RejectedFile(name, "header", header_difference(expected, header), row=0)
+            blanks = 0
             for record in reader:
                 row_no += 1
+                if not any(cell.strip() for cell in record):
+                    # A blank line, or a row of empty cells (",,,": spreadsheets export those);
+                    # only trailing ones are harmless, which is checked when data follows.
+                    blanks += 1
+                    continue
+                if blanks:
+                    raise RejectedFile(name, "blank_row", "blank line inside the data", row=row_no - blanks)
                 if len(record) != width:
-                    if not any(cell.strip() for cell in record):
-                        raise RejectedFile(name, "blank_row", "blank line inside the data", row=row_no)
                     raise RejectedFile(name, "ragged_row",
                                        f"{len(record)} fields where the contract has {width}", row=row_no)
                 if row_no == 1 and not fmt.header:
@@ -366,9 +372,7 @@ def read_chunks(path: Source, contract: Contract, display_name: str | None = Non
     expected = contract.column_names
     rows: list[int] = []
     cols: list[list] = [[] for _ in expected]
-    seen = False
     for row_no, record in source(path, contract, name):
-        seen = True
         for i, (cell, conv) in enumerate(zip(record, converters)):
             try:
                 value = conv(cell)
@@ -387,5 +391,5 @@ def read_chunks(path: Source, contract: Contract, display_name: str | None = Non
             rows, cols = [], [[] for _ in expected]
     if rows:
         yield rows, dict(zip(expected, cols))
-    elif not seen:
-        raise RejectedFile(name, "no_rows", "header only, no data rows" if fmt.header else "no data rows")
+    # A file with a header and no data rows is a valid delivery of zero rows: for an
+    # incremental extract "nothing happened", for a full-history one the volume guard decides.

@@ -29,7 +29,7 @@ def test_reads_typed_columns_in_chunks(tmp_path):
     (HEADER + "S1,C1,2024-01-01,housing\nS2,C1,2024-01-01\n", "ragged_row", 2),
     (HEADER + "S1,C1,01/02/2024,housing\n", "date_format", 1),
     (HEADER + "S1,,2024-01-01,housing\n", "not_null", 1),
-    (HEADER, "no_rows", None),
+    (HEADER + "S1,C1,2024-01-01,housing\n\nS2,C1,2024-01-01,housing\n", "blank_row", 2),
 ])
 def test_broken_files_name_the_rule_and_row(tmp_path, text, rule, row):
     with pytest.raises(RejectedFile) as e:
@@ -112,7 +112,6 @@ def test_xlsx_reads_excel_dates_numbers_and_text_dates(tmp_path):
     ([COLUMNS, ["S1", "C1", datetime(2024, 1, 2, 13, 5), "housing"]], 1, "date_format", 1),
     ([COLUMNS, ["S1", "C1", "2024-01-02", "housing"], [None] * 4, ["S2", "C1", "2024-01-02", "housing"]],
      1, "blank_row", 2),
-    ([COLUMNS], 1, "no_rows", None),
 ])
 def test_xlsx_refusals(tmp_path, rows, sheets, rule, row):
     path = _xlsx(tmp_path, rows, sheets)
@@ -231,3 +230,22 @@ def test_an_integer_too_large_for_the_warehouse_is_a_refused_cell(tmp_path, fmt)
                     name="jail_bookings_20240102.csv")
         [(_, cols)] = list(read_chunks(ok, bookings))
         assert cols["charge_seq"] == [2**63 - 1]
+
+
+@pytest.mark.parametrize("ending", ["\n", "\n\n\n", "\r\n\r\n", "\n   \n", "\n,,,\n"])
+def test_trailing_blank_lines_end_the_data_instead_of_refusing_it(tmp_path, ending):
+    # two data rows, then blank (or all-empty) lines: rows 1 and 2 are read, nothing refused
+    newline = "\r\n" if ending.startswith("\r") else "\n"
+    rows = newline.join([HEADER.strip(), "S1,C1,2024-01-01,housing", "S2,C1,2024-01-02,housing"])
+    chunks = list(read_chunks(_write(tmp_path, rows + ending), CONTACTS))
+    assert [numbers for numbers, _ in chunks] == [[1, 2]]
+    assert chunks[0][1]["contact_id"] == ["S1", "S2"]
+
+
+@pytest.mark.parametrize("text", [HEADER, HEADER + "\n\n", HEADER.rstrip("\n")])
+def test_a_header_only_csv_is_zero_rows_not_an_error(tmp_path, text):
+    assert list(read_chunks(_write(tmp_path, text), CONTACTS)) == []
+
+
+def test_a_header_only_workbook_is_zero_rows_not_an_error(tmp_path):
+    assert list(read_chunks(_xlsx(tmp_path, [COLUMNS], 1), variant(CONTACTS, type="xlsx"))) == []
