@@ -36,6 +36,12 @@ RESULT_FORMAT = {
 REASON_LIMIT = 5
 COLUMN_LIST_CHECKS = ("expect_table_columns_to_match_ordered_list",
                       "expect_table_columns_to_match_set")
+# Failures of keys and codes name the rows that broke them (the first ROWS_SHOWN, by the
+# delivered file's data-row number), never a value, so a clerk can find and fix them.
+ROW_LISTED = ("expect_column_values_to_not_be_null", "expect_column_values_to_be_in_set",
+              "expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
+ROWS_SHOWN = 10
+BIRTH_DATE_CHECK = "expect_birth_date_not_after_event"
 # An exception's class name as it heads a traceback line, e.g. "pkg.mod.KeyError: ...".
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception))(?::|$)")
 
@@ -204,11 +210,54 @@ def validate_batch(contract: Contract, df: "pd.DataFrame | pa.Table",
     position = {e.id: i for i, e in enumerate(suite.expectations)}
     ordered = sorted(run.results, key=lambda r: position.get(r.expectation_config.id, len(position)))
     results = [_summarize(r) for r in ordered]
+    for gx_result, result in zip(ordered, results):
+        config = gx_result.expectation_config
+        columns = config.kwargs.get("column_list") or [config.kwargs.get("column")]
+        if (not result["success"] and config.type in ROW_LISTED
+                and all(c in df for c in [*columns, "_row_number"])):  # a missing column names no rows
+            _name_rows(result, df, _failing(config, df))
+    if contract.age_at and "age_at_event" in df:
+        results.append(_birth_date_result(contract, df))
     return ValidationOutcome(
         suite=contract.name,
         success=not any(not r["success"] and r["severity"] == CRITICAL for r in results),
         results=results,
     )
+
+
+def _failing(config, df: pd.DataFrame) -> pd.Series:
+    """The rows a key or code expectation counts as unexpected, computed as GX counts them."""
+    kwargs = config.kwargs
+    if config.type == "expect_compound_columns_to_be_unique":
+        keys = df[list(kwargs["column_list"])]
+        return keys.duplicated(keep=False) & keys.notna().any(axis=1)
+    column = df[kwargs["column"]]
+    if config.type == "expect_column_values_to_not_be_null":
+        return column.isna()
+    if config.type == "expect_column_values_to_be_unique":
+        return column.duplicated(keep=False) & column.notna()
+    return ~column.isin(list(kwargs["value_set"])) & column.notna()
+
+
+def _name_rows(result: dict, df: pd.DataFrame, failing: pd.Series) -> None:
+    """Put the failing rows' numbers into a result (``rows``, and its ``observed`` text)."""
+    numbers = sorted(int(n) for n in df.loc[failing.fillna(False).to_numpy(dtype=bool), "_row_number"])
+    result["rows"] = numbers[:ROWS_SHOWN]
+    result["observed"] = counted(len(numbers), len(df), result["rows"])
+
+
+def _birth_date_result(contract: Contract, df: pd.DataFrame) -> dict:
+    """A birth date after the event (a negative age at the event) is critical: such an age must
+    never be published. The age is derived while the birth date is still at hand (during
+    pseudonymization); only its sign is checked here."""
+    age = pd.to_numeric(df["age_at_event"], errors="coerce")
+    failing = (age < 0).fillna(False)
+    result = {"expectation": BIRTH_DATE_CHECK, "column": "age_at_event", "severity": CRITICAL,
+              "success": not failing.any(), "observed": counted(0, len(df)),
+              "description": f"birth date not after {contract.age_at}"}
+    if not result["success"]:
+        _name_rows(result, df, failing)
+    return result
 
 
 def _summarize(result) -> dict:
@@ -261,11 +310,19 @@ def _observed(config, result: dict) -> str:
     return ""
 
 
-def counted(unexpected: int, rows: int) -> str:
-    """The one wording of a counted result, "unexpected n of m rows, p%" (ops.data_quality parses it)."""
+def counted(unexpected: int, rows: int, row_numbers: list[int] | None = None) -> str:
+    """The one wording of a counted result, "unexpected n of m rows, p%" (ops.data_quality parses it).
+
+    ``row_numbers``, the first failing data rows, are appended: "; rows 3, 9" when they are
+    all of them, "; first rows 3, 9, ..." when there are more.
+    """
     share = 100 * unexpected / rows if rows else 0.0
     percent = "<0.1%" if 0 < share < 0.1 else f"{share:.1f}%"
-    return f"unexpected {unexpected:,} of {_plural(rows, 'row')}, {percent}"
+    text = f"unexpected {unexpected:,} of {_plural(rows, 'row')}, {percent}"
+    if row_numbers:
+        listed = ", ".join(str(n) for n in row_numbers)
+        text += f"; rows {listed}" if len(row_numbers) >= unexpected else f"; first rows {listed}, ..."
+    return text
 
 
 def _column_difference(expected: list[str], found: list) -> str:

@@ -82,7 +82,8 @@ def test_clean_frame_passes_every_check(contract):
     outcome = validate_batch(contract, staging_frame(contract))
     assert outcome.success
     assert failed(outcome) == set()
-    assert len(outcome.results) == len(validate._gx_suite(contract.name).expectations)
+    # every suite expectation, plus the birth-date check of contracts that derive an age
+    assert len(outcome.results) == len(validate._gx_suite(contract.name).expectations) + bool(contract.age_at)
     assert outcome.reason() == f"all {len(outcome.results)} checks passed"
 
 
@@ -121,10 +122,10 @@ def test_unknown_code_fails_critical_with_its_count():
     assert not outcome.success
     hit = result(outcome, "expect_column_values_to_be_in_set", "precinct")
     assert hit["severity"] == "critical"
-    assert hit["observed"] == "unexpected 7 of 4,000 rows, 0.2%"
+    assert hit["observed"] == "unexpected 7 of 4,000 rows, 0.2%; rows 1, 2, 3, 4, 5, 6, 7"
     assert outcome.failed_critical == [hit]
     assert outcome.reason() == ("1 critical check failed: police_arrests.precinct values in known set "
-                                "(unexpected 7 of 4,000 rows, 0.2%)")
+                                "(unexpected 7 of 4,000 rows, 0.2%; rows 1, 2, 3, 4, 5, 6, 7)")
 
 
 def test_unknown_offense_code_is_named_after_the_offense_table():
@@ -262,7 +263,7 @@ def test_validation_runs_on_pandas_and_reports_real_counts():
     df.loc[df.index[::10], "severity"] = "violation"
     outcome = validate_batch(ARRESTS, df)
     assert result(outcome, "expect_column_values_to_be_in_set", "severity")["observed"] == (
-        "unexpected 30 of 300 rows, 10.0%")
+        "unexpected 30 of 300 rows, 10.0%; first rows 1, 11, 21, 31, 41, 51, 61, 71, 81, 91, ...")
     assert not any(r["observed"].startswith("error") for r in outcome.results)
     assert result(outcome, "expect_table_row_count_to_be_between", None)["observed"] == "observed 300"
 
@@ -297,3 +298,53 @@ def test_an_arrow_table_gets_the_same_verdict_as_its_pandas_frame():
         ("expect_column_values_to_be_between", "booking_ts"),
         ("expect_column_values_to_be_between", "release_ts"),
     }
+
+
+# --- row numbers for key and code failures; birth dates after the event ----------------------------
+
+def _result(outcome, expectation, column=None):
+    [r] = [r for r in outcome.results if r["expectation"] == expectation
+           and (column is None or r["column"] == column)]
+    return r
+
+
+def test_duplicate_keys_are_reported_with_their_row_numbers_never_values():
+    frame = staging_frame(BOOKINGS, rows=40)
+    # primary key (booking_id, charge_seq): rows 5 and 31 (1-based _row_number) carry the
+    # key of row 3, so three rows share one key
+    frame.loc[[4, 30], "booking_id"] = frame.loc[2, "booking_id"]
+    frame.loc[[4, 30], "charge_seq"] = frame.loc[2, "charge_seq"]
+    outcome = validate_batch(BOOKINGS, frame)
+    r = _result(outcome, "expect_compound_columns_to_be_unique")
+    assert not r["success"] and r["rows"] == [3, 5, 31]
+    assert r["observed"] == "unexpected 3 of 40 rows, 7.5%; rows 3, 5, 31"
+    assert frame.loc[2, "booking_id"] not in outcome.reason()
+
+
+def test_unknown_codes_list_the_first_ten_rows_and_the_count():
+    frame = staging_frame(ARRESTS, rows=40)
+    coded = next(c.name for c in ARRESTS.plain_columns if c.known_values or c.reference)
+    frame[coded] = frame[coded].astype(object)
+    frame.loc[list(range(10, 22)), coded] = "NOT_A_CODE"  # 12 bad rows: 11..22
+    outcome = validate_batch(ARRESTS, frame)
+    [r] = [r for r in outcome.results if r["expectation"] == "expect_column_values_to_be_in_set"
+           and r["column"] == coded]
+    assert r["rows"] == list(range(11, 21))
+    assert r["observed"].endswith("; first rows 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, ...")
+    assert r["observed"].startswith("unexpected 12 of 40 rows")
+    assert "NOT_A_CODE" not in outcome.reason()
+
+
+def test_a_birth_date_after_the_event_is_a_critical_failure_naming_the_rows():
+    frame = staging_frame(BOOKINGS, rows=40)
+    frame["age_at_event"] = frame["age_at_event"].astype("Int64")
+    frame.loc[[6, 19], "age_at_event"] = -75  # born 2099, booked 2023: rows 7 and 20
+    outcome = validate_batch(BOOKINGS, frame)
+    r = _result(outcome, "expect_birth_date_not_after_event")
+    assert r["severity"] == "critical" and not r["success"] and r["rows"] == [7, 20]
+    assert not outcome.success and "rows 7, 20" in outcome.reason()
+
+
+def test_birth_date_check_passes_on_sound_ages():
+    outcome = validate_batch(BOOKINGS, staging_frame(BOOKINGS, rows=40))
+    assert _result(outcome, "expect_birth_date_not_after_event")["success"]
