@@ -1,16 +1,19 @@
-"""Person linkage on keyed encodings only: blocking, Fellegi-Sunter scoring, guarded clustering.
+"""Person linkage on keyed encodings only: Splink scoring, guarded clustering, stable keys.
 
 The matcher never sees a name, a birth date or an SSN. It receives, per field,
-the word rows of ``transforms.encodings`` and works with numpy on them:
+the word rows of ``transforms.encodings``; ``transforms.linkage_model`` hands
+them to Splink 5 as keyed columns (Bloom filters as BIT, deletion tokens as
+lists) on a scratch DuckDB connection:
 
-1. Blocking — candidate pairs are records that agree exactly on at least one
-   blocking rule of ``linkage_settings.json`` (e.g. same date-of-birth token,
-   or same surname *and* given-name filter). Comparing every pair is
-   quadratic; blocks keep 100,000 x 100,000 records in seconds.
-2. Scoring — per field a comparison level (exact / high / mid Dice for Bloom
-   filters; exact / one-edit for digit and date tokens), each worth
-   log2(m/u) from the settings file; the sum is the match weight. Swapped
-   first and last names are scored crosswise and the better reading counts.
+1. Blocking — candidate pairs agree exactly on at least one blocking rule of
+   ``linkage_settings.json`` (same birth-date token; same given and surname;
+   same SSN; one-edit birth date with the same surname or given name; swapped
+   names; surname and sex; ...).
+2. Scoring — Splink's comparison levels (Dice on filters, shared deletion
+   tokens, exact tokens) with m and u from the model: trained on the data
+   (``leadhub linkage train``, or on the fly for ``leadhub link``) or the
+   shipped default. The match weight includes the prior; names alone, without
+   any date or identifier on both sides, never link.
 3. Clustering (warehouse only) — pairs above the threshold are merged best
    first; a merge is refused when the two clusters hold conflicting SSNs, or
    two ids of one agency with conflicting birth dates. That guard is what
@@ -29,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
 
 import duckdb
 import numpy as np
@@ -39,151 +41,24 @@ from connectors.contracts import Contract, load_contracts
 from connectors.exports import write_frame
 from leadhub.errors import LeadHubError
 from leadhub.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS, staging_columns
+from transforms import linkage_model
 from transforms.encodings import field_width, from_text, load_settings
+from transforms.linkage_model import Encoded
 
 log = logging.getLogger(__name__)
 
 PERSON = TOKEN_COLUMNS["agency_person_id"]
-CHUNK = 1 << 20
-DATE_DIGITS = 8    # YYYYMMDD: a date's deletion tokens
-MAX_BLOCK = 2000   # a block larger than this on either side is skipped (too common to be evidence)
+DATE_DIGITS = linkage_model.DATE_DIGITS
+
+__all__ = ["Encoded", "match_pairs", "one_to_one", "token_levels", "cluster_records", "link_people", "link_files"]
 
 
-@dataclass
-class Encoded:
-    """Encoded records of one file or table: field -> (n, width) uint64 word rows."""
-    fields: dict[str, np.ndarray]
-    n: int
-
-
-# -- blocking ------------------------------------------------------------------------------------
-
-def _mix(h: np.ndarray) -> np.ndarray:
-    """splitmix64 finalizer: spreads word rows into well-distributed 64-bit block keys."""
-    with np.errstate(over="ignore"):
-        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return h ^ (h >> np.uint64(31))
-
-
-def _field_key(enc: Encoded, name: str, settings: dict) -> np.ndarray | None:
-    """One uint64 per record that is equal exactly when the field's value is; 0 when missing."""
-    if name.endswith("_swap"):
-        base = enc.fields.get(name[:-5])
-        return None if base is None else base[:, -1].copy()
-    rows = enc.fields.get(name)
-    if rows is None:
-        return None
-    kind = settings["fields"][name]["kind"]
-    if kind in ("digits", "date", "exact"):
-        return rows[:, 0].copy()
-    key = np.zeros(len(rows), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for w in range(rows.shape[1]):
-            key = _mix(key ^ rows[:, w])
-    key[~rows.any(axis=1)] = 0
-    return key
-
-
-def _rule_key(enc: Encoded, rule: list[str], settings: dict) -> np.ndarray | None:
-    key, present = np.zeros(enc.n, dtype=np.uint64), np.ones(enc.n, dtype=bool)
-    with np.errstate(over="ignore"):
-        for k, name in enumerate(rule):
-            part = _field_key(enc, name, settings)
-            if part is None:
-                return None
-            present &= part != 0
-            key = _mix(key ^ (part + np.uint64(k + 1)))
-    key[~present] = 0
-    return key
-
-
-def _pairs_for_keys(kl: np.ndarray, kr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(kr, kind="stable")
-    skr = kr[order]
-    lo = np.searchsorted(skr, kl, "left")
-    hi = np.searchsorted(skr, kl, "right")
-    cnt = hi - lo
-    cnt[kl == 0] = 0
-    cnt[cnt > MAX_BLOCK] = 0
-    total = int(cnt.sum())
-    if not total:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    i = np.repeat(np.arange(len(kl)), cnt)
-    starts = np.repeat(lo, cnt)
-    offs = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    return i, order[starts + offs]
-
-
-def candidate_pairs(left: Encoded, right: Encoded | None, settings: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j) index pairs agreeing on at least one blocking rule; i < j when deduplicating."""
-    other = right if right is not None else left
-    codes = []
-    for rule in settings["blocking"]:
-        kl, kr = _rule_key(left, rule, settings), _rule_key(other, rule, settings)
-        if kl is None or kr is None:
-            continue
-        i, j = _pairs_for_keys(kl, kr)
-        if right is None:
-            keep = i < j
-            i, j = i[keep], j[keep]
-        codes.append(i.astype(np.int64) * other.n + j)
-    if not codes:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    code = np.sort(np.concatenate(codes))  # sort + diff: faster than np.unique's hashing here
-    code = code[np.r_[True, code[1:] != code[:-1]]] if len(code) else code
-    return code // other.n, code % other.n
-
-
-# -- scoring -------------------------------------------------------------------------------------
-
-def _weights(settings: dict, field: str) -> dict[str, float]:
-    return {lvl: float(np.log2(m / u)) for lvl, (m, u) in settings["fields"][field]["levels"].items()}
-
-
-def _popcount(rows: np.ndarray) -> np.ndarray:
-    return np.bitwise_count(rows).sum(axis=1, dtype=np.int32)
-
-
-def _term_frequencies(left: Encoded, other: Encoded, dedupe: bool, field: str, settings: dict) -> np.ndarray:
-    """Per left record: how common its exact value is, as a share of all records.
-
-    Agreeing on JOHN JOHNSON says less than agreeing on a rare name. Equal
-    filters mean equal values, so frequencies are counted on encodings. The two
-    records of the pair itself are not counted, and below
-    ``term_frequency_min_records`` records frequencies are too noisy to use.
-    """
-    kl = _field_key(left, field, settings)
-    keys = kl if dedupe else np.concatenate([kl, _field_key(other, field, settings)])
-    if len(keys) < settings.get("term_frequency_min_records", 1000):
-        return np.zeros(len(kl))
-    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    tf = np.maximum(counts[inverse[:len(kl)]] - 2, 0) / max(len(keys), 1)
-    tf[kl == 0] = 0.0
-    return tf
-
-
-def _bloom_weight(a, b, ca, cb, i, j, field, settings, tf=None) -> np.ndarray:
-    w = _weights(settings, field)
-    t = settings["fields"][field]["dice"]
-    inter = np.bitwise_count(a[i] & b[j]).sum(axis=1, dtype=np.int32)
-    denom = ca[i] + cb[j]
-    dice = np.where(denom > 0, 2.0 * inter / np.maximum(denom, 1), 0.0)
-    out = np.full(len(dice), w["else"])
-    for level in ("low", "mid", "high"):  # ascending, so the highest level reached wins
-        if level in t:
-            out[dice >= t[level]] = w[level]
-    exact = dice >= 0.9999
-    out[exact] = w["exact"]
-    if tf is not None and exact.any():
-        m, u = settings["fields"][field]["levels"]["exact"]
-        out[exact] = np.log2(m / np.maximum(u, tf[i[exact]]))
-    out[(ca[i] == 0) | (cb[j] == 0)] = 0.0
-    return out
+def kinds_of(settings: dict) -> dict[str, str]:
+    return {f: fs["kind"] for f, fs in settings["fields"].items()}
 
 
 def token_levels(a: np.ndarray, b: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(missing, exact, near) for aligned rows of digit/date/exact tokens."""
+    """(missing, exact, near) for aligned rows of digit/date/exact tokens (the chain guard's test)."""
     missing = (a[:, 0] == 0) | (b[:, 0] == 0)
     exact = (a[:, 0] == b[:, 0]) & ~missing
     if kind == "exact":
@@ -199,64 +74,21 @@ def token_levels(a: np.ndarray, b: np.ndarray, kind: str) -> tuple[np.ndarray, n
     return missing, exact, near & ~missing
 
 
-def _token_weight(a, b, i, j, field, settings) -> np.ndarray:
-    w = _weights(settings, field)
-    kind = settings["fields"][field]["kind"]
-    missing, exact, near = token_levels(a[i], b[j], kind)
-    out = np.where(exact, w["exact"], np.where(near, w.get("near", w["else"]), w["else"]))
-    out[missing] = 0.0
-    return out
-
-
-def score_pairs(left: Encoded, right: Encoded | None, i: np.ndarray, j: np.ndarray,
-                settings: dict) -> np.ndarray:
-    """Fellegi-Sunter match weight (sum of log2 m/u over fields both sides have) per pair."""
-    other = right if right is not None else left
-    fields = [f for f in settings["fields"] if f in left.fields and f in other.fields]
-    counts = {f: (_popcount(left.fields[f]), _popcount(other.fields[f])) for f in fields
-              if settings["fields"][f]["kind"] in ("name", "text")}
-    tfs = {f: _term_frequencies(left, other, right is None, f, settings) for f in counts
-           if settings["fields"][f].get("term_frequency")}
-    total = np.zeros(len(i), dtype=np.float64)
-    for s in range(0, len(i), CHUNK):
-        ii, jj = i[s:s + CHUNK], j[s:s + CHUNK]
-        part = np.zeros(len(ii), dtype=np.float64)
-        for f in fields:
-            if f in ("first_name", "last_name") and {"first_name", "last_name"} <= set(fields):
-                continue
-            a, b = left.fields[f], other.fields[f]
-            if f in counts:
-                part += _bloom_weight(a, b, *counts[f], ii, jj, f, settings, tfs.get(f))
-            else:
-                part += _token_weight(a, b, ii, jj, f, settings)
-        if {"first_name", "last_name"} <= set(fields):
-            part += _names_weight(left, other, counts, tfs, ii, jj, settings)
-        total[s:s + CHUNK] = part
-    return total
-
-
-def _names_weight(left, other, counts, tfs, i, j, settings) -> np.ndarray:
-    """Given and surname as recorded, or swapped — whichever reading agrees better."""
-    lf, ll = left.fields["first_name"], left.fields["last_name"]
-    rf, rl = other.fields["first_name"], other.fields["last_name"]
-    (clf, crf), (cll, crl) = counts["first_name"], counts["last_name"]
-    tf_first, tf_last = tfs.get("first_name"), tfs.get("last_name")
-    straight = (_bloom_weight(lf, rf, clf, crf, i, j, "first_name", settings, tf_first)
-                + _bloom_weight(ll, rl, cll, crl, i, j, "last_name", settings, tf_last))
-    swapped = (_bloom_weight(lf, rl, clf, crl, i, j, "first_name", settings, tf_first)
-               + _bloom_weight(ll, rf, cll, crf, i, j, "last_name", settings, tf_last))
-    return np.maximum(straight, swapped)
-
-
 def match_pairs(left: Encoded, right: Encoded | None, settings: dict | None = None,
-                threshold: float | None = None) -> pd.DataFrame:
-    """Record-index pairs whose match weight reaches the threshold, with their weights."""
+                threshold: float | None = None, model: dict | None = None) -> pd.DataFrame:
+    """Record-index pairs whose match weight reaches the threshold, with their weights.
+
+    Without ``model`` one is trained on these records (or the priors are used
+    when they are too few); ``match_model`` returns it as well.
+    """
+    return match_model(left, right, settings, threshold, model)[0]
+
+
+def match_model(left: Encoded, right: Encoded | None, settings: dict | None = None,
+                threshold: float | None = None, model: dict | None = None) -> tuple[pd.DataFrame, dict]:
     settings = settings or load_settings()
-    threshold = settings["threshold"] if threshold is None else threshold
-    i, j = candidate_pairs(left, right, settings)
-    w = score_pairs(left, right, i, j, settings)
-    keep = w >= threshold
-    return pd.DataFrame({"left": i[keep], "right": j[keep], "weight": w[keep]})
+    pairs, model = linkage_model.match(left, right, settings, kinds_of(settings), model, threshold)
+    return pairs[["left", "right", "weight"]].reset_index(drop=True), model
 
 
 def one_to_one(pairs: pd.DataFrame) -> pd.DataFrame:

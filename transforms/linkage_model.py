@@ -1,0 +1,354 @@
+"""Splink 5 as the scoring and training engine, on keyed encodings only.
+
+What Splink sees is a table per input on a *scratch* DuckDB connection (never
+the warehouse or the snapshot: Splink leaves ``__splink__*`` tables, term
+frequencies among them, in its connection), built from ``Encoded`` word rows:
+
+* names and text: the keyed Bloom filter as a ``BIT`` column (``<f>_bf``), its
+  popcount (``<f>_n``) and a digest of the filter as an exact token
+  (``<f>_tok``: equal filters mean equal values; term frequencies work on it);
+* dates and digit identifiers: the token of the whole value (``<f>_tok``), the
+  keyed deletion-neighbourhood tokens as a ``UBIGINT[]`` (``<f>_del``) and, for
+  dates, the day/month-swapped token (``<f>_swap``);
+* exact fields (sex, state): the token.
+
+Missing values are NULL. Comparison levels are DuckDB SQL over those columns
+(Dice on the filters, ``list_has_any`` on deletion tokens), so clear text never
+reaches Splink. The model — comparison levels with their m and u, the prior and
+the blocking rules — is Splink's own JSON settings dict; ``model_for`` builds
+it from ``linkage_settings.json`` with its documented priors, ``train``
+estimates it from the data (prior from strict exact rules, u by random
+sampling, m by EM over two or more blocking rules).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+DATE_DIGITS = 8  # YYYYMMDD: a date row is [whole, 8 deletions, day/month swap]
+NAME_FIELDS = ("first_name", "last_name")
+# Splink's own tables and our inputs live on the scratch connection only.
+LEFT, RIGHT = "lh_records_l", "lh_records_r"
+
+
+class Encoded:  # re-exported by transforms.link; defined here so this module stays below it
+    """Encoded records of one file or table: field -> (n, width) uint64 word rows."""
+
+    def __init__(self, fields: dict[str, np.ndarray], n: int):
+        self.fields, self.n = fields, n
+
+
+# -- input tables --------------------------------------------------------------------------------
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64 finalizer: spreads word rows into well-distributed 64-bit digests."""
+    with np.errstate(over="ignore"):
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+
+def filter_digest(rows: np.ndarray) -> np.ndarray:
+    """One uint64 per filter, equal exactly when the filters are (a keyed filter's exact token)."""
+    key = np.zeros(len(rows), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for w in range(rows.shape[1]):
+            key = _mix(key ^ rows[:, w] ^ np.uint64(w + 1))
+    key[key == 0] = 1
+    return key
+
+
+def _masked(values: np.ndarray, present: np.ndarray) -> pa.Array:
+    return pa.array(values, mask=~present)
+
+
+def _token_list(rows: np.ndarray, present: np.ndarray) -> pa.Array:
+    nz = rows != 0
+    counts = nz.sum(axis=1)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(rows[nz], pa.uint64()))
+    return pa.ListArray.from_arrays(pa.array(offsets), lists.values, mask=pa.array(~present))
+
+
+def arrow_table(enc: Encoded, kinds: dict[str, str]) -> pa.Table:
+    """The Splink input columns of ``enc`` (filters as binary, cast to BIT in DuckDB)."""
+    cols = {"unique_id": pa.array(np.arange(enc.n, dtype=np.int64))}
+    for f, rows in enc.fields.items():
+        kind = kinds[f]
+        present = rows.any(axis=1)
+        if kind in ("name", "text"):
+            data = np.ascontiguousarray(rows.astype("<u8")).view(np.uint8).reshape(enc.n, -1)
+            width = data.shape[1]
+            # Bytes are little-endian words; the bit order only has to be the same on both sides.
+            cols[f"{f}_bf"] = pa.array([data[i].tobytes() if p else None for i, p in enumerate(present)],
+                                       pa.binary(width))
+            cols[f"{f}_n"] = _masked(np.bitwise_count(rows).sum(axis=1, dtype=np.int32), present)
+            cols[f"{f}_tok"] = _masked(filter_digest(rows), present)
+        elif kind in ("digits", "date"):
+            cols[f"{f}_tok"] = _masked(rows[:, 0], present)
+            last = 1 + DATE_DIGITS if kind == "date" else rows.shape[1]
+            cols[f"{f}_del"] = _token_list(rows[:, :last], present)
+            if kind == "date":
+                cols[f"{f}_swap"] = _masked(rows[:, -1], present)
+        else:
+            cols[f"{f}_tok"] = _masked(rows[:, 0], present)
+    return pa.table(cols)
+
+
+def load_table(con: duckdb.DuckDBPyConnection, name: str, enc: Encoded, kinds: dict[str, str]) -> None:
+    """Create ``name`` on the scratch connection from encoded rows."""
+    table = arrow_table(enc, kinds)
+    select = ", ".join(f'CAST("{c}" AS BIT) AS "{c}"' if c.endswith("_bf") else f'"{c}"'
+                       for c in table.column_names)
+    con.register("lh_arrow_input", table)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {select} FROM lh_arrow_input")
+    finally:
+        con.unregister("lh_arrow_input")
+
+
+# -- the model definition ------------------------------------------------------------------------
+
+def _dice(a: str, b: str, t: float) -> str:
+    return f"2 * bit_count({a}_bf_l & {b}_bf_r) >= {t} * ({a}_n_l + {b}_n_r)"
+
+
+def _level(sql: str, label: str, prior: list[float] | None, **extra) -> dict:
+    level = {"sql_condition": sql, "label_for_charts": label, **extra}
+    if prior is not None:
+        level["m_probability"], level["u_probability"] = prior
+    return level
+
+
+def comparison(field: str, fs: dict, fields: set[str]) -> dict:
+    """One Splink comparison over the encoded columns of ``field``, with its prior m/u."""
+    kind, priors = fs["kind"], fs.get("priors", {})
+    p = priors.get
+    if kind in ("name", "text"):
+        levels = [_level(f"{field}_bf_l IS NULL OR {field}_bf_r IS NULL", "missing", None, is_null_level=True)]
+        exact = _level(f"{field}_tok_l = {field}_tok_r", "exact", p("exact"))
+        if fs.get("term_frequency"):
+            exact.update(tf_adjustment_column=f"{field}_tok", tf_adjustment_weight=1.0)
+        levels.append(exact)
+        other = {"first_name": "last_name", "last_name": "first_name"}.get(field)
+        if other in fields and "swapped" in priors:
+            # Too rare to train: fixed m and u (documented priors in linkage_settings.json).
+            t = fs["dice"]["high"]
+            levels.append(_level(f"({_dice(field, other, t)}) AND ({_dice(other, field, t)})",
+                                 "names swapped", p("swapped"), fix_m_probability=True,
+                                 fix_u_probability=True))
+        for name in ("high", "mid", "low"):
+            if name in fs.get("dice", {}):
+                t = fs["dice"][name]
+                levels.append(_level(_dice(field, field, t), f"Dice >= {t}", p(name)))
+    elif kind in ("digits", "date"):
+        levels = [_level(f"{field}_tok_l IS NULL OR {field}_tok_r IS NULL", "missing", None, is_null_level=True),
+                  _level(f"{field}_tok_l = {field}_tok_r", "exact", p("exact")),
+                  _level(f"list_has_any({field}_del_l, {field}_del_r)", "one edit", p("near"))]
+        if kind == "date":
+            levels.append(_level(f"{field}_swap_l = {field}_swap_r", "day/month swapped", p("swap")))
+    else:
+        levels = [_level(f"{field}_tok_l IS NULL OR {field}_tok_r IS NULL", "missing", None, is_null_level=True),
+                  _level(f"{field}_tok_l = {field}_tok_r", "exact", p("exact"))]
+    levels.append(_level("ELSE", "else", p("else")))
+    return {"output_column_name": field, "comparison_description": f"{field} ({kind}, keyed encoding)",
+            "comparison_levels": levels}
+
+
+def rule_sql(rule: list[str], fields: set[str]) -> tuple[str, list[str]] | None:
+    """A blocking rule of the settings as Splink SQL (and arrays to explode), or None if a field is absent.
+
+    ``<field>`` — same token; ``dob_swap`` — same day/month-swapped date;
+    ``<field>_edit`` — a shared deletion token (one edit apart, exploded);
+    ``names_swapped`` — given name equals the other's surname and vice versa.
+    """
+    parts, explode = [], []
+    for name in rule:
+        if name == "names_swapped":
+            if not set(NAME_FIELDS) <= fields:
+                return None
+            parts += ["l.first_name_tok = r.last_name_tok", "l.last_name_tok = r.first_name_tok"]
+        elif name.endswith("_swap") or name.endswith("_edit"):
+            base = name[:-5]
+            if base not in fields:
+                return None
+            col = f"{base}_swap" if name.endswith("_swap") else f"{base}_del"
+            parts.append(f"l.{col} = r.{col}")
+            if name.endswith("_edit"):
+                explode.append(col)
+        else:
+            if name not in fields:
+                return None
+            parts.append(f"l.{name}_tok = r.{name}_tok")
+    return " AND ".join(parts), explode
+
+
+def _blocking_rule(sql: str, explode: list[str]) -> dict:
+    rule = {"blocking_rule": sql, "sql_dialect": "duckdb"}
+    if explode:
+        rule["arrays_to_explode"] = explode
+    return rule
+
+
+def model_for(fields: list[str], settings: dict, link_type: str) -> dict:
+    """Splink settings for these fields, from the documented priors (before any training)."""
+    present = set(fields)
+    rules = [r for r in (rule_sql(rule, present) for rule in settings["blocking"]) if r]
+    return {
+        "link_type": link_type,
+        "unique_id_column_name": "unique_id",
+        "probability_two_random_records_match": settings["training"]["prior_match_probability"],
+        "blocking_rules_to_generate_predictions": [_blocking_rule(s, e) for s, e in rules],
+        "comparisons": [comparison(f, settings["fields"][f], present) for f in settings["fields"] if f in present],
+        "retain_matching_columns": False,
+        "retain_intermediate_calculation_columns": False,
+        "additional_columns_to_retain": [],
+        "sql_dialect": "duckdb",
+        "linker_uid": "leadhub",
+    }
+
+
+def model_fields(model: dict) -> list[str]:
+    return [c["output_column_name"] for c in model["comparisons"]]
+
+
+# -- running Splink ------------------------------------------------------------------------------
+
+def _linker(con: duckdb.DuckDBPyConnection, model: dict, two_inputs: bool):
+    from splink import DuckDBAPI, Linker
+
+    logging.getLogger("splink").setLevel(logging.WARNING)
+    db = DuckDBAPI(con)
+    tables = [db.register(LEFT, table_name="a")]
+    if two_inputs:
+        tables.append(db.register(RIGHT, table_name="b"))
+    return Linker(tables if two_inputs else tables[0], model)
+
+
+def train(con: duckdb.DuckDBPyConnection, model: dict, settings: dict, two_inputs: bool) -> dict:
+    """Estimate the prior, u and m of ``model`` on the tables loaded in ``con``; returns the new model."""
+    t = settings["training"]
+    fields = set(model_fields(model))
+    linker = _linker(con, model, two_inputs)
+    strict = [s for s, e in (rule_sql(r, fields) or ("", ["x"]) for r in t["prior_rules"]) if s and not e]
+    if strict:
+        linker.training.estimate_probability_two_random_records_match(strict, recall=t["prior_recall"])
+    linker.training.estimate_u_using_random_sampling(max_pairs=t["u_max_pairs"], seed=t["seed"])
+    for rule in t["em_rules"]:
+        sql = rule_sql(rule, fields)
+        if sql is None or sql[1]:
+            continue
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                sql[0], max_pairs=t.get("em_max_pairs"))
+        except Exception as e:  # e.g. no pairs in this block: the levels keep their priors
+            log.warning("EM on %s skipped: %s", sql[0], e)
+    trained = linker.misc.save_model_to_json()
+    # Splink may drop fixed flags or add defaults; keep what the hub relies on.
+    trained["linker_uid"] = "leadhub"
+    return trained
+
+
+def predict(con: duckdb.DuckDBPyConnection, model: dict, threshold: float, two_inputs: bool,
+            explain: bool = False) -> pd.DataFrame:
+    """Pairs at or above ``threshold`` (Splink match weight) as a frame: left, right, weight, gamma_*.
+
+    ``left``/``right`` are row positions in the first / second input (dedupe: left < right).
+    """
+    model = dict(model, retain_intermediate_calculation_columns=explain)
+    linker = _linker(con, model, two_inputs)
+    result = linker.inference.predict(threshold_match_weight=threshold)
+    fields = model_fields(model)
+    cols = ["unique_id_l", "unique_id_r", "match_weight", *[f"gamma_{f}" for f in fields]]
+    if two_inputs:
+        cols.append("source_dataset_l")
+    if explain:
+        cols += [c for f in fields for c in (f"bf_{f}", f"bf_tf_adj_{f}")]
+    have = set(con.execute(f"SELECT * FROM {result.physical_name} LIMIT 0").fetchdf().columns)
+    select = ", ".join(c for c in cols if c in have)
+    frame = con.execute(f"SELECT {select} FROM {result.physical_name}").fetchdf()  # fetch all
+    result.drop_table_from_database_and_remove_from_cache()
+    left, right = frame["unique_id_l"].to_numpy(), frame["unique_id_r"].to_numpy()
+    if two_inputs:
+        flip = (frame["source_dataset_l"] != "a").to_numpy()
+        left, right = np.where(flip, right, left), np.where(flip, left, right)
+    out = pd.DataFrame({"left": left.astype(np.int64), "right": right.astype(np.int64),
+                        "weight": frame["match_weight"].to_numpy(dtype=float)})
+    for c in frame.columns:
+        if c.startswith(("gamma_", "bf_")):
+            out[c] = frame[c].to_numpy()
+    return out
+
+
+def evidence_guard(pairs: pd.DataFrame, left: Encoded, right: Encoded | None, settings: dict) -> pd.DataFrame:
+    """Drop pairs compared on names alone: without a date or identifier on both sides, names never link."""
+    other = right if right is not None else left
+    i, j = pairs["left"].to_numpy(), pairs["right"].to_numpy()
+    compared = np.zeros(len(pairs), dtype=bool)
+    for f in settings["evidence_fields"]:
+        if f in left.fields and f in other.fields:
+            compared |= left.fields[f][i].any(axis=1) & other.fields[f][j].any(axis=1)
+    return pairs[compared]
+
+
+def scratch() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for Splink: its ``__splink__`` tables never touch the warehouse."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET threads TO 2")
+    return con
+
+
+def enough_to_train(n_left: int, n_right: int | None, settings: dict) -> bool:
+    need = settings["training"]["min_records"]
+    return n_left >= need and (n_right is None or n_right >= need)
+
+
+def match(left: Encoded, right: Encoded | None, settings: dict, kinds: dict[str, str],
+          model: dict | None = None, threshold: float | None = None,
+          explain: bool = False) -> tuple[pd.DataFrame, dict]:
+    """Score candidate pairs of two encoded inputs (or one, deduplicated); train first if no model.
+
+    Without a model, the model is trained on these inputs when they are large
+    enough, else the documented priors are used. Returns (pairs, model).
+    """
+    threshold = settings["threshold"] if threshold is None else threshold
+    two = right is not None
+    fields = [f for f in settings["fields"] if f in left.fields and (not two or f in right.fields)]
+    con = scratch()
+    try:
+        load_table(con, LEFT, Encoded({f: left.fields[f] for f in fields}, left.n), kinds)
+        if two:
+            load_table(con, RIGHT, Encoded({f: right.fields[f] for f in fields}, right.n), kinds)
+        if model is None:
+            model = model_for(fields, settings, "link_only" if two else "dedupe_only")
+            if enough_to_train(left.n, right.n if two else None, settings):
+                model = train(con, model, settings, two)
+        n = left.n + (right.n if two else 0)
+        pairs = predict(con, model if n >= settings["term_frequency_min_records"] else without_tf(model),
+                        threshold, two, explain)
+    finally:
+        con.close()
+    return evidence_guard(pairs, left, right, settings), model
+
+
+def without_tf(model: dict) -> dict:
+    """The model without term-frequency adjustment: among a few hundred records frequencies are noise."""
+    model = json.loads(json.dumps(model))
+    for c in model["comparisons"]:
+        for level in c["comparison_levels"]:
+            level.pop("tf_adjustment_column", None)
+            level.pop("tf_adjustment_weight", None)
+    return model
+
+
+def weight_of(m: float, u: float) -> float:
+    return math.log2(m / u) if m and u else float("nan")
