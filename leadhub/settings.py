@@ -15,6 +15,43 @@ ENV_DATA_DIR = "LEADHUB_DATA_DIR"
 ENV_KEY_FILE = "LEADHUB_KEY_FILE"
 ENV_MAX_FILE_MB = "LEADHUB_MAX_FILE_MB"
 ENV_AIRFLOW_HOME = "AIRFLOW_HOME"
+ENV_LOCK_TIMEOUT = "LEADHUB_LOCK_TIMEOUT_SECONDS"
+DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
+# Folders that hold personal data or secrets in the clear or encrypted, readable by the hub's
+# own user only. Inboxes (agencies upload into them), reports and the published snapshot
+# (analysts read them) keep the modes the deployment gives them.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def lock_timeout_seconds() -> float:
+    """How long a writer waits for the writer lock (``LEADHUB_LOCK_TIMEOUT_SECONDS``, default 10 min)."""
+    raw = os.environ.get(ENV_LOCK_TIMEOUT, "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_LOCK_TIMEOUT_SECONDS
+    except ValueError:
+        raise ValueError(f"{ENV_LOCK_TIMEOUT} must be a number of seconds, not {raw!r}") from None
+    return max(value, 0.0)
+
+
+def writer_lock_file(warehouse_path: Path) -> Path:
+    """The hub-wide writer lock: one file beside the warehouse, whoever asks for it."""
+    return Path(warehouse_path).with_name("writer.lock")
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) and make it 0700, also when it already existed.
+
+    A folder the hub does not own (a mounted volume) keeps its mode: the
+    deployment decides it, and refusing to start over it would help no one.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    try:
+        os.chmod(path, PRIVATE_DIR_MODE)
+    except PermissionError:
+        pass
+    return path
 
 
 def _default_key_file() -> Path:
@@ -52,6 +89,15 @@ class Settings:
         return self.data_dir / "warehouse" / "lead.duckdb"
 
     @property
+    def writer_lock_path(self) -> Path:
+        return writer_lock_file(self.warehouse_path)
+
+    @property
+    def state_dir(self) -> Path:
+        """Pull high-water marks and other small state files."""
+        return self.data_dir / "state"
+
+    @property
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
 
@@ -68,6 +114,7 @@ class Settings:
         return self.inbox_dir / agency
 
     def ensure_dirs(self) -> None:
-        for d in (self.inbox_dir, self.archive_dir, self.quarantine_dir,
-                  self.warehouse_path.parent, self.reports_dir):
+        for d in (self.inbox_dir, self.reports_dir):
             d.mkdir(parents=True, exist_ok=True)
+        for d in (self.archive_dir, self.quarantine_dir, self.warehouse_path.parent, self.state_dir):
+            make_private_dir(d)

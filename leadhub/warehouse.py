@@ -9,12 +9,17 @@ Layers:
   core     — conformed tables built by ``transforms/sql``
   marts    — reporting tables built by ``transforms/sql``
 
-DuckDB allows one writing process; every write goes through ``connect()`` in
-the pipeline process (Airflow serializes writers with a one-slot pool).
+DuckDB allows one writing process; every write goes through ``connect()``, which
+holds the hub-wide writer lock (leadhub/lock.py) while the connection is open
+(Airflow also serializes writers with a one-slot pool). Only the pipeline opens
+this file; analysts read the published snapshot.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +29,8 @@ import duckdb
 
 from connectors.contracts import Contract, load_contracts
 from leadhub.errors import LeadHubError
+from leadhub.lock import writer_lock
+from leadhub.settings import PRIVATE_FILE_MODE, lock_timeout_seconds, make_private_dir, writer_lock_file
 
 # Token columns that replace identifier columns in staging, by identifier role.
 TOKEN_COLUMNS = {
@@ -38,10 +45,15 @@ NAME_DOB_TOKEN = "name_dob_token"
 # column ending in "_enc" as well as the token columns.
 ENCODING_COLUMNS = {
     "first_name": "first_name_enc",
+    "first_name_canon": "first_name_canon_enc",
+    "middle_name": "middle_name_enc",
     "last_name": "last_name_enc",
     "dob": "dob_enc",
     "ssn": "ssn_enc",
 }
+# Encodings computed from other identifier roles: the given name yields its nickname token set,
+# and a middle name may be recorded in the given-name field ("Mary Ann", "John Q").
+ENCODING_SOURCES = {"first_name_canon": ("first_name",), "middle_name": ("middle_name", "first_name")}
 SQL_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "date": "DATE",
              "timestamp": "TIMESTAMP", "decimal": "DOUBLE"}
 
@@ -105,7 +117,7 @@ def staging_columns(contract: Contract) -> list[tuple[str, str]]:
     if {"last_name", "first_name", "dob"} <= roles:
         cols.append((NAME_DOB_TOKEN, "VARCHAR"))
     for field, column in ENCODING_COLUMNS.items():
-        if field in roles:
+        if roles & set(ENCODING_SOURCES.get(field, (field,))):
             cols.append((column, "VARCHAR"))
     if contract.age_at:
         cols.append(("age_at_event", "INTEGER"))
@@ -195,6 +207,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (3, "ops.data_quality view over validation results, for data-quality trends", DATA_QUALITY_VIEW),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+LOCK_POLL_SECONDS = 0.2
 STORAGE_COMPATIBILITY = "v1.4.0"
 
 
@@ -273,17 +286,64 @@ def migrate(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] | Non
         raise
 
 
+def _open(path: Path, read_only: bool, config: dict, timeout: float) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, waiting while another process holds the file; then one line, not a traceback.
+
+    Within the hub the writer lock keeps writers apart, so a conflict here means a
+    process outside it holds the file: typically someone who opened the pipeline's
+    warehouse to read it, which blocks every load for as long as they keep it open.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=config)
+        except duckdb.IOException as e:
+            if "Could not set lock" not in str(e):
+                raise
+            if time.monotonic() >= deadline:
+                pid = re.search(r"\(PID (\d+)\)", str(e))
+                who = f"process {pid.group(1)}" if pid else "another process"
+                raise LeadHubError(
+                    f"the warehouse {path} is open in {who}, so the hub cannot "
+                    f"{'read' if read_only else 'write'} it (gave up after {timeout:g} s); only the "
+                    f"pipeline opens it: analysts read the snapshot published/lead.duckdb in the data "
+                    f"directory instead") from None
+            time.sleep(LOCK_POLL_SECONDS)
+
+
+def _make_private(path: Path) -> None:
+    """The warehouse and its write-ahead log are readable by the hub's user only."""
+    for f in (path, path.with_name(path.name + ".wal")):
+        try:
+            os.chmod(f, PRIVATE_FILE_MODE)
+        except FileNotFoundError:
+            pass
+
+
 @contextmanager
 def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the warehouse at ``path``; a writer holds the hub's writer lock throughout.
+
+    The writer waits for the lock, and for a reader outside the hub to let go of
+    the file, up to ``LEADHUB_LOCK_TIMEOUT_SECONDS``; then it gives up with one line.
+    """
     path = Path(path)
-    if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    # Written in a storage format the DuckDB CLI (PyPI duckdb-cli 1.5) and other 1.x tools can open.
-    config = {} if read_only else {"storage_compatibility_version": STORAGE_COMPATIBILITY}
-    con = duckdb.connect(str(path), read_only=read_only, config=config)
-    try:
-        if not read_only:
+    timeout = lock_timeout_seconds()
+    if read_only:
+        con = _open(path, True, {}, timeout)
+        try:
+            yield con
+        finally:
+            con.close()
+        return
+    make_private_dir(path.parent)
+    with writer_lock(writer_lock_file(path), timeout=timeout):
+        # Written in a storage format the DuckDB CLI (PyPI duckdb-cli 1.5) and other 1.x tools can open.
+        con = _open(path, False, {"storage_compatibility_version": STORAGE_COMPATIBILITY}, timeout)
+        try:
+            _make_private(path)
             migrate(con)
-        yield con
-    finally:
-        con.close()
+            yield con
+        finally:
+            con.close()
+            _make_private(path)
