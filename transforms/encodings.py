@@ -26,7 +26,32 @@ docs/linkage.md for why):
 
 ``exact`` — one keyed 64-bit token (sex, state).
 
-All-zero rows mean "missing"; tokens are never zero.
+``tokens`` — a set of keyed 64-bit tokens, one per form, zero-padded to
+    ``length`` words, for evidence that is "do two values share a member".
+    ``first_name_canon`` is one: the given name's own token first, then one
+    per formal name it is a nickname of (``normalize.given_name_forms``, from
+    the ``nicknames`` dataset), so Bill and William share WILLIAM. Compare with
+    "any non-zero token in common" (``list_has_any`` over the non-zero words);
+    word 0 alone is an exact token of the given name (term frequencies).
+
+``middle_name`` is a ``name`` field with ``"initial": true``: its row is the
+    name's Bloom filter words (all zero when only an initial was recorded)
+    followed by one keyed token of the initial. Levels: Dice on the filter
+    words only when both filters are non-empty (full names); "initial" when
+    the initial tokens agree and either side has no filter ("J" vs "James");
+    missing when the initial token is zero on either side (``split_initial``).
+    A given-name field holding more than the given name ("Mary Ann",
+    "John Q") supplies the middle name when no middle name is recorded.
+
+Missing values: blank, placeholder names ("Unknown", "FNU", "Baby Girl",
+single letters; John/Jane Doe as a pair; ``transforms/reference/``), sentinel
+birth dates (1900-01-01 and the like) and impossible SSNs all encode as the
+all-zero row, so they weigh as missing, never as agreement. Tokens are never
+zero.
+
+``middle_name`` and ``first_name_canon`` are encoded as ``DEFAULT_FIELDS``
+defines them whether or not the settings file lists them (it may add their
+comparison parameters), so an encoding never depends on a matcher's settings.
 
 Speed without changing a bit: HMACs go through ``hmac.digest`` (one C call,
 the same bytes as ``hmac.new(...).digest()``), each distinct value is encoded
@@ -51,6 +76,15 @@ import pandas as pd
 from transforms import normalize
 
 SETTINGS_PATH = Path(__file__).with_name("linkage_settings.json")
+# Fields whose encoding (kind, normalization, width) is defined here, whatever a settings file
+# says about them: the settings may add comparison parameters (dice, priors, term_frequency).
+DEFAULT_FIELDS = {
+    "middle_name": {"kind": "name", "normalize": "middle_name", "initial": True},
+    # 20 words: a given name and up to 19 formal names (the dataset's largest set has 18).
+    "first_name_canon": {"kind": "tokens", "normalize": "given_name_forms", "length": 20},
+}
+# Fields computed from another field's columns, never mapped on their own.
+DERIVED_FIELDS = {"first_name_canon": "first_name"}
 DATE_LENGTH = 8  # YYYYMMDD
 DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d")
 # Encoded rows remembered per Encoder. Bounded (oldest out first) so memory cannot grow
@@ -63,6 +97,14 @@ _NOT_DIGIT = re.compile(r"\D")
 def load_settings(path: Path | None = None) -> dict:
     """The versioned thresholds and weights; never hard-coded so a change is reviewable."""
     return json.loads(Path(path or SETTINGS_PATH).read_text())
+
+
+def fields_of(settings: dict) -> dict[str, dict]:
+    """Every encodable field: the settings' own, and ``DEFAULT_FIELDS`` encoded as defined there."""
+    fields = dict(settings["fields"])
+    for field, encoding in DEFAULT_FIELDS.items():
+        fields[field] = {**fields.get(field, {}), **encoding}
+    return fields
 
 
 # -- normalization of one raw value into the canonical string that gets encoded -----------------
@@ -83,19 +125,33 @@ def parse_date(value, fmt: str | None = None) -> date | None:
     return None
 
 
+def _given(text: str) -> str | None:
+    if normalize.placeholder_name(text, "given"):
+        return None
+    given = normalize.given_name(text)
+    return given if len(given) > 1 else None  # initials only ("J. Q.") name nobody
+
+
 def canonical(field_settings: dict, value, date_format: str | None = None) -> str | None:
-    """The normalized spelling of ``value`` for its field, or None when missing or impossible."""
+    """The normalized spelling of ``value`` for its field, or None when missing, a placeholder or impossible.
+
+    For ``tokens`` fields the forms are space-separated ("BILL ROBERT WILLIAM ...").
+    """
     if value is None:
         return None
     kind, how = field_settings["kind"], field_settings.get("normalize")
     if kind == "date":
         d = parse_date(value, date_format)
-        return d.strftime("%Y%m%d") if d else None
+        return d.strftime("%Y%m%d") if d and not normalize.placeholder_date(d) else None
     text = str(value)
     if how == "given_name":
-        return normalize.given_name(text) or None
+        return _given(text)
+    if how == "given_name_forms":
+        return " ".join(normalize.given_name_forms(text)) if _given(text) else None
+    if how == "middle_name":
+        return normalize.middle_name(text) or None
     if how == "surname":
-        return normalize.surname(text) or None
+        return None if normalize.placeholder_name(text, "surname") else normalize.surname(text) or None
     if how == "ssn":
         return normalize.ssn(text)
     if kind == "name":
@@ -109,13 +165,15 @@ def canonical(field_settings: dict, value, date_format: str | None = None) -> st
 
 def field_width(settings: dict, field: str) -> int:
     """Number of 64-bit words one field takes per record."""
-    f = settings["fields"][field]
+    f = fields_of(settings)[field]
     kind = f["kind"]
     if kind in ("name", "text"):
         bits = settings["bloom"]["bits"] // (2 if settings["bloom"]["fold"] else 1)
-        return bits // 64
+        return bits // 64 + (1 if f.get("initial") else 0)
     if kind == "digits":
         return 1 + f["length"]
+    if kind == "tokens":
+        return f["length"]
     if kind == "date":
         return 1 + DATE_LENGTH + 1
     return 1
@@ -139,7 +197,8 @@ class Encoder:
         self._cache_size = cache_size
         # Bigram masks: naturally bounded, normalized text has a small alphabet.
         self._masks: dict[tuple[str, str], int] = {}
-        self._widths = {field: field_width(self.settings, field) for field in self.settings["fields"]}
+        self.fields = fields_of(self.settings)
+        self._widths = {field: field_width(self.settings, field) for field in self.fields}
 
     def _token(self, domain: str, value: str) -> int:
         digest = hmac.digest(self._key, f"tok\x1f{domain}\x1f{value}".encode(), "sha256")
@@ -185,11 +244,19 @@ class Encoder:
         cached = self._cache.get((field, value))
         if cached is not None:
             return cached
-        f = self.settings["fields"][field]
+        f = self.fields[field]
         kind = f["kind"]
-        if kind in ("name", "text"):
+        if kind == "name" and f.get("initial"):
+            # Shares the name domain: a middle name can be compared with a given name.
+            full = "".join(w for w in value.split() if len(w) > 1)
+            bloom = self._bloom("name", full) if full else np.zeros(self._widths[field] - 1, np.uint64)
+            row = np.append(bloom, np.uint64(self._token(field + ":initial", value[0])))
+        elif kind in ("name", "text"):
             # Both name fields share one domain so swapped first/last names can be compared.
             row = self._bloom("name" if kind == "name" else field, value)
+        elif kind == "tokens":
+            toks = [self._token(field, form) for form in value.split()][:f["length"]]
+            row = np.array(toks + [0] * (f["length"] - len(toks)), dtype=np.uint64)
         elif kind == "digits":
             row = np.array(self._variants(field, value, f["length"]), dtype=np.uint64)
         elif kind == "date":
@@ -246,12 +313,65 @@ def from_text(values, width: int) -> np.ndarray:
     return np.frombuffer(b"".join(out), dtype="<u8").astype(np.uint64).reshape(len(values), width)
 
 
+def split_initial(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a field with ``"initial": true`` -> (Bloom filter words, initial tokens)."""
+    return rows[:, :-1], rows[:, -1]
+
+
+# -- one person's name fields, wherever they come from ----------------------------------------------
+
+def middle_source(middle, given) -> str | None:
+    """The text a record's middle name is encoded from.
+
+    The recorded middle name when it names one; otherwise whatever the
+    given-name field holds after the given name ("Mary Ann" -> "ANN",
+    "John Q" -> "Q"), so "Mary Ann" with no middle name and "Mary" with middle
+    name "Ann" agree on both fields.
+    """
+    if isinstance(middle, str) and normalize.middle_name(middle):
+        return middle
+    return normalize.middle_in_given(given) if isinstance(given, str) else None
+
+
+def name_columns(by_field: dict[str, list]) -> dict[str, list]:
+    """Raw name values per field -> the raw values each name encoding is computed from.
+
+    A given name and surname that are a placeholder only together ("John" "Doe")
+    become missing; ``first_name_canon`` comes from the given-name values and
+    ``middle_name`` from ``middle_source``. Other fields pass through unchanged.
+    """
+    out = dict(by_field)
+    first, last = out.get("first_name"), out.get("last_name")
+    if first is not None and last is not None:
+        pair = normalize.placeholder_pair
+        drop = [isinstance(f, str) and isinstance(l, str) and pair(f, l) for f, l in zip(first, last)]
+        if any(drop):
+            out["first_name"] = first = [None if d else f for f, d in zip(first, drop)]
+            out["last_name"] = [None if d else v for v, d in zip(last, drop)]
+    if first is not None:
+        out["first_name_canon"] = first
+        out["middle_name"] = list(map(middle_source, out.get("middle_name", [None] * len(first)), first))
+    return out
+
+
 # -- files from outside the hub (the ``leadhub link`` command) --------------------------------------
 
-def read_mapping(mapping: dict) -> tuple[str | None, dict[str, dict]]:
-    """``{"id": col, "fields": {field: col | [cols] | {"columns": [...], "format": ...}}}``."""
+def mappable_fields(settings: dict | None = None) -> list[str]:
+    """Field names a ``leadhub link`` column mapping may use (derived fields are computed)."""
+    return sorted(set(fields_of(settings or load_settings())) - set(DERIVED_FIELDS))
+
+
+def read_mapping(mapping: dict, settings: dict | None = None) -> tuple[str | None, dict[str, dict]]:
+    """``{"id": col, "fields": {field: col | [cols] | {"columns": [...], "format": ...}}}``.
+
+    An unknown field name is an error naming the known ones (a typo must not
+    silently drop evidence).
+    """
+    known = mappable_fields(settings)
     fields = {}
     for field, spec in mapping.get("fields", {}).items():
+        if field not in known:
+            raise ValueError(f"unknown field {field!r} in the column mapping; known fields: {', '.join(known)}")
         if isinstance(spec, str):
             spec = {"columns": [spec]}
         elif isinstance(spec, list):
@@ -264,12 +384,16 @@ def read_mapping(mapping: dict) -> tuple[str | None, dict[str, dict]]:
 
 
 def encode_frame(frame, fields: dict[str, dict], encoder: Encoder):
-    """Clear-text columns of a data frame -> {field: (n, width) words}. Nothing else survives."""
-    out = {}
+    """Clear-text columns of a data frame -> {field: (n, width) words}. Nothing else survives.
+
+    Mapping ``first_name`` also yields ``first_name_canon`` and ``middle_name``
+    (see ``name_columns``).
+    """
+    texts, formats = {}, {}
     for field, spec in fields.items():
-        if field not in encoder.settings["fields"]:
+        if field not in encoder.fields or field in DERIVED_FIELDS:
             raise ValueError(f"unknown linkage field {field!r}; known: "
-                             f"{', '.join(sorted(encoder.settings['fields']))}")
+                             f"{', '.join(sorted(set(encoder.fields) - set(DERIVED_FIELDS)))}")
         missing = [c for c in spec["columns"] if c not in frame.columns]
         if missing:
             raise ValueError(f"mapping names column(s) not in the file: {', '.join(missing)}")
@@ -277,10 +401,13 @@ def encode_frame(frame, fields: dict[str, dict], encoder: Encoder):
         joined = parts[0]
         for p in parts[1:]:
             joined = joined + " " + p
-        fs = encoder.settings["fields"][field]
+        texts[field] = [v if v.strip() else None for v in joined.tolist()]
+        formats[field] = spec.get("format")
+    out = {}
+    for field, values in name_columns(texts).items():
+        fs = encoder.fields[field]
         # Values repeat a lot (names, birth dates): normalize and encode each distinct one once.
-        codes, distinct = pd.factorize(joined, use_na_sentinel=False)
-        values = [canonical(fs, v, spec.get("format")) if isinstance(v, str) and v.strip() else None
-                  for v in distinct]
-        out[field] = encoder.encode(field, values)[codes]
+        codes, distinct = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+        canon = [canonical(fs, v, formats.get(field)) if isinstance(v, str) else None for v in distinct]
+        out[field] = encoder.encode(field, canon)[codes]
     return out

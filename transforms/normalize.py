@@ -2,7 +2,11 @@
 
 Two records of one person only get the same keyed token if their identifiers
 are spelled the same, so every spelling difference that carries no meaning —
-case, accents, punctuation, suffixes, nicknames — is removed first.
+case, accents, punctuation, suffixes — is removed first. Values that mean
+"not known" (placeholder names such as "Unknown" or "FNU", sentinel birth
+dates such as 1900-01-01) are recognised here from the reference lists in
+``transforms/reference/`` so the encodings can weigh them as missing; nickname
+variants come from the maintained ``nicknames`` dataset (``given_name_forms``).
 
 The text normalizers are memoized (``functools.lru_cache``, bounded to
 ``CACHE_SIZE`` distinct inputs each): an extract repeats the same names,
@@ -15,51 +19,30 @@ apart, so a cached answer is always the one the input itself would get.
 
 from __future__ import annotations
 
+import csv
 import re
 import unicodedata
 from datetime import date
-from functools import lru_cache
+from functools import cache, lru_cache
+from pathlib import Path
+
+from nicknames import NickNamer
 
 # Distinct inputs remembered per normalizer. Bounded so that a file of millions of
 # different people cannot grow memory: a few MB per normalizer when full.
 CACHE_SIZE = 1 << 15
 _memo = lru_cache(maxsize=CACHE_SIZE, typed=True)
 
-# Common English nicknames mapped to one canonical given name.
-NICKNAMES = {
-    "BILL": "WILLIAM", "BILLY": "WILLIAM", "WILL": "WILLIAM", "WILLY": "WILLIAM", "LIAM": "WILLIAM",
-    "BOB": "ROBERT", "BOBBY": "ROBERT", "ROB": "ROBERT", "ROBBIE": "ROBERT", "BERT": "ROBERT",
-    "JIM": "JAMES", "JIMMY": "JAMES", "JAMIE": "JAMES",
-    "MIKE": "MICHAEL", "MIKEY": "MICHAEL", "MICKEY": "MICHAEL",
-    "DICK": "RICHARD", "RICK": "RICHARD", "RICKY": "RICHARD", "RICH": "RICHARD",
-    "TOM": "THOMAS", "TOMMY": "THOMAS",
-    "JOE": "JOSEPH", "JOEY": "JOSEPH",
-    "DAN": "DANIEL", "DANNY": "DANIEL",
-    "DAVE": "DAVID", "DAVEY": "DAVID",
-    "STEVE": "STEVEN", "STEPHEN": "STEVEN",
-    "CHRIS": "CHRISTOPHER", "KIT": "CHRISTOPHER",
-    "MATT": "MATTHEW", "TONY": "ANTHONY", "ANDY": "ANDREW", "DREW": "ANDREW",
-    "ED": "EDWARD", "EDDIE": "EDWARD", "TED": "EDWARD", "TEDDY": "EDWARD",
-    "CHARLIE": "CHARLES", "CHUCK": "CHARLES",
-    "JACK": "JOHN", "JOHNNY": "JOHN", "JON": "JOHN",
-    "GREG": "GREGORY", "JEFF": "JEFFREY", "JERRY": "GERALD", "LARRY": "LAWRENCE",
-    "NICK": "NICHOLAS", "PAT": "PATRICK", "SAM": "SAMUEL", "BEN": "BENJAMIN",
-    "ALEX": "ALEXANDER", "KEN": "KENNETH", "KENNY": "KENNETH", "RON": "RONALD",
-    "DON": "DONALD", "TIM": "TIMOTHY", "FRED": "FREDERICK", "HANK": "HENRY", "HARRY": "HENRY",
-    "LIZ": "ELIZABETH", "BETH": "ELIZABETH", "BETTY": "ELIZABETH", "LIZZIE": "ELIZABETH", "ELIZA": "ELIZABETH",
-    "KATE": "KATHERINE", "KATIE": "KATHERINE", "KATHY": "KATHERINE", "CATHERINE": "KATHERINE",
-    "KATHRYN": "KATHERINE",
-    "PEGGY": "MARGARET", "MAGGIE": "MARGARET", "MEG": "MARGARET",
-    "SUE": "SUSAN", "SUSIE": "SUSAN", "JENNY": "JENNIFER", "JEN": "JENNIFER",
-    "PATTY": "PATRICIA", "TRISH": "PATRICIA", "BECKY": "REBECCA", "BECCA": "REBECCA",
-    "DEBBIE": "DEBORAH", "DEB": "DEBORAH", "MANDY": "AMANDA", "VICKY": "VICTORIA", "TORI": "VICTORIA",
-    "ABBY": "ABIGAIL", "ANNIE": "ANN", "ANNA": "ANN", "ANNE": "ANN", "NANCY": "ANN",
-    "SALLY": "SARAH", "SARA": "SARAH", "JESS": "JESSICA", "JESSIE": "JESSICA",
-    "CINDY": "CYNTHIA", "TERRY": "TERESA", "TERESA": "TERESA", "THERESA": "TERESA",
-    # Common Spanish hypocoristics.
-    "PEPE": "JOSE", "CHEPE": "JOSE", "PACO": "FRANCISCO", "PANCHO": "FRANCISCO", "LUPE": "GUADALUPE",
-    "CHUY": "JESUS", "NACHO": "IGNACIO", "MEMO": "GUILLERMO", "LALO": "EDUARDO", "BETO": "ALBERTO",
-}
+REFERENCE_DIR = Path(__file__).with_name("reference")
+# What agencies write when they do not know a name or a birth date (documented per row).
+PLACEHOLDER_NAMES = REFERENCE_DIR / "placeholder_names.csv"
+PLACEHOLDER_DATES = REFERENCE_DIR / "placeholder_dates.csv"
+# Hypocoristics the maintained ``nicknames`` dataset lacks (it is English only), same format.
+NICKNAMES_SUPPLEMENT = REFERENCE_DIR / "nicknames_supplement.csv"
+# No living person was born before this year: earlier dates are entry errors or sentinels.
+EARLIEST_BIRTH_YEAR = 1900
+NAME_ROLES = ("given", "middle", "surname")
+
 SUFFIXES = {"JR", "SR", "II", "III", "IV", "V", "2ND", "3RD"}
 
 
@@ -93,13 +76,128 @@ def surname(text: str | None) -> str:
     return "".join(_name_words(text))
 
 
+def _given_index(words: tuple[str, ...]) -> int:
+    """Position of the given name: the first word longer than an initial ("J. Robert" -> ROBERT)."""
+    return next((i for i, w in enumerate(words) if len(w) > 1), 0)
+
+
 @_memo
 def given_name(text: str | None) -> str:
-    """First word of a given name, nicknames mapped to the formal name."""
-    parts = _name_words(text)
-    if not parts:
+    """The given name as written: its first word that is not an initial, no nickname mapping.
+
+    Nicknames are evidence of their own (``given_name_forms``): a nickname can
+    stand for several formal names ("Bill": William or Robert), so mapping it
+    to one of them would be a guess.
+    """
+    words = _name_words(text)
+    return words[_given_index(words)] if words else ""
+
+
+@_memo
+def middle_in_given(text: str | None) -> str:
+    """Words a given-name field holds after the given name ("Mary Ann" -> "ANN", "John Q" -> "Q")."""
+    words = _name_words(text)
+    return " ".join(words[_given_index(words) + 1:]) if words else ""
+
+
+@_memo
+def middle_name(text: str | None) -> str:
+    """Middle name(s) or initial(s) as space-separated words; "" when missing or a placeholder."""
+    if placeholder_name(text, "middle"):
         return ""
-    return NICKNAMES.get(parts[0], parts[0])
+    return " ".join(_name_words(text))
+
+
+# -- placeholders: values that say "not known" and must weigh as missing --------------------------
+
+@cache
+def _placeholders() -> dict[str, frozenset[str]]:
+    """applies_to ("any", "given", "middle", "surname", "pair") -> normalized values."""
+    found: dict[str, set[str]] = {}
+    with open(PLACEHOLDER_NAMES, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            found.setdefault(row["applies_to"], set()).add(" ".join(_name_words(row["value"])))
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+@cache
+def _placeholder_dates() -> frozenset[str]:
+    with open(PLACEHOLDER_DATES, newline="", encoding="utf-8") as f:
+        return frozenset(date.fromisoformat(row["value"]).isoformat() for row in csv.DictReader(f))
+
+
+@_memo
+def placeholder_name(text: str | None, role: str) -> bool:
+    """True when a name field (role given / middle / surname) holds a placeholder, not a name.
+
+    Matching is on the normalized form ("n/a", "N.A." and "Baby-Girl" are
+    spelled like the reference list). A single letter is no given name or
+    surname (it is an initial), but it is a middle initial. Blank is not a
+    placeholder: it is simply missing.
+    """
+    if role not in NAME_ROLES:
+        raise ValueError(f"unknown name role {role!r}; known: {', '.join(NAME_ROLES)}")
+    words = _name_words(text)
+    if not words:
+        return False
+    form = " ".join(words)
+    if role != "middle" and len(form.replace(" ", "")) == 1:
+        return True
+    lists = _placeholders()
+    return form in lists.get("any", ()) or form in lists.get(role, ())
+
+
+@_memo
+def placeholder_pair(given: str | None, surname_text: str | None) -> bool:
+    """True for a given name and surname that only together are a placeholder ("John" "Doe").
+
+    DOE alone is a real surname and JOHN a real given name; the pair is the
+    convention for an unidentified person, so both weigh as missing.
+    """
+    g, s = _name_words(given), _name_words(surname_text)
+    return bool(g and s) and " ".join(g + s) in _placeholders().get("pair", ())
+
+
+def placeholder_date(d: date | None) -> bool:
+    """True for sentinel birth dates (1900-01-01 and the like) and years no living person has."""
+    return d is not None and (d.year < EARLIEST_BIRTH_YEAR or d.isoformat() in _placeholder_dates())
+
+
+# -- nicknames --------------------------------------------------------------------------------------
+
+@cache
+def _nicknamer() -> NickNamer:
+    """The ``nicknames`` dataset (pinned) plus the hub's supplement, both read from installed files."""
+    lookup = NickNamer.default_lookup()
+    with open(NICKNAMES_SUPPLEMENT, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["relationship"] == "has_nickname":
+                lookup.setdefault(row["name1"].strip().lower(), set()).add(row["name2"].strip().lower())
+    return NickNamer(nickname_lookup=lookup)
+
+
+@_memo
+def given_name_forms(text: str | None) -> tuple[str, ...]:
+    """The given name, then every formal name it is a nickname of (sorted); () when missing.
+
+    "Bill" -> (BILL, ROBERT, WILL, WILLIAM, WILLIS) and "William" ->
+    (WILLIAM, BILL, ...): two given names agree on a canonical form when the
+    sets share a member. A given-name field with several words also yields
+    its words joined ("Mary Ann" -> MARYANN, as it is often written; not after
+    an initial, "John Q"), with that form's own formal names.
+    """
+    words = _name_words(text)
+    if not words:
+        return ()
+    at = _given_index(words)
+    forms = [words[at]]
+    rest = words[at + 1:]
+    if rest and all(len(w) > 1 for w in rest):  # a double given name, not "John Q"
+        forms.append("".join(words[at:]))
+    nn = _nicknamer()
+    formal = {"".join(_name_words(c)) for form in forms for c in nn.canonicals_of(form.lower())}
+    out = list(dict.fromkeys(forms))
+    return tuple(out + sorted(formal - set(out) - {""}))
 
 
 _SSN_DIGITS = re.compile(r"\D")

@@ -33,7 +33,7 @@ from connectors.contracts import Contract
 from leadhub.keys import MasterKey
 from leadhub.warehouse import ENCODING_COLUMNS, NAME_DOB_TOKEN, TOKEN_COLUMNS
 from transforms import normalize
-from transforms.encodings import Encoder, canonical, load_settings
+from transforms.encodings import Encoder, canonical, load_settings, name_columns
 
 # Distinct raw values remembered per identifier column and instance. Bounded so a file
 # of millions of different people cannot grow memory: a full memo is about 6-10 MB, and
@@ -98,7 +98,7 @@ class Pseudonymizer:
 
     def _encoding_function(self, field: str) -> Callable:
         """Raw value -> what ``to_text(encoder.encode(field, [canonical(...)]))[0]`` gives."""
-        encoder, settings = self.encoder, self.encoder.settings["fields"][field]
+        encoder, settings = self.encoder, self.encoder.fields[field]
         b64 = base64.b64encode
 
         def encoding(value) -> str | None:
@@ -126,11 +126,18 @@ class Pseudonymizer:
         return info
 
     def encodings(self, by_role: dict[str, list]) -> dict[str, list]:
-        """Similarity-encoding columns (base64, NULL when missing) for the identifier roles present."""
+        """Similarity-encoding columns (base64, NULL when missing) for the identifier roles present.
+
+        Name fields go through ``encodings.name_columns`` first: a John/Jane Doe
+        pair becomes missing, and a given name also yields the nickname token set
+        (``first_name_canon``) and, when no middle name is recorded, the middle
+        name it holds ("Mary Ann").
+        """
+        by_field = name_columns({f: v for f, v in by_role.items() if f in ENCODING_COLUMNS})
         out = {}
         for field, column in ENCODING_COLUMNS.items():
-            if field in by_role:
-                out[column] = _mapped(self._encodings[field], by_role[field])
+            if field in by_field:
+                out[column] = _mapped(self._encodings[field], by_field[field])
         return out
 
     def token(self, domain: str, value: str | None) -> str | None:

@@ -1,9 +1,12 @@
 import os
 
 import numpy as np
+import pandas as pd
+import pytest
 
-from transforms.encodings import Encoder, canonical, from_text, load_settings, to_text
-from transforms.link import Encoded, score_pairs, token_levels
+from transforms.encodings import (Encoder, canonical, encode_frame, field_width, from_text, load_settings,
+                                  read_mapping, split_initial, to_text)
+from transforms.link import token_levels
 
 SETTINGS = load_settings()
 KEY = bytes(range(32))  # fixed, so Dice values do not vary between runs
@@ -57,16 +60,107 @@ def test_text_storage_round_trips_and_missing_is_null():
     assert (from_text(stored, rows.shape[1]) == rows).all()
 
 
-def test_swapped_first_and_last_names_still_score_as_a_match():
+def test_given_and_surname_filters_share_one_domain_so_swapped_names_compare():
     enc = Encoder(KEY, SETTINGS)
+    as_first = enc.encode_one("first_name", canonical(SETTINGS["fields"]["first_name"], "Quill"))
+    as_last = enc.encode_one("last_name", canonical(SETTINGS["fields"]["last_name"], "Quill"))
+    assert (as_first == as_last).all() and as_first.any()
 
-    def rec(first, last, dob):
-        fields = {"first_name": enc.encode("first_name", [canonical(SETTINGS["fields"]["first_name"], first)]),
-                  "last_name": enc.encode("last_name", [canonical(SETTINGS["fields"]["last_name"], last)]),
-                  "dob": enc.encode("dob", [canonical(SETTINGS["fields"]["dob"], dob)])}
-        return Encoded(fields, 1)
-    i = j = np.array([0])
-    straight = score_pairs(rec("Ada", "Quill", "1975-01-01"), rec("Ada", "Quill", "1975-01-01"), i, j, SETTINGS)
-    swapped = score_pairs(rec("Ada", "Quill", "1975-01-01"), rec("Quill", "Ada", "1975-01-01"), i, j, SETTINGS)
-    other = score_pairs(rec("Ada", "Quill", "1975-01-01"), rec("Ben", "Okafor", "1975-01-01"), i, j, SETTINGS)
-    assert swapped[0] == straight[0] >= SETTINGS["threshold"] > other[0]
+
+# -- new evidence: placeholders, nicknames, middle names, sentinels --------------------------------
+
+def encoded(rows: dict[str, list], mapping: dict[str, object], key: bytes = KEY) -> dict[str, np.ndarray]:
+    """Encode a small clear-text frame the way ``leadhub link`` does."""
+    _, fields = read_mapping({"fields": mapping}, SETTINGS)
+    return encode_frame(pd.DataFrame(rows, dtype="string"), fields, Encoder(key, SETTINGS))
+
+
+def tokens(row: np.ndarray) -> set[int]:
+    return set(row[row != 0].tolist())
+
+
+def test_placeholder_names_encode_as_missing():
+    out = encoded({"first": ["Unknown", "FNU", "Baby Girl", "J.", "Declined", "Ada"],
+                   "last": ["Resident", "LNU", "Okafor", "Quill", "Last Name", "N/A"]},
+                  {"first_name": "first", "last_name": "last"})
+    # Every placeholder (and the single letter) is an all-zero row; real names are not.
+    assert out["first_name"].any(axis=1).tolist() == [False, False, False, False, False, True]
+    assert out["first_name_canon"].any(axis=1).tolist() == [False, False, False, False, False, True]
+    # "N/A" is kept as a surname: NA is a real (Korean) surname, documented in the reference list.
+    assert out["last_name"].any(axis=1).tolist() == [False, False, True, True, False, True]
+
+
+def test_john_doe_is_missing_as_a_pair_but_doe_alone_is_a_surname():
+    out = encoded({"first": ["John", "Jane", "Richard"], "last": ["Doe", "DOE", "Doe"]},
+                  {"first_name": "first", "last_name": "last"})
+    assert out["first_name"].any(axis=1).tolist() == [False, False, True]
+    assert out["last_name"].any(axis=1).tolist() == [False, False, True]
+
+
+@pytest.mark.parametrize("nick, formal", [("Bill", "William"), ("Peggy", "Margaret"), ("Jim", "James"),
+                                          ("Pepe", "José")])
+def test_nicknames_share_a_canonical_token_from_the_dataset(nick, formal):
+    out = encoded({"first": [nick, formal, "Zebediah"]}, {"first_name": "first"})
+    canon = out["first_name_canon"]
+    assert canon.shape[1] == field_width(SETTINGS, "first_name_canon") == 20
+    assert tokens(canon[0]) & tokens(canon[1])          # nickname and formal name agree
+    assert not tokens(canon[0]) & tokens(canon[2])      # an unrelated name does not
+    assert not tokens(canon[1]) & tokens(canon[2])
+    # The Bloom filters still tell the spellings apart (the exact level stays exact).
+    assert not (out["first_name"][0] == out["first_name"][1]).all()
+
+
+def test_canonical_tokens_are_keyed():
+    a = encoded({"first": ["William"]}, {"first_name": "first"}, key=bytes(32))["first_name_canon"]
+    b = encoded({"first": ["William"]}, {"first_name": "first"}, key=bytes(range(1, 33)))["first_name_canon"]
+    assert tokens(a[0]) and not tokens(a[0]) & tokens(b[0])
+
+
+def test_middle_initial_agrees_with_the_full_middle_name_at_the_initial_level():
+    out = encoded({"first": ["Ada", "Ada", "Ada", "Ada", "Ada J", "Ada"],
+                   "middle": ["J", "James", "John", "", "", "NMN"]},
+                  {"first_name": "first", "middle_name": "middle"})
+    filters, initials = split_initial(out["middle_name"])
+    present = filters.any(axis=1).tolist()
+    # 0 "J": initial only (no filter); 1 "James" and 2 "John": full names; 3 none; 4 initial from
+    # the given-name field ("Ada J"); 5 "NMN" is a placeholder: missing.
+    assert present == [False, True, True, False, False, False]
+    assert initials[0] == initials[1] == initials[2] == initials[4] != 0
+    assert initials[3] == initials[5] == 0 and not out["middle_name"][3].any()
+    # James and John share the initial but not the name: their filters are far apart.
+    d = dice(filters[1], filters[2])
+    assert d < 0.5, d
+
+
+def test_a_middle_name_in_the_given_name_field_agrees_with_a_recorded_middle_name():
+    out = encoded({"first": ["Mary Ann", "Mary", "Maryann"], "middle": ["", "Ann", ""]},
+                  {"first_name": "first", "middle_name": "middle"})
+    assert (out["first_name"][0] == out["first_name"][1]).all()
+    assert (out["middle_name"][0] == out["middle_name"][1]).all() and out["middle_name"][0].any()
+    # Written as one word, "Maryann" still shares the joined form MARYANN with "Mary Ann".
+    assert tokens(out["first_name_canon"][0]) & tokens(out["first_name_canon"][2])
+
+
+def test_missing_and_sentinel_birth_dates_and_ssns_are_all_zero_rows():
+    dob = pd.DataFrame({"dob": ["1900-01-01", "01/01/1900", "0001-01-01", "1899-12-31", "", "1980-02-03"]})
+    _, fields = read_mapping({"fields": {"dob": "dob"}}, SETTINGS)
+    rows = encode_frame(dob.astype("string"), fields, Encoder(KEY, SETTINGS))["dob"]
+    assert rows.any(axis=1).tolist() == [False, False, False, False, False, True]
+    ssn = encoded({"ssn": ["000-00-0000", "999999999", "999-99-9999", "", "123-45-6780"]}, {"ssn": "ssn"})["ssn"]
+    assert ssn.any(axis=1).tolist() == [False, False, False, False, True]
+    # Missing is NULL in storage, so it can never agree with anything.
+    assert to_text(ssn)[:4] == [None] * 4
+
+
+def test_unknown_mapping_field_is_a_one_line_error_naming_the_known_ones():
+    with pytest.raises(ValueError) as err:
+        read_mapping({"fields": {"first_name": "f", "middle_initial": "m"}}, SETTINGS)
+    message = str(err.value)
+    assert "\n" not in message and "'middle_initial'" in message
+    for known in ("first_name", "middle_name", "last_name", "dob", "ssn"):
+        assert known in message
+    # A derived field is computed from first_name, never mapped.
+    with pytest.raises(ValueError, match="known fields"):
+        read_mapping({"fields": {"first_name_canon": "f"}}, SETTINGS)
+    assert read_mapping({"id": "rec", "fields": {"middle_name": "mid"}}, SETTINGS) == \
+        ("rec", {"middle_name": {"columns": ["mid"]}})
