@@ -21,6 +21,14 @@ TYPES = {"string", "integer", "date", "timestamp", "decimal"}
 IDENTIFIER_ROLES = {"first_name", "middle_name", "last_name", "dob", "ssn",
                     "agency_person_id", "address", "phone"}
 HISTORY_KINDS = {"incremental", "full"}
+# How much of a column the analysts' snapshot may show (transforms/disclosure.py applies it):
+#   identifier        never leaves staging as clear text (needs an identifier role: it is tokenized)
+#   quasi_identifier  record numbers, officer ids: a keyed pseudonym of its own key in the snapshot;
+#                     dates and times: only as precise as ``date_precision``
+#   plain             published as it is
+DISCLOSURE_LEVELS = ("identifier", "quasi_identifier", "plain")
+# Coarsest first. "exact" keeps a timestamp's time of day; "day" and coarser publish a date.
+DATE_PRECISIONS = ("year", "month", "day", "exact")
 # csv/tsv: delimited text; xlsx: one-sheet Excel workbook; jsonl: one JSON object per line.
 FORMAT_TYPES = {"csv", "tsv", "xlsx", "jsonl"}
 # Agency, extract and column names become folder names, table names and SQL column names.
@@ -42,6 +50,12 @@ class Column:
     known_values: tuple[str, ...] | None = None
     reference: str | None = None
     null_markers: tuple[str, ...] = ("", "NULL", "N/A")
+    disclosure: str = "plain"
+    date_precision: str | None = None
+
+    @property
+    def is_date(self) -> bool:
+        return self.type in ("date", "timestamp")
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,15 @@ class Contract:
                 return c
         raise KeyError(name)
 
+    @property
+    def event_column(self) -> Column | None:
+        """The date a row is about, for the period an extract covers: the ``age_at`` column,
+        else the first required date or time column, else the first one."""
+        dates = [c for c in self.columns if c.is_date and c.disclosure != "identifier"]
+        if self.age_at:
+            return self.column(self.age_at)
+        return next((c for c in dates if not c.nullable), dates[0] if dates else None)
+
     def role(self, role: str) -> Column | None:
         return next((c for c in self.columns if c.identifier == role), None)
 
@@ -128,6 +151,7 @@ def _parse(path: Path) -> Contract:
                 known_values=tuple(map(str, c["known_values"])) if "known_values" in c else None,
                 reference=c.get("reference"),
                 null_markers=tuple(c.get("null_markers", ("", "NULL", "N/A"))),
+                **_disclosure(c, raw.get("primary_key") or ()),
             )
             for c in raw["columns"]
         )
@@ -146,6 +170,29 @@ def _parse(path: Path) -> Contract:
     return contract
 
 
+def _disclosure(raw: dict, primary_key) -> dict:
+    """The column's disclosure level and date precision, as declared or by default.
+
+    Defaults, for contracts that do not declare them: a column with an identifier
+    role is an identifier; a text column of the primary key (a record number) and
+    every date or time column are quasi-identifiers; anything else is plain. A
+    quasi-identifying date is published to the day, without its time of day.
+    """
+    is_date = raw.get("type") in ("date", "timestamp")
+    level = raw.get("disclosure")
+    if level is None:
+        if raw.get("identifier"):
+            level = "identifier"
+        elif is_date or (raw.get("name") in primary_key and raw.get("type", "string") == "string"):
+            level = "quasi_identifier"
+        else:
+            level = "plain"
+    precision = raw.get("date_precision")
+    if precision is None and is_date and level != "identifier":
+        precision = "day" if level == "quasi_identifier" else "exact"
+    return {"disclosure": level, "date_precision": precision}
+
+
 def _check(c: Contract, where: str) -> None:
     names = c.column_names
     for name in (c.agency, c.extract, *names):
@@ -160,6 +207,16 @@ def _check(c: Contract, where: str) -> None:
             raise ContractError(f"{where}: column {col.name} has unknown identifier role {col.identifier}")
         if col.type in ("date", "timestamp") and not col.formats:
             raise ContractError(f"{where}: date column {col.name} declares no formats")
+        if col.disclosure not in DISCLOSURE_LEVELS:
+            raise ContractError(f"{where}: column {col.name} has disclosure {col.disclosure!r}; "
+                                f"use one of {', '.join(DISCLOSURE_LEVELS)}")
+        if bool(col.identifier) != (col.disclosure == "identifier"):
+            # Only a column with a role is tokenized; any other reaches staging in the clear.
+            raise ContractError(f"{where}: column {col.name} must have both an identifier role and "
+                                f"disclosure identifier, or neither")
+        if col.date_precision is not None and (not col.is_date or col.date_precision not in DATE_PRECISIONS):
+            raise ContractError(f"{where}: column {col.name}: date_precision applies to date and "
+                                f"timestamp columns and is one of {', '.join(DATE_PRECISIONS)}")
     for k in c.primary_key:
         if k not in names:
             raise ContractError(f"{where}: primary key column {k} is not a column")
