@@ -32,8 +32,12 @@ def test_spelling_variants_get_the_same_name_dob_token(master_key):
     contract = load_contracts()["police_referrals"]
     p = Pseudonymizer(master_key)
     a = p.columns(contract, _police_referral_cols())
-    b = p.columns(contract, _police_referral_cols(last_name=["GARCIA LOPEZ"], first_name=["william"]))
+    b = p.columns(contract, _police_referral_cols(last_name=["GARCIA LOPEZ"], first_name=["bill."]))
     assert a["name_dob_token"] == b["name_dob_token"]
+    # Nicknames are similarity evidence (first_name_canon_enc), not a rewrite of the exact token.
+    c = p.columns(contract, _police_referral_cols(first_name=["William"]))
+    assert a["name_dob_token"] != c["name_dob_token"]
+    assert set(a["first_name_canon_enc"]) != {None} and set(a["middle_name_enc"]) == {None}
 
 
 def test_agency_person_ids_are_scoped_by_agency(master_key):
