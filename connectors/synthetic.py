@@ -25,6 +25,28 @@ Answers (no name, date of birth, SSN, address, phone or agency id in any of them
   truth.json   the planted model and the true outcome aggregates per cohort and
                window, counted as marts.outcomes counts them; referrals by month
 
+Hardness: agencies write people the way real administrative data does, so linkage
+meets what it meets in practice (rates are per record unless said otherwise; see
+``VARIANT_RATES`` and the people section below):
+  typos, case and punctuation        4% and 2%; guesses
+  nicknames                          10% of records whose given name has one in the
+                                     maintained ``nicknames`` dataset (a guess); each
+                                     person has one nickname from that dataset, never
+                                     from a hand list
+  placeholder names                  1% of given names, 1% of surnames ("Unknown",
+                                     "FNU"/"LNU", "Declined", "Resident", "Baby Boy"...)
+                                     and 0.5% of given names cut to an initial
+  household member's birth date      1% of records of people who live with a relative
+  blank birth date                   1%, in extracts whose contract lets dob be empty
+  twins                              10% of relatives living together (1.5% of people):
+                                     same surname, address and birth date, different
+                                     given names and SSNs
+The 1% rates are pseudopeople's defaults for the same noise types (``use_fake_name``,
+``copy_from_household_member``, ``leave_blank``: cell probability 0.01 in its
+``ColumnNoiseType``); they are themselves its authors' choices, not measurements. About
+3% of US births are twins (CDC NVSS, twin birth rate 31-33 per 1,000 births in
+2014-2022); that both twins appear in one county's justice data is a guess.
+
 Scale: people are generated in fixed blocks of ``BLOCK_PEOPLE``, each drawing
 from its own random stream seeded by (seed, block number) and written before
 the next block is built. Memory stays flat, and the output depends only on the
@@ -47,6 +69,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from nicknames import NickNamer
 from tqdm import tqdm
 
 from connectors.contracts import Column, Contract, load_contracts
@@ -113,7 +136,7 @@ SEX_P = {"M": 0.72, "F": 0.27, "X": 0.01}
 RACE_P = {"WHITE": 0.46, "BLACK": 0.30, "ASIAN": 0.08, "NATIVE": 0.06, "PACIFIC": 0.03, "OTHER": 0.07}
 HISPANIC_SHARE = 0.16
 HOUSEHOLD_SHARE = 0.15          # people living with a relative of the same surname
-TWIN_SHARE = 0.15               # of those relatives: born on the same day or the next
+TWIN_SHARE = 0.10               # of those pairs: twins, born on the same day (see the docstring)
 HOMELESS_SHARE, SHELTER_SHARE = 0.08, 0.04
 PHONE_SHARE = 0.85
 MIDDLE_INITIAL_SHARE = 0.7
@@ -126,7 +149,12 @@ COMPOUND_SURNAME = {"hispanic": 0.30, "other": 0.01}   # gives ~5% of people a c
 RETYPED_SHARE = 0.2
 VARIANT_RATES = {
     "typo": 0.04,               # substitution, transposition, deletion or insertion in a name
-    "nickname": 0.10,           # of records whose given name has a nickname (about 4% of all)
+    "nickname": 0.10,           # of records whose given name has a nickname in the dataset
+    "placeholder_first": 0.01,  # given name recorded as 'Unknown', 'FNU', 'Baby Boy'...
+    "placeholder_last": 0.01,   # surname recorded as 'Unknown', 'LNU', 'Resident'...
+    "initial_only": 0.005,      # given name cut to its first letter
+    "household_dob": 0.01,      # of records of people living with a relative: the relative's dob
+    "dob_missing": 0.01,        # blank birth date, where the extract's contract allows one
     "middle_initial": 0.03,     # given name recorded as 'John Q'
     "compound": 0.25,           # of records of compound surnames: 'Garcia Lopez', 'Garcia' or 'Lopez'
     "swap_names": 0.01,         # first and last name swapped
@@ -198,18 +226,14 @@ Fuentes Valdez Acosta Campos De_La_Cruz Del_Rio Navarro Cervantes Villanueva Zam
 # Multi-word surnames are written with '_' above so that split() keeps them whole.
 SURNAMES = [s.replace("_", " ") for s in SURNAMES]
 HISPANIC_SURNAMES = [s.replace("_", " ") for s in HISPANIC_SURNAMES]
-# Given name -> the nickname agencies sometimes record instead.
-NICKNAMES = {
-    "William": "Bill", "Robert": "Bob", "Elizabeth": "Liz", "James": "Jim", "Michael": "Mike",
-    "Katherine": "Kate", "Richard": "Rick", "Thomas": "Tom", "Joseph": "Joe", "Charles": "Charlie",
-    "Christopher": "Chris", "Daniel": "Dan", "Matthew": "Matt", "Anthony": "Tony", "Steven": "Steve",
-    "Andrew": "Andy", "Kenneth": "Ken", "Timothy": "Tim", "Ronald": "Ron", "Edward": "Ed",
-    "Gregory": "Greg", "Samuel": "Sam", "Benjamin": "Ben", "Nicholas": "Nick", "Alexander": "Alex",
-    "Donald": "Don", "Lawrence": "Larry", "Jeffrey": "Jeff", "David": "Dave", "Patricia": "Patty",
-    "Jennifer": "Jen", "Margaret": "Peggy", "Susan": "Sue", "Deborah": "Debbie", "Jessica": "Jess",
-    "Rebecca": "Becky", "Victoria": "Vicky", "Abigail": "Abby", "Amanda": "Mandy", "Cynthia": "Cindy",
-    "José": "Pepe", "Francisco": "Paco", "Guadalupe": "Lupe",
-}
+# What agencies write when they do not know a name. Every placeholder is marked as such here so
+# tests can tell them from identifiers: they identify nobody and may equal a code value
+# ('UNKNOWN', 'declined').
+PLACEHOLDER_FIRST = ("Unknown", "FNU", "Declined", "Refused", "None Given")
+PLACEHOLDER_FIRST_BY_SEX = {"M": "Baby Boy", "F": "Baby Girl"}
+PLACEHOLDER_LAST = ("Unknown", "LNU", "Declined", "Resident", "Last Name", "Doe")
+PLACEHOLDER_NAMES = frozenset(PLACEHOLDER_FIRST + PLACEHOLDER_LAST
+                              + tuple(PLACEHOLDER_FIRST_BY_SEX.values()))
 MIDDLE_INITIALS = "ABCDEFGHIJKLMNOPRSTW"
 STREETS = """Main Oak Pine Maple Cedar Elm Washington Lake Hill Park Jefferson Madison Lincoln
 Jackson Union Market Pike Yesler Cherry Spruce Alder Broadway Rainier Aurora Fremont Ballard
@@ -342,6 +366,31 @@ def _offenses() -> _Offenses:
         eligible=np.array([r["lead_eligible"].strip().lower() == "true" for r in rows]),
         weight=np.array([OFFENSE_WEIGHTS.get(r["offense_code"], 2) for r in rows], dtype=float),
     )
+
+
+@cache
+def _nicknames() -> dict[str, tuple[str, ...]]:
+    """Given name -> its nicknames in the ``nicknames`` dataset, title-cased and sorted (so a
+    draw by index is the same on every machine). Names the dataset does not know have none."""
+    namer = NickNamer()
+    out = {}
+    for name in set(MALE_NAMES) | set(FEMALE_NAMES):
+        nicks = sorted(n.title() for n in namer.nicknames_of(name) if n.lower() != name.lower())
+        if nicks:
+            out[name] = tuple(nicks)
+    return out
+
+
+def _draw_nicknames(rng: np.random.Generator, first: np.ndarray) -> np.ndarray:
+    """Each person's one nickname (None when the dataset has none for the given name)."""
+    table = _nicknames()
+    u = rng.random(len(first))
+    out = np.full(len(first), None, dtype=object)
+    for i, name in enumerate(first.tolist()):
+        nicks = table.get(name)
+        if nicks:
+            out[i] = nicks[int(u[i] * len(nicks))]
+    return out
 
 
 def _as_date(value) -> date:
@@ -591,6 +640,7 @@ class _People:
     dob: np.ndarray
     first: np.ndarray
     nick: np.ndarray           # nickname or None
+    relative: np.ndarray       # index (in the block) of the relative living with them, or -1
     middle: np.ndarray         # middle initial or None
     last: np.ndarray
     compound: np.ndarray       # bool: surname is 'A-B'
@@ -681,6 +731,8 @@ def _people(w: _World, rng: np.random.Generator, g0: int, n: int) -> _People:
     pairs = min(pairs, len(candidates) // 2)
     chosen = rng.permutation(candidates)[:2 * pairs]
     heads, relatives = chosen[:pairs], chosen[pairs:]
+    relative = np.full(n, -1, dtype=np.int64)
+    relative[heads], relative[relatives] = relatives, heads
     twin = rng.random(pairs)
     for h, r, t in zip(heads, relatives, twin):
         last[r], compound[r], address[r] = last[h], compound[h], address[h]
@@ -688,7 +740,7 @@ def _people(w: _World, rng: np.random.Generator, g0: int, n: int) -> _People:
         if t < 0.5:
             phone[r] = phone[h]
         if t < TWIN_SHARE:
-            dob[r] = dob[h] + (1 if t < TWIN_SHARE / 3 else 0)
+            dob[r] = dob[h]
         pool = MALE_NAMES if sex[r] == "M" else FEMALE_NAMES
         k = int(t * 1e6)
         while first[r] == first[h]:
@@ -713,9 +765,10 @@ def _people(w: _World, rng: np.random.Generator, g0: int, n: int) -> _People:
     any_after = in_cohort & (rng.random(n) < p)
     after = np.where(any_after, 1 + rng.poisson(EXTRA_REARRESTS_MEAN, n), 0)
 
-    nick = _obj(NICKNAMES.get(f) for f in first)
+    nick = _draw_nicknames(rng, first)
     return _People(gid=gid, cohort=cohort, sex=sex, race=race, ethnicity=ethnicity, dob=dob,
-                   first=first, nick=nick, middle=middle, last=last, compound=compound,
+                   first=first, nick=nick, relative=relative, middle=middle, last=last,
+                   compound=compound,
                    ssn=_ssns(w, gid), address=address, phone=phone, home=home, rate=rate,
                    index=index, age_at_index=age, prior=prior, after=after)
 
@@ -993,6 +1046,10 @@ def _spell(rng: np.random.Generator, P: _People, who: np.ndarray) -> dict[str, n
     m = u[6] < r["swap_names"]
     first[m], last[m] = last[m], first[m].copy()
 
+    relative = P.relative[who]
+    m = (rng.random(n) < r["household_dob"]) & (relative >= 0)
+    dob[m] = P.dob[relative[m]]
+
     swap = np.flatnonzero(u[7] < r["swap_dob"])
     if len(swap):
         y, mo, d = _ymd(dob[swap])
@@ -1000,10 +1057,25 @@ def _spell(rng: np.random.Generator, P: _People, who: np.ndarray) -> dict[str, n
         dob[swap[ok]] = [_day(date(a, b, c)) for a, b, c in zip(y[ok].tolist(), d[ok].tolist(),
                                                                 mo[ok].tolist())]
 
+    # Placeholders last: they replace whatever was typed.
+    v = rng.random((4, n))
+    m = v[0] < r["initial_only"]
+    first[m] = [f[0] for f in first[m]]
+    m = np.flatnonzero(v[1] < r["placeholder_first"])
+    # Drawn from PLACEHOLDER_FIRST plus one more choice, 'Baby Boy/Girl' by sex ('Unknown' for X).
+    k = (v[2][m] * (len(PLACEHOLDER_FIRST) + 1)).astype(np.int64)
+    pool = _obj(PLACEHOLDER_FIRST + ("",))[k]
+    baby = k == len(PLACEHOLDER_FIRST)
+    pool[baby] = [PLACEHOLDER_FIRST_BY_SEX.get(x, PLACEHOLDER_FIRST[0]) for x in P.sex[who[m[baby]]]]
+    first[m] = pool
+    m = v[3] < r["placeholder_last"]
+    last[m] = _obj(PLACEHOLDER_LAST)[rng.integers(0, len(PLACEHOLDER_LAST), int(m.sum()))]
+
     ssn = P.ssn[who].copy()
     ssn[rng.random(n) < r["ssn_missing"]] = None
     return {"first_name": first, "last_name": last, "dob": dob, "ssn": ssn,
-            "address": P.address[who].copy(), "phone": P.phone[who].copy()}
+            "address": P.address[who].copy(), "phone": P.phone[who].copy(),
+            "dob_missing": rng.random(n) < r["dob_missing"]}
 
 
 def _styled(agency: str, spelled: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -1158,7 +1230,17 @@ def _block(w: _World, b: int) -> tuple[dict, _People, dict]:
     rows["treatment_contacts"] = ({"agency_person_id": treatment["agency_person_id"][ce]}, {
         "contact_id": T["contact_id"], "contact_date": T["contact_day"], "service_type": T["service"]},
         T["who"][ce])
+    for name, (ident, plain, who) in rows.items():
+        rows[name] = (_blank_dobs(w.contracts[name], ident), plain, who)
     return rows, P, {"arrests": A, "bookings": J, "referrals": R}
+
+
+def _blank_dobs(contract: Contract, ident: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Birth dates left blank, in the extracts whose contract lets them be (others require one)."""
+    column = contract.role("dob")
+    if column is None or not column.nullable or "dob_missing" not in ident:
+        return ident
+    return {**ident, "dob": np.where(ident["dob_missing"], NULL_DAY, ident["dob"])}
 
 
 # === ground truth =================================================================================
