@@ -8,6 +8,10 @@ leadhub.airflow_local``) whose environment is prepared here: a SQLite metadata
 database in ``settings.airflow_home``, this repository's ``dags/`` folder, no
 example DAGs, and the hub's own settings (data directory, key file).
 
+``leadhub airflow`` runs Airflow's own components (scheduler, DAG processor,
+triggerer, API server) on the same metadata database, listening on 127.0.0.1
+only and sized to the machine's cores (``run_local_airflow``).
+
 Airflow only ever sees the stages' summaries (file names, statuses, counts,
 paths), so its database and logs hold no identifiers.
 """
@@ -18,10 +22,15 @@ import argparse
 import json
 import logging
 import os
+import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import closing
 from importlib.metadata import version
 from pathlib import Path
 
@@ -63,6 +72,9 @@ def airflow_env(settings: Settings, dags_dir: Path | None = None) -> dict[str, s
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_dir or dags_folder()),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        # The demo's dag.test() writes every DAG of the folder into the metadata DB; they must come
+        # out as `leadhub airflow` runs them: unpaused (pull sources declared disabled stay paused).
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         ENV_DATA_DIR: str(settings.data_dir),
         ENV_KEY_FILE: str(settings.key_file),
         ENV_MAX_FILE_MB: str(settings.max_file_bytes // 1024**2),
@@ -91,33 +103,165 @@ def migrate_metadata_db(settings: Settings) -> float | None:
     return time.perf_counter() - started
 
 
-def standalone_env(settings: Settings, port: int) -> dict[str, str]:
-    """Airflow's own components on 127.0.0.1 for one steward's machine (not a deployment)."""
+# Airflow's components for one steward's machine, each as `airflow <args>`. Their log servers are
+# off: Airflow binds them to every interface with no setting to narrow it, and on one machine the
+# API server reads task logs from the local log folder anyway. The API server comes first and goes
+# last: running tasks report to it, and a task started before it listens fails.
+COMPONENTS = {
+    "api-server": ["api-server"],  # host and port from [api] in local_env
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
+}
+LOCALHOST = "127.0.0.1"
+STOP_GRACE_SECONDS = 20
+API_START_SECONDS = 180
+
+
+def machine_sizes(cores: int | None = None) -> dict[str, str]:
+    """Airflow's pool sizes for this machine: one task process per core (at least two).
+
+    Airflow's defaults (32 task processes, 4 API server workers, 2 parsers) are
+    sized for a server; on a steward's 2-core machine they only compete for the
+    same cores, and every warehouse task waits for the one-slot pool anyway.
+    """
+    tasks = max(2, cores or os.cpu_count() or 2)
+    return {
+        "AIRFLOW__CORE__PARALLELISM": str(tasks),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(tasks),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+    }
+
+
+def local_env(settings: Settings, port: int) -> dict[str, str]:
+    """Airflow's components on 127.0.0.1, sized for one steward's machine (not a deployment)."""
     env = airflow_env(settings)
+    env.update(machine_sizes())
     env.update({
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__AUTH_MANAGER":
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "steward:admin",
-        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__HOST": LOCALHOST,
         "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{LOCALHOST}:{port}/execution/",
         "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(32).hex(),
-        # standalone starts its components as `airflow ...` from PATH: this interpreter's.
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": LOCALHOST,
+        # Anything Airflow starts as `airflow ...` from PATH is this interpreter's.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     })
     return env
 
 
-def run_standalone(settings: Settings, port: int = 8080) -> None:
-    """Migrate, create the warehouse pool, then become `airflow standalone` (never returns)."""
+def paused_dags(settings: Settings) -> list[str]:
+    """DAGs the metadata DB holds paused (a steward's choice, or a disabled pull source)."""
+    db = Path(settings.airflow_home) / "airflow.db"
+    if not db.exists():
+        return []
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            return [r[0] for r in con.execute("SELECT dag_id FROM dag WHERE is_paused ORDER BY dag_id")]
+    except sqlite3.Error:  # not migrated yet, or busy: the note is only a courtesy
+        return []
+
+
+def run_local_airflow(settings: Settings, port: int = 8080) -> None:
+    """Migrate, create the warehouse pool, then run Airflow's components until one stops or Ctrl-C.
+
+    Each component's output is printed with its name in front. When one exits
+    on its own, the others are stopped and LeadHubError names it; Ctrl-C or
+    SIGTERM stops them all (SIGTERM first, SIGKILL after a grace period).
+    """
     migrate_metadata_db(settings)
-    env = standalone_env(settings, port)
+    env = local_env(settings, port)
     done = subprocess.run([sys.executable, "-m", "airflow", "pools", "set", WAREHOUSE_POOL, "1",
                            "One task at a time may open the DuckDB warehouse"],
                           env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if done.returncode != 0:
         raise LeadHubError(f"could not create the {WAREHOUSE_POOL} pool: "
                            f"{(done.stderr.strip() or 'no output').splitlines()[-1]}")
-    os.execve(sys.executable, [sys.executable, "-m", "airflow", "standalone"], env)
+    paused = paused_dags(settings)
+    if paused:
+        print(f"paused (they run only once unpaused in the UI): {', '.join(paused)}", flush=True)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        for name, args in COMPONENTS.items():
+            processes[name] = subprocess.Popen([sys.executable, "-m", "airflow", *args], env=env,
+                                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                               stderr=subprocess.STDOUT)
+            threading.Thread(target=_echo, args=(name, processes[name].stdout), daemon=True).start()
+            if name == "api-server":
+                _wait_for_port(port, processes)
+        while True:
+            _check_running(processes)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("stopping Airflow's components ...", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop(list(processes.values()))
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _check_running(processes: dict[str, subprocess.Popen]) -> None:
+    for name, process in processes.items():
+        if process.poll() is not None:
+            raise LeadHubError(f"Airflow's {name} exited with code {process.returncode} (its output is "
+                               "above); the other components were stopped")
+
+
+def _wait_for_port(port: int, processes: dict[str, subprocess.Popen]) -> None:
+    deadline = time.monotonic() + API_START_SECONDS
+    while time.monotonic() < deadline:
+        _check_running(processes)
+        with socket.socket() as s:
+            if s.connect_ex((LOCALHOST, port)) == 0:
+                return
+        time.sleep(0.5)
+    raise LeadHubError(f"Airflow's API server did not listen on {LOCALHOST}:{port} within "
+                       f"{API_START_SECONDS} s (its output is above)")
+
+
+def _echo(name: str, stream) -> None:
+    for line in iter(stream.readline, b""):
+        print(f"{name:<13} | {line.decode(errors='replace').rstrip()}", flush=True)
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM the components, the API server last; SIGKILL what outlives the grace period.
+
+    A component's task processes (the executor's workers and the tasks they
+    start in sessions of their own) are killed with it, so none is left behind.
+    """
+    import psutil  # an Airflow dependency
+
+    for group in (processes[1:], processes[:1]):
+        running = [p for p in group if p.poll() is None]
+        family = []
+        for p in running:
+            try:
+                family += psutil.Process(p.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                pass
+            p.terminate()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for p in running:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for child in family:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
 
 
 def run_demo_dags(settings: Settings, dag_ids: list[str] | None = None,

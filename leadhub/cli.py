@@ -13,11 +13,47 @@ from leadhub.errors import LeadHubError
 from leadhub.settings import ENV_KEY_FILE, Settings
 
 
+# The commands that run without the master key, and why: each only creates a key, or reads counts,
+# names and hashes that identify no one. Every other command refuses to start without the key (one
+# line, exit 2), so a stage never half-runs on an installation that lost it. An entry's conditions
+# name the arguments under which the exemption holds ({} = always), then how --help names it, and why.
+NO_KEY_NEEDED: dict[str, tuple[dict[str, object], str, str]] = {
+    "keygen": ({}, "keygen", "it creates the master key"),
+    "keygen-drop": ({}, "keygen-drop", "it creates the drop key pair, which is separate from the master key"),
+    "demo": ({}, "demo", "it makes its own demo key"),
+    "status": ({}, "status", "it reads ledger counts and dates only"),
+    "quality": ({}, "quality", "it reads validation counts only"),
+    "docs": ({}, "docs", "it renders stored validation counts only"),
+    "retention": ({"dry_run": True}, "retention --dry-run", "with --dry-run it only lists archive file names"),
+    "crosswalk": ({"action": "verify"}, "crosswalk verify", "'verify' only checks the audit log's hash chain"),
+    "link": ({"installation_key": False}, "link without --installation-key",
+             "without --installation-key it encodes with a one-off random key"),
+}
+
+
+def needs_key(args: argparse.Namespace) -> bool:
+    """Whether this invocation must have the master key before it starts (see NO_KEY_NEEDED)."""
+    entry = NO_KEY_NEEDED.get(args.command)
+    return entry is None or any(getattr(args, name, None) != value for name, value in entry[0].items())
+
+
+def key_note(command: str) -> str:
+    """The sentence each command's --help carries about the key."""
+    if command not in NO_KEY_NEEDED:
+        return "Needs the master key: refuses to start without it."
+    conditions, _, why = NO_KEY_NEEDED[command]
+    if not conditions:
+        return f"Runs without a key: {why}."
+    return f"Needs the master key, except that {why}."
+
+
 def _print_outcomes(outcomes: list[dict]) -> None:
+    from leadhub.errors import printable
+
     for o in outcomes:
         extra = f" ({o['rows']} rows)" if o.get("rows") is not None else ""
-        reason = f" — {o['reason']}" if o.get("reason") else ""
-        print(f"  {o['status']:<11} {o['file']}{extra}{reason}")
+        reason = f" — {printable(o['reason'])}" if o.get("reason") else ""
+        print(f"  {o['status']:<11} {printable(o['file'])}{extra}{reason}")
 
 
 def cmd_keygen(settings: Settings, args) -> int:
@@ -48,15 +84,26 @@ def cmd_ingest(settings: Settings, args) -> int:
     from leadhub import pipeline
 
     chosen = [args.agency] if args.agency else agencies()
-    quarantined = 0
-    for agency in tqdm(chosen, desc="inboxes", unit="agency", disable=len(chosen) < 2):
-        outcomes = pipeline.ingest(settings, agency)
+    quarantined, held, failed = 0, [], []
+    progress = sys.stderr.isatty()
+    for agency in tqdm(chosen, desc="inboxes", unit="agency", disable=len(chosen) < 2 or not progress):
+        try:
+            outcomes = pipeline.ingest(settings, agency, progress=progress)
+        except LeadHubError as e:  # the hub cannot take this inbox now; the other agencies still go
+            print(f"{agency}: not taken: {e}")
+            failed.append(agency)
+            continue
         print(f"{agency}: {len(outcomes)} file(s)")
         _print_outcomes(outcomes)
         quarantined += sum(o["status"] == "quarantined" for o in outcomes)
+        held += [o for o in outcomes if o["status"] == "held"]
     if quarantined:
         print(f"{quarantined} file(s) quarantined in {settings.quarantine_dir}; see the reasons above")
-    return 1 if quarantined else 0
+    for o in held:
+        print(f"held for a steward: {o['file_id']}; load it with: leadhub release {o['file_id']} --reason '...'")
+    if failed:
+        raise LeadHubError(f"intake failed for {', '.join(failed)}; see the reasons above")
+    return 1 if quarantined or held else 0
 
 
 def cmd_build(settings: Settings, args) -> int:
@@ -78,18 +125,23 @@ def cmd_report(settings: Settings, args) -> int:
 
 
 def cmd_status(settings: Settings, args) -> int:
-    from connectors.status import feed_status
+    from connectors.status import feed_status, held_files
 
     rows = feed_status(settings)
     stale = [r for r in rows if r["stale"]]
-    print(f"{'feed':<22} {'accepted':>8} {'dup':>4} {'quar':>4}  last accepted          state")
+    print(f"{'feed':<22} {'accepted':>8} {'dup':>4} {'quar':>4} {'held':>4}  last accepted          state")
     for r in rows:
-        print(f"{r['feed']:<22} {r['accepted']:>8} {r['duplicate']:>4} {r['quarantined']:>4}  "
+        print(f"{r['feed']:<22} {r['accepted']:>8} {r['duplicate']:>4} {r['quarantined']:>4} {r['held']:>4}  "
               f"{r['last_accepted'] or '-':<22} {'STALE' if r['stale'] else 'ok'}")
     if stale:
         print("stale feeds: " + ", ".join(f"{r['feed']} (nothing for {r['stale_after_hours']} h)"
                                           for r in stale))
-    return 1 if stale else 0
+    held = held_files(settings)
+    for h in held:
+        print(f"held {h['file_id']} {h['agency']}/{h['file']}: {h['reason']}")
+    if held:
+        print("release a held file with: leadhub release FILE_ID --reason '...'")
+    return 1 if stale or held else 0
 
 
 def cmd_pull(settings: Settings, args) -> int:
@@ -217,6 +269,14 @@ def cmd_reprocess(settings: Settings, args) -> int:
     from leadhub.keys import MasterKey
     from leadhub.maintenance import restore_ledger_entry, restore_period
 
+    if args.force:
+        from leadhub import pipeline
+
+        if not args.file_id:
+            raise LeadHubError("--force re-loads one ledger entry: give its file_id")
+        outcome = pipeline.reload(settings, args.file_id, args.reason)
+        _print_outcomes([outcome])
+        return 0 if outcome["status"] == "accepted" else 1
     key = MasterKey.load(settings.key_file)
     if args.file_id:
         restored = [restore_ledger_entry(settings, key, args.file_id)]
@@ -230,6 +290,15 @@ def cmd_reprocess(settings: Settings, args) -> int:
         print(f"  {r['agency']}/{r['file']} (was {r['status_before']}): {r['restored']}")
     print(f"{len(restored)} file(s) back in the inbox; the next feed run (or `leadhub ingest`) takes them")
     return 0
+
+
+def cmd_release(settings: Settings, args) -> int:
+    """Load a delivery the volume guard held; the release is audited before it happens."""
+    from leadhub import pipeline
+
+    outcome = pipeline.release(settings, args.file_id, args.reason, who=args.who)
+    _print_outcomes([outcome])
+    return 0 if outcome["status"] == "accepted" else 1
 
 
 def cmd_retention(settings: Settings, args) -> int:
@@ -353,12 +422,13 @@ def cmd_demo(settings: Settings, args) -> int:
 
 
 def cmd_airflow(settings: Settings, args) -> int:
-    from leadhub.airflow_local import run_standalone
+    from leadhub.airflow_local import LOCALHOST, run_local_airflow
 
     settings.ensure_dirs()
-    print(f"Airflow UI and REST API: http://127.0.0.1:{args.port}  user 'steward', password in "
-          f"{settings.airflow_home / 'simple_auth_manager_passwords.json.generated'}")
-    run_standalone(settings, args.port)
+    print(f"Airflow UI and REST API: http://{LOCALHOST}:{args.port}  user 'steward', password in "
+          f"{settings.airflow_home / 'simple_auth_manager_passwords.json.generated'}; Ctrl-C stops it",
+          flush=True)
+    run_local_airflow(settings, args.port)
     return 0
 
 
@@ -413,7 +483,16 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--agency", help="with --from/--to: re-process that agency's entries of a period")
     rp.add_argument("--from", dest="received_from", help="first day received (YYYY-MM-DD)")
     rp.add_argument("--to", dest="received_to", help="last day received (YYYY-MM-DD), inclusive")
+    rp.add_argument("--force", action="store_true",
+                    help="load a superseded entry's archived original again as the current version "
+                         "(its bytes were loaded before); audited")
+    rp.add_argument("--reason", help="with --force: why (written to the steward audit log)")
     rp.set_defaults(func=cmd_reprocess)
+    rl = sub.add_parser("release", help="load a delivery the volume guard held (steward only, audited)")
+    rl.add_argument("file_id", help="the held ledger entry (see 'leadhub status')")
+    rl.add_argument("--reason", required=True, help="why it may replace the current rows (audit log)")
+    rl.add_argument("--who", help="who releases it (default: the login name)")
+    rl.set_defaults(func=cmd_release)
     rt = sub.add_parser("retention", help="delete archived originals past retention, never a current batch's")
     rt.add_argument("--days", type=int, default=None,
                     help="keep this many days (default: $LEADHUB_ARCHIVE_RETENTION_DAYS, else 7 years)")
@@ -441,7 +520,19 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--people", type=int, default=3000)
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=cmd_demo)
+    for name, command in sub.choices.items():
+        summary = next((a.help for a in sub._choices_actions if a.dest == name), None) or ""
+        command.description = f"{summary[:1].upper()}{summary[1:]}. {key_note(name)}".lstrip(". ")
+    p.epilog = ("Run without a key: " + ", ".join(label for _, label, _ in NO_KEY_NEEDED.values())
+                + ". Every other command refuses to start without the master key; "
+                "'leadhub COMMAND --help' says why.")
     return p
+
+
+# Commands that change the warehouse, archive, inboxes or state files: each holds the hub-wide
+# writer lock (leadhub/lock.py) from start to end, so two of them never interleave.
+WRITING_COMMANDS = {"ingest", "build", "publish", "pull", "reprocess", "release", "retention",
+                    "rotate-key", "crosswalk"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -449,7 +540,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(Settings.from_env(), args)
+        settings = Settings.from_env()
+        if needs_key(args):
+            from leadhub.keys import MasterKey
+
+            MasterKey.load(settings.key_file)  # refuses (one line) a missing, unsafe or demo key
+        if args.command in WRITING_COMMANDS:
+            from leadhub.lock import writer_lock
+
+            with writer_lock(settings.writer_lock_path):
+                return args.func(settings, args)
+        return args.func(settings, args)
     except LeadHubError as e:
         print(f"leadhub: error: {e}", file=sys.stderr)
         return 2
