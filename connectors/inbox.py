@@ -32,13 +32,13 @@ import duckdb
 import pyarrow as pa
 
 from connectors import dropcrypt
-from connectors.archive import encrypt_file, fsync_path
-from connectors.contracts import Contract, contract_for_file
+from connectors.archive import decrypt_to, encrypt_file, fsync_path
+from connectors.contracts import Contract, ContractError, contract_for_file
 from connectors.readers import CHUNK_ROWS, read_chunks, reopen
-from leadhub.errors import RejectedFile
+from leadhub.errors import LeadHubError, RejectedFile, printable
 from leadhub.keys import MasterKey
 from leadhub.settings import Settings
-from leadhub.warehouse import connect, staging_columns, utcnow
+from leadhub.warehouse import connect, staging_columns, staging_key, utcnow
 from transforms.pseudonymize import Pseudonymizer
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,13 @@ STABLE_SECONDS = 0.5
 # DuckDB's memory during intake (MB); beyond it, a large uncommitted load spills to temporary
 # files, so a 2 GB delivery needs no more memory than a small one. Overridable for big machines.
 INTAKE_MEMORY_LIMIT = f"{int(os.environ.get('LEADHUB_INTAKE_MEMORY_MB', '256'))}MB"
+# Temporary files of the hub's own naming in the archive and quarantine folders
+# ("<file_id>__<name>.enc.tmp", "<file_id>__<name>.tmp"): a run killed while writing one
+# leaves it behind, and the next run removes it. Agency files never have this shape.
+HUB_TEMP = re.compile(r"\d{8}T\d{12}-(?:[0-9a-f]{12}|unread)__.+\.tmp")
+# Failures of the hub itself rather than of one file: intake stops (the file stays in the
+# inbox for the next run) instead of quarantining every file for a full disk.
+HUB_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
 ARROW_TYPES = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(),
                "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us"), "DOUBLE": pa.float64()}
 
@@ -61,11 +68,12 @@ class FileOutcome:
     """What happened to one file: safe for logs and XComs (no identifiers)."""
     file: str
     extract: str | None
-    status: str           # accepted | duplicate | quarantined | waiting
+    status: str           # accepted | duplicate | quarantined | held | waiting
     batch_id: str | None = None
     rows: int | None = None
     reason: str | None = None
     warnings: int = 0
+    file_id: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -163,6 +171,10 @@ class _ChunkTally:
         self.expectations = suite_for(contract.name)["expectations"]
         self.results: list[dict] | None = None
         self.counts: list[tuple[int, int] | None] = []
+        self.listed: list[list[int]] = []  # first failing row numbers per result, in file order
+        from expectations.validate import ROWS_SHOWN
+
+        self.rows_shown = ROWS_SHOWN
         self.chunks = 0
         self.rows = 0
         self.suite = contract.name
@@ -175,9 +187,11 @@ class _ChunkTally:
         if self.results is None:
             self.results = [dict(r) for r in outcome.results]
             self.counts = counts
+            self.listed = [list(r.get("rows") or []) for r in outcome.results]
             return
         for i, (r, c) in enumerate(zip(outcome.results, counts)):
             mine = self.results[i]
+            self.listed[i] = (self.listed[i] + list(r.get("rows") or []))[:self.rows_shown]
             if self.counts[i] is not None and c is not None:
                 self.counts[i] = (self.counts[i][0] + c[0], self.counts[i][1] + c[1])
             else:
@@ -193,8 +207,9 @@ class _ChunkTally:
         results = self.results or []
         for i, r in enumerate(results):
             if self.counts[i] is not None:
-                r["observed"] = counted(*self.counts[i])
-        if self.chunks > 1 and len(self.expectations) == len(results):
+                r["observed"] = counted(*self.counts[i], self.listed[i])
+        # The suite's expectations come first, in order; checks of the hub's own follow them.
+        if self.chunks > 1 and len(results) >= len(self.expectations):
             for spec, r in zip(self.expectations, results):
                 if spec["type"] == r["expectation"] and r["expectation"] in CROSS_CHUNK:
                     r["success"], r["observed"] = self._sql_check(con, batch_id, spec)
@@ -214,11 +229,14 @@ class _ChunkTally:
         quoted = ", ".join(f'"{k}"' for k in keys)
         # As GX counts it: every row whose key occurs more than once; rows with no key are ignored.
         present = " OR ".join(f'"{k}" IS NOT NULL' for k in keys)
-        [(duplicated,)] = con.execute(
-            f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {table} "
-            f"WHERE _batch_id = ? AND ({present}) GROUP BY {quoted} HAVING count(*) > 1)",
-            [batch_id]).fetchall()
-        return duplicated == 0, counted(int(duplicated), self.rows)
+        duplicates = (f"SELECT {quoted}, count(*) AS n FROM {table} WHERE _batch_id = ? AND ({present}) "
+                      f"GROUP BY {quoted} HAVING count(*) > 1")
+        [(duplicated,)] = con.execute(f"SELECT coalesce(sum(n), 0) FROM ({duplicates})", [batch_id]).fetchall()
+        same = " AND ".join(f's."{k}" IS NOT DISTINCT FROM d."{k}"' for k in keys)
+        listed = [n for (n,) in con.execute(
+            f"SELECT s._row_number FROM {table} s JOIN ({duplicates}) d ON {same} WHERE s._batch_id = ? "
+            f"ORDER BY s._row_number LIMIT {self.rows_shown}", [batch_id, batch_id]).fetchall()]
+        return duplicated == 0, counted(int(duplicated), self.rows, listed)
 
 
 class Intake:
@@ -228,10 +246,17 @@ class Intake:
     # not by the file size.
     chunk_rows = CHUNK_ROWS
 
-    def __init__(self, settings: Settings, key: MasterKey, con: duckdb.DuckDBPyConnection):
+    def __init__(self, settings: Settings, key: MasterKey, con: duckdb.DuckDBPyConnection,
+                 progress: bool = False):
         self.settings, self.key, self.con = settings, key, con
+        self.progress = progress  # a tqdm bar of rows per file (on a terminal)
         self.pseudonymizer = Pseudonymizer(key)
         self._drop_key = None
+        self._file_id: str | None = None  # the ledger row of the file being taken, once it exists
+        # Steward overrides for one replayed delivery (release_held, reload_archived).
+        self.volume_guard = True
+        self.skip_duplicates = False
+        self.note: str | None = None
 
     # --- ledger -----------------------------------------------------------
     def _ledger_insert(self, file_id: str, received: datetime, agency: str, extract: str | None,
@@ -240,7 +265,8 @@ class Intake:
         self.con.execute(
             "INSERT INTO ops.file_ledger (file_id, received_at, agency, extract, file_name, size_bytes, "
             "sha256, status, reason, archive_path, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            [file_id, received, agency, extract, name, size, sha, status, reason, archive, utcnow()])
+            [file_id, received, agency, extract, printable(name), size, sha, status, reason, archive, utcnow()])
+        self._file_id = file_id
 
     def _ledger_update(self, file_id: str, **fields) -> None:
         sets = ", ".join(f"{k} = ?" for k in fields)
@@ -253,27 +279,59 @@ class Intake:
         reason = str(err)
         qdir = self.settings.quarantine_dir / agency
         qdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # The delivered name is kept as evidence, unless it is so long that the prefixed name
-        # would not fit in a directory entry (255 bytes): then it gets a plain one.
-        stored = path.name if len(os.fsencode(path.name)) <= 200 else "overlong-name"
+        # The delivered name is kept as evidence (escaped), unless it is so long that the
+        # prefixed name would not fit in a directory entry (255 bytes): then it gets a plain one.
+        shown = printable(path.name)
+        stored = shown if len(shown) <= 200 else "overlong-name"
         target = qdir / f"{file_id}__{stored}"
         _move_aside(path, target)
-        info = {"file": path.name, "file_id": file_id, "reason": reason, "quarantined_at": utcnow().isoformat()}
+        info = {"file": shown, "file_id": file_id, "reason": reason, "quarantined_at": utcnow().isoformat()}
         if isinstance(err, RejectedFile):
             info.update(rule=err.rule, row=err.row, detail=err.detail)
         (qdir / f"{file_id}__{stored}.reason.json").write_text(json.dumps(info, indent=2) + "\n")
-        log.warning("quarantined %s/%s: %s", agency, path.name, reason)
+        log.warning("quarantined %s/%s: %s", agency, shown, reason)
 
     def _quarantine_recorded(self, agency: str, path: Path, file_id: str, logical: str, contract: Contract,
                              err: RejectedFile, **ledger) -> FileOutcome:
         """Quarantine a file whose ledger row exists already (status 'received')."""
         self._ledger_update(file_id, status="quarantined", reason=str(err), **ledger)
         self._quarantine(agency, path, file_id, err)
-        return FileOutcome(logical, contract.extract, "quarantined", reason=str(err))
+        return FileOutcome(printable(logical), contract.extract, "quarantined", reason=str(err), file_id=file_id)
+
+    def quarantine_unexpected(self, agency: str, path: Path, error: Exception) -> FileOutcome:
+        """Quarantine a file whose intake failed in a way no rule foresaw (a bug, a library error).
+
+        Only the exception's type is recorded: its message may quote a cell. The ledger
+        row of the file (if taking it got that far) becomes 'quarantined'; otherwise one
+        is written. The open transaction, if any, is rolled back first.
+        """
+        try:
+            self.con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # no transaction was open
+        err = RejectedFile(path.name, "intake_error",
+                           f"unexpected {type(error).__name__} while taking the file; nothing of it "
+                           "was loaded")
+        file_id = self._file_id
+        known = file_id and self.con.execute(
+            "SELECT count(*) FROM ops.file_ledger WHERE file_id = ?", [file_id]).fetchone()[0]
+        if known:
+            self._ledger_update(file_id, status="quarantined", reason=str(err))
+        else:
+            file_id = f"{utcnow():%Y%m%dT%H%M%S%f}-unread"
+            size = path.lstat().st_size if os.path.lexists(path) else 0
+            self._ledger_insert(file_id, utcnow(), agency, None, path.name, size, "", "quarantined", str(err))
+        log.error("%s/%s: unexpected %s; quarantined", agency, printable(path.name), type(error).__name__)
+        if os.path.lexists(path):
+            self._quarantine(agency, path, file_id, err)
+        return FileOutcome(printable(path.name), None, "quarantined", reason=str(err), file_id=file_id)
 
     # --- one file ---------------------------------------------------------
     def take(self, agency: str, path: Path) -> FileOutcome:
-        name = path.name
+        # Every text output carries the name escaped (leadhub.errors.printable); the file
+        # system calls use ``path`` itself.
+        name = printable(path.name)
+        self._file_id = None
         received = utcnow()
         st = path.lstat()
         pseudo_id = f"{received:%Y%m%dT%H%M%S%f}-unread"
@@ -285,12 +343,16 @@ class Intake:
             reason = str(err)
             self._ledger_insert(file_id, received, agency, extract, logical, size, sha, "quarantined", reason)
             self._quarantine(agency, path, file_id, err)
-            return FileOutcome(name, extract, "quarantined", reason=reason)
+            return FileOutcome(name, extract, "quarantined", reason=reason, file_id=file_id)
 
         if stat.S_ISLNK(st.st_mode):
             return refuse("symlink", "symbolic links are never followed")
         if not stat.S_ISREG(st.st_mode):
             return refuse("not_regular_file", "only regular files are accepted")
+        if st.st_nlink > 1:
+            # Another name for the same bytes may sit outside the inbox, where someone can read
+            # or change them while they are taken: only a file's sole name is accepted.
+            return refuse("hard_link", f"the file has {st.st_nlink} hard links; send a plain copy")
         if not SAFE_NAME.fullmatch(name):
             return refuse("file_name", "name must be ASCII letters, digits, '.', '_' and '-', "
                           "starting with a letter or digit, at most 201 characters")
@@ -321,7 +383,8 @@ class Intake:
                 self._ledger_insert(file_id, received, agency, contract.extract, logical, size, sha, "duplicate",
                                     f"identical to {dup}")
                 path.unlink()
-                return FileOutcome(logical, contract.extract, "duplicate", reason=f"identical to {dup}")
+                return FileOutcome(logical, contract.extract, "duplicate", reason=f"identical to {dup}",
+                                   file_id=file_id)
 
             # A run that stopped after archiving this file left a 'received' row: resume it.
             resumed = self.con.execute(
@@ -329,6 +392,7 @@ class Intake:
                 "AND file_name = ? AND status = 'received' LIMIT 1", [sha, agency, logical]).fetchone()
             if resumed:
                 file_id, received = resumed
+                self._file_id = file_id
             archive = self.settings.archive_dir / agency / f"{file_id}__{name}.enc"
             if encrypt_file(fd, archive, self.key) != sha:
                 # Written to since it was hashed: this archive copy is not the file the ledger names.
@@ -358,10 +422,13 @@ class Intake:
         encrypted, the hash of their decrypted content (kept in ops.batches), so
         the same extract is recognised whether it came encrypted or not.
         """
+        if self.skip_duplicates:
+            return None
+        # A held delivery counts too: sending it again must not hold (and archive) it twice.
         hit = self.con.execute(
             "SELECT l.file_id FROM ops.file_ledger l LEFT JOIN ops.batches b ON b.batch_id = l.batch_id "
-            "WHERE l.agency = ? AND l.status IN ('accepted', 'superseded') AND (l.sha256 = ? OR b.sha256 = ?) "
-            "ORDER BY l.received_at LIMIT 1", [agency, sha, sha]).fetchone()
+            "WHERE l.agency = ? AND l.status IN ('accepted', 'superseded', 'held') "
+            "AND (l.sha256 = ? OR b.sha256 = ?) ORDER BY l.received_at LIMIT 1", [agency, sha, sha]).fetchone()
         return hit[0] if hit else None
 
     def _work_dir(self) -> Path:
@@ -397,7 +464,8 @@ class Intake:
             if dup:
                 self._ledger_update(file_id, status="duplicate", reason=f"identical to {dup}")
                 path.unlink()
-                return FileOutcome(logical, contract.extract, "duplicate", reason=f"identical to {dup}")
+                return FileOutcome(logical, contract.extract, "duplicate", reason=f"identical to {dup}",
+                                   file_id=file_id)
             return self._load(agency, path, contract, file_id, received, sha,
                               source=plain, display=logical, content_sha=content_sha)
         finally:
@@ -430,14 +498,19 @@ class Intake:
         fstat of the descriptor when it was hashed: a file written to since
         is refused before anything commits.
         """
-        from expectations.history import batch_stats, history_checks
+        from expectations.history import batch_stats, history_checks, history_settings
         from expectations.validate import validate_batch
 
-        name = display or path.name
+        from tqdm import tqdm
+
+        name = printable(display or path.name)
         batch_id = f"b{file_id}"
         now = datetime.now()  # one "not in the future" bound for every chunk of the file
         tally = _ChunkTally(contract)
         stats = None
+        # Seconds per stage, logged once per file: the stages run interleaved, chunk by chunk.
+        spent = {"read": 0.0, "pseudonymize": 0.0, "validate": 0.0}
+        bar = tqdm(desc=name[:40], unit="rows", unit_scale=True, leave=False, disable=not self.progress)
         cols = [n for n, _ in staging_columns(contract)]
         select = ", ".join("? AS _batch_id" if c == "_batch_id" else f'"{c}"' for c in cols)
         insert_rows = (f"INSERT INTO staging.{contract.name} ({', '.join(cols)}) "
@@ -447,12 +520,23 @@ class Intake:
         def chunks():
             nonlocal stats
             try:
-                for numbers, values in read_chunks(source, contract, display_name=name,
-                                                   chunk_rows=self.chunk_rows):
+                reader = read_chunks(source, contract, display_name=name, chunk_rows=self.chunk_rows)
+                while True:
+                    started = time.perf_counter()
+                    chunk = next(reader, None)
+                    spent["read"] += time.perf_counter() - started
+                    if chunk is None:
+                        break
+                    numbers, values = chunk
+                    started = time.perf_counter()
                     table = _to_arrow(contract, numbers, self.pseudonymizer.columns(contract, values))
-                    del values  # the only copy of this chunk's raw identifiers
+                    del values, chunk  # the only copy of this chunk's raw identifiers
+                    spent["pseudonymize"] += time.perf_counter() - started
+                    started = time.perf_counter()
                     tally.add(validate_batch(contract, table.to_pandas(), now=now), table.num_rows)
                     stats = batch_stats(table, into=stats)
+                    spent["validate"] += time.perf_counter() - started
+                    bar.update(table.num_rows)
                     yield from table.to_batches()
                 if opened is not None:  # the rows parsed are the bytes hashed and archived
                     _check_unchanged(source, name, opened)
@@ -461,6 +545,7 @@ class Intake:
                 raise
 
         self.con.execute("BEGIN")
+        started = time.perf_counter()
         try:
             self.con.register("incoming_file", pa.RecordBatchReader.from_batches(_arrow_schema(contract), chunks()))
             try:
@@ -469,11 +554,14 @@ class Intake:
                 if failure:  # DuckDB wraps errors of the stream; the original names file, row and rule
                     raise failure[0] from None
                 raise
+            finally:
+                bar.close()
             self.con.unregister("incoming_file")
             outcome = tally.outcome(self.con, batch_id)
             # History-aware checks (expectations.history): row count and empty shares against
             # the last accepted deliveries of this extract; read-only, counts only.
-            outcome.extend(history_checks(self.con, contract, stats, batch_id))
+            outcome.extend(history_checks(self.con, contract, stats or {"rows": 0, "nulls": {}}, batch_id))
+            removal = self._removal(contract, name, batch_id) if self.volume_guard else None
         except RejectedFile as err:
             self.con.execute("ROLLBACK")
             self.con.unregister("incoming_file")  # only possible once the failed transaction is gone
@@ -482,7 +570,24 @@ class Intake:
             self.con.execute("ROLLBACK")
             self.con.unregister("incoming_file")
             raise
+        spent["load"] = max(0.0, time.perf_counter() - started - sum(spent.values()))
         rows = tally.rows
+        for stage, seconds in spent.items():  # one line per stage; names and counts only
+            log.info("%s/%s: %s %s rows in %.1f s", agency, name, stage, f"{rows:,}", seconds)
+        limit = history_settings(contract).max_removed_share
+        if removal and outcome.success and removal[1] > limit * removal[0]:
+            current, removed = removal
+            reason = (f"{name}: rule 'volume' held: current {current:,} rows, delivery {rows:,} rows, "
+                      f"would remove {removed:,} = {removed / current:.1%} (limit {limit:.0%}); "
+                      f"a steward releases it with 'leadhub release {file_id} --reason ...'")
+            self.con.execute("ROLLBACK")  # nothing of it loads until a steward releases it
+            self.con.execute("BEGIN")
+            self._ledger_update(file_id, status="held", reason=reason, row_count=rows)
+            self.con.execute("COMMIT")
+            log.warning("%s/%s: held: would remove %s of %s current rows", agency, name,
+                        f"{removed:,}", f"{current:,}")
+            path.unlink()  # the archive copy is the delivery now; release replays it from there
+            return FileOutcome(name, contract.extract, "held", None, rows, reason, file_id=file_id)
         validated = utcnow()
         result_rows = [[batch_id, contract.name, r["expectation"], r.get("column"), r["severity"],
                         bool(r["success"]), r.get("observed"), validated] for r in outcome.results]
@@ -507,14 +612,37 @@ class Intake:
                 self.con.executemany(insert_results, result_rows)
             self._supersede(contract, name, file_id)
             warn = outcome.reason() if outcome.failed_warning else None
-            self._ledger_update(file_id, status="accepted", batch_id=batch_id, row_count=rows, reason=warn)
+            note = "; ".join(filter(None, [self.note, warn])) or None
+            self._ledger_update(file_id, status="accepted", batch_id=batch_id, row_count=rows, reason=note)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
         path.unlink()  # the archive copy and the committed ledger row are durable by now
-        return FileOutcome(name, contract.extract, "accepted", batch_id, rows,
-                           warnings=len(outcome.failed_warning))
+        return FileOutcome(name, contract.extract, "accepted", batch_id, rows, note,
+                           warnings=len(outcome.failed_warning), file_id=file_id)
+
+    def _removal(self, contract: Contract, name: str, batch_id: str) -> tuple[int, int] | None:
+        """(current rows this delivery replaces, how many of their keys it lacks), or None.
+
+        Read inside the open transaction, with the delivery's rows in staging and not yet
+        current. A full-history delivery replaces every current row; a same-name correction
+        of an incremental file replaces the current rows of the file(s) it supersedes.
+        """
+        key = staging_key(contract)
+        same = " AND ".join(f'n."{k}" IS NOT DISTINCT FROM c."{k}"' for k in key)
+        missing = (f"NOT EXISTS (SELECT 1 FROM staging.{contract.name} n "
+                   f"WHERE n._batch_id = ? AND {same})")
+        params: list = [batch_id]
+        scope = ""
+        if contract.history != "full":
+            scope = ("WHERE c._batch_id IN (SELECT batch_id FROM ops.file_ledger WHERE agency = ? "
+                     "AND extract = ? AND status = 'accepted' AND file_name = ?)")
+            params += [contract.agency, contract.extract, name]
+        current, removed = self.con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE {missing}) FROM current.{contract.name} c {scope}",
+            params).fetchone()
+        return (current, removed) if current else None
 
     def _supersede(self, contract: Contract, name: str, file_id: str) -> None:
         """A full-history delivery replaces every earlier one; an incremental re-send of the
@@ -581,8 +709,33 @@ def _sweep_work_dir(settings: Settings) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def ingest_agency(settings: Settings, agency: str, key: MasterKey) -> list[dict]:
-    """Process every complete file in one agency's inbox; see the module docstring."""
+def _sweep_temp_files(settings: Settings, agency: str) -> None:
+    """Remove the hub's own temporary files (HUB_TEMP) that a killed run left in this agency's
+    archive and quarantine folders. Safe for the same reason as ``_sweep_work_dir``."""
+    for folder in (settings.archive_dir / agency, settings.quarantine_dir / agency):
+        if folder.is_dir():
+            for entry in os.scandir(folder):
+                if HUB_TEMP.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    log.info("%s: removed %s, left by an interrupted run", agency, printable(entry.name))
+
+
+def _hub_failure(error: Exception) -> bool:
+    """True for a failure of the hub itself (key, configuration, warehouse, full or broken disk):
+    intake stops rather than quarantining every file for it."""
+    if isinstance(error, RejectedFile):
+        return False
+    return (isinstance(error, (LeadHubError, ContractError, MemoryError, duckdb.IOException,
+                               duckdb.FatalException, duckdb.InterruptException))
+            or (isinstance(error, OSError) and error.errno in HUB_ERRNOS))
+
+
+def ingest_agency(settings: Settings, agency: str, key: MasterKey, progress: bool = False) -> list[dict]:
+    """Process every complete file in one agency's inbox; see the module docstring.
+
+    One file's failure, whatever it is, ends in that file's quarantine and the next
+    file is taken; only a failure of the hub itself (``_hub_failure``) stops the run.
+    """
     settings.ensure_dirs()
     settings.inbox(agency).mkdir(parents=True, exist_ok=True)
     outcomes = []
@@ -590,18 +743,115 @@ def ingest_agency(settings: Settings, agency: str, key: MasterKey) -> list[dict]
         # Bounded memory for large deliveries: DuckDB spills to disk past this (see Intake._load).
         con.execute(f"SET memory_limit = '{INTAKE_MEMORY_LIMIT}'")
         _sweep_work_dir(settings)
-        intake = Intake(settings, key, con)
+        _sweep_temp_files(settings, agency)
+        intake = Intake(settings, key, con, progress=progress)
         for path in pending_files(settings.inbox(agency)):
             try:
                 if not path.is_symlink() and path.is_file() and not is_stable(path):
-                    outcomes.append(FileOutcome(path.name, None, "waiting", reason="file is still growing"))
+                    outcomes.append(FileOutcome(printable(path.name), None, "waiting",
+                                                reason="file is still growing"))
                     continue
                 outcome = intake.take(agency, path)
-            except FileNotFoundError:
-                if os.path.lexists(path):
+            except Exception as e:
+                if isinstance(e, FileNotFoundError) and not os.path.lexists(path):
+                    continue  # removed by its sender before it was taken: nothing arrived, nothing to record
+                if _hub_failure(e):
                     raise
-                continue  # removed by its sender before it was taken: nothing arrived, nothing to record
+                try:
+                    outcome = intake.quarantine_unexpected(agency, path, e)
+                except Exception as again:  # e.g. the file cannot be moved: left for the next run
+                    if _hub_failure(again):
+                        raise
+                    log.error("%s/%s: could not be quarantined (%s); left in the inbox", agency,
+                              printable(path.name), type(again).__name__)
+                    continue
             log.info("%s/%s: %s", agency, outcome.file, outcome.status)
             outcomes.append(outcome)
     return [o.as_dict() for o in outcomes]
+
+
+# --- steward actions on archived deliveries --------------------------------------------------
+
+def _replay(intake: Intake, entry: tuple, file_id: str, received: datetime) -> FileOutcome:
+    """Take an archived delivery again from its archive, under ledger row ``file_id``.
+
+    ``entry`` is (file_id, agency, file_name, sha256, archive_path) of the archived
+    ledger row. When ``file_id`` is a new id, the delivery gets its own archive copy and
+    ledger row first (as intake does for a new file). The plaintext lives only in a
+    private work folder.
+    """
+    old_id, agency, logical, sha, archive_path = entry
+    settings = intake.settings
+    archive = settings.data_dir / archive_path
+    if not archive.is_file():
+        raise LeadHubError(f"ledger entry {old_id}: archive file {archive_path} is gone")
+    delivered = Path(archive_path).name[len(old_id) + 2:-len(".enc")]  # "<file_id>__<name>.enc"
+    contract = contract_for_file(agency, logical)
+    if contract is None:
+        raise LeadHubError(f"ledger entry {old_id}: no {agency} contract matches {logical} any more")
+    workdir = intake._work_dir()
+    try:
+        copy = workdir / delivered
+        with open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            decrypt_to(archive, out, intake.key)
+        if file_sha256(copy)[0] != sha:
+            raise LeadHubError(f"ledger entry {old_id}: the archive does not hold the bytes the ledger names")
+        if file_id != old_id:
+            new_archive = settings.archive_dir / agency / f"{file_id}__{delivered}.enc"
+            encrypt_file(copy, new_archive, intake.key)
+            intake._ledger_insert(file_id, received, agency, contract.extract, logical, copy.stat().st_size,
+                                  sha, "received", archive=str(new_archive.relative_to(settings.data_dir)))
+        fd = os.open(copy, os.O_RDONLY)
+        try:
+            opened = os.fstat(fd)
+            if delivered.endswith(dropcrypt.SUFFIX):
+                return intake._take_encrypted(agency, copy, fd, opened, logical, contract, file_id, received, sha)
+            return intake._load(agency, copy, contract, file_id, received, sha, source=fd, opened=opened,
+                                display=logical)
+        finally:
+            os.close(fd)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _archived_entry(con, file_id: str) -> tuple[tuple, str]:
+    row = con.execute("SELECT file_id, agency, file_name, sha256, archive_path, status FROM ops.file_ledger "
+                      "WHERE file_id = ?", [file_id]).fetchone()
+    if row is None:
+        raise LeadHubError(f"no ledger entry with file_id {file_id}")
+    if not row[4]:
+        raise LeadHubError(f"ledger entry {file_id} has no archived original ({row[5]})")
+    return row[:5], row[5]
+
+
+def release_held(settings: Settings, key: MasterKey, file_id: str, note: str) -> dict:
+    """Load a delivery the volume guard held, with every other check as usual.
+
+    The caller audits the release first (``leadhub.pipeline.release``). ``note``
+    goes into the ledger reason of the loaded file.
+    """
+    with connect(settings.warehouse_path) as con:
+        entry, status = _archived_entry(con, file_id)
+        if status != "held":
+            raise LeadHubError(f"ledger entry {file_id} is {status}, not held; only held deliveries are released")
+        intake = Intake(settings, key, con)
+        intake.volume_guard, intake.skip_duplicates, intake.note = False, True, note
+        received = con.execute("SELECT received_at FROM ops.file_ledger WHERE file_id = ?", [file_id]).fetchone()[0]
+        return _replay(intake, entry, file_id, received).as_dict()
+
+
+def reload_archived(settings: Settings, key: MasterKey, file_id: str, note: str) -> dict:
+    """Make an earlier, superseded delivery current again by loading its archived original
+    as a new ledger entry (its bytes were loaded before, so intake alone would call it a
+    duplicate). Every check runs as usual, the volume guard included."""
+    with connect(settings.warehouse_path) as con:
+        entry, status = _archived_entry(con, file_id)
+        if status != "superseded":
+            raise LeadHubError(f"ledger entry {file_id} is {status}; --force re-loads a superseded delivery "
+                               "(a held one is released with 'leadhub release', others re-process without --force)")
+        intake = Intake(settings, key, con)
+        intake.skip_duplicates, intake.note = True, note
+        received = utcnow()
+        new_id = f"{received:%Y%m%dT%H%M%S%f}-{entry[3][:12]}"
+        return _replay(intake, entry, new_id, received).as_dict()
 

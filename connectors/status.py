@@ -25,6 +25,14 @@ def feed_status(settings: Settings, now: datetime | None = None) -> list[dict]:
         stale = last is None or now - last > timedelta(hours=c.stale_after_hours)
         rows.append({"feed": c.name, "agency": c.agency, "extract": c.extract,
                      "accepted": n("accepted") + n("superseded"), "duplicate": n("duplicate"),
-                     "quarantined": n("quarantined"), "last_accepted": last.isoformat(" ", "minutes") if last else None,
+                     "quarantined": n("quarantined"), "held": n("held"), "last_accepted": last.isoformat(" ", "minutes") if last else None,
                      "stale_after_hours": c.stale_after_hours, "stale": stale})
     return rows
+
+
+def held_files(settings: Settings) -> list[dict]:
+    """Deliveries the volume guard held, oldest first: each waits for 'leadhub release' and stays held."""
+    with connect(settings.warehouse_path) as con:
+        rows = con.execute("SELECT file_id, agency, file_name, received_at, reason FROM ops.file_ledger "
+                           "WHERE status = 'held' ORDER BY received_at").fetchall()
+    return [{"file_id": f, "agency": a, "file": n, "received_at": r, "reason": why} for f, a, n, r, why in rows]

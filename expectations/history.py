@@ -24,6 +24,9 @@ Thresholds come from the optional ``validation:`` key of the contract::
       row_count_severity: warning # or critical, to quarantine the batch
       null_share_tolerance: 0.10  # allowed change of a column's empty share (0.10 = 10 points)
       null_share_severity: warning
+      max_removed_share: 0.10     # volume guard (connectors.inbox): a full-history delivery, or a
+                                  # same-name correction, that would remove a larger share of the
+                                  # current rows is held for a steward instead of loaded
 
 Schema drift (added, removed or renamed columns) is refused earlier, when the
 header is read (``connectors.readers``); ``ops.data_quality`` names those
@@ -54,6 +57,7 @@ class HistorySettings:
     row_count_severity: str = WARNING
     null_share_tolerance: float = 0.10
     null_share_severity: str = WARNING
+    max_removed_share: float = 0.10
 
 
 def history_settings(contract: Contract) -> HistorySettings:
@@ -70,6 +74,9 @@ def history_settings(contract: Contract) -> HistorySettings:
         if getattr(settings, name) not in (CRITICAL, WARNING):
             raise ContractError(f"contract {contract.name}: validation {name} must be "
                                 f"'{CRITICAL}' or '{WARNING}'")
+    if not 0 <= settings.max_removed_share <= 1:
+        raise ContractError(f"contract {contract.name}: validation max_removed_share must be "
+                            "a share between 0 and 1")
     if settings.history_deliveries < 1 or settings.min_history < 1:
         raise ContractError(f"contract {contract.name}: validation history sizes must be positive")
     return settings

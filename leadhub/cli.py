@@ -327,17 +327,15 @@ def cmd_publish(settings: Settings, args) -> int:
 def cmd_dictionary(settings: Settings, args) -> int:
     import duckdb
 
-    from transforms.dictionary import describe, undescribed, write_dictionary
-    from transforms.publish import SNAPSHOT_INFO_COLUMNS, published_columns, published_dir, snapshot_path
+    from transforms.dictionary import undescribed, write_dictionary
+    from transforms.publish import dictionary_inputs, published_dir, snapshot_path
 
     if not snapshot_path(settings).is_file():
         raise LeadHubError(f"no snapshot at {snapshot_path(settings)}; run build (or publish) first")
     with duckdb.connect(str(snapshot_path(settings)), read_only=True) as con:
-        tables = published_columns(con)
-    tables.setdefault(("ops", "snapshot_info"), list(SNAPSHOT_INFO_COLUMNS))
-    descriptions = describe(tables)
+        tables, descriptions, levels = dictionary_inputs(con)
     written = write_dictionary(Path(args.output) if args.output else published_dir(settings),
-                               descriptions, tables)
+                               descriptions, tables, levels)
     print(f"data dictionary: {written['md']} and {written['html']}")
     missing = undescribed(tables, descriptions)
     if missing:

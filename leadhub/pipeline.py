@@ -9,18 +9,55 @@ from __future__ import annotations
 from leadhub.settings import Settings
 
 
-def ingest(settings: Settings, agency: str) -> list[dict]:
+def ingest(settings: Settings, agency: str, progress: bool = False) -> list[dict]:
     """Take every complete file in one agency's inbox through intake.
 
-    Returns one summary per file: {file, extract, status, batch_id, rows, reason}.
-    Raises nothing for a bad file (it is quarantined and recorded); raises
-    LeadHubError only when the hub itself cannot work (no key, no warehouse).
+    Returns one summary per file: {file, extract, status, batch_id, rows, reason, file_id}.
+    Raises nothing for a bad file (it is quarantined and recorded, or held for a
+    steward); raises LeadHubError only when the hub itself cannot work (no key, no
+    warehouse). ``progress`` shows a bar of rows per file (for a terminal).
     """
     from connectors.inbox import ingest_agency
     from leadhub.keys import MasterKey
 
     key = MasterKey.load(settings.key_file)
-    return ingest_agency(settings, agency, key)
+    return ingest_agency(settings, agency, key, progress=progress)
+
+
+def _audited(settings: Settings, action: str, file_id: str, reason: str, who: str | None) -> str:
+    """Write the steward's action to the hash-chained audit log before it happens; returns the
+    ledger note. An action whose audit entry cannot be written does not happen."""
+    import getpass
+
+    from leadhub.errors import LeadHubError, printable
+    from transforms.crosswalk import append_audit, verify_audit
+
+    if not reason or not reason.strip():
+        raise LeadHubError(f"{action} needs a reason; it is written to the audit log")
+    who = who or getpass.getuser()
+    verify_audit(settings)
+    entry = append_audit(settings, who=who, action=action, file_id=file_id, reason=reason.strip())
+    return f"{action} by {printable(who)} at {entry['at']} (audit log)"
+
+
+def release(settings: Settings, file_id: str, reason: str, who: str | None = None) -> dict:
+    """Load a delivery the volume guard held (steward only, audited)."""
+    from connectors.inbox import release_held
+    from leadhub.keys import MasterKey
+
+    key = MasterKey.load(settings.key_file)
+    note = _audited(settings, "release", file_id, reason, who)
+    return release_held(settings, key, file_id, note)
+
+
+def reload(settings: Settings, file_id: str, reason: str | None = None, who: str | None = None) -> dict:
+    """Make an earlier, superseded delivery current again from its archive (steward only, audited)."""
+    from connectors.inbox import reload_archived
+    from leadhub.keys import MasterKey
+
+    key = MasterKey.load(settings.key_file)
+    note = _audited(settings, "reload", file_id, reason or "reprocess --force", who)
+    return reload_archived(settings, key, file_id, note)
 
 
 def build(settings: Settings) -> dict[str, int]:

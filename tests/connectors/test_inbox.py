@@ -58,13 +58,21 @@ def test_identical_resend_is_a_duplicate_and_not_loaded_twice(settings, master_k
     assert sorted(query(settings, "SELECT status FROM ops.file_ledger")) == [("accepted",), ("duplicate",)]
 
 
+def client_rows(n: int) -> str:
+    """``n`` valid treatment client rows, C00001 upwards."""
+    return "".join(f"C{i:05d},Surname{i},Given{i},1980-02-{i % 28 + 1:02d},,,,F,active,2022-01-05\n"
+                   for i in range(1, n + 1))
+
+
 def test_full_history_delivery_supersedes_and_drops_missing_rows_from_current(settings, master_key):
-    drop(settings, "treatment_clients_20240101.csv", CLIENTS_HEADER + CLIENT_ROWS)
+    drop(settings, "treatment_clients_20240101.csv", CLIENTS_HEADER + client_rows(10))
     ingest_agency(settings, "treatment", master_key)
-    drop(settings, "treatment_clients_20240108.csv", CLIENTS_HEADER + CLIENT_ROWS.splitlines(True)[0])
-    ingest_agency(settings, "treatment", master_key)
-    assert query(settings, "SELECT count(*) FROM current.treatment_clients") == [(1,)]
-    assert query(settings, "SELECT count(*) FROM staging.treatment_clients") == [(3,)]  # history kept
+    # 9 of the 10 current rows: removes 1 = 10%, not more than the default guard's 10%
+    drop(settings, "treatment_clients_20240108.csv", CLIENTS_HEADER + client_rows(9))
+    [outcome] = ingest_agency(settings, "treatment", master_key)
+    assert outcome["status"] == "accepted"
+    assert query(settings, "SELECT count(*) FROM current.treatment_clients") == [(9,)]
+    assert query(settings, "SELECT count(*) FROM staging.treatment_clients") == [(19,)]  # history kept
     assert sorted(query(settings, "SELECT file_name, status FROM ops.file_ledger")) == [
         ("treatment_clients_20240101.csv", "superseded"), ("treatment_clients_20240108.csv", "accepted")]
 
@@ -373,7 +381,7 @@ def test_duplicate_key_across_chunks_is_caught_and_nothing_is_loaded(settings, m
     [(success, observed)] = query(settings, "SELECT success, observed FROM ops.validation_results WHERE "
                                             "expectation = 'expect_column_values_to_be_unique' "
                                             "AND column_name = 'contact_id'")
-    assert (success, observed) == (False, "unexpected 2 of 7 rows, 28.6%")
+    assert (success, observed) == (False, "unexpected 2 of 7 rows, 28.6%; rows 1, 6")  # S1 on rows 1 and 6
 
 
 def test_failures_are_summed_over_chunks(settings, master_key, monkeypatch):
