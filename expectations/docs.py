@@ -11,6 +11,12 @@ holds and nothing of the data itself.
 Checks that are not GX expectations (history, build and schema-drift checks)
 are drawn with the GX expectation closest in meaning, labelled with the hub's
 own description; the stored check name stays in the expectation's meta.
+
+GX's page templates load jQuery, Bootstrap, Vega and Font Awesome from public
+CDNs, and GX offers no setting for that. A county network may have no way out,
+so the site ships its own copies (``expectations/static/vendor``, unmodified
+distribution files) and every generated page is pointed at them; a page that
+would still load anything from the network stops the build.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import os
 
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
 
+import re  # noqa: E402
 import shutil  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -27,12 +34,63 @@ from connectors.contracts import load_contracts  # noqa: E402
 from expectations.build_checks import BUILD_CHECKS  # noqa: E402
 from expectations.history import NULL_SHARE_CHECK, ROW_COUNT_CHECK  # noqa: E402
 from expectations.suites import CRITICAL, suite_for  # noqa: E402
+from expectations.validate import BIRTH_DATE_CHECK  # noqa: E402
 from leadhub.errors import LeadHubError  # noqa: E402
 from leadhub.settings import Settings  # noqa: E402
 
 SITE_NAME = "leadhub"
 DEFAULT_MAX_BATCHES = 500
 SCHEMA_DRIFT = "schema_drift"
+VENDOR_DIR = Path(__file__).with_name("static") / "vendor"
+
+# Every network address GX 1.24's templates write into a page -> its copy under static/.
+CDN_ASSETS = {
+    "https://code.jquery.com/jquery-3.7.1.min.js": "vendor/jquery-3.7.1/jquery.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js":
+        "vendor/popper.js-1.12.9/popper.min.js",
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css":
+        "vendor/bootstrap-4.3.1/bootstrap.min.css",
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js":
+        "vendor/bootstrap-4.3.1/bootstrap.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.css":
+        "vendor/bootstrap-table-1.19.1/bootstrap-table.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.js":
+        "vendor/bootstrap-table-1.19.1/bootstrap-table.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/"
+    "bootstrap-table-filter-control.css":
+        "vendor/bootstrap-table-1.19.1/bootstrap-table-filter-control.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/"
+    "bootstrap-table-filter-control.min.css":
+        "vendor/bootstrap-table-1.19.1/bootstrap-table-filter-control.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/extensions/filter-control/"
+    "bootstrap-table-filter-control.min.js":
+        "vendor/bootstrap-table-1.19.1/bootstrap-table-filter-control.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/"
+    "bootstrap-datepicker.min.css": "vendor/bootstrap-datepicker-1.9.0/bootstrap-datepicker.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/"
+    "bootstrap-datepicker.min.js": "vendor/bootstrap-datepicker-1.9.0/bootstrap-datepicker.min.js",
+    "https://cdn.jsdelivr.net/npm/@forevolve/bootstrap-dark@1.1.0/dist/css/"
+    "bootstrap-prefers-dark.css": "vendor/bootstrap-dark-1.1.0/bootstrap-prefers-dark.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css":
+        "vendor/fontawesome-free-6.6.0/css/all.min.css",
+    "https://cdn.jsdelivr.net/npm/vega@5": "vendor/vega-5.33.1/vega.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-lite@5": "vendor/vega-lite-5.23.0/vega-lite.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-embed@6": "vendor/vega-embed-6.29.0/vega-embed.min.js",
+    # GX's logos, which it also ships in static/images (the dark-mode logo it does not).
+    "https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/logo-long.png":
+        "images/logo-long.png",
+    "https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/full_logo_dark.png":
+        "images/logo-long.png",
+}
+# An address in an attribute or a CSS url(), with GX's cache-busting "?d=..." query.
+_ADDRESS = re.compile(r"""(?P<url>(?:https?:)?//[^"'()\s?]+)(?P<query>\?d=[^"'()\s]*)?""")
+# Subresource-integrity and CORS attributes: meaningless for a local copy, and a file:// page
+# asking for a CORS load of a file:// script is refused by the browser.
+_INTEGRITY = re.compile(r"""\s+(?:integrity|crossorigin)=(?:"[^"]*"|'[^']*'|[^\s>]+)""")
+_TAG = re.compile(r"<(?:script|link|img|source|iframe|embed|object)\b[^>]*>", re.IGNORECASE)
+_RESOURCE_ATTR = re.compile(r"""\b(?:src|href|data|srcset)\s*=\s*["']?\s*(?:https?:)?//""",
+                            re.IGNORECASE)
+_CSS_REMOTE = re.compile(r"""(?:url\(\s*["']?|@import\s+["'])\s*(?:https?:)?//""", re.IGNORECASE)
 
 # Checks GX has no expectation for: (GX type used to draw it, description).
 CARRIERS = {
@@ -43,6 +101,8 @@ CARRIERS = {
     SCHEMA_DRIFT: ("expect_table_columns_to_match_set",
                    "schema drift: the header differs from the contract (added, removed or "
                    "renamed columns)"),
+    BIRTH_DATE_CHECK: ("expect_column_values_to_be_between",
+                       "birth date not after the event (age at the event is not negative)"),
     **{name: ("expect_column_pair_values_a_to_be_greater_than_b" if "," in column
               else "expect_column_values_to_not_be_null", description)
        for name, (_, column, description, _) in BUILD_CHECKS.items()},
@@ -55,6 +115,51 @@ def docs_dir(settings: Settings) -> Path:
 
 def index_path(settings: Settings) -> Path:
     return docs_dir(settings) / "index.html"
+
+
+def remote_resources(page_html: str) -> list[str]:
+    """What a page would load from the network: scripts, styles, images, frames, CSS url()s.
+
+    Links a reader may click (``<a href>``) are not loads and are left alone.
+    """
+    found = [tag for tag in _TAG.findall(page_html) if _RESOURCE_ATTR.search(tag)]
+    found += [m.group(0) for m in _CSS_REMOTE.finditer(page_html)]
+    return found
+
+
+def _localize_page(page: Path, site: Path) -> None:
+    """Point one generated page at the site's own copies of GX's CDN assets.
+
+    Raises ``LeadHubError`` naming the page and the resource when a load from the network is
+    left (an asset a newer GX adds): the build fails rather than publish a page that is blank
+    offline.
+    """
+    static = os.path.relpath(site / "static", page.parent).replace(os.sep, "/")
+
+    def local(match: re.Match) -> str:
+        target = CDN_ASSETS.get(match.group("url"))
+        return f"{static}/{target}" if target else match.group(0)
+
+    def tag(match: re.Match) -> str:
+        rewritten = _ADDRESS.sub(local, match.group(0))
+        return _INTEGRITY.sub("", rewritten) if rewritten != match.group(0) else rewritten
+
+    text = page.read_text(encoding="utf-8")
+    text = _TAG.sub(tag, text)
+    text = re.sub(r"url\(\s*['\"]?[^'\")]*['\"]?\s*\)",
+                  lambda m: _ADDRESS.sub(local, m.group(0)), text)
+    left = remote_resources(text)
+    if left:
+        raise LeadHubError(f"data docs page {page.relative_to(site)} would load {left[0]!r} from "
+                           f"the network; add a copy to {VENDOR_DIR} and to CDN_ASSETS")
+    page.write_text(text, encoding="utf-8")
+
+
+def _localize_site(site: Path) -> None:
+    """Copy the vendored assets into the site and rewrite every page to use them."""
+    shutil.copytree(VENDOR_DIR, site / "static" / "vendor")
+    for page in sorted(site.rglob("*.html")):
+        _localize_page(page, site)
 
 
 def _result_column(kwargs: dict, type_: str) -> str | None:
@@ -79,12 +184,25 @@ def _suite_index(contract: str) -> dict[tuple[str, str | None], dict]:
     return {(e["type"], _result_column(e["kwargs"], e["type"])): e for e in suite["expectations"]}
 
 
+def _known_to_gx(type_: str) -> bool:
+    from great_expectations.exceptions import ExpectationNotFoundError
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    try:
+        get_expectation_impl(type_)
+    except ExpectationNotFoundError:
+        return False
+    return True
+
+
 def _carrier_kwargs(type_: str, column: str | None) -> dict:
     if type_ == "expect_column_pair_values_a_to_be_greater_than_b":
         a, b = column.split(",", 1)
         return {"column_A": a, "column_B": b}
     if type_ == "expect_table_columns_to_match_set":
         return {"column_set": []}
+    if type_ == "expect_column_values_to_be_between":   # the only one: age at the event >= 0
+        return {"column": column, "min_value": 0}
     return {"column": column} if column else {}
 
 
@@ -102,6 +220,11 @@ def _configuration(row: dict, suites: dict[str, dict]):
         type_ = row["expectation"]
         kwargs = dict(found["kwargs"]) if found else _carrier_kwargs(type_, row["column_name"])
         description = found.get("description") if found else None
+        if not _known_to_gx(type_):  # a hub check GX cannot draw: drawn as the nearest GX one
+            type_ = ("expect_column_values_to_not_be_null" if row["column_name"]
+                     else "expect_table_row_count_to_be_between")
+            description = description or row["expectation"]
+            kwargs = _carrier_kwargs(type_, row["column_name"])
     label = f"[{row['severity']}] {description or type_}"
     return ExpectationConfiguration(type=type_, kwargs=kwargs, meta=meta, description=label)
 
@@ -204,6 +327,7 @@ def build_docs(settings: Settings, max_batches: int = DEFAULT_MAX_BATCHES) -> Pa
         key = ValidationResultIdentifier(ExpectationSuiteIdentifier(name=contract), run_id, batch_id)
         context.validation_results_store.set(key, result)
     context.build_data_docs(site_names=[SITE_NAME])
+    _localize_site(building)
 
     old = target.with_name(target.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
