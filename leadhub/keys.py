@@ -31,7 +31,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from leadhub.errors import KeyError_
 
 KEY_BYTES = 32
-PURPOSES = ("pseudonym", "archive", "similarity", "crosswalk")
+# "publication": pseudonyms of record numbers in the analysts' snapshot, unrelated to the
+# warehouse's tokens, so neither tokens nor clear agency numbers join to the snapshot.
+PURPOSES = ("pseudonym", "archive", "similarity", "crosswalk", "publication")
 ENV_MASTER_KEY = "LEADHUB_MASTER_KEY"
 ENV_KEY_PROVIDER = "LEADHUB_KEY_PROVIDER"
 ENV_DEMO = "LEADHUB_DEMO"

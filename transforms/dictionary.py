@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 
 from connectors.contracts import load_contracts
+from transforms.disclosure import TABLE_SOURCES
 from transforms.model import SQL_DIR, sql_files
 
 UNDESCRIBED = "(no description yet)"
@@ -29,19 +30,6 @@ UNDESCRIBED = "(no description yet)"
 PART2_NOTICE = "42 CFR part 2 prohibits unauthorized use or disclosure of these records."
 PART2_TABLES = {("core", "consent"), ("core", "treatment_episode"), ("core", "service_contact"),
                 ("marts", "first_contact"), ("marts", "caseload_monthly"), ("marts", "services_monthly")}
-
-# Which agency extract each core table is conformed from.
-TABLE_SOURCES = {
-    ("core", "referral"): "police_referrals",
-    ("core", "arrest"): "police_arrests",
-    ("core", "arrest_charge"): "police_arrests",
-    ("core", "booking"): "jail_bookings",
-    ("core", "booking_charge"): "jail_bookings",
-    ("core", "case_charge"): "prosecutor_cases",
-    ("core", "consent"): "treatment_clients",
-    ("core", "treatment_episode"): "treatment_episodes",
-    ("core", "service_contact"): "treatment_contacts",
-}
 
 # Tables not built from a transforms/sql file.
 TABLES = {
@@ -58,7 +46,9 @@ TABLES = {
     ("ops", "batches"): "One row per loaded delivery (batch): the file it came from and when it loaded.",
     ("ops", "validation_results"): "Great Expectations results per batch: one row per expectation checked.",
     ("ops", "schema_version"): "Warehouse schema migrations applied by the hub, one row per version.",
-    ("ops", "snapshot_info"): "When this snapshot was published and which data it holds (one row).",
+    ("ops", "snapshot_info"): "When this snapshot was published, and for each source extract the "
+                              "months its current rows cover and when its latest delivery arrived "
+                              "(one row per extract).",
     ("ops", "data_quality"): "Every validation check of every delivery and build, with its file, for "
                              "data-quality trends (counts only, never values).",
 }
@@ -263,7 +253,13 @@ COLUMNS = {
     ("ops", "snapshot_info"): {
         "published_at": "When this snapshot was published (UTC).",
         "schema_version": "Warehouse schema version it was published from.",
-        "data_received_until": "Receipt time of the latest delivery in it (UTC).",
+        "source": "Source extract (agency_extract).",
+        "period_first_month": "First day of the month of the earliest event in the extract's current "
+                              "rows (its event date: arrest, referral, booking, intake, contact ...).",
+        "period_last_month": "First day of the month of the latest event in the extract's current rows: "
+                             "the data covers up to the end of that month at most.",
+        "current_rows": "Rows of the extract in use (current rows) when the snapshot was made.",
+        "last_received_at": "When the extract's latest accepted delivery arrived (UTC).",
     },
 }
 
@@ -371,47 +367,90 @@ def undescribed(tables: dict[tuple[str, str], list[str]],
     return missing
 
 
-def render_markdown(descriptions: dict, tables: dict) -> str:
+DISCLOSURE_NOTE = ("Disclosure: what the snapshot shows of a column. Identifiers (names, dates of "
+                   "birth, SSNs, agency person ids, addresses, phones) are never published. "
+                   "Quasi-identifiers are published as keyed pseudonyms (record numbers and officer "
+                   "ids: they join across tables but match neither the agencies' numbers nor the "
+                   "warehouse) or to a coarser date (e.g. to the month: the first day of the month "
+                   "is shown, and times of day are dropped). Measures such as jail days and the "
+                   "before/after windows are computed from exact dates before publishing. "
+                   "Plain columns are published as they are.")
+
+
+def _toc(tables: dict) -> list[tuple[str, list[str]]]:
+    """[(schema, ['schema.table', ...])] in the order the dictionary lists them."""
+    schemas: dict[str, list[str]] = {}
+    for schema, table in sorted(tables):
+        schemas.setdefault(schema, []).append(f"{schema}.{table}")
+    return list(schemas.items())
+
+
+def render_markdown(descriptions: dict, tables: dict, disclosures: dict | None = None) -> str:
+    """``disclosures``: {(schema, table): {column: label}}; without it no disclosure column."""
     lines = ["# LEAD Hub data dictionary", "",
              "Every table and column of the analysts' snapshot (`published/lead.duckdb`). "
              "Open it read-only: `duckdb -readonly published/lead.duckdb`.", "",
-             f"**Notice:** the snapshot holds treatment records. {PART2_NOTICE}", ""]
+             f"**Notice:** the snapshot holds treatment records. {PART2_NOTICE}", "",
+             DISCLOSURE_NOTE, "", "## Contents", ""]
+    for schema, names in _toc(tables):
+        lines.append(f"- **{schema}**: " + ", ".join(f"[`{n}`](#{n})" for n in names))
+    lines.append("")
     for (schema, table), columns in sorted(tables.items()):
         entry = descriptions.get((schema, table), {})
-        lines += [f"## `{schema}.{table}`", "", entry.get("", UNDESCRIBED), "",
-                  "| column | description |", "| --- | --- |"]
-        lines += [f"| `{c}` | {entry.get(c, UNDESCRIBED).replace('|', '/')} |" for c in columns]
-        lines.append("")
+        levels = (disclosures or {}).get((schema, table))
+        lines += [f'<a id="{schema}.{table}"></a>', "", f"## `{schema}.{table}`", "",
+                  entry.get("", UNDESCRIBED), ""]
+        if disclosures is not None:
+            lines += ["| column | disclosure | description |", "| --- | --- | --- |"]
+            lines += [f"| `{c}` | {(levels or {}).get(c, '').replace('|', '/')} | "
+                      f"{entry.get(c, UNDESCRIBED).replace('|', '/')} |" for c in columns]
+        else:
+            lines += ["| column | description |", "| --- | --- |"]
+            lines += [f"| `{c}` | {entry.get(c, UNDESCRIBED).replace('|', '/')} |" for c in columns]
+        lines += ["", "[Contents](#contents)", ""]
     return "\n".join(lines)
 
 
-def render_html(descriptions: dict, tables: dict) -> str:
+def render_html(descriptions: dict, tables: dict, disclosures: dict | None = None) -> str:
+    esc = html.escape
+    toc = "".join(f"<li><b>{esc(schema)}</b>: "
+                  + ", ".join(f'<a href="#{esc(n)}"><code>{esc(n)}</code></a>' for n in names) + "</li>"
+                  for schema, names in _toc(tables))
     parts = []
     for (schema, table), columns in sorted(tables.items()):
         entry = descriptions.get((schema, table), {})
-        rows = "".join(f"<tr><td><code>{html.escape(c)}</code></td>"
-                       f"<td>{html.escape(entry.get(c, UNDESCRIBED))}</td></tr>" for c in columns)
-        parts.append(f'<h2 id="{schema}.{table}"><code>{schema}.{table}</code></h2>'
-                     f"<p>{html.escape(entry.get('', UNDESCRIBED))}</p>"
-                     f"<table><thead><tr><th>column</th><th>description</th></tr></thead>"
-                     f"<tbody>{rows}</tbody></table>")
+        levels = (disclosures or {}).get((schema, table)) or {}
+        head = "<th>column</th>" + ("<th>disclosure</th>" if disclosures is not None else "") + "<th>description</th>"
+        rows = "".join(f"<tr><td><code>{esc(c)}</code></td>"
+                       + (f"<td>{esc(levels.get(c, ''))}</td>" if disclosures is not None else "")
+                       + f"<td>{esc(entry.get(c, UNDESCRIBED))}</td></tr>" for c in columns)
+        parts.append(f'<h2 id="{esc(schema)}.{esc(table)}"><code>{esc(schema)}.{esc(table)}</code></h2>'
+                     f"<p>{esc(entry.get('', UNDESCRIBED))}</p>"
+                     f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+                     '<p><a href="#contents">Contents</a></p>')
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>LEAD Hub data dictionary</title><style>body{font-family:sans-serif;"
             "max-width:960px;margin:2em auto;padding:0 1em}table{border-collapse:collapse}"
             "td,th{border:1px solid #bbb;padding:.2em .5em;text-align:left;vertical-align:top}"
             "</style></head><body><h1>LEAD Hub data dictionary</h1>"
             "<p>Every table and column of the analysts' snapshot (published/lead.duckdb).</p>"
-            f"<p><b>Notice:</b> the snapshot holds treatment records. {html.escape(PART2_NOTICE)}</p>"
+            f"<p><b>Notice:</b> the snapshot holds treatment records. {esc(PART2_NOTICE)}</p>"
+            f"<p>{esc(DISCLOSURE_NOTE)}</p>"
+            f'<h2 id="contents">Contents</h2><ul>{toc}</ul>'
             + "".join(parts) + "</body></html>\n")
 
 
-def write_dictionary(directory: Path, descriptions: dict, tables: dict) -> dict[str, Path]:
-    """Write data_dictionary.md/.html and the Part 2 notice into ``directory`` (atomically each)."""
+def write_dictionary(directory: Path, descriptions: dict, tables: dict,
+                     disclosures: dict | None = None) -> dict[str, Path]:
+    """Write data_dictionary.md/.html and the Part 2 notice into ``directory`` (atomically each).
+
+    ``disclosures`` ({(schema, table): {column: label}}) adds each column's disclosure level.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = {}
-    for key, name, text in (("md", "data_dictionary.md", render_markdown(descriptions, tables)),
-                            ("html", "data_dictionary.html", render_html(descriptions, tables)),
+    for key, name, text in (("md", "data_dictionary.md", render_markdown(descriptions, tables, disclosures)),
+                            ("html", "data_dictionary.html", render_html(descriptions, tables, disclosures)),
                             ("notice", "PART2_NOTICE.txt", PART2_NOTICE + "\n")):
         target = directory / name
         tmp = directory / f".{name}.tmp"

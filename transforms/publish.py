@@ -15,9 +15,13 @@ same folder and swapped in with ``os.replace`` (an atomic rename), so
 What is left out, because analysts need ``person_key`` and nothing more:
 core.person_link (the bridge from pseudonym tokens to person keys), every
 token column (``*_token``), every similarity-encoding column (``*_enc``) and
-the staging and current layers. The data dictionary is written next to the
-snapshot, and its descriptions are stored as table and column comments inside
-it, so ``duckdb_columns()`` answers "what is this column" too.
+the staging and current layers. What is published is only as revealing as
+each column's disclosure level allows (transforms/disclosure.py): record
+numbers and officer ids become pseudonyms under the snapshot's own key, dates
+lose precision, file names lose anything but their date stamp. The data
+dictionary is written next to the snapshot, and its descriptions are stored as
+table and column comments inside it, so ``duckdb_columns()`` answers "what is
+this column" too.
 """
 
 from __future__ import annotations
@@ -28,14 +32,23 @@ from pathlib import Path
 import duckdb
 
 from connectors.archive import fsync_path
+from connectors.contracts import DATE_PRECISIONS, load_contracts
+from leadhub.keys import MasterKey
 from leadhub.settings import Settings
 from leadhub.warehouse import NAME_DOB_TOKEN, SCHEMA_VERSION, TOKEN_COLUMNS, utcnow
+from transforms.disclosure import (Disclosure, column_disclosure, file_name_function,
+                                   file_text_function, pseudonym_function, published_expression)
 
 PUBLISHED_SCHEMAS = ("core", "marts", "ops")
 EXCLUDED_TABLES = {("core", "person_link")}
 EXCLUDED_COLUMNS = set(TOKEN_COLUMNS.values()) | {NAME_DOB_TOKEN}
 SNAPSHOT_NAME = "lead.duckdb"
-SNAPSHOT_INFO_COLUMNS = ("published_at", "schema_version", "data_received_until")
+# One row per extract: when the snapshot was published, and per source the months its current
+# rows cover (by the extract's event date) and when its latest accepted delivery arrived.
+SNAPSHOT_INFO_COLUMNS = ("published_at", "schema_version", "source", "period_first_month",
+                         "period_last_month", "current_rows", "last_received_at")
+SNAPSHOT_INFO_DISCLOSURE = {"period_first_month": Disclosure("quasi_identifier", "date", "month"),
+                            "period_last_month": Disclosure("quasi_identifier", "date", "month")}
 
 
 def published_dir(settings: Settings) -> Path:
@@ -51,22 +64,35 @@ def is_published_column(name: str) -> bool:
     return not (name in EXCLUDED_COLUMNS or name.endswith("_token") or name.endswith("_enc"))
 
 
-def published_columns(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], list[str]]:
-    """{(schema, table): [column, ...]} of what a snapshot of this warehouse holds, in order."""
-    rows = con.execute("""SELECT schema_name, table_name, column_name FROM duckdb_columns()
+def published_disclosures(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict[str, Disclosure]]:
+    """{(schema, table): {column: Disclosure}} of what a snapshot of this warehouse holds, in order."""
+    rows = con.execute("""SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns()
         WHERE database_name = current_database() AND schema_name IN ('core', 'marts', 'ops')
         ORDER BY schema_name, table_name, column_index""").fetchall()
     # The snapshot holds tables only, so a view there would point at nothing. Views over the
     # ops tables alone (ops.data_quality) are published as tables: analysts query their trends.
     views = set(con.execute("""SELECT schema_name, view_name FROM duckdb_views()
         WHERE database_name = current_database() AND schema_name <> 'ops'""").fetchall())
-    tables: dict[tuple[str, str], list[str]] = {}
-    for schema, table, column in rows:
+    tables: dict[tuple[str, str], dict[str, Disclosure]] = {}
+    for schema, table, column, sql_type in rows:
         if (schema, table) in EXCLUDED_TABLES or (schema, table) in views:
             continue
-        if is_published_column(column):
-            tables.setdefault((schema, table), []).append(column)
+        if (schema, table) == ("ops", "snapshot_info"):
+            tables.setdefault((schema, table), {})[column] = snapshot_info_disclosure(column)
+            continue
+        disclosure = column_disclosure(schema, table, column, sql_type)
+        if is_published_column(column) and disclosure.treatment != "withhold":
+            tables.setdefault((schema, table), {})[column] = disclosure
     return tables
+
+
+def published_columns(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], list[str]]:
+    """{(schema, table): [column, ...]} of what a snapshot of this warehouse holds, in order."""
+    return {table: list(columns) for table, columns in published_disclosures(con).items()}
+
+
+def snapshot_info_disclosure(column: str) -> Disclosure:
+    return SNAPSHOT_INFO_DISCLOSURE.get(column, Disclosure("plain"))
 
 
 def _quote(identifier: str) -> str:
@@ -77,50 +103,85 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path,
+def _register_functions(con: duckdb.DuckDBPyConnection, key: MasterKey) -> list[str]:
+    """The UDFs ``published_expression`` calls; their names, to remove them afterwards."""
+    names = [name for (name,) in con.execute(
+        "SELECT DISTINCT file_name FROM ops.file_ledger WHERE file_name IS NOT NULL").fetchall()]
+    file_name = file_name_function()
+    functions = {"leadhub_pseudonym": pseudonym_function(key.subkey("publication")),
+                 "leadhub_file_name": file_name,
+                 "leadhub_file_text": file_text_function(names, file_name)}
+    for name, fn in functions.items():
+        con.create_function(name, fn, [duckdb.sqltype("VARCHAR")], duckdb.sqltype("VARCHAR"),
+                            side_effects=False)
+    return list(functions)
+
+
+def _coarser(a: str, b: str) -> str:
+    return min(a, b, key=DATE_PRECISIONS.index)
+
+
+def _snapshot_info_sql() -> str:
+    """One SELECT per extract over its current rows: the months they cover and the latest receipt."""
+    parts = []
+    for contract in load_contracts().values():
+        event = contract.event_column
+        if event is None:
+            first = last = "NULL::DATE"
+        else:
+            unit = _coarser("month", event.date_precision or "exact")
+            first = f"CAST(date_trunc('{unit}', min({_quote(event.name)})) AS DATE)"
+            last = f"CAST(date_trunc('{unit}', max({_quote(event.name)})) AS DATE)"
+        parts.append(f"""SELECT {_literal(contract.name)} AS source, {first} AS period_first_month,
+       {last} AS period_last_month, count(*) AS current_rows,
+       (SELECT max(received_at) FROM ops.batches WHERE contract = {_literal(contract.name)})
+           AS last_received_at
+FROM current.{_quote(contract.name)}""")
+    return "\nUNION ALL\n".join(parts)
+
+
+def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKey,
                      descriptions: dict | None = None) -> dict[str, int]:
     """Copy the published tables of the warehouse open on ``con`` to ``target``, atomically.
 
     ``con`` must not be inside an open transaction: the snapshot shows what is
-    committed. ``descriptions`` ({(schema, table): {"": table text, column: text}})
-    become COMMENTs in the snapshot. Returns {'schema.table': rows}.
+    committed. Quasi-identifiers are pseudonymized with ``key``'s publication
+    subkey. ``descriptions`` ({(schema, table): {"": table text, column: text}})
+    become COMMENTs in the snapshot, each column's followed by its disclosure.
+    Returns {'schema.table': rows}.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    # A publisher killed half-way leaves its temporary file behind. Only the build, which
-    # holds the single warehouse writer, publishes, so no other publisher can be using one.
+    # A publisher killed half-way leaves its temporary file behind. Publishing holds the
+    # hub's writer lock, so no other publisher can be using one.
     for leftover in target.parent.glob(f".{target.name}.*.tmp*"):
         leftover.unlink(missing_ok=True)
-    tables = published_columns(con)
+    tables = published_disclosures(con)
+    tables.pop(("ops", "snapshot_info"), None)
+    types = {(s, t, c): d for s, t, c, d in con.execute(
+        "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = current_database()").fetchall()}
     descriptions = descriptions or {}
     counts: dict[str, int] = {}
+    functions = _register_functions(con, key)
     con.execute(f"ATTACH {_literal(str(tmp))} AS snapshot")
     try:
         con.execute("BEGIN")
         for schema in PUBLISHED_SCHEMAS:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS snapshot.{schema}")
         for (schema, table), columns in tables.items():
-            select = ", ".join(_quote(c) for c in columns)
+            select = ", ".join(published_expression(c, types[(schema, table, c)], d)
+                               for c, d in columns.items())
             name = f"snapshot.{schema}.{_quote(table)}"
             con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM {schema}.{_quote(table)}")
             counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-            text = descriptions.get((schema, table), {})
-            if text.get(""):
-                con.execute(f"COMMENT ON TABLE {name} IS {_literal(text[''])}")
-            for column in columns:
-                if text.get(column):
-                    con.execute(f"COMMENT ON COLUMN {name}.{_quote(column)} IS {_literal(text[column])}")
-        con.execute("""CREATE TABLE snapshot.ops.snapshot_info AS
-            SELECT ?::TIMESTAMP AS published_at, ?::INTEGER AS schema_version,
-                   (SELECT max(received_at) FROM ops.batches) AS data_received_until""",
-                    [utcnow(), SCHEMA_VERSION])
-        info = descriptions.get(("ops", "snapshot_info"), {})
-        if info.get(""):
-            con.execute(f"COMMENT ON TABLE snapshot.ops.snapshot_info IS {_literal(info[''])}")
-        for column, text in info.items():
-            if column:
-                con.execute(f"COMMENT ON COLUMN snapshot.ops.snapshot_info.{column} IS {_literal(text)}")
+            _comment(con, name, descriptions.get((schema, table), {}), columns)
+        con.execute(f"""CREATE TABLE snapshot.ops.snapshot_info AS
+            SELECT ?::TIMESTAMP AS published_at, ?::INTEGER AS schema_version, s.*
+            FROM ({_snapshot_info_sql()}) s ORDER BY s.source""", [utcnow(), SCHEMA_VERSION])
+        _comment(con, "snapshot.ops.snapshot_info", descriptions.get(("ops", "snapshot_info"), {}),
+                 {c: snapshot_info_disclosure(c) for c in SNAPSHOT_INFO_COLUMNS})
         con.execute("COMMIT")
         con.execute("CHECKPOINT snapshot")
     except BaseException:
@@ -128,6 +189,9 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path,
         con.execute("DETACH snapshot")
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        for function in functions:
+            con.remove_function(function)
     con.execute("DETACH snapshot")
     fsync_path(tmp)
     os.replace(tmp, target)
@@ -135,22 +199,43 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path,
     return counts
 
 
+def _comment(con: duckdb.DuckDBPyConnection, name: str, text: dict, columns: dict[str, Disclosure]) -> None:
+    if text.get(""):
+        con.execute(f"COMMENT ON TABLE {name} IS {_literal(text[''])}")
+    for column, disclosure in columns.items():
+        described = " ".join(filter(None, [text.get(column), f"Disclosure: {disclosure.label()}."]))
+        con.execute(f"COMMENT ON COLUMN {name}.{_quote(column)} IS {_literal(described)}")
+
+
 def publish(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, int]:
     """Publish the snapshot and its data dictionary from the warehouse.
 
     Called by the build with its own (writer) connection, after the build has
     committed; on its own it opens the warehouse as the writer, because an
-    extra read-only reader would block the pipeline.
+    extra read-only reader would block the pipeline. Needs the master key: the
+    snapshot's pseudonyms are keyed.
     """
-    from transforms.dictionary import describe, write_dictionary
+    from transforms.dictionary import write_dictionary
 
     if con is None:
         from leadhub.warehouse import connect
 
         with connect(settings.warehouse_path) as own:
             return publish(settings, own)
-    tables = {**published_columns(con), ("ops", "snapshot_info"): list(SNAPSHOT_INFO_COLUMNS)}
-    descriptions = describe(tables)
-    counts = publish_snapshot(con, snapshot_path(settings), descriptions)
-    write_dictionary(published_dir(settings), descriptions, tables)
+    key = MasterKey.load(settings.key_file)
+    tables, descriptions, levels = dictionary_inputs(con)
+    counts = publish_snapshot(con, snapshot_path(settings), key, descriptions)
+    write_dictionary(published_dir(settings), descriptions, tables, levels)
     return counts
+
+
+def dictionary_inputs(con: duckdb.DuckDBPyConnection) -> tuple[dict, dict, dict]:
+    """(tables, descriptions, disclosure labels) of the snapshot of the warehouse (or snapshot)
+    open on ``con``, as transforms.dictionary.write_dictionary takes them."""
+    from transforms.dictionary import describe
+
+    disclosures = published_disclosures(con)
+    disclosures[("ops", "snapshot_info")] = {c: snapshot_info_disclosure(c) for c in SNAPSHOT_INFO_COLUMNS}
+    tables = {table: list(columns) for table, columns in disclosures.items()}
+    levels = {table: {c: d.label() for c, d in columns.items()} for table, columns in disclosures.items()}
+    return tables, describe(tables), levels
