@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from scipy.special import expit
 
 from connectors.contracts import load_contracts
@@ -301,18 +302,23 @@ def _quarter(d: date) -> str:
 
 
 def _line_chart(title: str, labels: list[str], series: dict[str, list[str]], ylabel: str) -> str:
-    """Lines of published values; hidden values are gaps, so the chart reveals nothing more."""
-    fig = Figure(figsize=(8, 3.2))
+    """Lines of published values; hidden values are gaps, so the chart reveals nothing more.
+
+    The legend sits outside the plot, to the right, so it can never cover a point.
+    """
+    fig = Figure(figsize=(8, 3.4), layout="constrained")
     ax = fig.add_subplot()
     for name, values in series.items():
         ax.plot(range(len(labels)), [int(v) if v.isdigit() else math.nan for v in values],
                 marker="o", label=name)
-    step = max(1, len(labels) // 12)
-    ax.set_xticks(range(0, len(labels), step), labels[::step], rotation=45, fontsize=8)
+    step = max(1, math.ceil(len(labels) / 12))
+    ax.set_xticks(range(0, len(labels), step), labels[::step], rotation=45, ha="right",
+                  rotation_mode="anchor", fontsize=8)
+    ax.tick_params(axis="y", labelsize=8)
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
     if len(series) > 1:
-        ax.legend(frameon=False, fontsize=8)
+        fig.legend(loc="outside right upper", frameon=False, fontsize=8)
     ax.set_title(title, fontsize=10)
     return _png(fig)
 
@@ -479,7 +485,8 @@ def caseload_table(con) -> Table:
              "consented to linkage. Months are not added up: one episode counts in every month "
              "it is open.")
     if rows:
-        table.chart_png = _line_chart("Open case-management episodes per month",
+        table.chart_png = _line_chart("Open case-management episodes per month "
+                                      "(gaps: suppressed months)",
                                       [r[0] for r in shown], {"open episodes": [r[1] for r in shown]},
                                       "Episodes")
     return table
@@ -610,29 +617,37 @@ def equity_tables(con) -> list[Table]:
 
 
 def _outcomes_chart(summary: list[dict]) -> str:
-    """Per-person means before vs after; suppressed values are left out and marked "s"."""
+    """Per-person means before vs after; suppressed values are left out and marked "s".
+
+    One row of panels per measure and one column per window, so every panel is wide enough
+    for its title and its two cohort labels; one legend above all panels, outside them.
+    """
     windows = sorted({s["window_days"] for s in summary})
-    fig = Figure(figsize=(9, 2.8 * len(windows)))
-    axes = fig.subplots(len(windows), len(MEASURES), squeeze=False)
-    for i, window in enumerate(windows):
+    fig = Figure(figsize=(4.2 * len(windows) + 0.4, 1.9 * len(MEASURES) + 0.6), layout="constrained")
+    axes = fig.subplots(len(MEASURES), len(windows), squeeze=False)
+    for j, window in enumerate(windows):
         groups = [s for s in summary if s["window_days"] == window]
-        for j, (measure, label) in enumerate(MEASURES):
+        for i, (measure, label) in enumerate(MEASURES):
             ax = axes[i][j]
             for k, (when, color) in enumerate((("before", "#9aa9bd"), ("after", "#2f5d8c"))):
                 xs = [g + (k - 0.5) * 0.4 for g in range(len(groups))]
                 shown = [derived_cell(s[f"{measure}_{when}_mean"],
                                       (s["n_people"], s[f"{measure}_{when}_sum"])) for s in groups]
                 heights = [0.0 if v in (WITHHELD, NOT_APPLICABLE) else float(v) for v in shown]
-                ax.bar(xs, heights, width=0.38, color=color, label=when)
+                ax.bar(xs, heights, width=0.38, color=color, label=f"{when} the index date")
                 for x, v in zip(xs, shown):
                     if v == WITHHELD:
                         ax.text(x, 0, "s", ha="center", va="bottom", fontsize=8)
             ax.set_xticks(range(len(groups)),
-                          [COHORT_LABELS.get(s["cohort"], s["cohort"]) for s in groups])
+                          [COHORT_LABELS.get(s["cohort"], s["cohort"]) for s in groups], fontsize=8)
+            ax.set_xlim(-0.6, len(groups) - 0.4)
+            ax.tick_params(axis="y", labelsize=8)
+            ax.margins(y=0.15)
             ax.set_title(f"{label} per person, {window} days", fontsize=9)
-            if i == 0 and j == 0:
-                ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles.append(Line2D([], [], linestyle="none", marker="$s$", color="black"))
+    labels.append("suppressed (not drawn)")
+    fig.legend(handles, labels, loc="outside upper center", ncols=3, frameon=False, fontsize=8)
     return _png(fig)
 
 

@@ -567,3 +567,84 @@ def test_a_run_killed_while_replacing_the_report_leaves_no_half_report(built, mo
         assert sorted(f.name for f in shown.iterdir()) == files, shown
     write_report(built, today=REPORT_DAY)  # the next run cleans up after the killed one
     assert sorted(p.name for p in built.reports_dir.iterdir()) == ["latest", "lead_report_2024-02-01"]
+
+
+# ---------------------------------------------------------------- chart layout
+
+def _drawn_charts(settings, monkeypatch) -> list:
+    """Every chart figure of a written report, drawn on an Agg canvas (the renderer of the PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    import transforms.report as report
+
+    figures, real_png = [], report._png
+
+    def keep(fig):
+        figures.append(fig)
+        return real_png(fig)
+
+    monkeypatch.setattr(report, "_png", keep)
+    write_report(settings, today=REPORT_DAY)
+    for fig in figures:
+        FigureCanvasAgg(fig).draw()
+    return figures
+
+
+def _texts(fig) -> list:
+    """The texts a reader sees: titles, axis labels, tick labels in view, annotations, legends."""
+    texts = list(fig.texts)
+    for legend in fig.legends:
+        texts += legend.get_texts()
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label,
+                  *ax.texts]
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            texts += [t.label1 for t in axis.get_major_ticks()
+                      if low - 1e-9 <= t.get_loc() <= high + 1e-9]
+        if ax.get_legend():
+            texts += ax.get_legend().get_texts()
+    return [t for t in texts if t.get_visible() and t.get_text().strip()]
+
+
+def _overlap(a, b) -> bool:
+    """Boxes sharing more than a hairline (half a pixel either way)."""
+    return (min(a.x1, b.x1) - max(a.x0, b.x0) > 0.5) and (min(a.y1, b.y1) - max(a.y0, b.y0) > 0.5)
+
+
+def test_no_chart_text_overlaps_and_no_legend_covers_data(built, monkeypatch):
+    figures = _drawn_charts(built, monkeypatch)
+    assert len(figures) == 3              # quarterly referrals, caseload, outcomes
+    for fig in figures:
+        renderer = fig.canvas.get_renderer()
+        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in _texts(fig)]
+        assert len(boxes) > 10
+        clashes = [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:]
+                   if _overlap(box_a, box_b)]
+        assert clashes == []
+        legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+        colours = {line.get_color() for ax in fig.axes for line in ax.lines} | {
+            tuple(p.get_facecolor()) for ax in fig.axes for p in ax.patches}
+        assert legends or len(colours) == 1, "a chart of several colours says what they are"
+        for legend in legends:
+            frame = legend.get_window_extent(renderer)
+            for ax in fig.axes:
+                bars = [p.get_window_extent(renderer) for p in ax.patches if p.get_height() > 0]
+                assert not [b for b in bars if _overlap(frame, b)]
+                points = [xy for line in ax.lines for xy in line.get_xydata()
+                          if not np.isnan(xy).any()]
+                for x, y in ax.transData.transform(points) if points else []:
+                    assert not frame.contains(x, y)
+                # Nor does a legend sit on any text of the axes.
+                assert not [t for t, box in boxes if _overlap(frame, box)
+                            and t not in {x.get_text() for x in legend.get_texts()}]
+
+
+def test_every_line_chart_says_gaps_are_suppressed_counts(built, monkeypatch):
+    figures = _drawn_charts(built, monkeypatch)
+    line_charts = [fig for fig in figures if any(ax.lines for ax in fig.axes)]
+    assert len(line_charts) == 2          # quarterly referrals, caseload
+    for fig in line_charts:
+        titles = " ".join(t.get_text() for ax in fig.axes for t in (ax.title,)) + " ".join(
+            t.get_text() for t in fig.texts)
+        assert "gaps: suppressed" in titles
