@@ -53,10 +53,6 @@ DATE_DIGITS = linkage_model.DATE_DIGITS
 __all__ = ["Encoded", "match_pairs", "one_to_one", "token_levels", "cluster_records", "link_people", "link_files"]
 
 
-def kinds_of(settings: dict) -> dict[str, str]:
-    return {f: fs["kind"] for f, fs in settings["fields"].items()}
-
-
 def token_levels(a: np.ndarray, b: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(missing, exact, near) for aligned rows of digit/date/exact tokens (the chain guard's test)."""
     missing = (a[:, 0] == 0) | (b[:, 0] == 0)
@@ -87,7 +83,7 @@ def match_pairs(left: Encoded, right: Encoded | None, settings: dict | None = No
 def match_model(left: Encoded, right: Encoded | None, settings: dict | None = None,
                 threshold: float | None = None, model: dict | None = None) -> tuple[pd.DataFrame, dict]:
     settings = settings or load_settings()
-    pairs, model = linkage_model.match(left, right, settings, kinds_of(settings), model, threshold)
+    pairs, model = linkage_model.match(left, right, settings, model, threshold)
     return pairs[["left", "right", "weight"]].reset_index(drop=True), model
 
 
@@ -105,7 +101,7 @@ def one_to_one(pairs: pd.DataFrame) -> pd.DataFrame:
 
 # -- the warehouse: who is who across agencies ---------------------------------------------------
 
-HUB_FIELDS = ("first_name", "last_name", "dob", "ssn")
+HUB_FIELDS = tuple(ENCODING_COLUMNS)
 
 
 def _identity_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> pd.DataFrame:

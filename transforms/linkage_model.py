@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from transforms.encodings import fields_of
+
 log = logging.getLogger(__name__)
 
 DATE_DIGITS = 8  # YYYYMMDD: a date row is [whole, 8 deletions, day/month swap]
@@ -79,34 +81,44 @@ def _token_list(rows: np.ndarray, present: np.ndarray) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), lists.values, mask=pa.array(~present))
 
 
-def arrow_table(enc: Encoded, kinds: dict[str, str]) -> pa.Table:
+def _filter_columns(cols: dict, f: str, rows: np.ndarray) -> None:
+    present = rows.any(axis=1)
+    data = np.ascontiguousarray(rows.astype("<u8")).view(np.uint8).reshape(len(rows), -1)
+    # Bytes of little-endian words: the bit order only has to be the same on both sides.
+    cols[f"{f}_bf"] = pa.array([data[i].tobytes() if p else None for i, p in enumerate(present)],
+                               pa.binary(data.shape[1]))
+    cols[f"{f}_n"] = _masked(np.bitwise_count(rows).sum(axis=1, dtype=np.int32), present)
+    cols[f"{f}_tok"] = _masked(filter_digest(rows), present)
+
+
+def arrow_table(enc: Encoded, specs: dict[str, dict]) -> pa.Table:
     """The Splink input columns of ``enc`` (filters as binary, cast to BIT in DuckDB)."""
     cols = {"unique_id": pa.array(np.arange(enc.n, dtype=np.int64))}
     for f, rows in enc.fields.items():
-        kind = kinds[f]
+        kind = specs[f]["kind"]
         present = rows.any(axis=1)
-        if kind in ("name", "text"):
-            data = np.ascontiguousarray(rows.astype("<u8")).view(np.uint8).reshape(enc.n, -1)
-            width = data.shape[1]
-            # Bytes are little-endian words; the bit order only has to be the same on both sides.
-            cols[f"{f}_bf"] = pa.array([data[i].tobytes() if p else None for i, p in enumerate(present)],
-                                       pa.binary(width))
-            cols[f"{f}_n"] = _masked(np.bitwise_count(rows).sum(axis=1, dtype=np.int32), present)
-            cols[f"{f}_tok"] = _masked(filter_digest(rows), present)
+        if kind in ("name", "text") and specs[f].get("initial"):
+            _filter_columns(cols, f, rows[:, :-1])  # full name (none when only an initial was recorded)
+            cols[f"{f}_init"] = _masked(rows[:, -1], rows[:, -1] != 0)
+        elif kind in ("name", "text"):
+            _filter_columns(cols, f, rows)
         elif kind in ("digits", "date"):
             cols[f"{f}_tok"] = _masked(rows[:, 0], present)
             last = 1 + DATE_DIGITS if kind == "date" else rows.shape[1]
             cols[f"{f}_del"] = _token_list(rows[:, :last], present)
             if kind == "date":
-                cols[f"{f}_swap"] = _masked(rows[:, -1], present)
+                cols[f"{f}_swap"] = _masked(rows[:, -1], rows[:, -1] != 0)
+        elif kind == "tokens":
+            cols[f"{f}_tok"] = _masked(rows[:, 0], present)
+            cols[f"{f}_set"] = _token_list(rows, present)
         else:
             cols[f"{f}_tok"] = _masked(rows[:, 0], present)
     return pa.table(cols)
 
 
-def load_table(con: duckdb.DuckDBPyConnection, name: str, enc: Encoded, kinds: dict[str, str]) -> None:
+def load_table(con: duckdb.DuckDBPyConnection, name: str, enc: Encoded, specs: dict[str, dict]) -> None:
     """Create ``name`` on the scratch connection from encoded rows."""
-    table = arrow_table(enc, kinds)
+    table = arrow_table(enc, specs)
     select = ", ".join(f'CAST("{c}" AS BIT) AS "{c}"' if c.endswith("_bf") else f'"{c}"'
                        for c in table.column_names)
     con.register("lh_arrow_input", table)
@@ -134,7 +146,8 @@ def comparison(field: str, fs: dict, fields: set[str]) -> dict:
     kind, priors = fs["kind"], fs.get("priors", {})
     p = priors.get
     if kind in ("name", "text"):
-        levels = [_level(f"{field}_bf_l IS NULL OR {field}_bf_r IS NULL", "missing", None, is_null_level=True)]
+        null = f"{field}_init" if fs.get("initial") else f"{field}_bf"
+        levels = [_level(f"{null}_l IS NULL OR {null}_r IS NULL", "missing", None, is_null_level=True)]
         exact = _level(f"{field}_tok_l = {field}_tok_r", "exact", p("exact"))
         if fs.get("term_frequency"):
             exact.update(tf_adjustment_column=f"{field}_tok", tf_adjustment_weight=1.0)
@@ -146,10 +159,18 @@ def comparison(field: str, fs: dict, fields: set[str]) -> dict:
             levels.append(_level(f"({_dice(field, other, t)}) AND ({_dice(other, field, t)})",
                                  "names swapped", p("swapped"), fix_m_probability=True,
                                  fix_u_probability=True))
-        for name in ("high", "mid", "low"):
-            if name in fs.get("dice", {}):
-                t = fs["dice"][name]
-                levels.append(_level(_dice(field, field, t), f"Dice >= {t}", p(name)))
+        dice = sorted(fs.get("dice", {}).items(), key=lambda kv: -kv[1])
+        for name, t in dice[:1]:
+            levels.append(_level(_dice(field, field, t), f"Dice >= {t}", p(name)))
+        canon = f"{field}_canon"
+        if canon in fields and "nickname" in priors:
+            levels.append(_level(f"list_has_any({canon}_set_l, {canon}_set_r)", "nickname or formal name",
+                                 p("nickname")))
+        if fs.get("initial"):
+            levels.append(_level(f"{field}_init_l = {field}_init_r AND ({field}_bf_l IS NULL OR {field}_bf_r IS NULL)",
+                                 "initial agrees", p("initial")))
+        for name, t in dice[1:]:
+            levels.append(_level(_dice(field, field, t), f"Dice >= {t}", p(name)))
     elif kind in ("digits", "date"):
         levels = [_level(f"{field}_tok_l IS NULL OR {field}_tok_r IS NULL", "missing", None, is_null_level=True),
                   _level(f"{field}_tok_l = {field}_tok_r", "exact", p("exact")),
@@ -200,7 +221,12 @@ def _blocking_rule(sql: str, explode: list[str]) -> dict:
 
 
 def model_for(fields: list[str], settings: dict, link_type: str) -> dict:
-    """Splink settings for these fields, from the documented priors (before any training)."""
+    """Splink settings for these fields, from the documented priors (before any training).
+
+    Every field of the settings present in the data gets a comparison; an
+    encoding without one of its own (``first_name_canon``) is a level of another.
+    """
+    specs = fields_of(settings)
     present = set(fields)
     rules = [r for r in (rule_sql(rule, present) for rule in settings["blocking"]) if r]
     return {
@@ -208,7 +234,7 @@ def model_for(fields: list[str], settings: dict, link_type: str) -> dict:
         "unique_id_column_name": "unique_id",
         "probability_two_random_records_match": settings["training"]["prior_match_probability"],
         "blocking_rules_to_generate_predictions": [_blocking_rule(s, e) for s, e in rules],
-        "comparisons": [comparison(f, settings["fields"][f], present) for f in settings["fields"] if f in present],
+        "comparisons": [comparison(f, specs[f], present) for f in settings["fields"] if f in present],
         "retain_matching_columns": False,
         "retain_intermediate_calculation_columns": False,
         "additional_columns_to_retain": [],
@@ -290,14 +316,20 @@ def predict(con: duckdb.DuckDBPyConnection, model: dict, threshold: float, two_i
 
 
 def evidence_guard(pairs: pd.DataFrame, left: Encoded, right: Encoded | None, settings: dict) -> pd.DataFrame:
-    """Drop pairs compared on names alone: without a date or identifier on both sides, names never link."""
+    """Drop pairs of two records that carry no date or identifier at all: names alone never link.
+
+    A birth date or SSN missing on one side only weighs as missing (0), and the
+    match weight decides.
+    """
     other = right if right is not None else left
     i, j = pairs["left"].to_numpy(), pairs["right"].to_numpy()
-    compared = np.zeros(len(pairs), dtype=bool)
+    has_l, has_r = np.zeros(len(pairs), dtype=bool), np.zeros(len(pairs), dtype=bool)
     for f in settings["evidence_fields"]:
-        if f in left.fields and f in other.fields:
-            compared |= left.fields[f][i].any(axis=1) & other.fields[f][j].any(axis=1)
-    return pairs[compared]
+        if f in left.fields:
+            has_l |= left.fields[f][i].any(axis=1)
+        if f in other.fields:
+            has_r |= other.fields[f][j].any(axis=1)
+    return pairs[has_l | has_r]
 
 
 def scratch() -> duckdb.DuckDBPyConnection:
@@ -312,7 +344,7 @@ def enough_to_train(n_left: int, n_right: int | None, settings: dict) -> bool:
     return n_left >= need and (n_right is None or n_right >= need)
 
 
-def match(left: Encoded, right: Encoded | None, settings: dict, kinds: dict[str, str],
+def match(left: Encoded, right: Encoded | None, settings: dict,
           model: dict | None = None, threshold: float | None = None,
           explain: bool = False) -> tuple[pd.DataFrame, dict]:
     """Score candidate pairs of two encoded inputs (or one, deduplicated); train first if no model.
@@ -322,12 +354,13 @@ def match(left: Encoded, right: Encoded | None, settings: dict, kinds: dict[str,
     """
     threshold = settings["threshold"] if threshold is None else threshold
     two = right is not None
-    fields = [f for f in settings["fields"] if f in left.fields and (not two or f in right.fields)]
+    specs = fields_of(settings)
+    fields = [f for f in specs if f in left.fields and (not two or f in right.fields)]
     con = scratch()
     try:
-        load_table(con, LEFT, Encoded({f: left.fields[f] for f in fields}, left.n), kinds)
+        load_table(con, LEFT, Encoded({f: left.fields[f] for f in fields}, left.n), specs)
         if two:
-            load_table(con, RIGHT, Encoded({f: right.fields[f] for f in fields}, right.n), kinds)
+            load_table(con, RIGHT, Encoded({f: right.fields[f] for f in fields}, right.n), specs)
         if model is None:
             model = model_for(fields, settings, "link_only" if two else "dedupe_only")
             if enough_to_train(left.n, right.n if two else None, settings):
