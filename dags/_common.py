@@ -18,7 +18,7 @@ from airflow.sdk import Asset, AssetAlias, AssetWatcher, ExceptionRetryPolicy, R
 
 from connectors.contracts import ContractError
 from dags.inbox_trigger import InboxFilesTrigger
-from leadhub.errors import KeyError_, LeadHubError
+from leadhub.errors import KeyError_, LeadHubError, printable
 from leadhub.settings import Settings
 
 OWNER = "leadhub-steward"
@@ -36,7 +36,7 @@ ENV_INBOX_POLL = "LEADHUB_INBOX_POLL_SECONDS"
 START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 # What an ingest summary may carry into XCom and logs: names, statuses, counts.
-SUMMARY_KEYS = ("file", "extract", "status", "batch_id", "rows", "reason", "warnings")
+SUMMARY_KEYS = ("file", "extract", "status", "batch_id", "rows", "reason", "warnings", "file_id")
 
 # Messages a steward can act on and that never quote a cell value, so they may
 # reach Airflow's logs as they are. Any other exception's message might.
@@ -131,17 +131,27 @@ def summarize(summaries: list[dict]) -> list[dict]:
 
 
 def quarantine_message(agency: str, summaries: list[dict]) -> str | None:
-    """One steward-readable message naming every quarantined file and its rule, or None."""
-    lines = []
+    """One steward-readable message naming every quarantined or held file and its rule, or None.
+
+    Names are escaped (``printable``): a file name cannot add a line to the task's message.
+    """
+    found: dict[str, list[str]] = {"quarantined": [], "held": []}
     for s in summaries:
-        if s.get("status") != "quarantined":
+        if s.get("status") not in found:
             continue
-        file, reason = s.get("file") or "(unnamed file)", s.get("reason") or "no reason recorded"
-        lines.append(reason if reason.startswith(file) else f"{file}: {reason}")
-    if not lines:
-        return None
-    head = f"{agency}: {len(lines)} file(s) quarantined; fix and redeliver, the other files were loaded"
-    return "\n".join([head, *(f"  {line}" for line in lines)])
+        file = printable(s.get("file") or "(unnamed file)")
+        reason = printable(s.get("reason") or "no reason recorded")
+        found[s["status"]].append(reason if reason.startswith(file) else f"{file}: {reason}")
+    lines = []
+    if found["quarantined"]:
+        lines.append(f"{agency}: {len(found['quarantined'])} file(s) quarantined; fix and redeliver, "
+                     "the other files were loaded")
+        lines += [f"  {line}" for line in found["quarantined"]]
+    if found["held"]:
+        lines.append(f"{agency}: {len(found['held'])} file(s) held: each would remove too many current rows; "
+                     "a steward checks with the agency and runs 'leadhub release FILE_ID --reason ...'")
+        lines += [f"  {line}" for line in found["held"]]
+    return "\n".join(lines) or None
 
 
 def log_failure(agency: str | None, context: dict) -> None:

@@ -8,6 +8,8 @@ is taken even if the triggerer was down when it landed. Each run takes every
 complete file in the inbox through ``leadhub.pipeline.ingest``. A quarantined
 file does not fail the ingest (the good files still load); ``check_quarantine``
 fails instead, so the run shows red with a message naming agency, file and rule.
+A delivery the volume guard held (it would remove too many current rows) turns
+the run red the same way until a steward runs ``leadhub release``.
 
 Re-processing, from "Trigger DAG" with parameters:
 

@@ -134,3 +134,23 @@ def test_a_column_that_goes_empty_is_flagged(settings, master_key, deliveries):
     assert by_column["officer_id"] == (False, "40.0% empty; median 0.0% over 3 deliveries (+40.0 points)")
     assert by_column["ssn_token"] == (True, "0.0% empty; median 0.0% over 3 deliveries (+0.0 points)")
     assert all(success for column, (success, _) in by_column.items() if column != "officer_id")
+
+
+def test_the_volume_guard_share_is_read_from_the_contract():
+    assert history_settings(REFERRALS).max_removed_share == 0.10  # the default
+    loose = replace(REFERRALS, validation={"max_removed_share": 0.5})
+    assert history_settings(loose).max_removed_share == 0.5
+    with pytest.raises(ContractError, match="max_removed_share"):
+        history_settings(replace(REFERRALS, validation={"max_removed_share": 1.5}))
+
+
+@pytest.mark.parametrize("share, status", [(None, "held"), (0.5, "accepted")])
+def test_a_contract_can_allow_larger_removals(settings, master_key, deliveries, monkeypatch, share, status):
+    if share is not None:
+        loose = replace(REFERRALS, validation={**REFERRALS.validation, "max_removed_share": share})
+        monkeypatch.setattr(inbox, "contract_for_file", lambda agency, name: loose)
+    assert deliver(settings, master_key, deliveries, 1, deliveries.referral_rows(10))["status"] == "accepted"
+    # the same file name again with 6 of its 10 rows: removes 4 = 40%, over 10% but under 50%
+    assert deliver(settings, master_key, deliveries, 1, deliveries.referral_rows(6))["status"] == status
+    current = deliveries.query(settings, "SELECT count(*) FROM current.police_referrals")
+    assert current == [(10 if status == "held" else 6,)]

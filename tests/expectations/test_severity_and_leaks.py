@@ -36,7 +36,7 @@ def test_critical_failure_quarantines_and_says_why(settings, master_key, deliver
 
     assert outcome["status"] == "quarantined"
     expected = ("police_referrals_20240101.csv: 1 critical check failed: police_referrals.precinct "
-                "values in known set (unexpected 3 of 40 rows, 7.5%)")
+                "values in known set (unexpected 3 of 40 rows, 7.5%; rows 1, 2, 3)")
     assert outcome["reason"] == expected
     assert deliveries.query(settings, "SELECT status, reason FROM ops.file_ledger") == [
         ("quarantined", expected)]
