@@ -31,8 +31,9 @@ DEFAULT_RETENTION_DAYS = 7 * 365
 
 # Ledger statuses whose archive file must be kept whatever its age: 'accepted'
 # is the batch the current views read (its original is the only way to re-derive
-# it), 'received' is a delivery the intake has archived but not finished.
-CURRENT_STATUSES = ("accepted", "received")
+# it), 'received' is a delivery the intake has archived but not finished, 'held' one waiting
+# for a steward's release (its archive is the only copy).
+CURRENT_STATUSES = ("accepted", "received", "held")
 # Statuses whose bytes are in staging: sending them again only yields a 'duplicate'.
 LOADED_STATUSES = ("accepted", "superseded")
 
