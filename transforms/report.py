@@ -184,9 +184,11 @@ class Table:
 
 @dataclass
 class ReportContext:
-    data_as_of: date | None
+    latest_received: date | None          # the newest accepted delivery, any extract
     generated_at: datetime
     settings: dict = field(default_factory=dict)
+    coverage: list = field(default_factory=list)     # [Coverage], per extract
+    demo_note: str | None = None          # only for the synthetic demo data
 
 
 def _fetch(con, sql: str, params: list | None = None) -> list[dict]:
@@ -651,8 +653,23 @@ def _outcomes_chart(summary: list[dict]) -> str:
     return _png(fig)
 
 
-def rearrest_tables(con) -> list[Table]:
-    """The 2x2 table of any re-arrest within 365 days and the LEAD vs comparison odds ratio."""
+@dataclass(frozen=True)
+class RearrestEstimates:
+    """The 2x2 counts of any re-arrest within 365 days and the odds ratios drawn from them."""
+    a: int                         # LEAD, re-arrested
+    b: int                         # LEAD, not re-arrested
+    c: int                         # comparison, re-arrested
+    d: int                         # comparison, not re-arrested
+    unadjusted: tuple[float, float, float] | None
+    adjusted: tuple[float, float, float, int] | None
+
+    @property
+    def withheld(self) -> bool:
+        """Any cell of the 2x2 table is suppressed, so no ratio may be published."""
+        return any(is_small(x) for x in (self.a, self.b, self.c, self.d))
+
+
+def rearrest_estimates(con) -> RearrestEstimates:
     people = _fetch(con, """
         SELECT o.cohort, o.any_rearrest_after::INTEGER AS rearrest, c.prior_arrests_365,
                c.age_at_index, c.sex
@@ -661,7 +678,21 @@ def rearrest_tables(con) -> list[Table]:
     cells = {(cohort, r): sum(1 for p in people if p["cohort"] == cohort and p["rearrest"] == r)
              for cohort in ("lead", "comparison") for r in (1, 0)}
     a, b, c, d = cells["lead", 1], cells["lead", 0], cells["comparison", 1], cells["comparison", 0]
-    small = (a, b, c, d)
+    try:
+        unadjusted = odds_ratio_woolf(a, b, c, d)
+    except ValueError:
+        unadjusted = None
+    adjusted = adjusted_odds_ratio(
+        [int(p["cohort"] == "lead") for p in people], [p["rearrest"] for p in people],
+        [p["prior_arrests_365"] for p in people], [p["age_at_index"] for p in people],
+        [p["sex"] for p in people])
+    return RearrestEstimates(a, b, c, d, unadjusted, adjusted)
+
+
+def rearrest_tables(con) -> list[Table]:
+    """The 2x2 table of any re-arrest within 365 days and the LEAD vs comparison odds ratio."""
+    est = rearrest_estimates(con)
+    a, b, c, d = est.a, est.b, est.c, est.d
 
     counts = Table(
         name="rearrest_2x2", title=f"Any re-arrest within {RE_ARREST_WINDOW} days after the index date",
@@ -676,26 +707,19 @@ def rearrest_tables(con) -> list[Table]:
         sources=frozenset({"police"}))
 
     def estimate_row(label: str, result: tuple | None, n: int, why: str) -> list[str]:
-        if any(is_small(x) for x in small):
+        if est.withheld:
             return [label, WITHHELD, WITHHELD, WITHHELD, WITHHELD]
         if result is None:
             return [label, NOT_APPLICABLE, NOT_APPLICABLE, NOT_APPLICABLE, why]
         ratio, low, high = result
         return [label, f"{ratio:.2f}", f"{low:.2f}", f"{high:.2f}", str(n)]
 
-    try:
-        unadjusted = odds_ratio_woolf(a, b, c, d)
-    except ValueError:
-        unadjusted = None
-    adjusted = adjusted_odds_ratio(
-        [int(p["cohort"] == "lead") for p in people], [p["rearrest"] for p in people],
-        [p["prior_arrests_365"] for p in people], [p["age_at_index"] for p in people],
-        [p["sex"] for p in people])
+    adjusted = est.adjusted
     odds = Table(
         name="rearrest_odds_ratio",
         title=f"Odds ratio of any re-arrest within {RE_ARREST_WINDOW} days, LEAD vs comparison",
         header=["Model", "Odds ratio", "95% CI low", "95% CI high", "People"],
-        rows=[estimate_row("Unadjusted (Woolf interval)", unadjusted, a + b + c + d,
+        rows=[estimate_row("Unadjusted (Woolf interval)", est.unadjusted, a + b + c + d,
                            "not estimable: a cell of the 2x2 table is zero"),
               estimate_row("Adjusted for prior arrests (365 days), age and sex (logistic regression)",
                            adjusted[:3] if adjusted else None, adjusted[3] if adjusted else 0,
@@ -708,26 +732,145 @@ def rearrest_tables(con) -> list[Table]:
     return [counts, odds]
 
 
-def lineage_table(con) -> Table:
-    """Batches received per extract and the latest receipt: which deliveries this report reflects."""
-    found = {r["contract"]: r for r in _fetch(con, """
+# ---------------------------------------------------------------- synthetic demo data
+
+TRUTH_FILE = "truth.json"
+
+
+def planted_effect(settings: Settings) -> dict | None:
+    """The effect planted in the synthetic demo data, or None when the data is not the demo.
+
+    Only the demo generator writes ``<data dir>/answers/truth.json``; the report reads two
+    numbers from it to label itself as demo output, and computes nothing from it.
+    """
+    import json
+
+    path = Path(settings.answers_dir) / TRUTH_FILE
+    if not path.is_file():
+        return None
+    truth = json.loads(path.read_text(encoding="utf-8"))
+    planted = (truth.get("planted") or {}).get(f"odds_ratio_lead_any_rearrest_{RE_ARREST_WINDOW}")
+    if planted is None:
+        return None
+    true_unadjusted = (truth.get("observed_unadjusted_odds_ratio") or {}).get(str(RE_ARREST_WINDOW))
+    return {"planted": float(planted),
+            "true_unadjusted": float(true_unadjusted) if true_unadjusted is not None else None}
+
+
+def planted_effect_text(est: RearrestEstimates, effect: dict) -> str:
+    """One paragraph: the planted odds ratio, the report's estimate and interval, and whether
+    the interval covers it."""
+    planted = effect["planted"]
+    text = (f"Synthetic demo data: the generator planted an odds ratio of {planted:.2f} for any "
+            f"re-arrest within {RE_ARREST_WINDOW} days, LEAD vs comparison, adjusted for prior "
+            f"arrests, age and sex. ")
+    if est.withheld:
+        return text + "This report's estimate is withheld (small cells), so it cannot be compared."
+    if est.adjusted is None:
+        text += "This report's adjusted model could not be estimated. "
+    else:
+        ratio, low, high, _ = est.adjusted
+        covers = "covers" if low <= planted <= high else "does not cover"
+        text += (f"This report's adjusted estimate is {ratio:.2f} (95% CI {low:.2f} to "
+                 f"{high:.2f}), an interval that {covers} it. ")
+    if est.unadjusted is not None:
+        text += (f"The unadjusted estimate, {est.unadjusted[0]:.2f}, compares cohorts that differ "
+                 f"in prior arrests, age and sex")
+        if effect.get("true_unadjusted") is not None:
+            text += (f"; counted on the true people, without linkage errors, it would be "
+                     f"{effect['true_unadjusted']:.2f}")
+        text += "."
+    return text.strip()
+
+
+def planted_effect_line(settings: Settings) -> str | None:
+    """What ``leadhub demo`` prints after the report: the planted effect against the estimate.
+
+    None when the data is not the demo's or nothing has been built yet.
+    """
+    effect = planted_effect(settings)
+    source = _report_source(settings)
+    if effect is None or source is None:
+        return None
+    with connect(source, read_only=True) as con:
+        if not _has_marts(con):
+            return None
+        return planted_effect_text(rearrest_estimates(con), effect)
+
+
+# ---------------------------------------------------------------- what the data covers
+
+# Each extract's events as the report counts them: its core table and event date.
+EVENT_DATES = {
+    "police_referrals": ("referral", "referral_date"),
+    "police_arrests": ("arrest", "arrest_date"),
+    "prosecutor_cases": ("case_charge", "referral_date"),
+    "jail_bookings": ("booking", "booking_date"),
+    "treatment_clients": ("consent", "consent_date"),
+    "treatment_episodes": ("treatment_episode", "intake_date"),
+    "treatment_contacts": ("service_contact", "contact_date"),
+}
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """One extract: the months its events span and its latest accepted delivery."""
+    extract: str
+    first_month: date | None
+    last_month: date | None
+    batches: int
+    latest_received: datetime | None
+
+
+def data_coverage(con) -> list[Coverage]:
+    """Per extract: first and last month of its events in the core tables, and deliveries.
+
+    An extract the report does not count events of (one added later) still shows its
+    deliveries; its period is left empty.
+    """
+    core = {r["table_name"] for r in _fetch(
+        con, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'core'")}
+    received = {r["contract"]: r for r in _fetch(con, """
         SELECT contract, count(*) AS batches, max(received_at) AS latest_received
         FROM ops.batches GROUP BY contract""")}
-    rows = []
+    out = []
     for name in load_contracts():
-        r = found.get(name)
-        rows.append([name, str(r["batches"]) if r else "0",
-                     r["latest_received"].strftime("%Y-%m-%d %H:%M") if r else "none received"])
-    return Table(name="batch_lineage", title="Data lineage: batches loaded per extract",
-                 header=["Extract", "Batches", "Latest received"], rows=rows,
-                 sources=frozenset())
+        first = last = None
+        if name in EVENT_DATES and EVENT_DATES[name][0] in core:
+            table, column = EVENT_DATES[name]
+            first, last = con.execute(
+                f"SELECT CAST(date_trunc('month', min({column})) AS DATE), "
+                f"CAST(date_trunc('month', max({column})) AS DATE) FROM core.{table}").fetchone()
+        r = received.get(name)
+        out.append(Coverage(name, first, last, r["batches"] if r else 0,
+                            r["latest_received"] if r else None))
+    return out
 
 
-def build_tables(con) -> list[Table]:
+def lineage_table(coverage: list[Coverage]) -> Table:
+    """Per extract: the period its events cover, the batches loaded and the latest receipt."""
+    rows = [[c.extract,
+             f"{c.first_month:%Y-%m}" if c.first_month else NOT_APPLICABLE,
+             f"{c.last_month:%Y-%m}" if c.last_month else NOT_APPLICABLE,
+             str(c.batches),
+             c.latest_received.strftime("%Y-%m-%d %H:%M") if c.latest_received else "none received"]
+            for c in coverage]
+    return Table(name="batch_lineage",
+                 title="Data lineage: period covered and deliveries loaded, per extract",
+                 header=["Extract", "First month of events", "Last month of events", "Batches",
+                         "Latest received"],
+                 rows=rows, sources=frozenset(),
+                 note="Events counted by the date the report uses for them (referral, arrest, "
+                      "booking, case referral, consent, intake and contact dates). Latest "
+                      "received: when the newest accepted delivery of the extract arrived.")
+
+
+def build_tables(con, coverage: list[Coverage] | None = None) -> list[Table]:
     """Every published table, in report order."""
     return [*referral_tables(con), first_contact_table(con), caseload_table(con),
             services_table(con), outcomes_table(con), *rearrest_tables(con),
-            *justice_counts_tables(con), *equity_tables(con), lineage_table(con)]
+            *justice_counts_tables(con), *equity_tables(con),
+            lineage_table(data_coverage(con) if coverage is None else coverage)]
 
 
 def _png(fig: Figure) -> str:
@@ -817,23 +960,46 @@ def _methods(ctx: ReportContext) -> str:
     return "<h2>Methods</h2><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
+def _period_html(ctx: ReportContext) -> tuple[str, str]:
+    """(title suffix, sentence): the months the events cover and when data was last received."""
+    spans = [c for c in ctx.coverage if c.first_month and c.last_month]
+    received = ctx.latest_received.isoformat() if ctx.latest_received else None
+    if not spans:
+        return ("no data received" if received is None else f"data received {received}",
+                "No events yet." + (f" Latest delivery received {received}." if received else
+                                    " No data received."))
+    first = min(c.first_month for c in spans)
+    last = max(c.last_month for c in spans)
+    sentence = f"Events from {first:%Y-%m} to {last:%Y-%m}"
+    earliest = min(spans, key=lambda c: (c.last_month, c.extract))
+    if earliest.last_month < last:
+        sentence += (f"; the extracts end in different months, the earliest "
+                     f"({html.escape(earliest.extract)}) in {earliest.last_month:%Y-%m}")
+    sentence += (f" (each extract's period and latest delivery are in the "
+                 f'<a href="#batch_lineage">data lineage table</a>). '
+                 f"Latest delivery received {received or 'never'}.")
+    return f"events {first:%Y-%m} to {last:%Y-%m}", sentence
+
+
 def render_html(tables: list[Table], ctx: ReportContext) -> str:
     """The whole report as one HTML string: inline CSS and images, no external resources."""
-    as_of = ctx.data_as_of.isoformat() if ctx.data_as_of else "no data received"
+    title_period, period = _period_html(ctx)
     notice = (f'<p class="notice"><b>Notice:</b> {html.escape(PART2_NOTICE)}</p>'
               if needs_part2_notice(tables) else "")
+    demo = (f'<p class="notice demo"><b>Demo data, not a real county.</b> '
+            f'{html.escape(ctx.demo_note)}</p>' if ctx.demo_note else "")
     body = "\n".join(_html_table(t) for t in tables)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>LEAD evaluation report, data as of {as_of}</title>
+<title>LEAD evaluation report, {title_period}</title>
 <style>{CSS}</style>
 </head>
 <body>
 <h1>LEAD evaluation report</h1>
-<p class="meta">Data as of {as_of} (latest delivery received). Generated
-{ctx.generated_at.strftime("%Y-%m-%d %H:%M")}.</p>
+<p class="meta">{period} Generated {ctx.generated_at.strftime("%Y-%m-%d %H:%M")}.</p>
+{demo}
 {notice}
 {body}
 {_methods(ctx)}
@@ -878,6 +1044,21 @@ def _replace_dir(source: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _report_source(settings: Settings) -> Path | None:
+    """The published snapshot when there is one, else the warehouse, else None."""
+    from transforms.publish import snapshot_path
+
+    for source in (snapshot_path(settings), Path(settings.warehouse_path)):
+        if source.is_file():
+            return source
+    return None
+
+
+def _has_marts(con) -> bool:
+    return bool(con.execute("""SELECT count(*) FROM duckdb_tables()
+        WHERE schema_name = 'marts' AND table_name = 'outcomes_summary'""").fetchone()[0])
+
+
 def write_report(settings: Settings, today: date | None = None) -> dict[str, str]:
     """Write reports/lead_report_<date>/ (HTML + CSVs) and refresh reports/latest/.
 
@@ -888,23 +1069,21 @@ def write_report(settings: Settings, today: date | None = None) -> dict[str, str
     reader of the snapshot never holds up a load. Without a snapshot (a
     warehouse built before publication existed) it reads the warehouse itself.
     """
-    from transforms.publish import snapshot_path
-
-    source = snapshot_path(settings)
-    if not source.is_file():
-        source = Path(settings.warehouse_path)
-    if not source.exists():
+    source = _report_source(settings)
+    if source is None:
         raise LeadHubError(f"no warehouse at {settings.warehouse_path}; run ingest and build first")
+    effect = planted_effect(settings)
     with connect(source, read_only=True) as con:
-        built = con.execute("""SELECT count(*) FROM duckdb_tables()
-            WHERE schema_name = 'marts' AND table_name = 'outcomes_summary'""").fetchone()[0]
-        if not built:
+        if not _has_marts(con):
             raise LeadHubError("the warehouse has no marts yet; run build before report")
-        tables = build_tables(con)
+        coverage = data_coverage(con)
+        tables = build_tables(con, coverage)
         as_of = con.execute("SELECT max(received_at)::DATE FROM ops.batches").fetchone()[0]
         evaluation = _fetch(con, "SELECT * FROM core.evaluation_settings")
-    ctx = ReportContext(data_as_of=as_of, generated_at=datetime.now(),
-                        settings=evaluation[0] if evaluation else {})
+        demo_note = planted_effect_text(rearrest_estimates(con), effect) if effect else None
+    ctx = ReportContext(latest_received=as_of, generated_at=datetime.now(),
+                        settings=evaluation[0] if evaluation else {}, coverage=coverage,
+                        demo_note=demo_note)
 
     reports = Path(settings.reports_dir)
     reports.mkdir(parents=True, exist_ok=True)

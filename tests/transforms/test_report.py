@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from transforms.report import (NOT_APPLICABLE, PART2_NOTICE, SUPPRESSED, WITHHELD, Cells,
-                               ReportContext, Table, _part_cell, adjusted_odds_ratio, count_cell,
-                               derived_cell, fit_logistic, odds_ratio_woolf, protect, render_html,
-                               write_report)
+                               RearrestEstimates, ReportContext, Table, _part_cell,
+                               adjusted_odds_ratio, count_cell, derived_cell, fit_logistic,
+                               odds_ratio_woolf, planted_effect, planted_effect_line,
+                               planted_effect_text, protect, render_html, write_report)
 
 REPORT_DAY = date(2024, 2, 1)
 MEASURE_LABELS = {"Arrests": "arrests", "Jail bookings": "bookings", "Jail days": "jail_days",
@@ -115,7 +116,12 @@ def test_report_files_and_layout(built):
     assert page.count("data:image/png;base64,") == 3    # quarterly referrals, caseload, outcomes
     for external in ("http://", "https://", "<script", "<link", "src=\"/", "url("):
         assert external not in page
-    assert "Data as of 2024-01-10" in page
+    # Events, not deliveries (received 2024-01-10): the earliest is L00's arrest 100 days
+    # before 2022-03-01 (2021-11-21); the latest is L35's arrest 200 days after 2022-05-01
+    # (2022-11-17); comparison arrests end 2022-06-16 + 60 + 43 days = 2022-09-27.
+    assert "Events from 2021-11 to 2022-11" in page
+    assert "Latest delivery received 2024-01-10" in page
+    assert "Demo data" not in page                     # no answers folder: not the demo
     assert "Methods" in page and "&lt;11" in page
     # Engagement tables draw on treatment records: the notice is on the page, on each of
     # those tables, in a sidecar, and as the last line of their CSVs (and only theirs).
@@ -240,6 +246,14 @@ def test_lineage_table_counts_batches(built):
     for name, r in rows.items():
         assert r["Batches"] == str(batches.get(name, 0))
     assert rows["treatment_clients"]["Latest received"].startswith("2024-01-10")
+    # Periods from populate(): referrals 2022-03-01 to 2022-05-05; arrests 2021-11-21 to
+    # 2022-11-17; every consent dated 2022-01-01; contacts 2022-03-04 (L00: 3 days after
+    # 2022-03-01) to 2022-06-26 (L33: 2022-04-14 + 40 + 33 days).
+    period = {name: (r["First month of events"], r["Last month of events"]) for name, r in rows.items()}
+    assert period["police_referrals"] == ("2022-03", "2022-05")
+    assert period["police_arrests"] == ("2021-11", "2022-11")
+    assert period["treatment_clients"] == ("2022-01", "2022-01")
+    assert period["treatment_contacts"] == ("2022-03", "2022-06")
 
 
 def test_small_cells_are_suppressed(settings, make_warehouse):
@@ -355,7 +369,7 @@ def test_adjusted_odds_ratio_solves_the_score_equations():
 
 
 def test_part2_notice_whenever_a_table_uses_treatment_records():
-    ctx = ReportContext(data_as_of=date(2024, 1, 1), generated_at=datetime(2024, 1, 2, 8, 0))
+    ctx = ReportContext(latest_received=date(2024, 1, 1), generated_at=datetime(2024, 1, 2, 8, 0))
     police = Table("a", "Police table", ["x"], [["1"]], frozenset({"police"}))
     treatment = Table("b", "Contacts <per> month", ["x"], [["2"]], frozenset({"treatment"}))
     assert PART2_NOTICE not in render_html([police], ctx)
@@ -648,3 +662,47 @@ def test_every_line_chart_says_gaps_are_suppressed_counts(built, monkeypatch):
         titles = " ".join(t.get_text() for ax in fig.axes for t in (ax.title,)) + " ".join(
             t.get_text() for t in fig.texts)
         assert "gaps: suppressed" in titles
+
+
+# ---------------------------------------------------------------- the demo's planted effect
+
+def test_planted_effect_text_says_whether_the_interval_covers_it():
+    effect = {"planted": 0.42, "true_unadjusted": 0.29}
+    # 40/60 LEAD and 60/40 comparison re-arrested; adjusted 0.45 (0.30 to 0.66) covers 0.42.
+    covering = RearrestEstimates(40, 60, 60, 40, (0.44, 0.25, 0.78), (0.45, 0.30, 0.66, 200))
+    text = planted_effect_text(covering, effect)
+    assert "planted an odds ratio of 0.42" in text
+    assert "adjusted estimate is 0.45 (95% CI 0.30 to 0.66), an interval that covers it" in text
+    assert "unadjusted estimate, 0.44," in text and "it would be 0.29" in text
+    missing = RearrestEstimates(40, 60, 60, 40, (0.44, 0.25, 0.78), (0.60, 0.45, 0.80, 200))
+    assert "an interval that does not cover it" in planted_effect_text(missing, effect)
+    small = RearrestEstimates(4, 60, 60, 40, None, None)          # a cell under 11: withheld
+    assert "withheld" in planted_effect_text(small, effect)
+    assert "0.45" not in planted_effect_text(small, effect)
+
+
+def test_demo_report_and_demo_line_show_the_planted_effect(demo_hub, demo_files, tools, tmp_path):
+    import html as html_module
+    import json
+
+    hub = tools.clone_hub(demo_hub, tmp_path / "hub")
+    # Without the generator's answers the data is not the demo: no note, no line.
+    assert planted_effect(hub) is None and planted_effect_line(hub) is None
+    assert "Demo data" not in Path(write_report(hub)["html"]).read_text()
+
+    hub.answers_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(demo_files / "answers" / "truth.json", hub.answers_dir / "truth.json")
+    planted = json.loads((hub.answers_dir / "truth.json").read_text())["planted"][
+        "odds_ratio_lead_any_rearrest_365"]
+    paths = write_report(hub)
+    adjusted = read_csv(paths["rearrest_odds_ratio"])[1]
+    low, high = float(adjusted["95% CI low"]), float(adjusted["95% CI high"])
+    line = planted_effect_line(hub)
+    assert f"planted an odds ratio of {planted:.2f}" in line
+    assert (f"adjusted estimate is {adjusted['Odds ratio']} (95% CI {adjusted['95% CI low']} to "
+            f"{adjusted['95% CI high']})") in line
+    covers = low <= planted <= high
+    assert ("an interval that covers it" in line) == covers
+    assert ("does not cover it" in line) == (not covers)
+    page = html_module.unescape(Path(paths["html"]).read_text())
+    assert "Demo data, not a real county." in page and line in page
