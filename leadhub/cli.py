@@ -410,6 +410,11 @@ def cmd_demo(settings: Settings, args) -> int:
     for dag_id, info in result.items():
         state = info.get("state") if isinstance(info, dict) else info
         print(f"  {dag_id}: {state}")
+    from transforms.report import planted_effect_line
+
+    effect = planted_effect_line(settings)  # the planted odds ratio against the report's estimate
+    if effect:
+        print(f"\n{effect}")
     report = settings.reports_dir / "latest" / "lead_report.html"
     print(f"\nreport:    {report}")
     print(f"warehouse: {settings.warehouse_path}")
