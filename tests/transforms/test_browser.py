@@ -1,4 +1,4 @@
-"""The report as a reader sees it: rendered by headless Chromium, offline.
+"""The report as a reader sees it: rendered by headless Chromium, offline (no host resolves).
 
 Chromium's ``--dump-dom`` prints the document after the page has loaded; a
 small probe script, added to a copy of the report (the report itself carries no
@@ -69,7 +69,8 @@ class Dom(HTMLParser):
 
 def render(page: Path, profile: Path) -> str:
     done = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
+         "--disable-background-networking",
          "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=120)
