@@ -7,9 +7,14 @@ For each file, in this order, so that nothing is ever lost or half-loaded:
   3. archive it encrypted and record it in the ledger (both durable);
   4. parse by its contract, pseudonymize, validate with Great Expectations;
   5. load staging rows, the batch, validation results and the ledger status
-     in ONE warehouse transaction;
+     in ONE warehouse transaction — unless the volume guard holds it: a
+     full-history delivery or same-name correction that would remove more
+     than the contract's ``max_removed_share`` of the current rows is
+     recorded 'held' and loads only when a steward releases it;
   6. only then remove the plaintext from the inbox (or move it to quarantine).
-A crash between steps leaves the file in the inbox; the next run resumes.
+A crash between steps leaves the file in the inbox; the next run resumes. Any
+failure of one file, foreseen or not, ends in that file's quarantine and the
+next file is taken. File names reach every output escaped (``printable``).
 """
 
 from __future__ import annotations
