@@ -35,12 +35,13 @@ meets what it meets in practice (rates are per record unless said otherwise; see
                                      from a hand list
   placeholder names                  1% of given names, 1% of surnames ("Unknown",
                                      "FNU"/"LNU", "Declined", "Resident", "Baby Boy"...)
-                                     and 0.5% of given names cut to an initial
+                                     and 0.5% of given names cut to an initial (a guess)
   household member's birth date      1% of records of people who live with a relative
   blank birth date                   1%, in extracts whose contract lets dob be empty
-  twins                              10% of relatives living together (1.5% of people):
-                                     same surname, address and birth date, different
-                                     given names and SSNs
+                                     (police referrals, treatment clients)
+  twins                              10% of the pairs of relatives living together (1.5%
+                                     of people): same surname, address and birth date,
+                                     different given names and SSNs
 The 1% rates are pseudopeople's defaults for the same noise types (``use_fake_name``,
 ``copy_from_household_member``, ``leave_blank``: cell probability 0.01 in its
 ``ColumnNoiseType``); they are themselves its authors' choices, not measurements. About
