@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import duckdb
 import numpy as np
@@ -40,10 +40,11 @@ import pandas as pd
 from connectors.contracts import Contract, load_contracts
 from connectors.exports import write_frame
 from leadhub.errors import LeadHubError
-from leadhub.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS, staging_columns
+from leadhub.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS, staging_columns, utcnow
 from transforms import linkage_model
 from transforms.encodings import field_width, from_text, load_settings
 from transforms.linkage_model import Encoded
+from transforms.linkage_store import default_model, version_of
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +221,47 @@ def _drop_ambiguous(pairs: pd.DataFrame, nodes_of_row: list, ssn: dict, margin: 
     return pairs[keep]
 
 
-def cluster_records(rows: pd.DataFrame, previous: dict, settings: dict) -> tuple[dict, dict]:
-    """Identity rows -> {(agency, person_token): person_key}, plus counts for the build log."""
+def _hand_over_keys(members: dict[tuple, list], previous: dict) -> dict[tuple, str]:
+    """Person key per cluster root, in one pass over the agency ids (linear in persons).
+
+    A previous key stays with the cluster holding most of its former members
+    (ties: the cluster with the smallest member); a cluster owning several
+    keys keeps the smallest. A cluster without one gets ``pk_`` + a hash of its
+    smallest member, never a key used before.
+    """
+    owner: dict[str, tuple] = {}  # key -> (-former members, smallest member, root): the best claim
+    for root, group in members.items():
+        for k, count in Counter(previous[n] for n in group if n in previous).items():
+            claim = (-count, group[0], root)
+            if k not in owner or claim < owner[k]:
+                owner[k] = claim
+    owned: dict[tuple, str] = {}
+    for k, (_, _, root) in owner.items():
+        if root not in owned or k < owned[root]:
+            owned[root] = k
+    used = set(previous.values())
+    key_of_root = {}
+    for root, group in sorted(members.items(), key=lambda kv: kv[1][0]):
+        if root in owned:
+            key_of_root[root] = owned[root]
+            continue
+        seed = "|".join(group[0])
+        key = "pk_" + hashlib.sha256(seed.encode()).hexdigest()[:20]
+        n = 0
+        while key in used:
+            n += 1
+            key = "pk_" + hashlib.sha256(f"{seed}|{n}".encode()).hexdigest()[:20]
+        used.add(key)
+        key_of_root[root] = key
+    return key_of_root
+
+
+def cluster_records(rows: pd.DataFrame, previous: dict, settings: dict,
+                    model: dict | None = None) -> tuple[dict, dict]:
+    """Identity rows -> {(agency, person_token): person_key}, plus counts for the build log.
+
+    ``model``: the linkage model to score with (default: the shipped default model).
+    """
     enc = encoded_from_frame(rows, settings)
     nodes_of_row = list(zip(rows["agency"], rows["person_token"]))
     nodes = sorted(set(nodes_of_row))
@@ -239,7 +279,7 @@ def cluster_records(rows: pd.DataFrame, previous: dict, settings: dict) -> tuple
         if node in previous:
             clusters.join(first_of_key.setdefault(previous[node], node), node)
 
-    pairs = match_pairs(enc, None, settings)
+    pairs = match_pairs(enc, None, settings, model=model or default_model())
     pairs = _drop_ambiguous(pairs, nodes_of_row, ssn, settings.get("ambiguity_margin", 3.0))
     pairs = pairs.sort_values(["weight", "left", "right"], ascending=[False, True, True], kind="stable")
     merged = 0
@@ -249,30 +289,9 @@ def cluster_records(rows: pd.DataFrame, previous: dict, settings: dict) -> tuple
             merged += 1
 
     members: dict[tuple, list] = defaultdict(list)
-    for node in nodes:
+    for node in nodes:  # nodes are sorted, so each group's first member is its smallest
         members[clusters.find(node)].append(node)
-    # A previous key stays with the cluster holding most of its old members.
-    claims: dict[str, list] = defaultdict(list)
-    for root, group in members.items():
-        olds = [previous[n] for n in group if n in previous]
-        for k in set(olds):
-            claims[k].append((-olds.count(k), min(group), root))
-    owner = {k: min(c)[2] for k, c in claims.items()}
-    used = set(previous.values())
-    key_of_root = {}
-    for root, group in sorted(members.items(), key=lambda kv: min(kv[1])):
-        mine = sorted(k for k, r in owner.items() if r == root)
-        if mine:
-            key_of_root[root] = mine[0]
-            continue
-        seed = "|".join(min(group))
-        key = "pk_" + hashlib.sha256(seed.encode()).hexdigest()[:20]
-        n = 0
-        while key in used:
-            n += 1
-            key = "pk_" + hashlib.sha256(f"{seed}|{n}".encode()).hexdigest()[:20]
-        used.add(key)
-        key_of_root[root] = key
+    key_of_root = _hand_over_keys(members, previous)
     keys = {node: key_of_root[root] for root, group in members.items() for node in group}
     return keys, {"candidate_pairs_above_threshold": len(pairs), "merges": merged,
                   "merges_refused": clusters.refused}
@@ -289,13 +308,19 @@ def _require_one_key(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def link_people(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] | None = None,
-                settings: dict | None = None) -> dict[str, int]:
-    """Rebuild core.person_link(agency, person_token, person_key) inside the caller's transaction."""
+                settings: dict | None = None, model: dict | None = None) -> dict[str, int | str]:
+    """Rebuild core.person_link(agency, person_token, person_key) inside the caller's transaction.
+
+    Scores with ``model`` (the data directory's current model, passed by the
+    build; the shipped default when None) and never trains. The model version
+    is recorded in ``ops.linkage_runs`` with the counts.
+    """
     contracts = contracts or load_contracts()
     settings = settings or load_settings()
+    model = model or default_model()
     _require_one_key(con)
     rows = _identity_rows(con, contracts)
-    keys, stats = cluster_records(rows, _previous_links(con), settings)
+    keys, stats = cluster_records(rows, _previous_links(con), settings, model)
     link = pd.DataFrame([(a, t, k) for (a, t), k in keys.items()], columns=["agency", "person_token", "person_key"])
     con.execute("CREATE OR REPLACE TABLE core.person_link (agency VARCHAR NOT NULL, "
                 "person_token VARCHAR NOT NULL, person_key VARCHAR NOT NULL, PRIMARY KEY (agency, person_token))")
@@ -303,9 +328,22 @@ def link_people(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] |
     con.execute("INSERT INTO core.person_link SELECT agency, person_token, person_key FROM new_links "
                 "ORDER BY person_key, agency, person_token")
     con.unregister("new_links")
-    log.info("linkage settings %s: %s", settings.get("version"), stats)
-    return {"agency_ids": len(link), "persons": int(link["person_key"].nunique()) if len(link) else 0,
-            "merges_refused": stats["merges_refused"]}
+    counts = {"agency_ids": len(link), "persons": int(link["person_key"].nunique()) if len(link) else 0,
+              "merges_refused": stats["merges_refused"]}
+    _record_run(con, version_of(model), settings.get("version"), counts)
+    log.info("linkage model %s, settings %s: %s", version_of(model), settings.get("version"), stats)
+    return {**counts, "model": version_of(model)}
+
+
+def _record_run(con: duckdb.DuckDBPyConnection, model_version: str, settings_version: str | None,
+                counts: dict) -> None:
+    """Which model linked this build: one row per build, in the build's transaction."""
+    con.execute("CREATE TABLE IF NOT EXISTS ops.linkage_runs (linked_at TIMESTAMP NOT NULL, "
+                "model_version VARCHAR NOT NULL, settings_version VARCHAR, agency_ids BIGINT NOT NULL, "
+                "persons BIGINT NOT NULL, merges_refused BIGINT NOT NULL)")
+    con.execute("INSERT INTO ops.linkage_runs VALUES (?, ?, ?, ?, ?, ?)",
+                [utcnow(), model_version, settings_version, counts["agency_ids"], counts["persons"],
+                 counts["merges_refused"]])
 
 
 # -- any two files (the ``leadhub link`` command) ------------------------------------------------

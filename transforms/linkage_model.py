@@ -257,7 +257,8 @@ def _linker(con: duckdb.DuckDBPyConnection, model: dict, two_inputs: bool):
     tables = [db.register(LEFT, table_name="a")]
     if two_inputs:
         tables.append(db.register(RIGHT, table_name="b"))
-    return Linker(tables if two_inputs else tables[0], model)
+    splink_settings = {k: v for k, v in model.items() if k != "leadhub"}  # the hub's own entry
+    return Linker(tables if two_inputs else tables[0], splink_settings)
 
 
 def train(con: duckdb.DuckDBPyConnection, model: dict, settings: dict, two_inputs: bool) -> dict:
