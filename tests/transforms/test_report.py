@@ -627,7 +627,15 @@ def _overlap(a, b) -> bool:
 
 
 def test_no_chart_text_overlaps_and_no_legend_covers_data(built, monkeypatch):
-    figures = _drawn_charts(built, monkeypatch)
+    _assert_readable(_drawn_charts(built, monkeypatch))
+
+
+def test_charts_of_the_synthetic_county_are_readable(demo_hub, tools, tmp_path, monkeypatch):
+    """Four years of months and every measure populated: the layout holds at full size."""
+    _assert_readable(_drawn_charts(tools.clone_hub(demo_hub, tmp_path / "hub"), monkeypatch))
+
+
+def _assert_readable(figures: list) -> None:
     assert len(figures) == 3              # quarterly referrals, caseload, outcomes
     for fig in figures:
         renderer = fig.canvas.get_renderer()
