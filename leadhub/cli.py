@@ -367,6 +367,25 @@ def cmd_crosswalk(settings: Settings, args) -> int:
     return 0 if ids else 1
 
 
+def cmd_linkage(settings: Settings, args) -> int:
+    """Steward only: train a new linkage model on staging, or explain why records linked (audited)."""
+    from leadhub.keys import MasterKey
+    from transforms import linkage_steward, linkage_store
+
+    MasterKey.load(settings.key_file)  # steward only: the installation's key must be at hand
+    if args.action == "train":
+        done = linkage_steward.train_model(settings)
+        print(linkage_store.format_changes(done["old"], done["new"]))
+        print(f"model {linkage_store.version_of(done['new'])} is now current: {done['path']}")
+        print(f"match-weight chart: {done['chart']}")
+        return 0
+    if not args.target:
+        raise LeadHubError("linkage explain needs a PERSON_KEY or AGENCY:TOKEN,AGENCY:TOKEN")
+    result = linkage_steward.explain(settings, args.target, args.reason or "", who=args.who)
+    print(linkage_steward.format_explanation(result))
+    return 0
+
+
 def cmd_rotate_key(settings: Settings, args) -> int:
     """Re-pseudonymize the warehouse and re-encrypt the archive under a new master key."""
     from leadhub.keys import FileKeyProvider, MasterKey, create_key_file
@@ -512,6 +531,12 @@ def parser() -> argparse.ArgumentParser:
     cw.add_argument("--reason", help="why this lookup is needed (written to the audit log)")
     cw.add_argument("--who", help="who is asking (default: the login name)")
     cw.set_defaults(func=cmd_crosswalk)
+    lm = sub.add_parser("linkage", help="steward only: train the linkage model, explain a link (audited)")
+    lm.add_argument("action", choices=["train", "explain"])
+    lm.add_argument("target", nargs="?", help="explain: a person key, or AGENCY:TOKEN,AGENCY:TOKEN")
+    lm.add_argument("--reason", help="explain: why (written to the audit log)")
+    lm.add_argument("--who", help="explain: who is asking (default: the login name)")
+    lm.set_defaults(func=cmd_linkage)
     rk = sub.add_parser("rotate-key", help="re-pseudonymize everything under a new master key (steward)")
     rk.add_argument("--new-key-file", required=True, help="the new key (see --create)")
     rk.add_argument("--create", action="store_true", help="create the new key file first")
@@ -535,7 +560,7 @@ def parser() -> argparse.ArgumentParser:
 # Commands that change the warehouse, archive, inboxes or state files: each holds the hub-wide
 # writer lock (leadhub/lock.py) from start to end, so two of them never interleave.
 WRITING_COMMANDS = {"ingest", "build", "publish", "pull", "reprocess", "release", "retention",
-                    "rotate-key", "crosswalk"}
+                    "rotate-key", "crosswalk", "linkage"}
 
 
 def main(argv: list[str] | None = None) -> int:
