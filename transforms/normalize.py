@@ -147,15 +147,28 @@ def placeholder_name(text: str | None, role: str) -> bool:
     return form in lists.get("any", ()) or form in lists.get(role, ())
 
 
+@cache
+def _pair_surnames() -> frozenset[str]:
+    return frozenset(pair.split()[-1] for pair in _placeholders().get("pair", ()))
+
+
 @_memo
+def _pair_surname(text: str | None) -> bool:
+    words = _name_words(text)
+    return len(words) == 1 and words[0] in _pair_surnames()
+
+
 def placeholder_pair(given: str | None, surname_text: str | None) -> bool:
     """True for a given name and surname that only together are a placeholder ("John" "Doe").
 
     DOE alone is a real surname and JOHN a real given name; the pair is the
-    convention for an unidentified person, so both weigh as missing.
+    convention for an unidentified person, so both weigh as missing. (Per row:
+    the surname is looked at first, through a memo, since pairs rarely repeat.)
     """
-    g, s = _name_words(given), _name_words(surname_text)
-    return bool(g and s) and " ".join(g + s) in _placeholders().get("pair", ())
+    if not _pair_surname(surname_text):
+        return False
+    g = _name_words(given)
+    return bool(g) and " ".join(g + _name_words(surname_text)) in _placeholders().get("pair", ())
 
 
 def placeholder_date(d: date | None) -> bool:
