@@ -42,8 +42,15 @@ import numpy as np
 # --- the reference: the per-row implementation before memoization --------------------------------
 # Kept here (not in the package) so the comparison survives later changes to transforms/.
 
-from transforms.normalize import NICKNAMES, SUFFIXES, _ascii_upper, age_on  # noqa: E402
-from transforms.encodings import DATE_LENGTH, field_width, load_settings, parse_date  # noqa: E402
+from transforms import normalize  # noqa: E402
+from transforms.normalize import SUFFIXES, _ascii_upper, age_on  # noqa: E402
+from transforms.encodings import (DATE_LENGTH, field_width, fields_of, load_settings, name_columns,  # noqa: E402
+                                  parse_date)
+
+# Placeholder and nickname rules per row, without their memo.
+_placeholder_name = normalize.placeholder_name.__wrapped__
+_given_name_forms = normalize.given_name_forms.__wrapped__
+_middle_name = normalize.middle_name.__wrapped__
 
 
 def ref_name_parts(text):
@@ -60,7 +67,7 @@ def ref_surname(text):
 
 def ref_given_name(text):
     parts = ref_name_parts(text)
-    return NICKNAMES.get(parts[0], parts[0]) if parts else ""
+    return next((w for w in parts if len(w) > 1), parts[0]) if parts else ""
 
 
 def ref_ssn(text):
@@ -96,12 +103,17 @@ def ref_canonical(field_settings, value, date_format=None):
     kind, how = field_settings["kind"], field_settings.get("normalize")
     if kind == "date":
         d = parse_date(value, date_format)
-        return d.strftime("%Y%m%d") if d else None
+        return d.strftime("%Y%m%d") if d and not normalize.placeholder_date(d) else None
     text = str(value)
-    if how == "given_name":
-        return ref_given_name(text) or None
+    if how in ("given_name", "given_name_forms"):
+        given = None if _placeholder_name(text, "given") else ref_given_name(text)
+        if not given or len(given) < 2:
+            return None
+        return given if how == "given_name" else " ".join(_given_name_forms(text))
+    if how == "middle_name":
+        return _middle_name(text) or None
     if how == "surname":
-        return ref_surname(text) or None
+        return None if _placeholder_name(text, "surname") else ref_surname(text) or None
     if how == "ssn":
         return ref_ssn(text)
     if kind == "name":
@@ -159,7 +171,7 @@ class RefEncoder:
         return toks
 
     def encode_one(self, field, value):
-        f = self.settings["fields"][field]
+        f = fields_of(self.settings)[field]
         width = field_width(self.settings, field)
         if value is None:
             return np.zeros(width, dtype=np.uint64)
@@ -167,7 +179,14 @@ class RefEncoder:
         if cached is not None:
             return cached
         kind = f["kind"]
-        if kind in ("name", "text"):
+        if kind == "name" and f.get("initial"):
+            full = "".join(w for w in value.split() if len(w) > 1)
+            bloom = self._bloom("name", full) if full else np.zeros(width - 1, dtype=np.uint64)
+            row = np.append(bloom, np.uint64(self._token(field + ":initial", value[0])))
+        elif kind == "tokens":
+            toks = [self._token(field, form) for form in value.split()][:width]
+            row = np.array(toks + [0] * (width - len(toks)), dtype=np.uint64)
+        elif kind in ("name", "text"):
             row = self._bloom("name" if kind == "name" else field, value)
         elif kind == "digits":
             row = np.array(self._variants(field, value, f["length"]), dtype=np.uint64)
@@ -229,10 +248,11 @@ class RefPseudonymizer:
         if contract.age_at:
             out["age_at_event"] = [age_on(d, e.date() if isinstance(e, datetime) else e)
                                    for d, e in zip(by_role["dob"], cols[contract.age_at])]
-        fields = self.encoder.settings["fields"]
+        fields = fields_of(self.encoder.settings)
+        by_field = name_columns({f: v for f, v in by_role.items() if f in encoding_columns})
         for field, column in encoding_columns.items():
-            if field in by_role:
-                values = [ref_canonical(fields[field], v) for v in by_role[field]]
+            if field in by_field:
+                values = [ref_canonical(fields[field], v) for v in by_field[field]]
                 out[column] = ref_to_text(self.encoder.encode(field, values))
         out["key_id"] = [self.key_id] * n
         return out
