@@ -199,7 +199,8 @@ COLUMNS = {
         "size_bytes": "File size in bytes.",
         "sha256": "SHA-256 of the file as delivered.",
         "row_count": "Data rows read from the file.",
-        "status": "received, accepted, duplicate, quarantined or superseded.",
+        "status": "received, accepted, duplicate, quarantined, superseded, or held (waiting for a "
+                  "steward's release: it would remove too many current rows).",
         "batch_id": "Batch the file loaded as (ops.batches).",
         "reason": "Why the file was quarantined, duplicate or superseded (file, row and rule; "
                   "never a cell value).",
