@@ -164,3 +164,38 @@ def test_unknown_mapping_field_is_a_one_line_error_naming_the_known_ones():
         read_mapping({"fields": {"first_name_canon": "f"}}, SETTINGS)
     assert read_mapping({"id": "rec", "fields": {"middle_name": "mid"}}, SETTINGS) == \
         ("rec", {"middle_name": {"columns": ["mid"]}})
+
+
+def test_intake_and_leadhub_link_encode_the_same_person_identically():
+    """Staging columns (intake) and ``encode_frame`` (``leadhub link``) share one set of name rules."""
+    from datetime import date
+
+    from connectors.contracts import load_contracts
+    from leadhub.keys import MasterKey
+    from leadhub.warehouse import ENCODING_COLUMNS, staging_columns
+    from transforms.pseudonymize import Pseudonymizer
+
+    contract = load_contracts()["police_referrals"]
+    firsts, lasts = ["Mary Ann", "John", "Bill", "FNU"], ["Lee", "Doe", "Smith", "Okafor"]
+    dobs = [date(1980, 2, 3), date(1900, 1, 1), date(1975, 1, 1), None]
+    cols = {c.name: [date(2022, 5, 1)] * 4 if c.type == "date" else [f"{c.name}-{i}" for i in range(4)]
+            for c in contract.plain_columns}
+    roles = {c.identifier: c.name for c in contract.identifier_columns}
+    cols.update({roles["first_name"]: firsts, roles["last_name"]: lasts, roles["dob"]: dobs,
+                 roles["ssn"]: ["123-45-6780", "", "999-99-9999", None],
+                 roles["agency_person_id"]: ["P1", "P2", "P3", "P4"]})
+    p = Pseudonymizer(MasterKey(bytes(range(32))))
+    staged = p.columns(contract, cols)
+    # Staging carries the derived encodings wherever a given name is recorded.
+    names = {n for n, _ in staging_columns(contract)}
+    assert {"first_name_canon_enc", "middle_name_enc"} <= names <= set(staged) | {"_batch_id", "_row_number"}
+    frame = pd.DataFrame({"f": firsts, "l": lasts, "d": [d.isoformat() if d else "" for d in dobs],
+                          "s": ["123-45-6780", "", "999-99-9999", ""]}, dtype="string")
+    _, fields = read_mapping({"fields": {"first_name": "f", "last_name": "l", "dob": "d", "ssn": "s"}}, SETTINGS)
+    linked = encode_frame(frame, fields, p.encoder)
+    for field, rows in linked.items():
+        assert to_text(rows) == staged[ENCODING_COLUMNS[field]], field
+    # John Doe (row 1) and FNU (row 3) have no given name; 1900-01-01 and 999-99-9999 are missing.
+    assert [v is None for v in staged["first_name_enc"]] == [False, True, False, True]
+    assert [v is None for v in staged["dob_enc"]] == [False, True, False, True]
+    assert [v is None for v in staged["middle_name_enc"]] == [False, True, True, True]
