@@ -27,7 +27,8 @@ HISTORY_KINDS = {"incremental", "full"}
 #                     dates and times: only as precise as ``date_precision``
 #   plain             published as it is
 DISCLOSURE_LEVELS = ("identifier", "quasi_identifier", "plain")
-# Coarsest first. "exact" keeps a timestamp's time of day; "day" and coarser publish a date.
+# Coarsest first. "exact" keeps a timestamp's time of day; "day" and coarser publish a date
+# (the first day of the year or month).
 DATE_PRECISIONS = ("year", "month", "day", "exact")
 # csv/tsv: delimited text; xlsx: one-sheet Excel workbook; jsonl: one JSON object per line.
 FORMAT_TYPES = {"csv", "tsv", "xlsx", "jsonl"}
@@ -176,7 +177,9 @@ def _disclosure(raw: dict, primary_key) -> dict:
     Defaults, for contracts that do not declare them: a column with an identifier
     role is an identifier; a text column of the primary key (a record number) and
     every date or time column are quasi-identifiers; anything else is plain. A
-    quasi-identifying date is published to the day, without its time of day.
+    quasi-identifying date is published to the year: in a county-sized population
+    a month, with one more attribute, already singles out many people
+    (tests/transforms/test_reidentify.py); a contract declares finer on purpose.
     """
     is_date = raw.get("type") in ("date", "timestamp")
     level = raw.get("disclosure")
@@ -189,7 +192,7 @@ def _disclosure(raw: dict, primary_key) -> dict:
             level = "plain"
     precision = raw.get("date_precision")
     if precision is None and is_date and level != "identifier":
-        precision = "day" if level == "quasi_identifier" else "exact"
+        precision = "year" if level == "quasi_identifier" else "exact"
     return {"disclosure": level, "date_precision": precision}
 
 

@@ -49,6 +49,8 @@ TABLES = {
     ("ops", "snapshot_info"): "When this snapshot was published, and for each source extract the "
                               "months its current rows cover and when its latest delivery arrived "
                               "(one row per extract).",
+    ("ops", "linkage_runs"): "One row per build: which linkage model and settings linked people, "
+                             "with the counts (no person data).",
     ("ops", "data_quality"): "Every validation check of every delivery and build, with its file, for "
                              "data-quality trends (counts only, never values).",
 }
@@ -250,6 +252,14 @@ COLUMNS = {
         "observed": "Counts and percentages observed; never values.",
         "unexpected_count": "Rows that broke the check, when it counts rows.",
         "checked_count": "Rows checked, when the check counts rows.",
+    },
+    ("ops", "linkage_runs"): {
+        "linked_at": "When the build linked people (UTC).",
+        "model_version": "Version of the linkage model that scored candidate pairs.",
+        "settings_version": "Version of transforms/linkage_settings.json.",
+        "agency_ids": "Agency person ids linked (one per agency and person id).",
+        "persons": "Distinct person keys the build produced.",
+        "merges_refused": "Merges the linkage refused as contradictory (e.g. two different SSNs).",
     },
     ("ops", "snapshot_info"): {
         "published_at": "When this snapshot was published (UTC).",

@@ -7,9 +7,11 @@ pseudonyms (record numbers, officer ids) or only as precise as their
 column takes the level of the contract column it is copied from
 (``TABLE_SOURCES``, ``DERIVED``), else of any contract column of the same name
 that is a pseudonymized quasi-identifier (``arrest_id`` in every table), else:
-a date or time the models computed (cohort index dates, first seen, ...) is
-published to ``DEFAULT_DATE_PRECISION``, because it is some person's event
-date; anything else is plain.
+a date or time the models computed in a table about people (one with a
+person_key or a record number: cohort index dates, first seen, ...) is some
+person's event date and is published to the coarsest precision any contract
+declares; in a table of counts (per month, per year) it is plain. Anything
+else is plain.
 
 The pseudonyms use their own HKDF subkey (purpose ``publication``), so they
 match neither the warehouse's tokens nor the clear numbers, yet the same
@@ -35,7 +37,7 @@ from datetime import datetime
 from functools import cache
 from typing import Callable, Iterable
 
-from connectors.contracts import Column, Contract, load_contracts
+from connectors.contracts import DATE_PRECISIONS, Column, Contract, load_contracts
 from leadhub.errors import printable
 
 # Which agency extract each core table is conformed from: its columns keep the meaning (and
@@ -63,7 +65,6 @@ PLAIN = {
 }
 # Record keys made of record numbers ("A123|1"): pseudonymized whole.
 PSEUDONYMIZED = {("core", "record_history", "record_key")}
-DEFAULT_DATE_PRECISION = "month"
 # ops: file names as delivered, texts that quote them, and where originals are kept.
 FILE_NAME_COLUMNS = {"file_name"}
 FILE_TEXT_COLUMNS = {"reason"}
@@ -118,8 +119,25 @@ def _pseudonymized_names() -> frozenset[str]:
                      if c.disclosure == "quasi_identifier" and not c.is_date)
 
 
-def column_disclosure(schema: str, table: str, column: str, sql_type: str) -> Disclosure:
-    """The disclosure of one column of a published table (see the module docstring)."""
+def coarsest_date_precision() -> str:
+    """The coarsest date precision any contract declares for a quasi-identifying date."""
+    declared = [c.date_precision for contract in load_contracts().values() for c in contract.columns
+                if c.is_date and c.disclosure == "quasi_identifier" and c.date_precision]
+    return min(declared, key=DATE_PRECISIONS.index) if declared else "year"
+
+
+def is_person_level(schema: str, table: str, columns: Iterable[str]) -> bool:
+    """Whether a table's rows are about people or their records (not counts)."""
+    names = set(columns)
+    return "person_key" in names or bool(names & _pseudonymized_names()) or (schema, table) in TABLE_SOURCES
+
+
+def column_disclosure(schema: str, table: str, column: str, sql_type: str,
+                      person_level: bool = True) -> Disclosure:
+    """The disclosure of one column of a published table (see the module docstring).
+
+    ``person_level``: whether the table is about people (``is_person_level``).
+    """
     is_date = sql_type.upper().startswith(DATE_TYPES)
     if schema == "ops":
         if column in WITHHELD_OPS_COLUMNS:
@@ -143,8 +161,10 @@ def column_disclosure(schema: str, table: str, column: str, sql_type: str) -> Di
         return _from_contract(contracts[source[0]].column(source[1]))
     if column in _pseudonymized_names():
         return Disclosure("quasi_identifier", "pseudonym")
+    if is_date and person_level:
+        return Disclosure("quasi_identifier", "date", coarsest_date_precision())
     if is_date:
-        return Disclosure("quasi_identifier", "date", DEFAULT_DATE_PRECISION)
+        return Disclosure("plain", "date", "exact")
     return Disclosure("plain")
 
 

@@ -32,12 +32,12 @@ from pathlib import Path
 import duckdb
 
 from connectors.archive import fsync_path
-from connectors.contracts import DATE_PRECISIONS, load_contracts
+from connectors.contracts import load_contracts
 from leadhub.keys import MasterKey
 from leadhub.settings import Settings
 from leadhub.warehouse import NAME_DOB_TOKEN, SCHEMA_VERSION, TOKEN_COLUMNS, utcnow
-from transforms.disclosure import (Disclosure, column_disclosure, file_name_function,
-                                   file_text_function, pseudonym_function, published_expression)
+from transforms.disclosure import (Disclosure, column_disclosure, file_name_function, file_text_function,
+                                   is_person_level, pseudonym_function, published_expression)
 
 PUBLISHED_SCHEMAS = ("core", "marts", "ops")
 EXCLUDED_TABLES = {("core", "person_link")}
@@ -47,8 +47,8 @@ SNAPSHOT_NAME = "lead.duckdb"
 # rows cover (by the extract's event date) and when its latest accepted delivery arrived.
 SNAPSHOT_INFO_COLUMNS = ("published_at", "schema_version", "source", "period_first_month",
                          "period_last_month", "current_rows", "last_received_at")
-SNAPSHOT_INFO_DISCLOSURE = {"period_first_month": Disclosure("quasi_identifier", "date", "month"),
-                            "period_last_month": Disclosure("quasi_identifier", "date", "month")}
+SNAPSHOT_INFO_DISCLOSURE = {"period_first_month": Disclosure("plain", "date", "month"),
+                            "period_last_month": Disclosure("plain", "date", "month")}
 
 
 def published_dir(settings: Settings) -> Path:
@@ -73,6 +73,9 @@ def published_disclosures(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str
     # ops tables alone (ops.data_quality) are published as tables: analysts query their trends.
     views = set(con.execute("""SELECT schema_name, view_name FROM duckdb_views()
         WHERE database_name = current_database() AND schema_name <> 'ops'""").fetchall())
+    columns_of: dict[tuple[str, str], list[str]] = {}
+    for schema, table, column, _ in rows:
+        columns_of.setdefault((schema, table), []).append(column)
     tables: dict[tuple[str, str], dict[str, Disclosure]] = {}
     for schema, table, column, sql_type in rows:
         if (schema, table) in EXCLUDED_TABLES or (schema, table) in views:
@@ -80,7 +83,8 @@ def published_disclosures(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str
         if (schema, table) == ("ops", "snapshot_info"):
             tables.setdefault((schema, table), {})[column] = snapshot_info_disclosure(column)
             continue
-        disclosure = column_disclosure(schema, table, column, sql_type)
+        disclosure = column_disclosure(schema, table, column, sql_type,
+                                       is_person_level(schema, table, columns_of[(schema, table)]))
         if is_published_column(column) and disclosure.treatment != "withhold":
             tables.setdefault((schema, table), {})[column] = disclosure
     return tables
@@ -117,10 +121,6 @@ def _register_functions(con: duckdb.DuckDBPyConnection, key: MasterKey) -> list[
     return list(functions)
 
 
-def _coarser(a: str, b: str) -> str:
-    return min(a, b, key=DATE_PRECISIONS.index)
-
-
 def _snapshot_info_sql() -> str:
     """One SELECT per extract over its current rows: the months they cover and the latest receipt."""
     parts = []
@@ -129,9 +129,10 @@ def _snapshot_info_sql() -> str:
         if event is None:
             first = last = "NULL::DATE"
         else:
-            unit = _coarser("month", event.date_precision or "exact")
-            first = f"CAST(date_trunc('{unit}', min({_quote(event.name)})) AS DATE)"
-            last = f"CAST(date_trunc('{unit}', max({_quote(event.name)})) AS DATE)"
+            # An extract's first and last month are counts' bounds, not anybody's record: shown
+            # to the month whatever the precision of the rows themselves.
+            first = f"CAST(date_trunc('month', min({_quote(event.name)})) AS DATE)"
+            last = f"CAST(date_trunc('month', max({_quote(event.name)})) AS DATE)"
         parts.append(f"""SELECT {_literal(contract.name)} AS source, {first} AS period_first_month,
        {last} AS period_last_month, count(*) AS current_rows,
        (SELECT max(received_at) FROM ops.batches WHERE contract = {_literal(contract.name)})

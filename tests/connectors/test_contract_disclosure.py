@@ -16,7 +16,7 @@ def test_every_shipped_contract_declares_record_numbers_officers_and_dates():
             if column.name in RECORD_NUMBERS or column.is_date and not column.identifier:
                 assert "disclosure: quasi_identifier" in line, (contract.name, column.name)
             if column.is_date and not column.identifier:
-                assert "date_precision: month" in line, (contract.name, column.name)
+                assert "date_precision: year" in line, (contract.name, column.name)
             if column.identifier:
                 assert column.disclosure == "identifier"
 
@@ -32,22 +32,22 @@ def _contacts(tmp_path, old: str, new: str):
 
 def test_a_contract_without_disclosure_keys_gets_safe_defaults(tmp_path):
     contract = _contacts(tmp_path, "disclosure: quasi_identifier, ", "")
-    # contact_id: a text primary key (record number); contact_date: a date, to the day, no time;
+    # contact_id: a text primary key (record number); contact_date: a date (to the year unless declared);
     # client_id: an identifier by its role; service_type: plain.
     assert [(c.name, c.disclosure, c.date_precision) for c in contract.columns] == [
         ("contact_id", "quasi_identifier", None),
         ("client_id", "identifier", None),
-        ("contact_date", "quasi_identifier", "month"),  # date_precision is still declared
+        ("contact_date", "quasi_identifier", "year"),  # date_precision is still declared
         ("service_type", "plain", None)]
-    contract = _contacts(tmp_path / "b", "disclosure: quasi_identifier, date_precision: month, ", "")
-    assert contract.column("contact_date").date_precision == "day"
+    contract = _contacts(tmp_path / "b", "disclosure: quasi_identifier, date_precision: year, ", "")
+    assert contract.column("contact_date").date_precision == "year"
 
 
 @pytest.mark.parametrize("old, new, message", [
     ("{name: service_type,", "{name: service_type, disclosure: secret,", "has disclosure 'secret'"),
     ("{name: service_type,", "{name: service_type, disclosure: identifier,", "identifier role"),
     ("identifier: agency_person_id,", "identifier: agency_person_id, disclosure: plain,", "identifier role"),
-    ("date_precision: month", "date_precision: hour", "date_precision"),
+    ("date_precision: year", "date_precision: hour", "date_precision"),
     ("{name: service_type,", "{name: service_type, date_precision: day,", "date_precision"),
 ])
 def test_inconsistent_disclosure_is_refused(tmp_path, old, new, message):
