@@ -183,17 +183,35 @@ def main() -> None:
             r = bench_set(work / folder, label, scratch, rejected, not args.no_splink)
             results.append(r)
             print(line(r), flush=True)
-    version = subprocess.run([LEADHUB, "--version"], capture_output=True, text=True).stdout.strip()
+    summary(results)
     print(f"\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPU(s), "
-          f"leadhub {version or '(no --version)'}, git {_git_head()}; wall seconds per command, "
-          "hub and Splink on the same files in the same run")
+          f"{_git_state()}; wall seconds per command, hub and Splink on the same files in the same run")
     for r in results:
         print(f"  {r['dataset']}: fields {r['fields']}")
 
 
-def _git_head() -> str:
-    done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return done.stdout.strip() or "?"
+def summary(results: list) -> None:
+    """Per pseudopeople pair over its seeds: mean F1 of each, and the hub's worst seed against Splink."""
+    by_pair: dict[str, list] = {}
+    for r in results:
+        if " seed " in r["dataset"] and "splink" in r:
+            by_pair.setdefault(r["dataset"].split(" seed ")[0], []).append(r)
+    for pair, rs in by_pair.items():
+        if len(rs) > 1:
+            mean = lambda who: sum(r[who]["f1"] for r in rs) / len(rs)  # noqa: E731
+            worst = min(r["hub"]["f1"] - r["splink"]["f1"] for r in rs)
+            print(f"{pair + f' ({len(rs)} seeds)':<22} mean F1 hub {mean('hub'):.4f}, Splink {mean('splink'):.4f};"
+                  f" worst seed hub-Splink {worst:+.4f}")
+
+
+def _git_state() -> str:
+    """The hub that ran is the working tree: say which commit, and whether its code had local changes."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "transforms", "leadhub"],
+                           capture_output=True, text=True).stdout.split("\n")
+    changed = sum(1 for d in dirty if d.strip())
+    return f"git {head.stdout.strip() or '?'}" + (f" + {changed} changed file(s) in transforms/, leadhub/"
+                                                   if changed else "")
 
 
 if __name__ == "__main__":
