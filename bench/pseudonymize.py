@@ -184,8 +184,10 @@ class RefEncoder:
             bloom = self._bloom("name", full) if full else np.zeros(width - 1, dtype=np.uint64)
             row = np.append(bloom, np.uint64(self._token(field + ":initial", value[0])))
         elif kind == "tokens":
-            toks = [self._token(field, form) for form in value.split()][:width]
-            row = np.array(toks + [0] * (width - len(toks)), dtype=np.uint64)
+            forms = value.split()
+            others = [self._token(field, form) for form in forms[1:width]]
+            pad = [self._token(field + ":pad", f"{value}\x1f{i}") for i in range(width - 1 - len(others))]
+            row = np.array([self._token(field, forms[0])] + sorted(others + pad), dtype=np.uint64)
         elif kind in ("name", "text"):
             row = self._bloom("name" if kind == "name" else field, value)
         elif kind == "digits":

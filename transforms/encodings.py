@@ -26,13 +26,15 @@ docs/linkage.md for why):
 
 ``exact`` — one keyed 64-bit token (sex, state).
 
-``tokens`` — a set of keyed 64-bit tokens, one per form, zero-padded to
-    ``length`` words, for evidence that is "do two values share a member".
-    ``first_name_canon`` is one: the given name's own token first, then one
-    per formal name it is a nickname of (``normalize.given_name_forms``, from
-    the ``nicknames`` dataset), so Bill and William share WILLIAM. Compare with
-    "any non-zero token in common" (``list_has_any`` over the non-zero words);
-    word 0 alone is an exact token of the given name (term frequencies).
+``tokens`` — a set of keyed 64-bit tokens, one per form, for evidence that
+    is "do two values share a member". ``first_name_canon`` is one: the given
+    name's own token first, then one per formal name it is a nickname of
+    (``normalize.given_name_forms``, from the ``nicknames`` dataset), so Bill
+    and William share WILLIAM. Every row of a present value fills all
+    ``length`` words (keyed padding, in token order), so neither the number of
+    formal names nor their position tells a name. Compare with "any token in
+    common" (``list_has_any``); word 0 alone is an exact token of the given
+    name (term frequencies).
 
 ``middle_name`` is a ``name`` field with ``"initial": true``: its row is the
     name's Bloom filter words (all zero when only an initial was recorded)
@@ -227,6 +229,19 @@ class Encoder:
             mask = (mask & ((1 << bits) - 1)) ^ (mask >> bits)
         return np.frombuffer(mask.to_bytes(bits // 8, "little"), dtype="<u8").astype(np.uint64)
 
+    def _token_set(self, domain: str, forms: list[str], length: int) -> list[int]:
+        """The first form's token, then the others' and keyed padding, in token order.
+
+        Always ``length`` non-zero words: how many formal names a nickname has
+        ("Chris" has 18) would otherwise tell the name from the count or the
+        position of the zeros. Padding tokens come from their own domain and the
+        value, so they only ever agree between equal values.
+        """
+        own = self._token(domain, forms[0])
+        others = [self._token(domain, form) for form in forms[1:length]]
+        pad = [self._token(domain + ":pad", f"{' '.join(forms)}\x1f{i}") for i in range(length - 1 - len(others))]
+        return [own] + sorted(others + pad)
+
     def _variants(self, domain: str, value: str, length: int) -> list[int]:
         """The value's token and one per one-digit deletion (0 beyond the value's length).
 
@@ -255,8 +270,7 @@ class Encoder:
             # Both name fields share one domain so swapped first/last names can be compared.
             row = self._bloom("name" if kind == "name" else field, value)
         elif kind == "tokens":
-            toks = [self._token(field, form) for form in value.split()][:f["length"]]
-            row = np.array(toks + [0] * (f["length"] - len(toks)), dtype=np.uint64)
+            row = np.array(self._token_set(field, value.split(), f["length"]), dtype=np.uint64)
         elif kind == "digits":
             row = np.array(self._variants(field, value, f["length"]), dtype=np.uint64)
         elif kind == "date":

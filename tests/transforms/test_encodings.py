@@ -110,6 +110,15 @@ def test_nicknames_share_a_canonical_token_from_the_dataset(nick, formal):
     assert not (out["first_name"][0] == out["first_name"][1]).all()
 
 
+def test_canonical_token_rows_do_not_reveal_how_many_formal_names_a_name_has():
+    # CHRIS has 18 formal names in the dataset, ZEBEDIAH none: both rows are 20 non-zero tokens.
+    canon = encoded({"first": ["Chris", "Zebediah", "Unknown"]}, {"first_name": "first"})["first_name_canon"]
+    assert (canon[0] != 0).all() and (canon[1] != 0).all() and not canon[2].any()
+    assert len(tokens(canon[0])) == len(tokens(canon[1])) == 20
+    # Padding never makes two different names agree.
+    assert not tokens(canon[0]) & tokens(canon[1])
+
+
 def test_canonical_tokens_are_keyed():
     a = encoded({"first": ["William"]}, {"first_name": "first"}, key=bytes(32))["first_name_canon"]
     b = encoded({"first": ["William"]}, {"first_name": "first"}, key=bytes(range(1, 33)))["first_name_canon"]
