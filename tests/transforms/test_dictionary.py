@@ -66,3 +66,32 @@ def test_descriptions_come_from_contracts_and_model_comments():
     from_sql = sql_table_descriptions()
     assert {("core", "referral"), ("marts", "cohort"), ("marts", "jc_jail"), ("marts", "equity")} <= set(from_sql)
     assert all(len(text) > 40 for text in from_sql.values())
+
+
+def test_dictionary_has_linked_contents_and_each_columns_disclosure(demo_hub):
+    import re
+
+    tables = snapshot_columns(demo_hub)
+    markdown = (published_dir(demo_hub) / "data_dictionary.md").read_text()
+    page = (published_dir(demo_hub) / "data_dictionary.html").read_text()
+    contents = markdown.index("## Contents")
+    assert contents < markdown.index("## `")  # before the first table
+    for schema, table in tables:
+        name = f"{schema}.{table}"
+        # every table is listed once in the contents, linked to its own anchor
+        assert markdown.count(f"[`{name}`](#{name})") == 1 and f'<a id="{name}"></a>' in markdown
+        assert page.count(f'<a href="#{name}">') == 1 and f'id="{name}"' in page
+    linked = set(re.findall(r'<a href="#([^"]+)">', page))
+    anchors = set(re.findall(r'id="([^"]+)"', page))
+    assert linked <= anchors and len(linked) == len(tables) + 1  # and "Contents" back links
+    # Each column's level, as the snapshot applies it.
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)` \| ([^|]+) \|", markdown, re.M)}
+    assert rows["booking_ts"] == "quasi-identifier: to the year, first day shown"
+    assert rows["officer_id"] == "quasi-identifier: keyed pseudonym (snapshot key)"
+    assert rows["charge_count"] == "plain"
+    assert "<td>quasi-identifier: keyed pseudonym (snapshot key)</td>" in page
+    # ... and in the snapshot's own column comments.
+    with duckdb.connect(str(snapshot_path(demo_hub)), read_only=True) as con:
+        comment = con.execute("""SELECT comment FROM duckdb_columns() WHERE schema_name = 'core'
+            AND table_name = 'arrest' AND column_name = 'arrest_id'""").fetchone()[0]
+    assert comment.endswith("Disclosure: quasi-identifier: keyed pseudonym (snapshot key).")
