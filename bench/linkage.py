@@ -4,7 +4,8 @@
     .venv/bin/python bench/linkage.py --quick    # FEBRL4, 3 pairs x 1 seed, 20k x 20k: a few minutes
 
 Per data set, one line: records left x right, true pairs, then for the hub and for Splink 5 on
-clear text precision, recall, F1 and wall time, and the time ratio hub / Splink.
+clear text precision, recall, F1, wall time and peak memory, the time ratio hub / Splink and the F1
+difference.
 
 * The hub runs exactly as a user runs it: ``.venv/bin/leadhub link --left A --right B --columns
   mapping.json --out pairs.csv --one-to-one``, default threshold, its own fresh random key per run,
@@ -66,14 +67,21 @@ def ensure_compare_venv() -> Path:
     return COMPARE_PYTHON
 
 
-def run(cmd: list, env: dict | None = None) -> float:
-    """Wall seconds of one command; its output is shown only if it fails."""
-    started = time.perf_counter()
-    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - started
-    if done.returncode:
-        sys.exit(f"failed ({done.returncode}): {' '.join(map(str, cmd))}\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-    return seconds
+def run(cmd: list, env: dict | None = None) -> tuple[float, float]:
+    """(wall seconds, peak resident MB) of one command; its output is shown only if it fails.
+
+    Peak memory is the command's own ``ru_maxrss`` (``os.wait4``), interpreter and imports included.
+    """
+    with tempfile.TemporaryFile("w+") as log:
+        started = time.perf_counter()
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=log, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            log.seek(0)
+            sys.exit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{log.read()[-6000:]}")
+    return seconds, usage.ru_maxrss / 1024  # Linux reports kilobytes
 
 
 def hub_env(scratch: Path) -> dict:
@@ -124,30 +132,31 @@ def bench_set(folder: Path, label: str, scratch: Path, rejected: set | None, spl
         note = f"hub without {', '.join(dropped)}"
     result = {"dataset": label, "left": len(left_truth), "right": len(right_truth), "note": note,
               "fields": ",".join(mapping["fields"])}
-    seconds = run([LEADHUB, "link", "--left", left, "--right", right, "--columns", hub_mapping,
-                   "--out", folder / "hub.csv", "--one-to-one"], env=hub_env(scratch))
-    result["hub"] = {**score(pairs_of(folder / "hub.csv"), left_truth, right_truth), "seconds": seconds}
+    seconds, mb = run([LEADHUB, "link", "--left", left, "--right", right, "--columns", hub_mapping,
+                       "--out", folder / "hub.csv", "--one-to-one"], env=hub_env(scratch))
+    result["hub"] = {**score(pairs_of(folder / "hub.csv"), left_truth, right_truth), "seconds": seconds, "mb": mb}
     result["true"] = result["hub"]["true"]
     if splink:
-        seconds = run([COMPARE_PYTHON, ROOT / "bench" / "splink_runner.py", left, right, folder / "mapping.json",
-                       folder / "splink.csv"])
-        result["splink"] = {**score(pairs_of(folder / "splink.csv"), left_truth, right_truth), "seconds": seconds}
+        seconds, mb = run([COMPARE_PYTHON, ROOT / "bench" / "splink_runner.py", left, right,
+                           folder / "mapping.json", folder / "splink.csv"])
+        result["splink"] = {**score(pairs_of(folder / "splink.csv"), left_truth, right_truth),
+                            "seconds": seconds, "mb": mb}
     return result
 
 
-HEAD = (f"{'dataset':<22} {'left x right':>17} {'true':>7} | {'hub P':>6} {'R':>6} {'F1':>6} {'s':>6} | "
-        f"{'Splink P':>8} {'R':>6} {'F1':>6} {'s':>6} | {'time hub/Splink':>15} {'F1 hub-Splink':>13}")
+HEAD = (f"{'dataset':<22} {'left x right':>17} {'true':>7} | {'hub P':>6} {'R':>6} {'F1':>6} {'s':>6} {'MB':>5} | "
+        f"{'Splink P':>8} {'R':>6} {'F1':>6} {'s':>6} {'MB':>5} | {'s hub/Splink':>12} {'F1 hub-Splink':>13}")
 
 
 def line(r: dict) -> str:
     h, s = r["hub"], r.get("splink")
     text = (f"{r['dataset']:<22} {r['left']:>8,} x {r['right']:>6,} {r['true']:>7,} | "
-            f"{h['precision']:>6.4f} {h['recall']:>6.4f} {h['f1']:>6.4f} {h['seconds']:>6.1f} | ")
+            f"{h['precision']:>6.4f} {h['recall']:>6.4f} {h['f1']:>6.4f} {h['seconds']:>6.1f} {h['mb']:>5.0f} | ")
     if s:
-        text += (f"{s['precision']:>8.4f} {s['recall']:>6.4f} {s['f1']:>6.4f} {s['seconds']:>6.1f} | "
-                 f"{h['seconds'] / s['seconds']:>15.2f} {h['f1'] - s['f1']:>+13.4f}")
+        text += (f"{s['precision']:>8.4f} {s['recall']:>6.4f} {s['f1']:>6.4f} {s['seconds']:>6.1f} {s['mb']:>5.0f} | "
+                 f"{h['seconds'] / s['seconds']:>12.2f} {h['f1'] - s['f1']:>+13.4f}")
     else:
-        text += f"{'(Splink not run)':>29} |"
+        text += f"{'(Splink not run)':>35} |"
     return text + (f"  {r['note']}" if r["note"] else "")
 
 
@@ -185,7 +194,8 @@ def main() -> None:
             print(line(r), flush=True)
     summary(results)
     print(f"\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPU(s), "
-          f"{_git_state()}; wall seconds per command, hub and Splink on the same files in the same run")
+          f"{_git_state()}; wall seconds and peak resident MB per command; hub and Splink on the same files "
+          "in the same run")
     for r in results:
         print(f"  {r['dataset']}: fields {r['fields']}")
 
