@@ -107,7 +107,7 @@ def ref_canonical(field_settings, value, date_format=None):
     text = str(value)
     if how in ("given_name", "given_name_forms"):
         given = None if _placeholder_name(text, "given") else ref_given_name(text)
-        if not given or len(given) < 2:
+        if not given or len(given) < 2 or _placeholder_name(given, "given"):
             return None
         return given if how == "given_name" else " ".join(_given_name_forms(text))
     if how == "middle_name":

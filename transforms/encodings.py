@@ -128,10 +128,13 @@ def parse_date(value, fmt: str | None = None) -> date | None:
 
 
 def _given(text: str) -> str | None:
+    """The given name, or None for a placeholder ("Baby Boy", or "Unknown Q" by its given word)."""
     if normalize.placeholder_name(text, "given"):
         return None
     given = normalize.given_name(text)
-    return given if len(given) > 1 else None  # initials only ("J. Q.") name nobody
+    if len(given) < 2 or normalize.placeholder_name(given, "given"):
+        return None  # initials only ("J. Q.") name nobody
+    return given
 
 
 def canonical(field_settings: dict, value, date_format: str | None = None) -> str | None:

@@ -80,14 +80,14 @@ def tokens(row: np.ndarray) -> set[int]:
 
 
 def test_placeholder_names_encode_as_missing():
-    out = encoded({"first": ["Unknown", "FNU", "Baby Girl", "J.", "Declined", "Ada"],
-                   "last": ["Resident", "LNU", "Okafor", "Quill", "Last Name", "N/A"]},
+    out = encoded({"first": ["Unknown", "FNU", "Baby Girl", "J.", "Declined", "Ada", "Unk Q"],
+                   "last": ["Resident", "LNU", "Okafor", "Quill", "Last Name", "N/A", "Lee"]},
                   {"first_name": "first", "last_name": "last"})
     # Every placeholder (and the single letter) is an all-zero row; real names are not.
-    assert out["first_name"].any(axis=1).tolist() == [False, False, False, False, False, True]
-    assert out["first_name_canon"].any(axis=1).tolist() == [False, False, False, False, False, True]
+    assert out["first_name"].any(axis=1).tolist() == [False, False, False, False, False, True, False]
+    assert out["first_name_canon"].any(axis=1).tolist() == [False, False, False, False, False, True, False]
     # "N/A" is kept as a surname: NA is a real (Korean) surname, documented in the reference list.
-    assert out["last_name"].any(axis=1).tolist() == [False, False, True, True, False, True]
+    assert out["last_name"].any(axis=1).tolist() == [False, False, True, True, False, True, True]
 
 
 def test_john_doe_is_missing_as_a_pair_but_doe_alone_is_a_surname():
