@@ -800,18 +800,6 @@ def planted_effect_line(settings: Settings) -> str | None:
 
 # ---------------------------------------------------------------- what the data covers
 
-# Each extract's events as the report counts them: its core table and event date.
-EVENT_DATES = {
-    "police_referrals": ("referral", "referral_date"),
-    "police_arrests": ("arrest", "arrest_date"),
-    "prosecutor_cases": ("case_charge", "referral_date"),
-    "jail_bookings": ("booking", "booking_date"),
-    "treatment_clients": ("consent", "consent_date"),
-    "treatment_episodes": ("treatment_episode", "intake_date"),
-    "treatment_contacts": ("service_contact", "contact_date"),
-}
-
-
 @dataclass(frozen=True)
 class Coverage:
     """One extract: the months its events span and its latest accepted delivery."""
@@ -822,25 +810,42 @@ class Coverage:
     latest_received: datetime | None
 
 
-def data_coverage(con) -> list[Coverage]:
-    """Per extract: first and last month of its events in the core tables, and deliveries.
+PERIOD_COLUMNS = ("source", "period_first_month", "period_last_month")
 
-    An extract the report does not count events of (one added later) still shows its
-    deliveries; its period is left empty.
+
+def _periods(con) -> dict[str, tuple[date | None, date | None]]:
+    """{extract: (first month, last month)} of the events of its current rows.
+
+    The published snapshot holds them in ``ops.snapshot_info``, taken from the exact dates
+    before the snapshot's own dates were coarsened; on the warehouse itself the same query
+    runs over the current rows. A snapshot from before these columns existed has none.
     """
-    core = {r["table_name"] for r in _fetch(
-        con, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'core'")}
+    from transforms.publish import _snapshot_info_sql
+
+    columns = {r["column_name"] for r in _fetch(con, """SELECT column_name FROM duckdb_columns()
+        WHERE schema_name = 'ops' AND table_name = 'snapshot_info'""")}
+    current = _fetch(con, "SELECT 1 FROM duckdb_views() WHERE schema_name = 'current' LIMIT 1")
+    if columns:
+        if not set(PERIOD_COLUMNS) <= columns:
+            return {}
+        source = "ops.snapshot_info"
+    elif current:
+        source = f"({_snapshot_info_sql()})"
+    else:
+        return {}
+    return {r["source"]: (r["period_first_month"], r["period_last_month"])
+            for r in _fetch(con, f"SELECT {', '.join(PERIOD_COLUMNS)} FROM {source} AS s")}
+
+
+def data_coverage(con) -> list[Coverage]:
+    """Per extract: first and last month of its events, batches loaded, latest receipt."""
+    periods = _periods(con)
     received = {r["contract"]: r for r in _fetch(con, """
         SELECT contract, count(*) AS batches, max(received_at) AS latest_received
         FROM ops.batches GROUP BY contract""")}
     out = []
     for name in load_contracts():
-        first = last = None
-        if name in EVENT_DATES and EVENT_DATES[name][0] in core:
-            table, column = EVENT_DATES[name]
-            first, last = con.execute(
-                f"SELECT CAST(date_trunc('month', min({column})) AS DATE), "
-                f"CAST(date_trunc('month', max({column})) AS DATE) FROM core.{table}").fetchone()
+        first, last = periods.get(name, (None, None))
         r = received.get(name)
         out.append(Coverage(name, first, last, r["batches"] if r else 0,
                             r["latest_received"] if r else None))
@@ -860,9 +865,10 @@ def lineage_table(coverage: list[Coverage]) -> Table:
                  header=["Extract", "First month of events", "Last month of events", "Batches",
                          "Latest received"],
                  rows=rows, sources=frozenset(),
-                 note="Events counted by the date the report uses for them (referral, arrest, "
-                      "booking, case referral, consent, intake and contact dates). Latest "
-                      "received: when the newest accepted delivery of the extract arrived.")
+                 note="Months of the events in the extract's current rows, by the date each "
+                      "row is about (referral, arrest, booking, case referral, consent, intake "
+                      "or contact date). Latest received: when the newest accepted delivery of "
+                      "the extract arrived.")
 
 
 def build_tables(con, coverage: list[Coverage] | None = None) -> list[Table]:

@@ -541,6 +541,24 @@ def test_report_figures_recomputed_from_the_warehouse(demo_report):
         con.close()
 
 
+def test_lineage_periods_are_exact_months_though_snapshot_dates_are_coarsened(demo_report):
+    """The report reads the snapshot, whose dates are coarsened; the months come from the
+    warehouse's exact dates all the same."""
+    hub, tables = demo_report
+    rows = {r["Extract"]: r for r in tables["batch_lineage"]}
+    con = duckdb.connect(str(hub.warehouse_path), read_only=True)
+    try:
+        for extract, column in (("police_arrests", "arrest_date"),
+                                ("treatment_contacts", "contact_date"),
+                                ("jail_bookings", "booking_ts")):
+            first, last = con.execute(f"SELECT min({column}), max({column}) "
+                                      f"FROM current.{extract}").fetchone()
+            shown = (rows[extract]["First month of events"], rows[extract]["Last month of events"])
+            assert shown == (f"{first:%Y-%m}", f"{last:%Y-%m}"), extract
+    finally:
+        con.close()
+
+
 def test_referral_figures_match_the_synthetic_answer_file(demo_report, demo_files):
     """The generator's ground truth, which the pipeline never reads, against the published counts."""
     import json
