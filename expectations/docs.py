@@ -309,6 +309,7 @@ def build_docs(settings: Settings, max_batches: int = DEFAULT_MAX_BATCHES) -> Pa
         context.delete_data_docs_site(name)  # the default site writes to a temporary folder
     context.add_data_docs_site(SITE_NAME, {
         "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,  # GX's tutorial pop-ups, pointing at its online docs
         "store_backend": {"class_name": "TupleFilesystemStoreBackend",
                           "base_directory": str(building)},
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
