@@ -119,8 +119,9 @@ def ref_canonical(field_settings, value, date_format=None):
     if kind == "name":
         return "".join(ref_name_parts(text)) or None
     if kind == "digits":
-        return re.sub(r"\D", "", text) or None
-    return ref_clean_text(text)
+        digits = re.sub(r"\D", "", text)
+        return None if not digits or normalize.filler_digits(digits) else digits
+    return None if normalize.placeholder_text(text) else ref_clean_text(text)
 
 
 def ref_to_text(rows):

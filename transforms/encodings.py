@@ -162,8 +162,9 @@ def canonical(field_settings: dict, value, date_format: str | None = None) -> st
     if kind == "name":
         return "".join(normalize.name_parts(text)) or None
     if kind == "digits":
-        return _NOT_DIGIT.sub("", text) or None
-    return normalize.clean_text(text)
+        digits = _NOT_DIGIT.sub("", text)
+        return None if not digits or normalize.filler_digits(digits) else digits
+    return None if normalize.placeholder_text(text) else normalize.clean_text(text)
 
 
 # -- the encoder ---------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ REFERENCE_DIR = Path(__file__).with_name("reference")
 # What agencies write when they do not know a name or a birth date (documented per row).
 PLACEHOLDER_NAMES = REFERENCE_DIR / "placeholder_names.csv"
 PLACEHOLDER_DATES = REFERENCE_DIR / "placeholder_dates.csv"
+PLACEHOLDER_TEXT = REFERENCE_DIR / "placeholder_text.csv"   # addresses and towns ("Homeless")
+# A digit identifier of at least this many digits, all the same (00000, 999999999), is a filler.
+FILLER_DIGITS = 5
 # Hypocoristics the maintained ``nicknames`` dataset lacks (it is English only), same format.
 NICKNAMES_SUPPLEMENT = REFERENCE_DIR / "nicknames_supplement.csv"
 # No living person was born before this year: earlier dates are entry errors or sentinels.
@@ -169,6 +172,25 @@ def placeholder_pair(given: str | None, surname_text: str | None) -> bool:
         return False
     g = _name_words(given)
     return bool(g) and " ".join(g + _name_words(surname_text)) in _placeholders().get("pair", ())
+
+
+@cache
+def _placeholder_text() -> frozenset[str]:
+    with open(PLACEHOLDER_TEXT, newline="", encoding="utf-8") as f:
+        return frozenset(clean_text(row["value"]) for row in csv.DictReader(f))
+
+
+def placeholder_text(text: str | None) -> bool:
+    """True when an address or town field says there is none or it is not known ("Homeless", "N/A").
+
+    Every person without an address shares it, so agreeing on it is no evidence.
+    """
+    return clean_text(text) in _placeholder_text() if text else False
+
+
+def filler_digits(digits: str) -> bool:
+    """True for a run of one repeated digit long enough to be a filler (00000, 9999999999)."""
+    return len(digits) >= FILLER_DIGITS and len(set(digits)) == 1
 
 
 def placeholder_date(d: date | None) -> bool:

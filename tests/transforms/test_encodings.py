@@ -161,6 +161,20 @@ def test_missing_and_sentinel_birth_dates_and_ssns_are_all_zero_rows():
     assert to_text(ssn)[:4] == [None] * 4
 
 
+def test_no_address_and_filler_numbers_encode_as_missing():
+    out = encoded({"addr": ["Homeless", "n/a", "No Fixed Address", "General Delivery", "77 S Washington St"],
+                   "zip": ["00000", "99999", "", "98101", "98104"],
+                   "phone": ["000-000-0000", "(999) 999-9999", "206-555-0100", "", "1111111111"]},
+                  {"address": "addr", "postcode": "zip", "phone": "phone"})
+    # Everyone without an address shares "Homeless": agreeing on it is no evidence.
+    assert out["address"].any(axis=1).tolist() == [False, False, False, False, True]
+    assert out["postcode"].any(axis=1).tolist() == [False, False, False, True, True]
+    assert out["phone"].any(axis=1).tolist() == [False, False, True, False, False]
+    # Short repeated digits are real (house number 111), long ones are fillers.
+    nums = encoded({"n": ["111", "11111", "5"]}, {"street_number": "n"})["street_number"]
+    assert nums.any(axis=1).tolist() == [True, False, True]
+
+
 def test_unknown_mapping_field_is_a_one_line_error_naming_the_known_ones():
     with pytest.raises(ValueError) as err:
         read_mapping({"fields": {"first_name": "f", "middle_initial": "m"}}, SETTINGS)
