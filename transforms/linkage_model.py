@@ -8,11 +8,12 @@ frequencies among them, in its connection), built from ``Encoded`` word rows:
   popcount (``<f>_n``) and a digest of the filter as an exact token
   (``<f>_tok``: equal filters mean equal values; term frequencies work on it);
 * dates and digit identifiers: the token of the whole value (``<f>_tok``), the
-  keyed deletion-neighbourhood tokens as a ``UBIGINT[]`` (``<f>_del``) and, for
+  keyed deletion-neighbourhood tokens as a ``BLOB[]`` (``<f>_del``) and, for
   dates, the day/month-swapped token (``<f>_swap``);
 * exact fields (sex, state): the token.
 
-Missing values are NULL. Comparison levels are DuckDB SQL over those columns
+Tokens are 8-byte BLOBs, never decimal numbers (whose digit runs would
+contain dates and SSNs by chance). Missing values are NULL. Comparison levels are DuckDB SQL over those columns
 (Dice on the filters, ``list_has_any`` on deletion tokens), so clear text never
 reaches Splink. The model — comparison levels with their m and u, the prior and
 the blocking rules — is Splink's own JSON settings dict; ``model_for`` builds
@@ -73,12 +74,20 @@ def _masked(values: np.ndarray, present: np.ndarray) -> pa.Array:
     return pa.array(values, mask=~present)
 
 
+def _tokens(values: np.ndarray, present: np.ndarray) -> pa.Array:
+    """64-bit tokens as 8-byte binary: a token printed as a decimal number would hold runs of
+    digits in which a birth date or an SSN turns up by chance (the reason encodings are base64)."""
+    data = pa.py_buffer(np.ascontiguousarray(values, dtype="<u8").tobytes())
+    validity = pa.array(np.asarray(present, dtype=bool)).buffers()[1]
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(8), len(values), [validity, data])
+
+
 def _token_list(rows: np.ndarray, present: np.ndarray) -> pa.Array:
     nz = rows != 0
-    counts = nz.sum(axis=1)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(rows[nz], pa.uint64()))
-    return pa.ListArray.from_arrays(pa.array(offsets), lists.values, mask=pa.array(~present))
+    offsets = np.concatenate([[0], np.cumsum(nz.sum(axis=1))]).astype(np.int32)
+    flat = rows[nz]
+    values = _tokens(flat, np.ones(len(flat), dtype=bool))
+    return pa.ListArray.from_arrays(pa.array(offsets), values, mask=pa.array(~present))
 
 
 def _filter_columns(cols: dict, f: str, rows: np.ndarray) -> None:
@@ -88,7 +97,7 @@ def _filter_columns(cols: dict, f: str, rows: np.ndarray) -> None:
     cols[f"{f}_bf"] = pa.array([data[i].tobytes() if p else None for i, p in enumerate(present)],
                                pa.binary(data.shape[1]))
     cols[f"{f}_n"] = _masked(np.bitwise_count(rows).sum(axis=1, dtype=np.int32), present)
-    cols[f"{f}_tok"] = _masked(filter_digest(rows), present)
+    cols[f"{f}_tok"] = _tokens(filter_digest(rows), present)
 
 
 def arrow_table(enc: Encoded, specs: dict[str, dict]) -> pa.Table:
@@ -99,20 +108,20 @@ def arrow_table(enc: Encoded, specs: dict[str, dict]) -> pa.Table:
         present = rows.any(axis=1)
         if kind in ("name", "text") and specs[f].get("initial"):
             _filter_columns(cols, f, rows[:, :-1])  # full name (none when only an initial was recorded)
-            cols[f"{f}_init"] = _masked(rows[:, -1], rows[:, -1] != 0)
+            cols[f"{f}_init"] = _tokens(rows[:, -1], rows[:, -1] != 0)
         elif kind in ("name", "text"):
             _filter_columns(cols, f, rows)
         elif kind in ("digits", "date"):
-            cols[f"{f}_tok"] = _masked(rows[:, 0], present)
+            cols[f"{f}_tok"] = _tokens(rows[:, 0], present)
             last = 1 + DATE_DIGITS if kind == "date" else rows.shape[1]
             cols[f"{f}_del"] = _token_list(rows[:, :last], present)
             if kind == "date":
-                cols[f"{f}_swap"] = _masked(rows[:, -1], rows[:, -1] != 0)
+                cols[f"{f}_swap"] = _tokens(rows[:, -1], rows[:, -1] != 0)
         elif kind == "tokens":
-            cols[f"{f}_tok"] = _masked(rows[:, 0], present)
+            cols[f"{f}_tok"] = _tokens(rows[:, 0], present)
             cols[f"{f}_set"] = _token_list(rows, present)
         else:
-            cols[f"{f}_tok"] = _masked(rows[:, 0], present)
+            cols[f"{f}_tok"] = _tokens(rows[:, 0], present)
     return pa.table(cols)
 
 
@@ -287,11 +296,13 @@ def train(con: duckdb.DuckDBPyConnection, model: dict, settings: dict, two_input
 
 def predict(con: duckdb.DuckDBPyConnection, model: dict, threshold: float, two_inputs: bool,
             explain: bool = False) -> pd.DataFrame:
-    """Pairs at or above ``threshold`` (Splink match weight) as a frame: left, right, weight, gamma_*.
+    """Pairs at or above ``threshold`` (Splink match weight) as a frame: left, right, weight
+    (and with ``explain`` per comparison ``gamma_<field>``, ``mw_<field>``, ``mw_tf_adj_<field>``).
 
     ``left``/``right`` are row positions in the first / second input (dedupe: left < right).
     """
-    model = dict(model, retain_intermediate_calculation_columns=explain)
+    # Explaining needs Splink's per-comparison level (gamma_*) and match weight (mw_*) columns.
+    model = dict(model, retain_intermediate_calculation_columns=explain, retain_matching_columns=explain)
     linker = _linker(con, model, two_inputs)
     result = linker.inference.predict(threshold_match_weight=threshold)
     fields = model_fields(model)
@@ -299,7 +310,7 @@ def predict(con: duckdb.DuckDBPyConnection, model: dict, threshold: float, two_i
     if two_inputs:
         cols.append("source_dataset_l")
     if explain:
-        cols += [c for f in fields for c in (f"bf_{f}", f"bf_tf_adj_{f}")]
+        cols += [c for f in fields for c in (f"mw_{f}", f"mw_tf_adj_{f}")]
     have = set(con.execute(f"SELECT * FROM {result.physical_name} LIMIT 0").fetchdf().columns)
     select = ", ".join(c for c in cols if c in have)
     frame = con.execute(f"SELECT {select} FROM {result.physical_name}").fetchdf()  # fetch all
@@ -311,7 +322,7 @@ def predict(con: duckdb.DuckDBPyConnection, model: dict, threshold: float, two_i
     out = pd.DataFrame({"left": left.astype(np.int64), "right": right.astype(np.int64),
                         "weight": frame["match_weight"].to_numpy(dtype=float)})
     for c in frame.columns:
-        if c.startswith(("gamma_", "bf_")):
+        if c.startswith(("gamma_", "mw_")):
             out[c] = frame[c].to_numpy()
     return out
 

@@ -18,7 +18,6 @@ import getpass
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from connectors.contracts import load_contracts
@@ -135,12 +134,14 @@ def explain(settings: Settings, target: str, reason: str, who: str | None = None
             continue
         steps = []
         for field, names in labels.items():
-            gamma = int(rec.get(f"gamma_{field}", -1))
-            bf = float(rec.get(f"bf_{field}", 1.0) or 1.0)
-            tf = rec.get(f"bf_tf_adj_{field}")
-            tf = 1.0 if tf is None or (isinstance(tf, float) and np.isnan(tf)) else float(tf)
-            steps.append({"field": field, "level": names.get(gamma, str(gamma)),
-                          "weight": math.log2(bf) + math.log2(tf), "term_frequency": math.log2(tf)})
+            gamma = rec.get(f"gamma_{field}")
+            gamma = -1 if gamma is None or pd.isna(gamma) else int(gamma)
+            tf = rec.get(f"mw_tf_adj_{field}")
+            tf = 0.0 if tf is None or pd.isna(tf) else float(tf)
+            weight = rec.get(f"mw_{field}")
+            weight = 0.0 if weight is None or pd.isna(weight) else float(weight)
+            steps.append({"field": field, "level": names.get(gamma, str(gamma)), "weight": weight + tf,
+                          "term_frequency": tf})
         result["pairs"].append({"left": f"{a[0]}:{a[1]}", "right": f"{b[0]}:{b[1]}",
                                 "weight": float(rec["weight"]), "steps": steps})
     return result
