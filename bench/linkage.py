@@ -46,7 +46,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from linkage_score import score  # noqa: E402
+from linkage_score import score, true_pair_count  # noqa: E402
 
 COMPARE = ROOT / "bench" / ".venv-compare"
 COMPARE_PYTHON = COMPARE / "bin" / "python"
@@ -68,6 +68,10 @@ def ensure_compare_venv() -> Path:
     return COMPARE_PYTHON
 
 
+class CommandFailed(Exception):
+    """A measured command exited non-zero; the message is the end of its output."""
+
+
 def run(cmd: list, env: dict | None = None) -> tuple[float, float]:
     """(wall seconds, peak resident MB) of one command; its output is shown only if it fails.
 
@@ -81,7 +85,8 @@ def run(cmd: list, env: dict | None = None) -> tuple[float, float]:
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode:
             log.seek(0)
-            sys.exit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{log.read()[-6000:]}")
+            raise CommandFailed(f"{Path(str(cmd[1] if cmd[0] == COMPARE_PYTHON else cmd[0])).name} exited "
+                                f"{proc.returncode}:\n{log.read()[-3000:]}")
     return seconds, usage.ru_maxrss / 1024  # Linux reports kilobytes
 
 
@@ -132,17 +137,25 @@ def bench_set(folder: Path, label: str, scratch: Path, rejected: set | None, spl
         hub_mapping.write_text(json.dumps(mapping))
         note = f"hub without {', '.join(dropped)}"
     result = {"dataset": label, "left": len(left_truth), "right": len(right_truth), "note": note,
-              "fields": ",".join(mapping["fields"])}
-    seconds, mb = run([LEADHUB, "link", "--left", left, "--right", right, "--columns", hub_mapping,
-                       "--out", folder / "hub.csv", "--one-to-one"], env=hub_env(scratch))
-    result["hub"] = {**score(pairs_of(folder / "hub.csv"), left_truth, right_truth), "seconds": seconds, "mb": mb}
-    result["true"] = result["hub"]["true"]
+              "fields": ",".join(mapping["fields"]), "true": true_pair_count(left_truth, right_truth)}
+    result["hub"] = measured([LEADHUB, "link", "--left", left, "--right", right, "--columns", hub_mapping,
+                              "--out", folder / "hub.csv", "--one-to-one"], folder / "hub.csv",
+                             left_truth, right_truth, env=hub_env(scratch))
     if splink:
-        seconds, mb = run([COMPARE_PYTHON, ROOT / "bench" / "splink_runner.py", left, right,
-                           folder / "mapping.json", folder / "splink.csv"])
-        result["splink"] = {**score(pairs_of(folder / "splink.csv"), left_truth, right_truth),
-                            "seconds": seconds, "mb": mb}
+        result["splink"] = measured([COMPARE_PYTHON, ROOT / "bench" / "splink_runner.py", left, right,
+                                     folder / "mapping.json", folder / "splink.csv"], folder / "splink.csv",
+                                    left_truth, right_truth)
     return result
+
+
+def measured(cmd: list, out: Path, left_truth: dict, right_truth: dict, env: dict | None = None) -> dict:
+    """Scores, time and memory of one linker; a failure is reported on its line and the run goes on."""
+    try:
+        seconds, mb = run(cmd, env)
+    except CommandFailed as e:
+        print(e, file=sys.stderr)
+        return {"failed": str(e).splitlines()[0]}
+    return {**score(pairs_of(out), left_truth, right_truth), "seconds": seconds, "mb": mb}
 
 
 HEAD = (f"{'dataset':<22} {'left x right':>17} {'true':>7} | {'hub P':>6} {'R':>6} {'F1':>6} {'s':>6} {'MB':>5} | "
@@ -151,13 +164,17 @@ HEAD = (f"{'dataset':<22} {'left x right':>17} {'true':>7} | {'hub P':>6} {'R':>
 
 def line(r: dict) -> str:
     h, s = r["hub"], r.get("splink")
-    text = (f"{r['dataset']:<22} {r['left']:>8,} x {r['right']:>6,} {r['true']:>7,} | "
-            f"{h['precision']:>6.4f} {h['recall']:>6.4f} {h['f1']:>6.4f} {h['seconds']:>6.1f} {h['mb']:>5.0f} | ")
-    if s:
-        text += (f"{s['precision']:>8.4f} {s['recall']:>6.4f} {s['f1']:>6.4f} {s['seconds']:>6.1f} {s['mb']:>5.0f} | "
-                 f"{h['seconds'] / s['seconds']:>12.2f} {h['f1'] - s['f1']:>+13.4f}")
-    else:
-        text += f"{'(Splink not run)':>35} |"
+    text = f"{r['dataset']:<22} {r['left']:>8,} x {r['right']:>6,} {r['true']:>7,} | "
+    for who, width in ((h, 6), (s, 8)):
+        if who is None:
+            text += f"{'(not run)':>{width + 29}} | "
+        elif "failed" in who:
+            text += f"{'FAILED: ' + who['failed']:<{width + 29}.{width + 29}} | "
+        else:
+            text += (f"{who['precision']:>{width}.4f} {who['recall']:>6.4f} {who['f1']:>6.4f} {who['seconds']:>6.1f} "
+                     f"{who['mb']:>5.0f} | ")
+    if s and "f1" in h and "f1" in s:
+        text += f"{h['seconds'] / s['seconds']:>12.2f} {h['f1'] - s['f1']:>+13.4f}"
     return text + (f"  {r['note']}" if r["note"] else "")
 
 
@@ -206,7 +223,7 @@ def summary(results: list) -> None:
     """Per pseudopeople pair over its seeds: mean F1 of each, and the hub's worst seed against Splink."""
     by_pair: dict[str, list] = {}
     for r in results:
-        if " seed " in r["dataset"] and "splink" in r:
+        if " seed " in r["dataset"] and "f1" in r["hub"] and "f1" in r.get("splink", {}):
             by_pair.setdefault(r["dataset"].split(" seed ")[0], []).append(r)
     for pair, rs in by_pair.items():
         if len(rs) > 1:
