@@ -184,14 +184,18 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one seed, 20,000 x 20,000 scale row")
     ap.add_argument("--seeds", default="1,2,3", help="pseudopeople noise seeds (default 1,2,3)")
     ap.add_argument("--scale", type=int, default=100_000, help="records per file of the scale row; 0: none")
-    ap.add_argument("--sets", default="febrl4," + ",".join(PAIRS), help="comma-separated: febrl4, " + ", ".join(PAIRS + HELD_OUT)
-                    + " (default: all but the held-out " + ", ".join(HELD_OUT) + ")")
+    known = ("febrl4", *PAIRS, *HELD_OUT)
+    ap.add_argument("--sets", default=",".join(known[:-len(HELD_OUT)]),
+                    help=f"comma-separated, of {', '.join(known)} (default: all but the held-out {', '.join(HELD_OUT)})")
     ap.add_argument("--no-splink", action="store_true", help="the hub alone")
     ap.add_argument("--keep", type=Path, help="write the data sets and predictions here and keep them")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")][:1 if args.quick else None]
     scale = min(args.scale, 20_000) if args.quick else args.scale
-    sets = args.sets.split(",")
+    sets = [x for x in args.sets.split(",") if x]
+    if set(sets) - set(known):
+        ap.error(f"unknown data set(s) {', '.join(sorted(set(sets) - set(known)))}; known: {', '.join(known)}")
+    load_before = os.getloadavg()[0]
     python = ensure_compare_venv()
 
     results = []
@@ -213,9 +217,9 @@ def main() -> None:
             results.append(r)
             print(line(r), flush=True)
     summary(results)
-    print(f"\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPU(s), "
-          f"{_git_state()}; wall seconds and peak resident MB per command; hub and Splink on the same files "
-          "in the same run")
+    print(f"\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {_machine()}, load average {load_before:.1f} "
+          f"at the start and {os.getloadavg()[0]:.1f} at the end, {_git_state()}; wall seconds and peak "
+          "resident MB per command; hub and Splink on the same files in the same run")
     for r in results:
         print(f"  {r['dataset']}: fields {r['fields']}")
 
@@ -232,6 +236,19 @@ def summary(results: list) -> None:
             worst = min(r["hub"]["f1"] - r["splink"]["f1"] for r in rs)
             print(f"{pair + f' ({len(rs)} seeds)':<22} mean F1 hub {mean('hub'):.4f}, Splink {mean('splink'):.4f};"
                   f" worst seed hub-Splink {worst:+.4f}")
+
+
+def _machine() -> str:
+    cpu = platform.machine()
+    try:
+        models = [x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
+                  if x.startswith("model name")]
+        cpu = models[0] if models else cpu
+        mem = next(int(x.split()[1]) for x in Path("/proc/meminfo").read_text().splitlines()
+                   if x.startswith("MemTotal"))
+        return f"{os.cpu_count()} x {cpu}, {mem / 2**20:.0f} GB"
+    except (OSError, StopIteration):
+        return f"{os.cpu_count()} CPU(s) {cpu}"
 
 
 def _git_state() -> str:
