@@ -77,3 +77,30 @@ def test_threshold_decides_which_candidate_pairs_are_written(tmp_path, settings)
 def test_record_ids_that_look_like_formulas_are_escaped_in_the_output(tmp_path, settings):
     pairs = run(tmp_path, LEFT.replace("L1,", "=HYPERLINK(1),", 1), RIGHT)
     assert ("'=HYPERLINK(1)", "R1") in {(p["left_id"], p["right_id"]) for p in pairs}
+
+
+def test_middle_names_and_initials_tell_twins_apart(tmp_path, settings):
+    """Twins share surname and birth date; only the middle name (or its initial) separates them."""
+    global MAPPING
+    left = "id,given,middle,family,born\nT1,Alex,Jordan,Mbeki,2001-09-09\nT2,Sam,Jordan,Kowalczyk,1985-02-14\n"
+    right = "id,given,middle,family,born\nU1,Alex,R,Mbeki,2001-09-09\nU2,Alex,J,Mbeki,2001-09-09\n"
+    saved = MAPPING
+    MAPPING = {"id": "id", "fields": {"first_name": "given", "middle_name": "middle", "last_name": "family",
+                                      "dob": "born"}}
+    try:
+        pairs = run(tmp_path, left, right, "--one-to-one")
+    finally:
+        MAPPING = saved
+    # U2 (initial J agrees with Jordan) outweighs U1 (initial R disagrees): one-to-one keeps T1-U2.
+    # Without the middle name the two would tie and the tie goes to U1, the smaller id.
+    assert {(p["left_id"], p["right_id"]) for p in pairs} == {("T1", "U2")}
+
+
+def test_an_unknown_mapping_field_is_refused_naming_the_known_ones(tmp_path, settings, capsys):
+    (tmp_path / "left.csv").write_text(LEFT)
+    (tmp_path / "map.json").write_text(json.dumps({"id": "id", "fields": {"middle_initial": "given"}}))
+    code = main(["link", "--left", str(tmp_path / "left.csv"), "--columns", str(tmp_path / "map.json"),
+                 "--out", str(tmp_path / "pairs.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "middle_initial" in err
+    assert "middle_name" in err and "first_name" in err and len(err.strip().splitlines()) == 1
