@@ -92,10 +92,11 @@ def _token_list(rows: np.ndarray, present: np.ndarray) -> pa.Array:
 
 def _filter_columns(cols: dict, f: str, rows: np.ndarray) -> None:
     present = rows.any(axis=1)
-    data = np.ascontiguousarray(rows.astype("<u8")).view(np.uint8).reshape(len(rows), -1)
     # Bytes of little-endian words: the bit order only has to be the same on both sides.
-    cols[f"{f}_bf"] = pa.array([data[i].tobytes() if p else None for i, p in enumerate(present)],
-                               pa.binary(data.shape[1]))
+    data = pa.py_buffer(np.ascontiguousarray(rows, dtype="<u8").tobytes())
+    validity = pa.array(present).buffers()[1]
+    cols[f"{f}_bf"] = pa.FixedSizeBinaryArray.from_buffers(pa.binary(rows.shape[1] * 8), len(rows),
+                                                           [validity, data])
     cols[f"{f}_n"] = _masked(np.bitwise_count(rows).sum(axis=1, dtype=np.int32), present)
     cols[f"{f}_tok"] = _tokens(filter_digest(rows), present)
 
@@ -164,8 +165,12 @@ def comparison(field: str, fs: dict, fields: set[str]) -> dict:
         other = {"first_name": "last_name", "last_name": "first_name"}.get(field)
         if other in fields and "swapped" in priors:
             # Too rare to train: fixed m and u (documented priors in linkage_settings.json).
+            # One crosswise name spelled the same, the other close: the cheap token test goes
+            # first, so the Dice coefficients are computed only for the few pairs passing it.
             t = fs["dice"]["high"]
-            levels.append(_level(f"({_dice(field, other, t)}) AND ({_dice(other, field, t)})",
+            swapped = (f"({field}_tok_l = {other}_tok_r AND {_dice(other, field, t)}) OR "
+                       f"({other}_tok_l = {field}_tok_r AND {_dice(field, other, t)})")
+            levels.append(_level(swapped,
                                  "names swapped", p("swapped"), fix_m_probability=True,
                                  fix_u_probability=True))
         dice = sorted(fs.get("dice", {}).items(), key=lambda kv: -kv[1])
