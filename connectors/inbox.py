@@ -303,6 +303,21 @@ class Intake:
         self._quarantine(agency, path, file_id, err)
         return FileOutcome(printable(logical), contract.extract, "quarantined", reason=str(err), file_id=file_id)
 
+    def settled(self) -> bool:
+        """Whether the file being taken has a committed outcome (accepted, duplicate, held).
+
+        A failure after that point is not the delivery's: what failed is removing it from
+        the inbox, and the next run records the leftover as a duplicate.
+        """
+        if self._file_id is None:
+            return False
+        try:
+            self.con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # no transaction was open
+        row = self.con.execute("SELECT status FROM ops.file_ledger WHERE file_id = ?", [self._file_id]).fetchone()
+        return row is not None and row[0] in ("accepted", "duplicate", "held")
+
     def quarantine_unexpected(self, agency: str, path: Path, error: Exception) -> FileOutcome:
         """Quarantine a file whose intake failed in a way no rule foresaw (a bug, a library error).
 
@@ -760,7 +775,7 @@ def ingest_agency(settings: Settings, agency: str, key: MasterKey, progress: boo
             except Exception as e:
                 if isinstance(e, FileNotFoundError) and not os.path.lexists(path):
                     continue  # removed by its sender before it was taken: nothing arrived, nothing to record
-                if _hub_failure(e):
+                if _hub_failure(e) or intake.settled():
                     raise
                 try:
                     outcome = intake.quarantine_unexpected(agency, path, e)

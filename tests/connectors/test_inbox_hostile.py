@@ -187,3 +187,25 @@ def test_stage_log_lines_name_counts_never_values(settings, master_key, caplog):
     assert [m.split(": ")[1].split()[0] for m in stages] == ["read", "pseudonymize", "validate", "load"]
     assert all("4 rows" in m for m in stages)
     assert not any("Surname" in r.getMessage() or "C00001" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failure_after_the_load_committed_never_quarantines_the_loaded_file(settings, master_key,
+                                                                             monkeypatch):
+    # removing the file from the inbox fails once, after its rows committed: the run stops
+    # (a worker lost at the worst moment), the file stays accepted, the next run sees a duplicate
+    path = settings.inbox("treatment") / "treatment_clients_20240101.csv"
+    drop(settings, "treatment", path.name, clients(2))
+    real_unlink = type(path).unlink
+
+    def unlink_once(self, *args, **kwargs):
+        if self == path and not hasattr(unlink_once, "done"):
+            unlink_once.done = True
+            raise OSError("worker lost")
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(path), "unlink", unlink_once)
+    with pytest.raises(OSError, match="worker lost"):
+        ingest_agency(settings, "treatment", master_key)
+    assert query(settings, "SELECT status FROM ops.file_ledger") == [("accepted",)]
+    assert [o["status"] for o in ingest_agency(settings, "treatment", master_key)] == ["duplicate"]
+    assert query(settings, "SELECT count(*) FROM current.treatment_clients") == [(2,)]
