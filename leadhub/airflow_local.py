@@ -328,11 +328,11 @@ class _FailureLines(logging.Handler):
 def _run_in_airflow(dag_ids: list[str], conf: dict[str, dict] | None = None, keep_retries: bool = False) -> dict:
     from airflow import settings as airflow_settings
     from airflow.dag_processing.dagbag import DagBag
-    from airflow.models.asset import AssetEvent
+    from airflow.models.asset import AssetDagRunQueue, AssetEvent
     from airflow.models.pool import Pool
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
-    from sqlalchemy import select
+    from sqlalchemy import delete, select
 
     Pool.create_or_update_pool(WAREHOUSE_POOL, slots=1, include_deferred=False,
                                description="One task at a time may open the DuckDB warehouse")
@@ -364,6 +364,9 @@ def _run_in_airflow(dag_ids: list[str], conf: dict[str, dict] | None = None, kee
             events = session.scalars(select(AssetEvent).where(AssetEvent.source_dag_id == dag_id,
                                                               AssetEvent.source_run_id == dagrun.run_id)).all()
             asset_events = sorted(event.uri for event in events)
+            # This run took everything the asset events queued for it so far (e.g. the build after
+            # the demo's feeds); left queued, they would start the same run again under the scheduler.
+            session.execute(delete(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == dag_id))
         runs[dag_id] = {
             "state": str(dagrun.state),
             "tasks": {ti.task_id: str(ti.state) for ti in tis},
