@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -46,10 +47,11 @@ class WriterLockTimeout(LeadHubError):
 
 
 def _command() -> str:
-    """What this process is, for the holder line: the command, without paths or arguments
-    that could hold personal data (file names)."""
-    argv = [os.path.basename(a) for a in sys.argv[:2] if a and not a.startswith("-")]
-    return " ".join(argv) or "python"
+    """What this process is, for the holder line: the program and its subcommand (``leadhub
+    build``, ``airflow tasks``), never other arguments, which may be file names."""
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c") else "python"
+    sub = sys.argv[1] if len(sys.argv) > 1 and re.fullmatch(r"[a-z][a-z-]{0,30}", sys.argv[1]) else ""
+    return f"{program} {sub}".strip()
 
 
 def holder(path: Path) -> str:
