@@ -105,7 +105,7 @@ def one_to_one(pairs: pd.DataFrame) -> pd.DataFrame:
 HUB_FIELDS = tuple(ENCODING_COLUMNS)
 
 
-def _identity_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> pd.DataFrame:
+def identity_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> pd.DataFrame:
     parts = []
     enc_cols = [ENCODING_COLUMNS[f] for f in HUB_FIELDS]
     for c in contracts.values():
@@ -319,7 +319,7 @@ def link_people(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] |
     settings = settings or load_settings()
     model = model or default_model()
     _require_one_key(con)
-    rows = _identity_rows(con, contracts)
+    rows = identity_rows(con, contracts)
     keys, stats = cluster_records(rows, _previous_links(con), settings, model)
     link = pd.DataFrame([(a, t, k) for (a, t), k in keys.items()], columns=["agency", "person_token", "person_key"])
     con.execute("CREATE OR REPLACE TABLE core.person_link (agency VARCHAR NOT NULL, "
