@@ -107,7 +107,7 @@ def test_a_reader_holding_the_warehouse_gets_a_writer_one_line_pointing_to_the_s
         pass
     reader = _hold(HOLD_READER, settings.warehouse_path, _env(settings))
     try:
-        done = _leadhub(settings, "ingest", timeout="1")
+        done = _leadhub(settings, "build", timeout="1")
     finally:
         _release(reader)
     assert done.returncode == 2
