@@ -371,6 +371,9 @@ def match(left: Encoded, right: Encoded | None, settings: dict,
     """
     threshold = settings["threshold"] if threshold is None else threshold
     two = right is not None
+    if (right.n == 0 or left.n == 0) if two else left.n < 2:
+        return pd.DataFrame({"left": np.empty(0, np.int64), "right": np.empty(0, np.int64),
+                             "weight": np.empty(0)}), model or {}
     specs = fields_of(settings)
     fields = [f for f in specs if f in left.fields and (not two or f in right.fields)]
     con = scratch()

@@ -202,3 +202,12 @@ def test_explain_is_audited_and_shows_weights_without_clear_text(settings, maste
     assert entries[-1]["who"] == "steward1" and verify_audit(settings) == len(entries)
     words = set(out.upper().replace(":", " ").split())
     assert len(names) > 100 and not words & {n for n in names if len(n) > 3}
+
+
+def test_nothing_to_compare_gives_no_pairs_and_an_empty_person_link(settings, master_key):
+    one = encode(people(1, 5))
+    assert linkage_model.match(one, None, SETTINGS)[0].empty
+    assert linkage_model.match(one, Encoded({f: v[:0] for f, v in one.fields.items()}, 0), SETTINGS)[0].empty
+    with connect(settings.warehouse_path) as con:
+        assert link_people(con)["persons"] == 0
+        assert con.execute("SELECT count(*) FROM core.person_link").fetchall() == [(0,)]
