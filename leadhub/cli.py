@@ -82,6 +82,7 @@ def cmd_ingest(settings: Settings, args) -> int:
 
     from connectors.contracts import agencies
     from leadhub import pipeline
+    from leadhub.warehouse import WarehouseBusy
 
     chosen = [args.agency] if args.agency else agencies()
     quarantined, held, failed = 0, [], []
@@ -89,6 +90,8 @@ def cmd_ingest(settings: Settings, args) -> int:
     for agency in tqdm(chosen, desc="inboxes", unit="agency", disable=len(chosen) < 2 or not progress):
         try:
             outcomes = pipeline.ingest(settings, agency, progress=progress)
+        except WarehouseBusy:  # held by a process outside the hub: no other inbox could go either
+            raise
         except LeadHubError as e:  # the hub cannot take this inbox now; the other agencies still go
             print(f"{agency}: not taken: {e}")
             failed.append(agency)
