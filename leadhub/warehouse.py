@@ -286,6 +286,10 @@ def migrate(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] | Non
         raise
 
 
+class WarehouseBusy(LeadHubError):
+    """A process outside the hub holds the warehouse file: nothing can be written until it lets go."""
+
+
 def _open(path: Path, read_only: bool, config: dict, timeout: float) -> duckdb.DuckDBPyConnection:
     """duckdb.connect, waiting while another process holds the file; then one line, not a traceback.
 
@@ -303,7 +307,7 @@ def _open(path: Path, read_only: bool, config: dict, timeout: float) -> duckdb.D
             if time.monotonic() >= deadline:
                 pid = re.search(r"\(PID (\d+)\)", str(e))
                 who = f"process {pid.group(1)}" if pid else "another process"
-                raise LeadHubError(
+                raise WarehouseBusy(
                     f"the warehouse {path} is open in {who}, so the hub cannot "
                     f"{'read' if read_only else 'write'} it (gave up after {timeout:g} s); only the "
                     f"pipeline opens it: analysts read the snapshot published/lead.duckdb in the data "
