@@ -107,15 +107,18 @@ def test_a_reader_holding_the_warehouse_gets_a_writer_one_line_pointing_to_the_s
         pass
     reader = _hold(HOLD_READER, settings.warehouse_path, _env(settings))
     try:
-        done = _leadhub(settings, "build", timeout="1")
+        done = {command: _leadhub(settings, command, timeout="1") for command in ("build", "ingest")}
     finally:
         _release(reader)
-    assert done.returncode == 2
-    # (progress bars and log lines may come before it; the reason is one line of its own)
-    lines = [line for line in done.stderr.splitlines() if line.startswith("leadhub:")]
-    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    assert f"open in process {reader.pid}" in lines[0]
-    assert "published/lead.duckdb" in lines[0]
+    for command, result in done.items():
+        assert result.returncode == 2, command
+        # (progress bars and log lines may come before it; the reason is one line of its own)
+        lines = [line for line in result.stderr.splitlines() if line.startswith("leadhub:")]
+        assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"open in process {reader.pid}" in lines[0]
+        assert "published/lead.duckdb" in lines[0]
+        # ingest gives up once, not once per agency inbox
+        assert "not taken" not in result.stdout
 
 
 def test_the_lock_is_reentrant_in_one_process_and_released_after(settings):
