@@ -176,7 +176,7 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKe
                                for c, d in columns.items())
             name = f"snapshot.{schema}.{_quote(table)}"
             con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM {schema}.{_quote(table)}")
-            counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
             _comment(con, name, descriptions.get((schema, table), {}), columns)
         con.execute(f"""CREATE TABLE snapshot.ops.snapshot_info AS
             SELECT ?::TIMESTAMP AS published_at, ?::INTEGER AS schema_version, s.*
@@ -192,7 +192,10 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKe
         raise
     finally:
         for function in functions:
-            con.remove_function(function)
+            try:
+                con.remove_function(function)
+            except duckdb.Error:
+                pass  # a failure above left a result open; the connection's end drops them anyway
     con.execute("DETACH snapshot")
     fsync_path(tmp)
     os.replace(tmp, target)
