@@ -48,9 +48,24 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _rounded(value):
+    """Probabilities to 4 significant digits, so the file has no run of more than 7 digits.
+
+    A float printed with 17 digits holds 8- and 9-digit runs in which some
+    birth date or SSN turns up by chance, and a byte scan would flag it.
+    """
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def stamp(model: dict, trained_on: dict, settings: dict, trained_at: datetime | None = None) -> dict:
-    """Give a Splink model its ``leadhub`` entry; the version hashes the parameters."""
-    body = {k: v for k, v in model.items() if k != "leadhub"}
+    """Give a Splink model its ``leadhub`` entry; the version hashes the (rounded) parameters."""
+    body = _rounded({k: v for k, v in model.items() if k != "leadhub"})
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
     when = (trained_at or datetime.now(timezone.utc)).replace(microsecond=0)
     body["leadhub"] = {"version": f"{when:%Y%m%dT%H%M%SZ}-{digest}", "trained_at": when.isoformat(),

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import stat
 import xml.etree.ElementTree as ET
 
@@ -177,6 +178,9 @@ def test_train_stores_a_private_versioned_model_that_builds_use_and_record(setti
         assert stat.S_IMODE(f.stat().st_mode) == 0o600
     trained = linkage_store.current_model(settings.data_dir)
     assert trained["leadhub"]["trained_on"]["records"] > 1000
+    # No run of 8 digits (a birth date, the start of an SSN) anywhere but in the version's timestamp.
+    text = (folder / f"{version}.json").read_text().replace(version, "")
+    assert not re.search(r"\d{8}", text)
 
     from transforms.build import build_warehouse
     counts = build_warehouse(settings, publish=False)
