@@ -266,13 +266,13 @@ def model_fields(model: dict) -> list[str]:
 def _linker(con: duckdb.DuckDBPyConnection, model: dict, two_inputs: bool):
     from splink import DuckDBAPI, Linker
 
-    logging.getLogger("splink").setLevel(logging.WARNING)
     db = DuckDBAPI(con)
     tables = [db.register(LEFT, table_name="a")]
     if two_inputs:
         tables.append(db.register(RIGHT, table_name="b"))
     splink_settings = {k: v for k, v in model.items() if k != "leadhub"}  # the hub's own entry
-    return Linker(tables if two_inputs else tables[0], splink_settings)
+    # Splink narrates every training step; the hub reports outcomes (counts, versions) itself.
+    return Linker(tables if two_inputs else tables[0], splink_settings, log_level=logging.ERROR)
 
 
 def train(con: duckdb.DuckDBPyConnection, model: dict, settings: dict, two_inputs: bool) -> dict:
