@@ -87,18 +87,21 @@ def one_to_one(pred: pd.DataFrame) -> pd.DataFrame:
 def link(left_csv: str, right_csv: str, mapping_json: str, out_csv: str) -> None:
     logging.disable(logging.WARNING)  # Splink narrates every step; the benchmark wants the pairs
     mapping = json.loads(open(mapping_json).read())
-    columns, formats = {}, {}
+    columns, formats = {}, {}  # the mapping's forms: "col", ["col", ...], {"column"|"columns", "format"}
     for field, spec in mapping["fields"].items():
         if isinstance(spec, dict):
-            columns[field], formats[field] = spec.get("column") or spec["columns"][0], spec.get("format")
+            columns[field], formats[field] = spec.get("columns") or [spec["column"]], spec.get("format")
         else:
-            columns[field] = spec if isinstance(spec, str) else spec[0]
+            columns[field] = [spec] if isinstance(spec, str) else list(spec)
     frames = []
     for path in (left_csv, right_csv):
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
         df = pd.DataFrame({"unique_id": raw[mapping["id"]]})
-        for field, col in columns.items():
-            df[field] = raw[col].str.strip().replace("", None)
+        for field, cols in columns.items():  # several columns are joined with a space, as the hub does
+            joined = raw[cols[0]].str.strip()
+            for col in cols[1:]:
+                joined = (joined + " " + raw[col].str.strip()).str.strip()
+            df[field] = joined.replace("", None)
         frames.append(df)
     left_ids = set(frames[0]["unique_id"])
     predict, deterministic, em = rules(set(columns))
