@@ -39,24 +39,26 @@ FIELD_OF_COLUMN = {
 DATE_FORMAT = "%Y%m%d"
 
 
-def _mmddyyyy_to_yyyymmdd(s: pd.Series) -> pd.Series:
+def mmddyyyy_to_yyyymmdd(s: pd.Series) -> pd.Series:
     """Rearranged as text so that pseudopeople's digit typos survive (a parser would drop them)."""
     m = s.str.extract(r"^(\d\d)/?(\d\d)/?(\d{4})$")
     return (m[2] + m[0] + m[1]).where(m[0].notna(), s)
 
 
 def _informative(column: pd.Series) -> bool:
+    """Not empty, and no single value in 95% or more of the filled cells."""
     values = column.dropna()
     return len(values) > 0 and values.value_counts().iloc[0] < 0.95 * len(values)
 
 
-def _write(out: Path, name: str, left: pd.DataFrame, right: pd.DataFrame, seed: int) -> None:
+def write_pair(out: Path, name: str, left: pd.DataFrame, right: pd.DataFrame, seed: int) -> None:
     """Shuffle, give neutral record ids, keep the informative shared columns, write files."""
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     shared = [c for c in FIELD_OF_COLUMN if c in left.columns and c in right.columns]
-    # A column that is one value in either file says nothing about who is who (pseudopeople's
-    # sample has placeholders: city "Anytown", zip "00000", state "WA", varied only by noise).
+    # A column that is (nearly) one value in either file says nothing about who is who
+    # (pseudopeople's sample has placeholders: city "Anytown", zip "00000", state "WA", varied
+    # only by its noise).
     shared = [c for c in shared if _informative(left[c]) and _informative(right[c])]
     rng = np.random.default_rng(seed)
     for side, frame, prefix in (("left", left, "L"), ("right", right, "R")):
@@ -82,7 +84,7 @@ def febrl4(out: Path) -> None:
             "id_number": df["soc_sec_id"], "street_number": df["street_number"],
             "street_name": df["address_1"], "unit": df["address_2"], "city": df["suburb"],
             "zipcode": df["postcode"], "state": df["state"]}))
-    _write(out, "febrl4", frames[0], frames[1], seed=0)
+    write_pair(out, "febrl4", frames[0], frames[1], seed=0)
 
 
 # -- pseudopeople --------------------------------------------------------------------------------
@@ -97,7 +99,7 @@ def census(seed: int, source=None) -> pd.DataFrame:
     df = _one_per_person(psp.generate_decennial_census(source=source, seed=seed))
     return pd.DataFrame({
         "entity": df["simulant_id"], "first_name": df["first_name"], "middle_name": df["middle_initial"],
-        "last_name": df["last_name"], "dob": _mmddyyyy_to_yyyymmdd(df["date_of_birth"]), "sex": df["sex"],
+        "last_name": df["last_name"], "dob": mmddyyyy_to_yyyymmdd(df["date_of_birth"]), "sex": df["sex"],
         "street_number": df["street_number"], "street_name": df["street_name"], "unit": df["unit_number"],
         "city": df["city"], "zipcode": df["zipcode"], "state": df["state"]})
 
@@ -145,7 +147,7 @@ PAIRS = {"census_ssa": (census, social_security), "w2_ssa": (w2, social_security
 def pseudopeople_pair(out: Path, name: str, seed: int) -> None:
     make_left, make_right = PAIRS[name]
     # Different noise seeds per file: the two files are independent observations.
-    _write(out, f"{name}_s{seed}", make_left(seed), make_right(seed + 1000), seed)
+    write_pair(out, f"{name}_s{seed}", make_left(seed), make_right(seed + 1000), seed)
 
 
 def main() -> None:

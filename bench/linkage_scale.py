@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from linkage_data import _write, census, social_security
+from linkage_data import census, social_security, write_pair
 
 CENSUS_YEAR = 2020
 SHIFT_DAYS = 365
@@ -115,4 +115,4 @@ def scale_pair(out: Path, name: str, seed: int, records: int) -> None:
     rng = np.random.default_rng(seed)
     left = left.iloc[np.sort(rng.choice(len(left), min(records, len(left)), replace=False))]
     right = right.iloc[np.sort(rng.choice(len(right), min(records, len(right)), replace=False))]
-    _write(out, f"scale_{name}_s{seed}", left.reset_index(drop=True), right.reset_index(drop=True), seed)
+    write_pair(out, f"scale_{name}_s{seed}", left.reset_index(drop=True), right.reset_index(drop=True), seed)

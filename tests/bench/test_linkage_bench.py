@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from linkage_data import _mmddyyyy_to_yyyymmdd, _write  # noqa: E402
+from linkage_data import mmddyyyy_to_yyyymmdd, write_pair  # noqa: E402
 from linkage_score import score, true_pair_count  # noqa: E402
 
 
@@ -41,9 +41,9 @@ def test_score_counts_a_repeated_pair_once():
 def test_dates_are_rearranged_as_text_so_typos_survive():
     dates = pd.Series(["05/06/1994", "13/45/2001", "05061994", "", None, "1994-05-06"])
     # Month 13 and day 45 are impossible but kept (a linker decides); unknown shapes stay as they are.
-    assert _mmddyyyy_to_yyyymmdd(dates).tolist()[:4] == ["19940506", "20011345", "19940506", ""]
-    assert pd.isna(_mmddyyyy_to_yyyymmdd(dates)[4])
-    assert _mmddyyyy_to_yyyymmdd(dates)[5] == "1994-05-06"
+    assert mmddyyyy_to_yyyymmdd(dates).tolist()[:4] == ["19940506", "20011345", "19940506", ""]
+    assert pd.isna(mmddyyyy_to_yyyymmdd(dates)[4])
+    assert mmddyyyy_to_yyyymmdd(dates)[5] == "1994-05-06"
 
 
 def test_written_pair_maps_only_shared_informative_columns_and_hides_the_truth(tmp_path):
@@ -52,7 +52,7 @@ def test_written_pair_maps_only_shared_informative_columns_and_hides_the_truth(t
                          "ssn": ["1", "2", "3"]})
     right = pd.DataFrame({"entity": ["2", "3"], "first_name": ["Bo", "Cy"], "dob": ["19910101", "19920101"],
                           "city": ["Anytown", "Anytown"]})
-    _write(tmp_path, "t", left, right, seed=1)
+    write_pair(tmp_path, "t", left, right, seed=1)
     mapping = json.loads((tmp_path / "t" / "mapping.json").read_text())
     # ssn: left only; city: one value everywhere -> neither is mapped.
     assert mapping == {"id": "rec_id", "fields": {"first_name": "first_name",
@@ -86,3 +86,39 @@ def test_splink_baseline_blocks_and_trains_by_role_not_by_data_set():
     _, deterministic, em = rules({"first_name", "last_name", "street_number", "address"})
     assert sql(deterministic) and all("street_number" in s for s in sql(deterministic))
     assert len(em) == 2
+
+
+def test_scale_copies_are_new_people_consistent_across_both_files():
+    import numpy as np
+
+    from linkage_scale import _copy
+
+    day = pd.Timestamp
+    census = pd.DataFrame({
+        "simulant_id": ["s1", "s2", "s3"], "household_id": ["h1", "h1", "h2"], "guardian_1": [None, "s1", None],
+        "guardian_2": [None, None, None], "first_name": ["Ann", "Bob", "Cy"], "last_name": ["Lee", "Lee", "Ng"],
+        "middle_initial": ["M", "J", "Q"], "street_name": ["Oak", "Oak", "Elm"],
+        "date_of_birth": [day("1990-01-01"), day("2015-06-01"), day("1970-03-03")],
+        "copy_date_of_birth": [day("2015-06-01"), day("1990-01-01"), pd.NaT]})
+    ssa = pd.DataFrame({
+        "simulant_id": ["s1", "s3", "s4"], "first_name": ["Ann", "Cy", "Dee"], "last_name": ["Lee", "Ng", "Ox"],
+        "middle_name": ["Mary", "Quinn", "Rae"], "ssn": ["111-11-1111", "222-22-2222", "333-33-3333"],
+        "copy_ssn": [None, None, "111-11-1111"], "event_type": ["creation"] * 3,
+        "date_of_birth": [day("1990-01-01"), day("1970-03-03"), day("1950-01-01")],
+        "event_date": [day("1990-01-01"), day("1970-03-03"), day("1950-01-01")],
+        "copy_date_of_birth": [pd.NaT] * 3})
+    c0, s0 = _copy(census, ssa, 0, np.random.default_rng(0))
+    pd.testing.assert_frame_equal(c0, census)  # copy 0 is the sample itself
+    c, s = _copy(census, ssa, 1, np.random.default_rng(0))
+    assert c["simulant_id"].tolist() == ["1cs1", "1cs2", "1cs3"] and c["guardian_1"].tolist()[1] == "1cs1"
+    both = c.merge(s, on="simulant_id", suffixes=("_c", "_s"))
+    assert len(both) == 2  # s1 and s3 are in both files, under the same new id
+    # The same person keeps one name, one birth date and matching initials in both files.
+    assert (both["first_name_c"] == both["first_name_s"]).all() and (both["last_name_c"] == both["last_name_s"]).all()
+    assert (both["date_of_birth_c"] == both["date_of_birth_s"]).all()
+    assert (both["middle_initial"] == both["middle_name"].str[:1]).all()
+    # A household keeps its surname and its age gap (one shift per household).
+    assert c["last_name"][0] == c["last_name"][1]
+    assert c["date_of_birth"][1] - c["date_of_birth"][0] == day("2015-06-01") - day("1990-01-01")
+    # New SSNs, the borrowed one following its owner's.
+    assert not set(s["ssn"]) & set(ssa["ssn"]) and s["copy_ssn"][2] == s["ssn"][0]
