@@ -224,6 +224,9 @@ def test_rows_a_corrected_incremental_resend_leaves_out_are_kept_as_deleted(sett
         (inbox / name).write_text(header + rows)
         os.utime(inbox / name, (1, 1))
         [outcome] = ingest_agency(settings, "treatment", master_key)
+        if outcome["status"] == "held":  # the correction removes 1 of 3 rows, over the volume guard's 10%
+            from leadhub.pipeline import release
+            outcome = release(settings, outcome["file_id"], "the agency confirmed a row was sent in error")
         assert outcome["status"] == "accepted"
         return outcome["batch_id"]
 
