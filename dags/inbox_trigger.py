@@ -16,8 +16,8 @@ memory of what was reported is lost when the triggerer restarts, which at
 worst starts one feed run that finds the file already taken — harmless,
 because the intake is idempotent.
 
-This module is imported at parse time and in the triggerer: standard library
-and ``airflow.triggers`` only.
+This module is imported at parse time and in the triggerer: standard library,
+``airflow.triggers`` and ``leadhub.errors`` (standard library only) only.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import re
 from typing import Any, AsyncIterator
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from leadhub.errors import printable
 
 # The same rule as connectors.inbox.is_in_progress (tests/dags/test_inbox_trigger.py
 # keeps them equal); not imported from there because that module loads duckdb
@@ -111,5 +113,7 @@ class InboxFilesTrigger(BaseEventTrigger):
             names = scan.poll(listing)
             if names:
                 self.log.info("%s inbox: %d complete file(s) arrived", self.agency, len(names))
-                yield TriggerEvent({"agency": self.agency, "files": names})
+                # Escaped: a name that is not UTF-8 could not be stored with the event, and one
+                # with a newline could forge a line of the triggerer's log.
+                yield TriggerEvent({"agency": self.agency, "files": [printable(n) for n in names]})
             await asyncio.sleep(self.poll_seconds)

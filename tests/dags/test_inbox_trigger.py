@@ -7,6 +7,7 @@ same as the triggerer does.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 
 import pytest
@@ -70,3 +71,22 @@ def test_trigger_fires_for_a_delivered_file_and_leaves_every_file_in_place(tmp_p
     assert event.payload == {"agency": "jail", "files": ["jail_bookings_20241230.csv"]}
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert delivered.read_text() == "booking_id\n1\n"
+
+
+def test_trigger_events_carry_hostile_names_escaped(tmp_path):
+    # b"\xff" is not UTF-8 and "\n" could start a forged log line: both arrive escaped
+    for raw in (b"jail_bookings_\xff.csv", b"jail_bookings_1.csv\nINFO forged"):
+        path = os.path.join(os.fsencode(tmp_path), raw)
+        open(path, "wb").close()
+        os.utime(path, (1, 1))
+
+    async def first_event():
+        events = InboxFilesTrigger(directory=str(tmp_path), agency="jail", poll_seconds=0.01).run()
+        try:
+            return await asyncio.wait_for(anext(events), timeout=30)
+        finally:
+            await events.aclose()
+
+    event = asyncio.run(first_event())
+    assert sorted(event.payload["files"]) == ["jail_bookings_1.csv\\x0aINFO forged", "jail_bookings_\\xff.csv"]
+    json.dumps(event.payload).encode("utf-8")  # storable as the event's JSON
