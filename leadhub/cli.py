@@ -305,16 +305,15 @@ def cmd_release(settings: Settings, args) -> int:
 
 
 def cmd_retention(settings: Settings, args) -> int:
-    from leadhub.maintenance import archive_retention
+    from leadhub.maintenance import archive_retention, retention_summary
 
     result = archive_retention(settings, args.days, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     for path in result["deleted"]:
         print(f"  {verb} {path}")
     for path in result["unaccounted"]:
-        print(f"  kept (not in the ledger; check by hand) {path}")
-    print(f"{verb} {len(result['deleted'])} archive file(s) older than {result['retention_days']} days; "
-          f"kept {len(result['kept_current'])} of current batches and {result['kept_recent']} recent")
+        print(f"  kept, not in the ledger (check by hand): {path}")
+    print(retention_summary(result))
     return 0
 
 
@@ -356,7 +355,7 @@ def cmd_crosswalk(settings: Settings, args) -> int:
         return 0
     key = MasterKey.load(settings.key_file)
     if args.action == "build":
-        counts = crosswalk.build_crosswalk(settings, key)
+        counts = crosswalk.build_crosswalk(settings, key, progress=sys.stderr.isatty())
         print(f"crosswalk: {counts['person_keys']} person keys from {counts['files_replayed']} archived "
               f"file(s) ({counts['files_skipped']} skipped) -> {crosswalk.crosswalk_path(settings)}")
         return 0
@@ -403,11 +402,11 @@ def cmd_rotate_key(settings: Settings, args) -> int:
     if demo:
         raise LeadHubError(f"{new_path} is a demo key; rotate to a key made by 'leadhub keygen' or --create")
     new = MasterKey(secret)
-    counts = rotate_key(settings, old, new)
+    counts = rotate_key(settings, old, new, progress=sys.stderr.isatty())
     print(f"rotated {counts['rows']} staging rows in {counts['batches']} batches and "
           f"{counts['archive_files']} archived files from key {old.key_id} to {new.key_id}")
     if crosswalk.crosswalk_path(settings).exists():
-        crosswalk.build_crosswalk(settings, new)
+        crosswalk.build_crosswalk(settings, new, progress=sys.stderr.isatty())
         print("crosswalk rebuilt under the new key")
     print(f"now point LEADHUB_KEY_FILE at {new_path}; keep the old key offline until the next build "
           "and report look right, then destroy it")

@@ -85,8 +85,8 @@ def archive_retention(settings: Settings, keep_days: int, now: datetime | None =
       * any archive file the ledger does not know (it cannot be accounted for,
         so a person decides; it is listed under ``unaccounted``).
     Age is the ledger's received time. Returns {"deleted", "kept_current",
-    "unaccounted", "kept_recent", "dry_run"} with archive paths relative to the
-    data directory. Without a warehouse there is no ledger to decide by, so
+    "unaccounted", "kept_recent", "retention_days", "cutoff", "dry_run"} with
+    archive paths relative to the data directory (``retention_summary`` words it). Without a warehouse there is no ledger to decide by, so
     nothing is deleted and the call fails.
     """
     keep_days = retention_days(keep_days)
@@ -94,7 +94,7 @@ def archive_retention(settings: Settings, keep_days: int, now: datetime | None =
     cutoff = now - timedelta(days=keep_days)
     archive_files = sorted(p for p in settings.archive_dir.glob("*/*.enc") if p.is_file())
     result = {"deleted": [], "kept_current": [], "unaccounted": [], "kept_recent": 0,
-              "retention_days": keep_days, "dry_run": dry_run}
+              "retention_days": keep_days, "cutoff": f"{cutoff:%Y-%m-%d %H:%M} UTC", "dry_run": dry_run}
     if not archive_files:
         return result
     if not settings.warehouse_path.exists():
@@ -121,6 +121,26 @@ def archive_retention(settings: Settings, keep_days: int, now: datetime | None =
                 path.unlink()
             result["deleted"].append(relative)
     return result
+
+
+def retention_summary(result: dict) -> str:
+    """One sentence on what retention deleted (or would delete) and what it kept, and why."""
+    days = result["retention_days"]
+    period = _plural(days // 365, "year") if days % 365 == 0 else _plural(days, "day")
+    deleted, current = len(result["deleted"]), len(result["kept_current"])
+    verb, keep = ("would delete", "would keep") if result["dry_run"] else ("deleted", "kept")
+    kept = [f"{current} {'original of a batch' if current == 1 else 'originals of batches'} still current "
+            "or still loading (whatever their age: the warehouse is re-derived from them)",
+            f"{result['kept_recent']} received since then (within retention)"]
+    if result["unaccounted"]:
+        kept.append(f"{_plural(len(result['unaccounted']), 'file')} the ledger does not know "
+                    "(listed above; a person decides)")
+    return (f"{verb} {_plural(deleted, 'archived original')} received before {result['cutoff']} "
+            f"(older than {period}); {keep} {', '.join(kept[:-1])} and {kept[-1]}")
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 # --- re-processing ledger entries ------------------------------------------------

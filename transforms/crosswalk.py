@@ -21,6 +21,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from tqdm import tqdm
 
 from connectors.archive import decrypt_to
 from connectors.contracts import load_contracts
@@ -40,6 +42,7 @@ from leadhub.warehouse import connect
 from transforms.pseudonymize import Pseudonymizer
 
 MAGIC = b"LHX1"
+log = logging.getLogger(__name__)
 GENESIS = "0" * 64
 
 
@@ -61,8 +64,11 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
-def build_crosswalk(settings: Settings, key: MasterKey) -> dict[str, int]:
-    """Replay the archive, map agency ids to person keys, write the encrypted crosswalk."""
+def build_crosswalk(settings: Settings, key: MasterKey, progress: bool = False) -> dict[str, int]:
+    """Replay the archive, map agency ids to person keys, write the encrypted crosswalk.
+
+    One log line per stage; with ``progress`` (a terminal) tqdm shows the files as they are replayed.
+    """
     contracts = load_contracts()
     pseudo = Pseudonymizer(key)
     with connect(settings.warehouse_path, read_only=True) as con:
@@ -82,7 +88,8 @@ def build_crosswalk(settings: Settings, key: MasterKey) -> dict[str, int]:
     work = Path(tempfile.mkdtemp(prefix="leadhub-crosswalk-"))
     os.chmod(work, 0o700)
     try:
-        for agency, extract, archive in files:
+        log.info("crosswalk: replaying %d archived files under key %s", len(files), key.key_id)
+        for agency, extract, archive in tqdm(files, desc="crosswalk", unit="file", disable=not progress):
             contract = contracts.get(f"{agency}_{extract}")
             id_col = next((c.name for c in (contract.identifier_columns if contract else [])
                            if c.identifier == "agency_person_id"), None)
@@ -121,6 +128,8 @@ def build_crosswalk(settings: Settings, key: MasterKey) -> dict[str, int]:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)
+    log.info("crosswalk: %d person keys from %d files (%d skipped) written to %s",
+             len(ids_of_key), replayed, skipped, target)
     return {"files_replayed": replayed, "files_skipped": skipped, "person_keys": len(ids_of_key)}
 
 

@@ -14,16 +14,21 @@ half-way is finished by running it again with the same two keys).
 
 Rotation refuses to start if any staging row cannot be traced to a replayable
 archived file: a half-rotated warehouse would silently break links.
+
+It takes minutes on a large archive: each stage writes one log line, and with
+``progress`` (a terminal) tqdm shows the batches and files as they go.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from connectors.archive import MAGIC as ARCHIVE_MAGIC, decrypt_to, encrypt_file
 from connectors.contracts import load_contracts
@@ -37,8 +42,10 @@ from transforms.pseudonymize import Pseudonymizer
 PERSON = "person_token"
 LINEAGE = ("_batch_id", "_row_number")
 
+log = logging.getLogger(__name__)
 
-def rotate_key(settings: Settings, old: MasterKey, new: MasterKey) -> dict[str, int]:
+
+def rotate_key(settings: Settings, old: MasterKey, new: MasterKey, progress: bool = False) -> dict[str, int]:
     """Re-pseudonymize staging and person links under ``new``; then re-encrypt the archive."""
     from transforms.model import run_models
 
@@ -55,10 +62,13 @@ def rotate_key(settings: Settings, old: MasterKey, new: MasterKey) -> dict[str, 
             batches = con.execute(
                 "SELECT b.batch_id, b.contract, l.archive_path FROM ops.batches b "
                 "JOIN ops.file_ledger l ON l.file_id = b.file_id ORDER BY b.loaded_at").fetchall()
+            log.info("key rotation %s -> %s: replaying %d loaded batches from the archive",
+                     old.key_id, new.key_id, len(batches))
             con.execute("BEGIN")
             try:
                 token_map = []
-                for batch_id, contract_name, archive in batches:
+                for batch_id, contract_name, archive in tqdm(batches, desc="re-pseudonymize", unit="batch",
+                                                             disable=not progress):
                     contract = contracts[contract_name]
                     if not archive:
                         raise LeadHubError(f"batch {batch_id} has no archived original; cannot rotate")
@@ -75,6 +85,8 @@ def rotate_key(settings: Settings, old: MasterKey, new: MasterKey) -> dict[str, 
                         rows_done += _update_batch(con, contract.name, batch_id, frame, keep, token_map,
                                                    contract.agency)
                     plain.unlink()
+                log.info("key rotation: %d staging rows re-pseudonymized; rewriting person links and "
+                         "rebuilding the models", rows_done)
                 _check_all_rotated(con, contracts, new.key_id)
                 _rewrite_links(con, token_map)
                 con.execute("UPDATE ops.batches SET key_id = ?", [new.key_id])
@@ -85,12 +97,17 @@ def rotate_key(settings: Settings, old: MasterKey, new: MasterKey) -> dict[str, 
                 raise
         # Every archived original, not only those of loaded batches: quarantined, duplicate and
         # unfinished deliveries must stay readable (and re-processable) once the old key is gone.
-        for path in sorted(p for p in settings.archive_dir.glob("*/*.enc") if p.is_file()):
-            if _archive_key_id(path) == old.key_id:
-                _reencrypt(path, old, new, work)
-                archives.append(path)
+        old_files = [p for p in sorted(settings.archive_dir.glob("*/*.enc"))
+                     if p.is_file() and _archive_key_id(p) == old.key_id]
+        log.info("key rotation: warehouse committed under %s; re-encrypting %d archived originals",
+                 new.key_id, len(old_files))
+        for path in tqdm(old_files, desc="re-encrypt archive", unit="file", disable=not progress):
+            _reencrypt(path, old, new, work)
+            archives.append(path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    log.info("key rotation to %s done: %d rows in %d batches, %d archived originals",
+             new.key_id, rows_done, len(batches), len(archives))
     return {"batches": len(batches), "rows": rows_done, "archive_files": len(set(archives))}
 
 

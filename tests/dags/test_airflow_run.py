@@ -72,7 +72,9 @@ def test_accepted_file_reaches_the_warehouse_and_airflow_sees_no_identifier(hub)
     assert (summary["file"], summary["status"], summary["rows"]) == ("treatment_clients_20240101.csv",
                                                                      "accepted", 2)
     assert ("leadhub://staging/treatment", "treatment_feed") in asset_events(hub)
-    assert all(isinstance(n, int) for n in runs["warehouse_build"]["xcom"]["build"].values())
+    # Table counts and the linkage model id; one person: C00002 revoked Part 2 consent, so is not linked.
+    counts = runs["warehouse_build"]["xcom"]["build"]
+    assert counts["link.persons"] == 1 and all(isinstance(n, int) for k, n in counts.items() if k.startswith("core."))
     assert runs["lead_report"]["xcom"]["report"]
     with duckdb.connect(str(hub.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM staging.treatment_clients").fetchone() == (2,)

@@ -8,6 +8,7 @@ writes them; only received times are moved into the past to age entries.
 from __future__ import annotations
 
 import os
+import re
 from datetime import date, datetime, timedelta
 
 import duckdb
@@ -70,6 +71,12 @@ def test_retention_deletes_old_archives_but_never_a_current_batch(settings, hist
     done = maintenance.archive_retention(settings, 365, now=NOW)
     assert sorted(done["deleted"]) == sorted([v1[2], bad[2]])
     assert done["kept_current"] == [v2[2]]
+    # NOW is 2026-06-01 00:00, so the cutoff is 365 days earlier: 2025-06-01.
+    assert maintenance.retention_summary(done) == (
+        "deleted 2 archived originals received before 2025-06-01 00:00 UTC (older than 1 year); kept "
+        "1 original of a batch still current or still loading (whatever their age: the warehouse is "
+        "re-derived from them), 0 received since then (within retention) and 1 file the ledger does not "
+        "know (listed above; a person decides)")
     assert done["unaccounted"] == [str(stray.relative_to(settings.data_dir))]
     assert not (settings.data_dir / v1[2]).exists() and not (settings.data_dir / bad[2]).exists()
     assert (settings.data_dir / v2[2]).exists() and stray.exists()
@@ -175,8 +182,13 @@ def test_the_cli_reprocesses_and_reports_retention(settings, history, capsys):
     assert "treatment/treatment_clients_20240301.csv (was quarantined)" in capsys.readouterr().out
     assert cli.main(["reprocess"]) == 2  # neither an entry nor a period: a one-line reason
     assert cli.main(["retention", "--days", "1", "--dry-run"]) == 0
-    assert "would delete 0 archive file(s) older than 1 days; kept 1 of current batches and 2 recent" in \
-        capsys.readouterr().out
+    # All three were received today: none is past a day. v2 is current; v1 (superseded) and the
+    # quarantined file are kept only because they are younger than the period.
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert re.fullmatch(r"would delete 0 archived originals received before \d{4}-\d\d-\d\d \d\d:\d\d UTC "
+                        r"\(older than 1 day\); would keep 1 original of a batch still current or still loading "
+                        r"\(whatever their age: the warehouse is re-derived from them\) and 2 received since "
+                        r"then \(within retention\)", last), last
     assert len(list(settings.archive_dir.glob("*/*.enc"))) == 3
 
 
