@@ -279,6 +279,8 @@ def cmd_reprocess(settings: Settings, args) -> int:
             raise LeadHubError("--force re-loads one ledger entry: give its file_id")
         outcome = pipeline.reload(settings, args.file_id, args.reason)
         _print_outcomes([outcome])
+        if outcome["status"] == "accepted":
+            print("run 'leadhub build' (or trigger warehouse_build) so the core tables and snapshot follow")
         return 0 if outcome["status"] == "accepted" else 1
     key = MasterKey.load(settings.key_file)
     if args.file_id:
@@ -301,6 +303,8 @@ def cmd_release(settings: Settings, args) -> int:
 
     outcome = pipeline.release(settings, args.file_id, args.reason, who=args.who)
     _print_outcomes([outcome])
+    if outcome["status"] == "accepted":
+        print("run 'leadhub build' (or trigger warehouse_build) so the core tables and snapshot follow")
     return 0 if outcome["status"] == "accepted" else 1
 
 
