@@ -21,6 +21,7 @@ SAMPLE_ARGS = {
     "reprocess": ["0123456789abcdef"],
     "release": ["0123456789abcdef", "--reason", "checked by hand"],
     "crosswalk": ["build"],
+    "linkage": ["train"],
     "rotate-key": ["--new-key-file", "new.key", "--create"],
 }
 # The exempted commands' keyed forms: the exemption holds only under its condition.
@@ -83,3 +84,14 @@ def test_the_exemption_holds_only_under_its_condition():
     assert not cli.needs_key(args(["crosswalk", "verify"]))
     assert cli.needs_key(args(["crosswalk", "build"]))
     assert cli.needs_key(args(["airflow"]))  # the tasks it schedules all need the key
+
+
+def test_the_readme_names_every_command_that_runs_without_a_key():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    keys = readme[readme.index("### Keys"):readme.index("### Running the stages by hand")]
+    keys = " ".join(keys.split())
+    for name, (conditions, label, _) in cli.NO_KEY_NEEDED.items():
+        shown = label if not label.startswith("link ") else "link"  # written `link` without `--installation-key`
+        assert f"`{shown}`" in keys, name
