@@ -14,7 +14,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from dags._common import START_DATE, WAREHOUSE_POOL, default_args, run_stage, tags
+from dags._common import START_DATE, WAREHOUSE_POOL, default_args, log, run_stage, tags
 
 
 def _staleness() -> list[dict]:
@@ -65,13 +65,15 @@ def leadhub_maintenance():
     @task(pool=WAREHOUSE_POOL)
     def apply_archive_retention(*, params=None) -> dict:
         """Deletes archived originals past retention, never one whose batch is current; returns the list."""
-        from leadhub.maintenance import archive_retention, retention_days
+        from leadhub.maintenance import archive_retention, retention_days, retention_summary
         from leadhub.settings import Settings
 
         params = params or {}
         days = run_stage("archive retention", retention_days, params.get("retention_days"))
-        return run_stage("archive retention", archive_retention, Settings.from_env(), days, None,
-                         bool(params.get("dry_run")))
+        result = run_stage("archive retention", archive_retention, Settings.from_env(), days, None,
+                           bool(params.get("dry_run")))
+        log.info(retention_summary(result))  # counts and dates only; the file names are in the XCom
+        return result
 
     check_staleness()
     publish_snapshot()
