@@ -174,6 +174,8 @@ def run_local_airflow(settings: Settings, port: int = 8080) -> None:
     on its own, the others are stopped and LeadHubError names it; Ctrl-C or
     SIGTERM stops them all (SIGTERM first, SIGKILL after a grace period).
     """
+    if _listening(port):  # else the wait below would take another program for the API server
+        raise LeadHubError(f"port {port} on {LOCALHOST} is in use; choose another with --port")
     migrate_metadata_db(settings)
     env = local_env(settings, port)
     done = subprocess.run([sys.executable, "-m", "airflow", "pools", "set", WAREHOUSE_POOL, "1",
@@ -216,13 +218,17 @@ def _check_running(processes: dict[str, subprocess.Popen]) -> None:
                                "above); the other components were stopped")
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex((LOCALHOST, port)) == 0
+
+
 def _wait_for_port(port: int, processes: dict[str, subprocess.Popen]) -> None:
     deadline = time.monotonic() + API_START_SECONDS
     while time.monotonic() < deadline:
         _check_running(processes)
-        with socket.socket() as s:
-            if s.connect_ex((LOCALHOST, port)) == 0:
-                return
+        if _listening(port):
+            return
         time.sleep(0.5)
     raise LeadHubError(f"Airflow's API server did not listen on {LOCALHOST}:{port} within "
                        f"{API_START_SECONDS} s (its output is above)")

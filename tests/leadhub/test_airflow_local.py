@@ -8,10 +8,14 @@ silently ignored.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
+import pytest
+
 from leadhub import airflow_local
+from leadhub.errors import LeadHubError
 from leadhub.settings import Settings
 
 READ_BACK = """
@@ -73,3 +77,13 @@ def test_no_component_starts_a_log_server_that_binds_every_interface():
 def test_the_demo_writes_dags_into_the_metadata_db_unpaused(tmp_path):
     env = airflow_local.airflow_env(settings(tmp_path))
     assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
+
+
+def test_a_port_in_use_is_refused_before_anything_starts(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(LeadHubError, match=f"port {port} on 127.0.0.1 is in use"):
+            airflow_local.run_local_airflow(settings(tmp_path), port)
+    assert not (tmp_path / "data").exists()  # no metadata DB was made
