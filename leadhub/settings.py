@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from leadhub.errors import LeadHubError
+
 ENV_DATA_DIR = "LEADHUB_DATA_DIR"
 ENV_KEY_FILE = "LEADHUB_KEY_FILE"
 ENV_MAX_FILE_MB = "LEADHUB_MAX_FILE_MB"
@@ -30,7 +32,7 @@ def lock_timeout_seconds() -> float:
     try:
         value = float(raw) if raw.strip() else DEFAULT_LOCK_TIMEOUT_SECONDS
     except ValueError:
-        raise ValueError(f"{ENV_LOCK_TIMEOUT} must be a number of seconds, not {raw!r}") from None
+        raise LeadHubError(f"{ENV_LOCK_TIMEOUT} must be a number of seconds, not {raw!r}") from None
     return max(value, 0.0)
 
 

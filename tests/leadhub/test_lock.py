@@ -151,3 +151,14 @@ def test_warehouse_archive_and_state_are_private(settings, master_key):
         assert _mode(f) == 0o600, f
     for d in {f.parent for f in archived}:
         assert _mode(d) == 0o700, d
+
+
+def test_a_timeout_that_is_not_a_number_is_a_one_line_reason(settings, monkeypatch):
+    import pytest
+
+    from leadhub.errors import LeadHubError
+
+    monkeypatch.setenv("LEADHUB_LOCK_TIMEOUT_SECONDS", "ten minutes")
+    with pytest.raises(LeadHubError, match="LEADHUB_LOCK_TIMEOUT_SECONDS must be a number of seconds"):
+        with writer_lock(settings.writer_lock_path):
+            pass
