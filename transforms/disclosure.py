@@ -83,9 +83,12 @@ class Disclosure:
     level: str
     treatment: str = "keep"
     precision: str | None = None
+    note: str = ""
 
     def label(self) -> str:
         """How the data dictionary states it."""
+        if self.note:
+            return self.note
         if self.treatment == "pseudonym":
             return "quasi-identifier: keyed pseudonym (snapshot key)"
         if self.treatment == "date":
@@ -100,6 +103,17 @@ class Disclosure:
         if self.treatment == "withhold":
             return "not published"
         return self.level.replace("_", "-")
+
+
+# Columns the hub computes that stand for a person: published as they are, said plainly.
+NOTED = {
+    "person_key": Disclosure("quasi_identifier", note="quasi-identifier: the linkage's person key, "
+                             "a pseudonym derived from no clear value"),
+    "age_at_event": Disclosure("quasi_identifier", note="quasi-identifier: whole years (the date of "
+                               "birth it comes from is never published)"),
+    "age_at_index": Disclosure("quasi_identifier", note="quasi-identifier: whole years (the date of "
+                               "birth it comes from is never published)"),
+}
 
 
 def _from_contract(column: Column) -> Disclosure:
@@ -147,6 +161,8 @@ def column_disclosure(schema: str, table: str, column: str, sql_type: str,
         if column in FILE_TEXT_COLUMNS:
             return Disclosure("plain", "file_text")
         return Disclosure("plain")
+    if column in NOTED:
+        return NOTED[column]
     if (schema, table, column) in PLAIN:
         return Disclosure("plain", "date", "exact") if is_date else Disclosure("plain")
     if (schema, table, column) in PSEUDONYMIZED:
