@@ -280,7 +280,8 @@ def train(con: duckdb.DuckDBPyConnection, model: dict, settings: dict, two_input
     t = settings["training"]
     fields = set(model_fields(model))
     linker = _linker(con, model, two_inputs)
-    strict = [s for s, e in (rule_sql(r, fields) or ("", ["x"]) for r in t["prior_rules"]) if s and not e]
+    rules = [rule_sql(r, fields) for r in t["prior_rules"]]
+    strict = [sql for sql, explode in filter(None, rules) if not explode]
     if strict:
         linker.training.estimate_probability_two_random_records_match(strict, recall=t["prior_recall"])
     linker.training.estimate_u_using_random_sampling(max_pairs=t["u_max_pairs"], seed=t["seed"])
@@ -293,10 +294,7 @@ def train(con: duckdb.DuckDBPyConnection, model: dict, settings: dict, two_input
                 sql[0], max_pairs=t.get("em_max_pairs"))
         except Exception as e:  # e.g. no pairs in this block: the levels keep their priors
             log.warning("EM on %s skipped: %s", sql[0], e)
-    trained = linker.misc.save_model_to_json()
-    # Splink may drop fixed flags or add defaults; keep what the hub relies on.
-    trained["linker_uid"] = "leadhub"
-    return trained
+    return linker.misc.save_model_to_json()
 
 
 def predict(con: duckdb.DuckDBPyConnection, model: dict, threshold: float, two_inputs: bool,
