@@ -207,6 +207,14 @@ def test_explain_is_audited_and_shows_weights_without_clear_text(settings, maste
     words = set(out.upper().replace(":", " ").split())
     assert len(names) > 100 and not words & {n for n in names if len(n) > 3}
 
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        (a1, t1), (a2, t2) = con.execute("SELECT agency, person_token FROM core.person_link WHERE person_key = ? "
+                                         "ORDER BY agency, person_token LIMIT 2", [key]).fetchall()
+    assert main(["linkage", "explain", f"{a1}:{t1},{a2}:{t2}", "--reason", "same request"]) == 0
+    assert capsys.readouterr().out.count("match weight") == 1  # exactly the one pair asked about
+    assert main(["linkage", "explain", f"{a1}:{t1},{a2}:nosuchtoken", "--reason", "typo"]) == 2
+    assert verify_audit(settings) == len(entries) + 2  # every attempt is on the record, refused or not
+
 
 def test_nothing_to_compare_gives_no_pairs_and_an_empty_person_link(settings, master_key):
     one = encode(people(1, 5))
