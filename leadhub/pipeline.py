@@ -26,10 +26,11 @@ def ingest(settings: Settings, agency: str, progress: bool = False) -> list[dict
 
 def _audited(settings: Settings, action: str, file_id: str, reason: str, who: str | None) -> str:
     """Write the steward's action to the hash-chained audit log before it happens; returns the
-    ledger note. An action whose audit entry cannot be written does not happen."""
+    ledger note. An action whose audit entry cannot be written does not happen. The note names
+    no person and quotes no reason (the ledger reaches the analysts' snapshot); the log does."""
     import getpass
 
-    from leadhub.errors import LeadHubError, printable
+    from leadhub.errors import LeadHubError
     from transforms.crosswalk import append_audit, verify_audit
 
     if not reason or not reason.strip():
@@ -37,7 +38,8 @@ def _audited(settings: Settings, action: str, file_id: str, reason: str, who: st
     who = who or getpass.getuser()
     verify_audit(settings)
     entry = append_audit(settings, who=who, action=action, file_id=file_id, reason=reason.strip())
-    return f"{action} by {printable(who)} at {entry['at']} (audit log)"
+    done = {"release": "released", "reload": f"re-loaded from {file_id}"}[action]
+    return f"{done} by a steward at {entry['at']} (see the steward audit log)"
 
 
 def release(settings: Settings, file_id: str, reason: str, who: str | None = None) -> dict:

@@ -108,7 +108,7 @@ def test_release_loads_a_held_delivery_and_audits_who_when_and_why(settings, mas
     assert (entry["action"], entry["file_id"], entry["who"], entry["reason"]) == (
         "release", held["file_id"], "steward-a", "agency confirmed the roster shrank")
     [(reason,)] = query(settings, "SELECT reason FROM ops.file_ledger WHERE file_id = ?", [held["file_id"]])
-    assert reason.startswith("release by steward-a at ")
+    assert reason.startswith("released by a steward at ") and "steward-a" not in reason
     # only a held file can be released
     with pytest.raises(LeadHubError, match="not held"):
         pipeline.release(settings, held["file_id"], "again")
@@ -140,7 +140,8 @@ def test_reprocess_force_makes_an_earlier_delivery_current_again(settings, maste
                            "WHERE file_name = 'treatment_clients_20240101.csv' ORDER BY received_at")
     assert [r[1] for r in rows] == ["superseded", "duplicate", "accepted"]
     new_id, _, reason, archive = rows[-1]
-    assert reason.startswith("reload by ") and (settings.data_dir / archive).is_file()
+    assert reason.startswith(f"re-loaded from {good['file_id']} by a steward at ")
+    assert (settings.data_dir / archive).is_file()
     assert status(settings, held["file_id"]) == "superseded"
     actions = [json.loads(line)["action"] for line in audit_path(settings).read_text().splitlines()]
     assert actions == ["release", "reload"]
