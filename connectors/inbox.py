@@ -854,9 +854,20 @@ def release_held(settings: Settings, key: MasterKey, file_id: str, note: str) ->
         entry, status = _archived_entry(con, file_id)
         if status != "held":
             raise LeadHubError(f"ledger entry {file_id} is {status}, not held; only held deliveries are released")
+        received, extract, name = con.execute("SELECT received_at, extract, file_name FROM ops.file_ledger "
+                                              "WHERE file_id = ?", [file_id]).fetchone()
+        contract = contract_for_file(entry[1], name)
+        # Loading it now would make it current over a later delivery of the same rows.
+        later = con.execute(
+            "SELECT file_id FROM ops.file_ledger WHERE agency = ? AND extract = ? AND status = 'accepted' "
+            "AND received_at > ? AND (? OR file_name = ?) ORDER BY received_at DESC LIMIT 1",
+            [entry[1], extract, received, contract is not None and contract.history == "full", name]).fetchone()
+        if later:
+            raise LeadHubError(f"ledger entry {file_id} was held before {later[0]}, which is current now; "
+                               "releasing it would replace that later delivery. Ask the agency to send it again "
+                               "if it is still the right one")
         intake = Intake(settings, key, con)
         intake.volume_guard, intake.skip_duplicates, intake.note = False, True, note
-        received = con.execute("SELECT received_at FROM ops.file_ledger WHERE file_id = ?", [file_id]).fetchone()[0]
         return _replay(intake, entry, file_id, received).as_dict()
 
 

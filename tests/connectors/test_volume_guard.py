@@ -148,3 +148,14 @@ def test_reprocess_force_makes_an_earlier_delivery_current_again(settings, maste
     # only a superseded entry can be re-loaded this way
     with pytest.raises(LeadHubError, match="superseded"):
         pipeline.reload(settings, new_id)
+
+
+def test_a_held_delivery_older_than_the_current_one_is_not_released_over_it(settings, master_key):
+    deliver(settings, master_key, "treatment_clients_20240101.csv", clients(20))
+    held = deliver(settings, master_key, "treatment_clients_20240201.csv", clients(3))
+    later = deliver(settings, master_key, "treatment_clients_20240301.csv", clients(21))
+    assert later["status"] == "accepted"
+    with pytest.raises(LeadHubError, match=f"held before {later['file_id']}, which is current now"):
+        pipeline.release(settings, held["file_id"], "too late")
+    assert status(settings, held["file_id"]) == "held"
+    assert query(settings, "SELECT count(*) FROM current.treatment_clients") == [(21,)]
