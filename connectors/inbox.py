@@ -624,7 +624,7 @@ class Intake:
                                     batch_id=batch_id)
                 self.con.execute("COMMIT")
                 self._quarantine(agency, path, file_id, reason)
-                return FileOutcome(name, contract.extract, "quarantined", batch_id, rows, reason)
+                return FileOutcome(name, contract.extract, "quarantined", batch_id, rows, reason, file_id=file_id)
             self.con.execute("INSERT INTO ops.batches VALUES (?,?,?,?,?,?,?,?)",
                              [batch_id, contract.name, file_id, content_sha or sha, received, utcnow(), rows,
                               self.key.key_id])
