@@ -209,3 +209,19 @@ def test_a_failure_after_the_load_committed_never_quarantines_the_loaded_file(se
     assert query(settings, "SELECT status FROM ops.file_ledger") == [("accepted",)]
     assert [o["status"] for o in ingest_agency(settings, "treatment", master_key)] == ["duplicate"]
     assert query(settings, "SELECT count(*) FROM current.treatment_clients") == [(2,)]
+
+
+def test_the_feed_task_message_escapes_names_and_names_held_files():
+    from dags._common import quarantine_message
+
+    message = quarantine_message("treatment", [
+        {"file": "x\nINFO forged.csv", "status": "quarantined", "reason": "x\nINFO forged.csv: rule 'file_name' failed"},
+        {"file": "treatment_clients_2.csv", "status": "held",
+         "reason": "treatment_clients_2.csv: rule 'volume' held: current 20 rows, delivery 3 rows"},
+        {"file": "treatment_clients_1.csv", "status": "accepted", "reason": None},
+    ])
+    # a head line and one line per file: 4 lines, the forged "INFO" never starts one
+    lines = message.splitlines()
+    assert len(lines) == 4 and not any(line.startswith("INFO") for line in lines)
+    assert lines[1] == "  x\\x0aINFO forged.csv: rule 'file_name' failed"
+    assert lines[2].startswith("treatment: 1 file(s) held") and "rule 'volume'" in lines[3]
