@@ -225,3 +225,14 @@ def test_the_feed_task_message_escapes_names_and_names_held_files():
     assert len(lines) == 4 and not any(line.startswith("INFO") for line in lines)
     assert lines[1] == "  x\\x0aINFO forged.csv: rule 'file_name' failed"
     assert lines[2].startswith("treatment: 1 file(s) held") and "rule 'volume'" in lines[3]
+
+
+def test_a_terminal_gets_a_progress_bar_of_rows_without_values(settings, master_key, capsys, monkeypatch):
+    monkeypatch.setattr(inbox.Intake, "chunk_rows", 2)
+    drop(settings, "treatment", "treatment_clients_20240101.csv", clients(5))
+    ingest_agency(settings, "treatment", master_key, progress=True)
+    bar = capsys.readouterr().err
+    # 5 rows in chunks of 2: the bar counts rows (2, 4, ...; tqdm redraws at most every 0.1 s)
+    # under the file's name
+    assert "treatment_clients_20240101.csv: 2.00rows" in bar
+    assert "Surname" not in bar and "C00001" not in bar
