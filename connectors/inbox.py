@@ -370,6 +370,11 @@ class Intake:
         if not stat.S_ISREG(st.st_mode):
             return refuse("not_regular_file", "only regular files are accepted")
         if st.st_nlink > 1:
+            # The hub's own deliveries (pulls, restores) link the file in, then drop their temporary
+            # name: give that a moment before judging.
+            time.sleep(STABLE_SECONDS)
+            st = path.lstat()
+        if st.st_nlink > 1:
             # Another name for the same bytes may sit outside the inbox, where someone can read
             # or change them while they are taken: only a file's sole name is accepted.
             return refuse("hard_link", f"the file has {st.st_nlink} hard links; send a plain copy")

@@ -237,3 +237,22 @@ def test_a_terminal_gets_a_progress_bar_of_rows_without_values(settings, master_
     # under the file's name
     assert re.search(r"treatment_clients_20240101\.csv: [1-9][\d.]*rows", bar)
     assert "Surname" not in bar and "C00001" not in bar
+
+
+def test_a_link_whose_other_name_goes_at_once_is_taken(settings, master_key, tmp_path, monkeypatch):
+    # a pull or a restore links its finished part file in, then removes the part name: an intake
+    # looking in between must not refuse the delivery as a hard link
+    part = settings.inbox("treatment") / ".treatment_contacts_20240101.csv.part"
+    drop(settings, "treatment", part.name, contacts(2))
+    final = part.with_name("treatment_contacts_20240101.csv")
+    os.link(part, final)
+    real_sleep = inbox.time.sleep
+
+    def sleep(seconds):
+        if part.exists():
+            part.unlink()  # the deliverer finishes while the intake waits
+        real_sleep(0)
+
+    monkeypatch.setattr(inbox.time, "sleep", sleep)
+    [outcome] = ingest_agency(settings, "treatment", master_key)
+    assert (outcome["status"], outcome["rows"]) == ("accepted", 2)
