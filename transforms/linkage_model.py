@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 
 import duckdb
 import numpy as np
@@ -399,7 +398,3 @@ def without_tf(model: dict) -> dict:
             level.pop("tf_adjustment_column", None)
             level.pop("tf_adjustment_weight", None)
     return model
-
-
-def weight_of(m: float, u: float) -> float:
-    return math.log2(m / u) if m and u else float("nan")

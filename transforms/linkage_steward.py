@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import getpass
 import math
-from pathlib import Path
 
 import pandas as pd
 

@@ -72,7 +72,8 @@ def test_splink_tables_hold_keyed_encodings_and_no_clear_text():
     # No column could hold text or a number spelled in digits except Splink's own bookkeeping.
     text_columns = con.execute(
         "SELECT table_name, column_name, data_type FROM information_schema.columns "
-        "WHERE data_type IN ('VARCHAR', 'UBIGINT', 'HUGEINT') OR data_type LIKE '%[]' AND data_type <> 'BLOB[]'").fetchall()
+        "WHERE data_type IN ('VARCHAR', 'UBIGINT', 'HUGEINT') "
+        "OR data_type LIKE '%[]' AND data_type <> 'BLOB[]'").fetchall()
     assert {c for _, c, _ in text_columns} <= {"source_dataset", "source_dataset_l", "source_dataset_r",
                                                 "match_key", "join_key_l", "join_key_r"}, text_columns
     dump = "\n".join(repr(con.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables)
