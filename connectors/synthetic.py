@@ -232,7 +232,8 @@ HISPANIC_SURNAMES = [s.replace("_", " ") for s in HISPANIC_SURNAMES]
 # ('UNKNOWN', 'declined').
 PLACEHOLDER_FIRST = ("Unknown", "FNU", "Declined", "Refused", "None Given")
 PLACEHOLDER_FIRST_BY_SEX = {"M": "Baby Boy", "F": "Baby Girl"}
-PLACEHOLDER_LAST = ("Unknown", "LNU", "Declined", "Resident", "Last Name", "Doe")
+# Not 'Doe' alone: it is a real surname; 'John Doe' is the convention, for a wholly unknown man.
+PLACEHOLDER_LAST = ("Unknown", "LNU", "Declined", "Resident", "Last Name")
 PLACEHOLDER_NAMES = frozenset(PLACEHOLDER_FIRST + PLACEHOLDER_LAST
                               + tuple(PLACEHOLDER_FIRST_BY_SEX.values()))
 MIDDLE_INITIALS = "ABCDEFGHIJKLMNOPRSTW"
