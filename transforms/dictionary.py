@@ -49,8 +49,8 @@ TABLES = {
     ("ops", "snapshot_info"): "When this snapshot was published, and for each source extract the "
                               "months its current rows cover and when its latest delivery arrived "
                               "(one row per extract).",
-    ("ops", "linkage_runs"): "One row per build: which linkage model and settings linked people, "
-                             "with the counts (no person data).",
+    ("ops", "linkage_runs"): "Which linkage model and settings linked people, with the counts (no "
+                             "person data): a row whenever one of them changed at a build.",
     ("ops", "data_quality"): "Every validation check of every delivery and build, with its file, for "
                              "data-quality trends (counts only, never values).",
 }
@@ -254,7 +254,7 @@ COLUMNS = {
         "checked_count": "Rows checked, when the check counts rows.",
     },
     ("ops", "linkage_runs"): {
-        "linked_at": "When the build linked people (UTC).",
+        "linked_at": "When a build first linked people with this model, settings and counts (UTC).",
         "model_version": "Version of the linkage model that scored candidate pairs.",
         "settings_version": "Version of transforms/linkage_settings.json.",
         "agency_ids": "Agency person ids linked (one per agency and person id).",

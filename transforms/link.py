@@ -313,7 +313,7 @@ def link_people(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] |
 
     Scores with ``model`` (the data directory's current model, passed by the
     build; the shipped default when None) and never trains. The model version
-    is recorded in ``ops.linkage_runs`` with the counts.
+    is returned and recorded in ``ops.linkage_runs`` with the counts.
     """
     contracts = contracts or load_contracts()
     settings = settings or load_settings()
@@ -337,13 +337,21 @@ def link_people(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] |
 
 def _record_run(con: duckdb.DuckDBPyConnection, model_version: str, settings_version: str | None,
                 counts: dict) -> None:
-    """Which model linked this build: one row per build, in the build's transaction."""
+    """Which model linked the warehouse, in the build's transaction.
+
+    A row is added when the model, the settings or the outcome differ from the
+    last row, so rebuilding unchanged data changes no table (builds are
+    idempotent) while every change of model stays on record with its date.
+    """
     con.execute("CREATE TABLE IF NOT EXISTS ops.linkage_runs (linked_at TIMESTAMP NOT NULL, "
                 "model_version VARCHAR NOT NULL, settings_version VARCHAR, agency_ids BIGINT NOT NULL, "
                 "persons BIGINT NOT NULL, merges_refused BIGINT NOT NULL)")
-    con.execute("INSERT INTO ops.linkage_runs VALUES (?, ?, ?, ?, ?, ?)",
-                [utcnow(), model_version, settings_version, counts["agency_ids"], counts["persons"],
-                 counts["merges_refused"]])
+    state = (model_version, settings_version, counts["agency_ids"], counts["persons"], counts["merges_refused"])
+    last = con.execute("SELECT model_version, settings_version, agency_ids, persons, merges_refused "
+                       "FROM ops.linkage_runs ORDER BY linked_at DESC LIMIT 1").fetchall()
+    if last and tuple(last[0]) == state:
+        return
+    con.execute("INSERT INTO ops.linkage_runs VALUES (?, ?, ?, ?, ?, ?)", [utcnow(), *state])
 
 
 # -- any two files (the ``leadhub link`` command) ------------------------------------------------
