@@ -56,7 +56,7 @@ def train_model(settings: Settings, link_settings: dict | None = None) -> dict:
     new = linkage_store.stamp(trained, {"records": len(rows), "source": "staging identity rows"}, link_settings)
     path = linkage_store.save_model(settings.data_dir, new)
     chart = path.with_suffix(".svg")
-    linkage_store._write_private(chart, linkage_store.match_weight_chart_svg(new))
+    linkage_store.write_private(chart, linkage_store.match_weight_chart_svg(new, previous=old))
     return {"old": old, "new": new, "path": path, "chart": chart}
 
 

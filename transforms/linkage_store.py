@@ -35,7 +35,7 @@ def models_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "linkage" / "models"
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write a 0600 file atomically (temporary file, fsync, rename)."""
     make_private_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
@@ -78,8 +78,8 @@ def save_model(data_dir: Path, model: dict) -> Path:
     """Store a stamped model and make it current."""
     version = model["leadhub"]["version"]
     path = models_dir(data_dir) / f"{version}.json"
-    _write_private(path, json.dumps(model, indent=1, sort_keys=True) + "\n")
-    _write_private(models_dir(data_dir) / "current", version + "\n")
+    write_private(path, json.dumps(model, indent=1, sort_keys=True) + "\n")
+    write_private(models_dir(data_dir) / "current", version + "\n")
     return path
 
 
@@ -177,11 +177,17 @@ def format_changes(old: dict, new: dict) -> str:
     return "\n".join(lines)
 
 
-def match_weight_chart_svg(model: dict) -> str:
-    """A self-contained SVG bar chart of each comparison level's match weight (no script, no network)."""
+def match_weight_chart_svg(model: dict, previous: dict | None = None) -> str:
+    """A self-contained SVG bar chart of each comparison level's match weight (no script, no network).
+
+    With ``previous``, a black tick marks each level's weight in that model, so
+    a steward sees at a glance what training changed.
+    """
     s = model_summary(model)
     rows = [(c["field"], lv["label"], lv["weight"] or 0.0) for c in s["comparisons"] for lv in c["levels"]]
-    scale_max = max([abs(w) for _, _, w in rows] + [1.0])
+    before = ({(c["field"], lv["label"]): lv["weight"] or 0.0 for c in model_summary(previous)["comparisons"]
+               for lv in c["levels"]} if previous else {})
+    scale_max = max([abs(w) for _, _, w in rows] + [abs(w) for w in before.values()] + [1.0])
     label_w, bar_w, row_h, top = 300, 360, 18, 40
     mid = label_w + bar_w / 2
     height = top + row_h * (len(rows) + 1) + 20
@@ -203,8 +209,13 @@ def match_weight_chart_svg(model: dict) -> str:
         out.append(f'<text x="4" y="{y + 12}">{esc(name)}</text>')
         out.append(f'<rect x="{x:.1f}" y="{y + 2}" width="{length:.1f}" height="{row_h - 5}" fill="{colour}"/>')
         out.append(f'<text x="{label_w + bar_w + 4}" y="{y + 12}">{w:+.2f}</text>')
+        if (field, label) in before:
+            tick = mid + before[(field, label)] / scale_max * (bar_w / 2)
+            out.append(f'<line x1="{tick:.1f}" y1="{y}" x2="{tick:.1f}" y2="{y + row_h - 2}" stroke="#000" '
+                       f'stroke-width="2"><title>previous model: {before[(field, label)]:+.2f}</title></line>')
+    note = f"; black ticks: model {esc(version_of(previous))}" if previous else ""
     out.append(f'<text x="4" y="{height - 8}">prior (probability two random records match): '
-               f'{(s["prior_weight"] or 0):+.2f}; threshold: {s["threshold"]}</text>')
+               f'{(s["prior_weight"] or 0):+.2f}; threshold: {s["threshold"]}{note}</text>')
     out.append("</svg>")
     return "\n".join(out)
 

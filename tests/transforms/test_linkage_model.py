@@ -124,6 +124,9 @@ def test_default_model_summary_and_chart(tmp_path):
     root = ET.fromstring(svg)  # well-formed, self-contained
     assert root.tag.endswith("svg") and "href" not in svg and "<script" not in svg
     assert s["version"] in svg and "names swapped" in svg
+    compared = ET.fromstring(linkage_store.match_weight_chart_svg(model, previous=model))
+    ticks = [e for e in compared.iter() if e.tag.endswith("line") and e.get("stroke-width") == "2"]
+    assert len(ticks) == sum(len(c["levels"]) for c in s["comparisons"])  # one per level of the old model
 
 
 def test_the_shipped_default_model_is_the_documented_priors():
