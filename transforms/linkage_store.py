@@ -201,12 +201,12 @@ def match_weight_chart_svg(model: dict, previous: dict | None = None) -> str:
     last = None
     for k, (field, label, w) in enumerate(rows):
         y = top + k * row_h
-        name = f"{field}: {label}" if field != last else f"    {label}"
+        name, indent = (f"{field}: {label}", 4) if field != last else (label, 24)  # levels under their field
         last = field
         length = abs(w) / scale_max * (bar_w / 2)
         x = mid if w >= 0 else mid - length
         colour = "#2b7a3d" if w >= 0 else "#b03a2e"
-        out.append(f'<text x="4" y="{y + 12}">{esc(name)}</text>')
+        out.append(f'<text x="{indent}" y="{y + 12}">{esc(name)}</text>')
         out.append(f'<rect x="{x:.1f}" y="{y + 2}" width="{length:.1f}" height="{row_h - 5}" fill="{colour}"/>')
         out.append(f'<text x="{label_w + bar_w + 4}" y="{y + 12}">{w:+.2f}</text>')
         if (field, label) in before:
