@@ -293,7 +293,19 @@ def train(con: duckdb.DuckDBPyConnection, model: dict, settings: dict, two_input
                 sql[0], max_pairs=t.get("em_max_pairs"))
         except Exception as e:  # e.g. no pairs in this block: the levels keep their priors
             log.warning("EM on %s skipped: %s", sql[0], e)
-    return linker.misc.save_model_to_json()
+    return floor_m(linker.misc.save_model_to_json(), t["min_m_probability"])
+
+
+def floor_m(model: dict, floor: float) -> dict:
+    """Raise every m below ``floor``: a level (almost) never seen among matches in one training
+    sample can still happen to a true pair, and an m near 0 would make it an absolute veto
+    (a weight of -100 bits and more) that no other evidence can outvote."""
+    for c in model["comparisons"]:
+        for level in c["comparison_levels"]:
+            m = level.get("m_probability")
+            if m is not None and m < floor and not level.get("is_null_level"):
+                level["m_probability"] = floor
+    return model
 
 
 def predict(con: duckdb.DuckDBPyConnection, model: dict, threshold: float, two_inputs: bool,
