@@ -7,7 +7,8 @@ match-weight chart; it is the only way a build's model changes.
 
 ``explain`` shows, for the pairs of records inside one person key (or one
 pair of agency ids), each comparison's level and match weight — a waterfall
-from the prior to the total — without any clear-text value. It is audited
+from the prior to the total — without any clear-text value, with the model
+that linked the current build. It is audited
 exactly like a crosswalk lookup: the entry is appended to the steward's
 hash-chained log before anything is read.
 """
@@ -62,6 +63,17 @@ def train_model(settings: Settings, link_settings: dict | None = None) -> dict:
 
 # -- explain -------------------------------------------------------------------------------------
 
+def _model_of_last_build(con, settings: Settings) -> dict:
+    """The model that linked the current build (the current model if no build recorded one)."""
+    has_runs = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'ops' "
+                           "AND table_name = 'linkage_runs'").fetchall()[0][0]
+    last = con.execute("SELECT model_version FROM ops.linkage_runs ORDER BY linked_at DESC LIMIT 1"
+                       ).fetchall() if has_runs else []
+    if not last:
+        return linkage_store.current_model(settings.data_dir)
+    return linkage_store.model_version(settings.data_dir, last[0][0])
+
+
 def _parse_target(target: str) -> tuple[str | None, list[tuple[str, str]]]:
     """``pk_...`` -> (key, []); ``agency:token,agency:token`` -> (None, [two agency ids])."""
     if target.startswith("pk_") and "," not in target:
@@ -95,16 +107,16 @@ def explain(settings: Settings, target: str, reason: str, who: str | None = None
     crosswalk.append_audit(settings, who=who or getpass.getuser(), person_key=target, reason=reason.strip(),
                            action="linkage explain")
     link_settings = link_settings or load_settings()
-    model = linkage_store.current_model(settings.data_dir)
     rows = _identity(settings)
-    if person_key:
-        with connect(settings.warehouse_path, read_only=True) as con:
+    with connect(settings.warehouse_path, read_only=True) as con:
+        model = _model_of_last_build(con, settings)
+        if person_key:
             nodes = {(a, t) for a, t in con.execute(
                 "SELECT agency, person_token FROM core.person_link WHERE person_key = ?", [person_key]).fetchall()}
-        if not nodes:
-            raise LeadHubError(f"no person key {person_key} in the current build")
-    else:
-        nodes = set(pair)
+            if not nodes:
+                raise LeadHubError(f"no person key {person_key} in the current build")
+        else:
+            nodes = set(pair)
     node_of_row = list(zip(rows["agency"], rows["person_token"]))
     members = [r for r, n in enumerate(node_of_row) if n in nodes]
     if pair and {node_of_row[r] for r in members} != nodes:

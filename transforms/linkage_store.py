@@ -104,6 +104,17 @@ def current_model(data_dir: Path) -> dict:
     return model
 
 
+def model_version(data_dir: Path, version: str) -> dict:
+    """A stored model (or the shipped default) by its version."""
+    default = default_model()
+    if version == version_of(default):
+        return default
+    path = models_dir(data_dir) / f"{version}.json"
+    if not path.exists():
+        raise LeadHubError(f"linkage model {version} is not in {models_dir(data_dir)}")
+    return json.loads(path.read_text())
+
+
 def version_of(model: dict) -> str:
     return model.get("leadhub", {}).get("version", "unversioned")
 
