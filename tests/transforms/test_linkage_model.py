@@ -218,6 +218,9 @@ def test_explain_is_audited_and_shows_weights_without_clear_text(settings, maste
     assert capsys.readouterr().out.count("match weight") == 1  # exactly the one pair asked about
     assert main(["linkage", "explain", f"{a1}:{t1},{a2}:nosuchtoken", "--reason", "typo"]) == 2
     assert verify_audit(settings) == len(entries) + 2  # every attempt is on the record, refused or not
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:  # Splink ran elsewhere
+        assert not con.execute("SELECT table_name FROM information_schema.tables "
+                               "WHERE table_name LIKE '%splink%'").fetchall()
 
 
 def test_nothing_to_compare_gives_no_pairs_and_an_empty_person_link(settings, master_key):
