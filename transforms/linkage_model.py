@@ -278,9 +278,16 @@ def train(con: duckdb.DuckDBPyConnection, model: dict, settings: dict, two_input
     """Estimate the prior, u and m of ``model`` on the tables loaded in ``con``; returns the new model."""
     t = settings["training"]
     fields = set(model_fields(model))
-    linker = _linker(con, model, two_inputs)
     rules = [rule_sql(r, fields) for r in t["prior_rules"]]
     strict = [sql for sql, explode in filter(None, rules) if not explode]
+    if not strict:
+        # No strict rule applies (e.g. names and addresses only): assume about one match per
+        # record, i.e. one in (records of the larger input) random pairs.
+        sizes = [n for (n,) in con.execute(
+            f"SELECT count(*) FROM {LEFT}" + (f" UNION ALL SELECT count(*) FROM {RIGHT}" if two_inputs else "")
+        ).fetchall()]
+        model = dict(model, probability_two_random_records_match=min(1.0, 1 / max(max(sizes), 1)))
+    linker = _linker(con, model, two_inputs)
     if strict:
         linker.training.estimate_probability_two_random_records_match(strict, recall=t["prior_recall"])
     linker.training.estimate_u_using_random_sampling(max_pairs=t["u_max_pairs"], seed=t["seed"])
