@@ -534,7 +534,8 @@ def parser() -> argparse.ArgumentParser:
     lk.add_argument("--right", help="second CSV file to link against --left")
     lk.add_argument("--columns", required=True, help='JSON mapping: {"id": col, "fields": {field: col}}')
     lk.add_argument("--out", required=True, help="CSV of left_id,right_id,score")
-    lk.add_argument("--threshold", type=float, help="minimum score (default: linkage_settings.json)")
+    lk.add_argument("--threshold", type=float,
+                    help="minimum score, a Splink match weight (default 0: match probability 0.5)")
     lk.add_argument("--one-to-one", action="store_true", help="keep each record in its best pair only")
     lk.add_argument("--delimiter", default=",")
     lk.add_argument("--installation-key", action="store_true",
