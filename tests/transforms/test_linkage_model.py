@@ -187,8 +187,10 @@ def test_train_stores_a_private_versioned_model_that_builds_use_and_record(setti
     assert not re.search(r"\d{8}", text)
 
     from transforms.build import build_warehouse
+    files = sorted(folder.iterdir())
     counts = build_warehouse(settings, publish=False)
     assert counts["link.model"] == version
+    assert sorted(folder.iterdir()) == files  # a build scores with the current model, it never trains
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         used = [v for (v,) in con.execute("SELECT model_version FROM ops.linkage_runs ORDER BY linked_at").fetchall()]
     assert used == [first["model"], version]
