@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leadhub.errors import LeadHubError
+from leadhub.files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_private_dir  # noqa: F401  (re-exported)
 
 ENV_DATA_DIR = "LEADHUB_DATA_DIR"
 ENV_KEY_FILE = "LEADHUB_KEY_FILE"
@@ -19,11 +20,6 @@ ENV_MAX_FILE_MB = "LEADHUB_MAX_FILE_MB"
 ENV_AIRFLOW_HOME = "AIRFLOW_HOME"
 ENV_LOCK_TIMEOUT = "LEADHUB_LOCK_TIMEOUT_SECONDS"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
-# Folders that hold personal data or secrets in the clear or encrypted, readable by the hub's
-# own user only. Inboxes (agencies upload into them), reports and the published snapshot
-# (analysts read them) keep the modes the deployment gives them.
-PRIVATE_DIR_MODE = 0o700
-PRIVATE_FILE_MODE = 0o600
 
 
 def lock_timeout_seconds() -> float:
@@ -39,21 +35,6 @@ def lock_timeout_seconds() -> float:
 def writer_lock_file(warehouse_path: Path) -> Path:
     """The hub-wide writer lock: one file beside the warehouse, whoever asks for it."""
     return Path(warehouse_path).with_name("writer.lock")
-
-
-def make_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make it 0700, also when it already existed.
-
-    A folder the hub does not own (a mounted volume) keeps its mode: the
-    deployment decides it, and refusing to start over it would help no one.
-    """
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
-    try:
-        os.chmod(path, PRIVATE_DIR_MODE)
-    except PermissionError:
-        pass
-    return path
 
 
 def _default_key_file() -> Path:

@@ -1,0 +1,103 @@
+"""The hub's file and transaction plumbing, written once.
+
+Every durable file the hub writes goes through ``atomic_write`` (temporary
+name in the same folder, fsync, rename, fsync of the folder): a reader or a
+crash sees the old file or the new one, never half of one. Files holding
+anything about people are created 0600 and their folders 0700 before a byte is
+written, so there is no moment when they are readable by others.
+Inboxes (agencies upload into them), reports and the published snapshot
+(analysts read them) keep the modes the deployment gives them.
+``transaction`` is the one BEGIN/COMMIT/ROLLBACK block for DuckDB.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+TMP_SUFFIX = ".tmp"
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a folder so that a rename in it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) and make it 0700, also when it already existed.
+
+    A folder the hub does not own (a mounted volume) keeps its mode: the
+    deployment decides it, and refusing to start over it would help no one.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    try:
+        os.chmod(path, PRIVATE_DIR_MODE)
+    except PermissionError:
+        pass
+    return path
+
+
+def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                 mode: int = PRIVATE_FILE_MODE) -> int:
+    """os.open with the file's mode set even when it already existed (umask cannot widen it)."""
+    fd = os.open(path, flags, mode)
+    try:
+        os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextmanager
+def atomic_write(path: Path, text: bool = False, mode: int = PRIVATE_FILE_MODE,
+                 tmp: Path | None = None, encoding: str = "utf-8", newline: str | None = None) -> Iterator[IO]:
+    """Yield a file open for writing; on success it replaces ``path`` durably, on error it vanishes.
+
+    ``tmp`` names the temporary file where a caller's naming matters (e.g. so a sweep
+    at the next start recognises it); by default it is ``<name>.tmp`` beside ``path``.
+    """
+    path = Path(path)
+    tmp = Path(tmp) if tmp is not None else path.with_name(path.name + TMP_SUFFIX)
+    fd = open_private(tmp, mode=mode)
+    try:
+        with (os.fdopen(fd, "w", encoding=encoding, newline=newline) if text else os.fdopen(fd, "wb")) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_path(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE_FILE_MODE) -> None:
+    with atomic_write(path, mode=mode) as f:
+        f.write(data)
+
+
+def atomic_write_text(path: Path, data: str, mode: int = PRIVATE_FILE_MODE) -> None:
+    with atomic_write(path, text=True, mode=mode) as f:
+        f.write(data)
+
+
+@contextmanager
+def transaction(con) -> Iterator:
+    """BEGIN ... COMMIT on a DuckDB connection; ROLLBACK on any exception (KeyboardInterrupt too)."""
+    con.execute("BEGIN")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
