@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-import yaml
+from leadhub.declared import Declared, ValidationError, declaration_error, read_yaml
 
 CONTRACTS_DIR = Path(__file__).parent / "contracts"
 
@@ -140,33 +140,74 @@ class Contract:
         return fnmatch.fnmatchcase(filename, self.file_pattern)
 
 
+class _ColumnDecl(Declared):
+    """One column as written in a contract file; ``Column`` is built from it."""
+    name: str
+    type: str = "string"
+    nullable: bool = True
+    description: str = ""
+    identifier: str | None = None
+    formats: list[str] = []
+    known_values: list[str | int | float | bool] | None = None
+    reference: str | None = None
+    null_markers: list[str | None] = ["", "NULL", "N/A"]
+    disclosure: str | None = None
+    date_precision: str | None = None
+
+
+class _FormatDecl(Declared):
+    type: str = "csv"
+    delimiter: str | None = None
+    quotechar: str = '"'
+    encoding: str = "utf-8"
+    header: bool = True
+
+
+class _ContractDecl(Declared):
+    """A contract file as written; types and keys only, the rules are in ``_check``."""
+    agency: str
+    extract: str
+    description: str = ""
+    file_pattern: str
+    format: _FormatDecl = _FormatDecl()
+    history: str = "incremental"
+    cadence_hours: int
+    stale_after_hours: int
+    primary_key: list[str]
+    age_at: str | None = None
+    part2: bool = False
+    # Thresholds of the history-aware checks; expectations.history knows their names.
+    validation: dict[str, object] | None = None
+    columns: list[_ColumnDecl]
+
+
 def _parse(path: Path) -> Contract:
-    raw = yaml.safe_load(path.read_text())
     where = f"contract {path}"
+    raw = read_yaml(path, ContractError, where)
     try:
-        columns = tuple(
-            Column(
-                name=c["name"], type=c.get("type", "string"), nullable=c.get("nullable", True),
-                description=c.get("description", ""), identifier=c.get("identifier"),
-                formats=tuple(c.get("formats", ())),
-                known_values=tuple(map(str, c["known_values"])) if "known_values" in c else None,
-                reference=c.get("reference"),
-                null_markers=tuple(c.get("null_markers", ("", "NULL", "N/A"))),
-                **_disclosure(c, raw.get("primary_key") or ()),
-            )
-            for c in raw["columns"]
+        decl = _ContractDecl.model_validate(raw)
+    except ValidationError as e:
+        raise ContractError(declaration_error(where, _ContractDecl, e)) from None
+    columns = tuple(
+        Column(
+            name=c.name, type=c.type, nullable=c.nullable, description=c.description,
+            identifier=c.identifier, formats=tuple(c.formats),
+            known_values=tuple(map(str, c.known_values)) if c.known_values is not None else None,
+            reference=c.reference, null_markers=tuple(c.null_markers),
+            **_disclosure(c.model_dump(exclude_unset=True), decl.primary_key),
         )
-        contract = Contract(
-            agency=raw["agency"], extract=raw["extract"], description=raw.get("description", ""),
-            file_pattern=raw["file_pattern"], format=FileFormat.from_raw(raw.get("format", {})),
-            history=raw.get("history", "incremental"), cadence_hours=int(raw["cadence_hours"]),
-            stale_after_hours=int(raw["stale_after_hours"]),
-            primary_key=tuple(raw["primary_key"]), columns=columns,
-            age_at=raw.get("age_at"), part2=bool(raw.get("part2", False)), source=path,
-            validation=dict(raw.get("validation") or {}),
-        )
-    except (KeyError, TypeError) as e:
-        raise ContractError(f"{where}: missing or malformed field {e}") from None
+        for c in decl.columns
+    )
+    fmt = decl.format.model_dump(exclude_unset=True, exclude_none=True)
+    contract = Contract(
+        agency=decl.agency, extract=decl.extract, description=decl.description,
+        file_pattern=decl.file_pattern, format=FileFormat.from_raw(fmt),
+        history=decl.history, cadence_hours=decl.cadence_hours,
+        stale_after_hours=decl.stale_after_hours,
+        primary_key=tuple(decl.primary_key), columns=columns,
+        age_at=decl.age_at, part2=decl.part2, source=path,
+        validation=dict(decl.validation or {}),
+    )
     _check(contract, where)
     return contract
 
