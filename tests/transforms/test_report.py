@@ -607,15 +607,15 @@ def _drawn_charts(settings, monkeypatch) -> list:
     """Every chart figure of a written report, drawn on an Agg canvas (the renderer of the PNG)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    import transforms.report as report
+    import transforms.report.charts as charts
 
-    figures, real_png = [], report._png
+    figures, real_png = [], charts._png
 
     def keep(fig):
         figures.append(fig)
         return real_png(fig)
 
-    monkeypatch.setattr(report, "_png", keep)
+    monkeypatch.setattr(charts, "_png", keep)
     write_report(settings, today=REPORT_DAY)
     for fig in figures:
         FigureCanvasAgg(fig).draw()

@@ -1,0 +1,33 @@
+"""The published LEAD report: one self-contained HTML file plus one CSV per table.
+
+Only aggregates leave the warehouse: every table is computed from marts and ops
+(``tables``), and no person-level row is ever written out. Counts from 1 to 10
+are suppressed and complementary suppression hides what a total would give away
+(``suppression``); values derived from a hidden count are withheld with it and
+rates resting on fewer than 20 events are flagged. Odds ratios and their
+intervals come from ``statistics``, charts from ``charts``, the page from the
+Jinja2 templates (``render``), and ``write`` puts the folder in place. Tables
+drawn from treatment records carry the 42 CFR Part 2 re-disclosure notice in the
+HTML and as the last line of their CSV. The methods name the linkage model the
+build used and show its match weights (``linkage``).
+"""
+
+from transforms.notices import PART2_NOTICE
+from transforms.report.coverage import Coverage, data_coverage, lineage_table
+from transforms.report.demo import planted_effect, planted_effect_line, planted_effect_text
+from transforms.report.linkage import LinkageModel, linkage_model
+from transforms.report.model import Table
+from transforms.report.render import ReportContext, needs_part2_notice, render_html
+from transforms.report.statistics import (LogisticFit, adjusted_odds_ratio, fit_logistic,
+                                          odds_ratio_woolf)
+from transforms.report.suppression import (NOT_APPLICABLE, SMALL_CELL_MAX, SUPPRESSED, WITHHELD, Cells,
+                                           _part_cell, count_cell, derived_cell, protect)
+from transforms.report.tables import RearrestEstimates, build_tables, rearrest_estimates
+from transforms.report.write import csv_rows, write_report
+
+__all__ = ["PART2_NOTICE", "Coverage", "data_coverage", "lineage_table", "planted_effect",
+           "planted_effect_line", "planted_effect_text", "LinkageModel", "linkage_model", "Table",
+           "ReportContext", "needs_part2_notice", "render_html", "LogisticFit", "adjusted_odds_ratio",
+           "fit_logistic", "odds_ratio_woolf", "NOT_APPLICABLE", "SMALL_CELL_MAX", "SUPPRESSED",
+           "WITHHELD", "Cells", "_part_cell", "count_cell", "derived_cell", "protect",
+           "RearrestEstimates", "build_tables", "rearrest_estimates", "csv_rows", "write_report"]

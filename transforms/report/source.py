@@ -1,0 +1,22 @@
+"""Where the report reads from: the published snapshot, else the warehouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leadhub.settings import Settings
+
+
+def _report_source(settings: Settings) -> Path | None:
+    """The published snapshot when there is one, else the warehouse, else None."""
+    from transforms.publish import snapshot_path
+
+    for source in (snapshot_path(settings), Path(settings.warehouse_path)):
+        if source.is_file():
+            return source
+    return None
+
+
+def _has_marts(con) -> bool:
+    return bool(con.execute("""SELECT count(*) FROM duckdb_tables()
+        WHERE schema_name = 'marts' AND table_name = 'outcomes_summary'""").fetchone()[0])

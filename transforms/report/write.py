@@ -1,0 +1,106 @@
+"""Writing the report folder: the HTML, one CSV per table, and the swap into place."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, datetime
+from pathlib import Path
+
+from connectors.exports import write_csv
+from leadhub.errors import LeadHubError
+from leadhub.settings import Settings
+from leadhub.warehouse import connect
+from transforms.notices import PART2_NOTICE
+from transforms.report.coverage import data_coverage
+from transforms.report.demo import planted_effect, planted_effect_text
+from transforms.report.linkage import linkage_model
+from transforms.report.model import TREATMENT, Table, _fetch
+from transforms.report.render import ReportContext, needs_part2_notice, render_html
+from transforms.report.source import _has_marts, _report_source
+from transforms.report.tables import build_tables, rearrest_estimates
+
+
+def csv_rows(table: Table) -> list[list[str]]:
+    """The CSV body: the rows, then the Part 2 notice as a last line when treatment records were used.
+
+    The notice travels inside the file because a CSV is easily sent on alone;
+    its first cell starts with "Notice:" so a reader can drop it.
+    """
+    rows = [list(r) for r in table.rows]
+    if TREATMENT in table.sources:
+        rows.append([f"Notice: {PART2_NOTICE}"] + [""] * (len(table.header) - 1))
+    return rows
+
+
+def _write_csv(path: Path, table: Table) -> None:
+    """Through the shared exporter, which escapes cells a spreadsheet would run as formulas."""
+    write_csv(path, table.header, csv_rows(table))
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    """Put a finished folder in place, so readers never see a half-written report.
+
+    The previous folder is renamed aside (atomic) before it is deleted: a run
+    killed while deleting leaves a partial folder only under the hidden ``.old``
+    name, never under ``target``.
+    """
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    source.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_report(settings: Settings, today: date | None = None) -> dict[str, str]:
+    """Write reports/lead_report_<date>/ (HTML + CSVs) and refresh reports/latest/.
+
+    Returns {'html': path, '<table name>': csv path, ...} for the dated folder.
+
+    Reads the published snapshot when there is one: it holds exactly the last
+    committed build (marts and the batches they were built from agree), and a
+    reader of the snapshot never holds up a load. Without a snapshot (a
+    warehouse built before publication existed) it reads the warehouse itself.
+    """
+    source = _report_source(settings)
+    if source is None:
+        raise LeadHubError(f"no warehouse at {settings.warehouse_path}; run ingest and build first")
+    effect = planted_effect(settings)
+    with connect(source, read_only=True) as con:
+        if not _has_marts(con):
+            raise LeadHubError("the warehouse has no marts yet; run build before report")
+        coverage = data_coverage(con)
+        tables = build_tables(con, coverage)
+        as_of = con.execute("SELECT max(received_at)::DATE FROM ops.batches").fetchone()[0]
+        evaluation = _fetch(con, "SELECT * FROM core.evaluation_settings")
+        demo_note = planted_effect_text(rearrest_estimates(con), effect) if effect else None
+        linkage = linkage_model(con, settings.data_dir)
+    ctx = ReportContext(latest_received=as_of, generated_at=datetime.now(),
+                        settings=evaluation[0] if evaluation else {}, coverage=coverage,
+                        demo_note=demo_note, linkage=linkage)
+
+    reports = Path(settings.reports_dir)
+    reports.mkdir(parents=True, exist_ok=True)
+    name = f"lead_report_{(today or date.today()).isoformat()}"
+    staging = reports / f".{name}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    (staging / "lead_report.html").write_text(render_html(tables, ctx), encoding="utf-8")
+    for t in tables:
+        _write_csv(staging / f"{t.name}.csv", t)
+    if needs_part2_notice(tables):
+        (staging / "PART2_NOTICE.txt").write_text(PART2_NOTICE + "\n", encoding="utf-8")
+
+    final = reports / name
+    latest_staging = reports / ".latest.partial"
+    if latest_staging.exists():
+        shutil.rmtree(latest_staging)
+    shutil.copytree(staging, latest_staging)
+    _replace_dir(staging, final)
+    _replace_dir(latest_staging, reports / "latest")
+
+    paths = {"html": str(final / "lead_report.html")}
+    paths.update({t.name: str(final / f"{t.name}.csv") for t in tables})
+    return paths
