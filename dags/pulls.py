@@ -5,11 +5,12 @@ SFTP server instead. A pull only writes files into the agency inbox, as a clerk
 would, and records an event on the inbox asset when it delivered something, so
 the agency's feed DAG takes the files through the one intake at once.
 
-The declarations are read here with YAML only: validating them needs the
-connectors (database drivers, paramiko), which the DAG processor should not
-import. A file without a ``kind`` or an ``agency`` is reported as an import
-error of this DAG file in the UI; any other mistake fails its DAG's first run
-with the reason.
+The declarations are read by the same models as ``leadhub pull`` uses
+(``connectors.sources``), which need no database driver or paramiko: a
+misspelt key, a missing field or an unknown agency is reported as an import
+error of this DAG file in the UI, naming the file and the key. A mistake that
+needs the extract's contract or the connector fails its DAG's first run with
+the reason.
 A source with ``enabled: false`` still gets its DAG, paused from creation.
 ``schedule`` in the declaration sets the DAG's schedule (default hourly).
 
@@ -22,42 +23,26 @@ recorded by the intake as duplicates.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import yaml
 from airflow.sdk import DAG, Param, dag, task
 
 from dags._common import START_DATE, default_args, inbox_alias, inbox_asset, run_stage, tags
-
-DEFAULT_SCHEDULE = "@hourly"
 
 
 def declarations() -> dict[str, dict]:
     """Source name -> the declaration's scheduling fields; {} when no pull connector is installed."""
     try:
-        from connectors.sources import ENV_SOURCES_DIR, SOURCES_DIR
+        from connectors.sources import load_sources
     except ImportError:
         return {}
-    folder = Path(os.environ.get(ENV_SOURCES_DIR) or SOURCES_DIR)
-    found = {}
-    for path in sorted(folder.glob("*.yaml")):
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError):
-            raw = None
-        if not isinstance(raw, dict) or not raw.get("agency") or raw.get("kind") not in ("sql", "sftp"):
-            raise ValueError(f"pull source {path} needs a 'kind' (sql or sftp) and an 'agency'")
-        found[path.stem] = {"kind": raw["kind"], "agency": str(raw["agency"]),
-                            "enabled": bool(raw.get("enabled", True)),
-                            "schedule": raw.get("schedule") or DEFAULT_SCHEDULE,
-                            "description": raw.get("description") or ""}
-    return found
+    return {name: {"kind": src.kind, "agency": src.agency, "enabled": src.enabled,
+                   "schedule": src.declaration.schedule, "description": src.declaration.description}
+            for name, src in load_sources().items()}
 
 
 def pull_once(name: str, backfill_from: str | None) -> dict:
     """Optionally move the source's position back, then pull it once; returns the pull's summary."""
-    from connectors.sources import PullError, load_sources, pull_source
+    from connectors.sources import PullError, load_sources
+    from connectors.sources.run import pull_source
     from leadhub.maintenance import reset_pull_source
     from leadhub.settings import Settings
 

@@ -149,7 +149,7 @@ def cmd_status(settings: Settings, args) -> int:
 
 def cmd_pull(settings: Settings, args) -> int:
     """Pull declared sources into the inboxes; `leadhub ingest` then takes the files."""
-    from connectors.sources import pull_sources
+    from connectors.sources.run import pull_sources
     from leadhub.keys import MasterKey
 
     MasterKey.load(settings.key_file)  # like every stage: refuse to run on an installation without its key

@@ -67,7 +67,8 @@ def _path(loc: tuple) -> str:
 def declaration_error(where: str, model: type[BaseModel], error: ValidationError) -> str:
     """One line for the first problem pydantic found (and how many more there are)."""
     problems = error.errors(include_input=False, include_url=False)
-    first = problems[0]
+    # A misspelt key also leaves a required one missing: name the misspelling, it says what to fix.
+    first = min(problems, key=lambda p: p["type"] != "extra_forbidden")
     loc = tuple(p for p in first["loc"] if p != "function-after")  # validator wrappers add no key
     if first["type"] == "extra_forbidden":
         holder = _model_at(model, loc)

@@ -281,7 +281,7 @@ def reset_pull_source(settings: Settings, source_name: str, start: str) -> dict:
     source = sources[source_name]
     state = load_state(settings, source_name)
     if source.kind == "sql":
-        from connectors.pull_sql import SqlSource
+        from connectors.sources.sql import SqlSource
 
         mark_type = SqlSource.from_source(source).mark_type
         if mark_type == "integer":

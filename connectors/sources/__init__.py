@@ -1,8 +1,8 @@
 """Pull sources: agency systems the hub fetches from, declared as data.
 
 Some agencies cannot drop files; the hub pulls instead, from a database view
-(``kind: sql``, see ``connectors.pull_sql``) or an SFTP server (``kind: sftp``,
-see ``connectors.pull_sftp``). Each source is one YAML file in this folder, or
+(``kind: sql``, see ``connectors.sources.sql``) or an SFTP server (``kind: sftp``,
+see ``connectors.sources.sftp``). Each source is one YAML file in this folder, or
 in the folder named by ``LEADHUB_SOURCES_DIR`` so a deployment keeps its
 declarations outside the package. The file name (without ``.yaml``) is the
 source name.
@@ -10,8 +10,9 @@ source name.
 A pull never loads anything itself: it writes what it fetched as a file into
 the agency inbox, exactly as a clerk would, so the one intake (hash, encrypted
 archive, ledger, validation, load) applies to every delivery. This module
-holds what both connectors share: reading declarations, the per-source state
-file, and the atomic delivery of a file into an inbox.
+holds what both connectors and the Airflow pull DAGs share: the declaration
+models (one parser for everyone), the per-source state file, and the atomic
+delivery of a file into an inbox. Running pulls is ``connectors.sources.run``.
 """
 
 from __future__ import annotations
@@ -22,16 +23,21 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
-import yaml
+from pydantic import model_validator
 
-from connectors.archive import fsync_path
+from leadhub.declared import Declared, ValidationError, declaration_error, read_yaml
 from leadhub.errors import LeadHubError
+from leadhub.files import atomic_write, fsync_path, open_private
 from leadhub.settings import Settings
 
 SOURCES_DIR = Path(__file__).parent
 ENV_SOURCES_DIR = "LEADHUB_SOURCES_DIR"
 KINDS = ("sql", "sftp")
+MARK_TYPES = ("timestamp", "integer")
+DEFAULT_BATCH_SIZE = 50_000
+DEFAULT_SCHEDULE = "@hourly"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -39,23 +45,79 @@ class PullError(LeadHubError):
     """A pull failed. The message names the source and never holds a row value."""
 
 
+class _Declaration(Declared):
+    """What every source declares. ``schedule`` is read by the Airflow pull DAGs only."""
+    kind: Literal["sql", "sftp"]
+    agency: str
+    enabled: bool = True
+    description: str = ""
+    schedule: str = DEFAULT_SCHEDULE
+
+
+class HighWaterMark(Declared):
+    column: str
+    type: Literal["timestamp", "integer"]
+
+
+class SqlDeclaration(_Declaration):
+    """``kind: sql``; the rules that need the extract's contract are in ``connectors.sources.sql``."""
+    kind: Literal["sql"]
+    extract: str
+    url_env: str                     # names the variable holding the SQLAlchemy URL
+    table: str | None = None
+    query: str | None = None
+    columns: dict[str, str] | None = None    # contract column -> source column, where they differ
+    high_water_mark: HighWaterMark | None = None
+    key: list[str] | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+
+class SftpDeclaration(_Declaration):
+    kind: Literal["sftp"]
+    host: str
+    port: int = 22
+    user: str
+    private_key_env: str             # names the variable holding the key file's path
+    passphrase_env: str | None = None
+    known_hosts: str
+    remote_dir: str
+    delete_after_fetch: bool = False
+    timeout_seconds: float = 30
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, raw):
+        if isinstance(raw, dict) and ("password" in raw or "private_key" in raw):
+            raise ValueError("secrets never go in this file; use private_key_env")
+        return raw
+
+
+DECLARATIONS = {"sql": SqlDeclaration, "sftp": SftpDeclaration}
+
+
 @dataclass(frozen=True)
 class Source:
-    """One declared source: the common fields, plus the raw kind-specific ones."""
+    """One declared source: its name (the file name) and its validated declaration."""
     name: str
-    kind: str
-    agency: str
-    enabled: bool
-    options: dict = field(compare=False)
+    declaration: SqlDeclaration | SftpDeclaration = field(compare=False)
     path: Path | None = field(default=None, compare=False)
 
-    def checked_options(self, known: set[str]) -> tuple[dict, str]:
-        """(options, where-to-report) for a connector, refusing fields it does not know."""
-        where = f"source {self.path or self.name}"
-        unknown = sorted(set(self.options) - known)
-        if unknown:
-            raise PullError(f"{where}: unknown field(s) {', '.join(unknown)}")
-        return self.options, where
+    @property
+    def kind(self) -> str:
+        return self.declaration.kind
+
+    @property
+    def agency(self) -> str:
+        return self.declaration.agency
+
+    @property
+    def enabled(self) -> bool:
+        return self.declaration.enabled
+
+    @property
+    def where(self) -> str:
+        """How error messages name the source."""
+        return f"source {self.path or self.name}"
 
 
 @dataclass
@@ -88,31 +150,35 @@ def sources_dir() -> Path:
     return Path(os.environ.get(ENV_SOURCES_DIR) or SOURCES_DIR).expanduser()
 
 
+def read_source(path: Path) -> Source:
+    """One declaration file, checked for its keys and value types; PullError naming file and key."""
+    where = f"source {path}"
+    raw = read_yaml(path, PullError, where)
+    if not isinstance(raw, dict):
+        raise PullError(f"{where}: expected a mapping of settings")
+    if raw.get("kind") not in KINDS:
+        raise PullError(f"{where}: kind must be one of {', '.join(KINDS)}")
+    model = DECLARATIONS[raw["kind"]]
+    try:
+        return Source(name=path.stem, declaration=model.model_validate(raw), path=path)
+    except ValidationError as e:
+        raise PullError(declaration_error(where, model, e)) from None
+
+
 def load_sources(directory: Path | None = None) -> dict[str, Source]:
-    """Every declaration in the folder, checked now so a typo fails before any pull."""
-    from connectors import pull_sftp, pull_sql
+    """Every declaration in the folder, checked now so a typo fails before any pull.
+
+    The DAG processor uses this too: it needs no database driver or SSH library.
+    """
     from connectors.contracts import agencies
 
     directory = Path(directory) if directory else sources_dir()
     known_agencies = agencies()
     sources = {}
     for path in sorted(directory.glob("*.yaml")):
-        where = f"source {path}"
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError:
-            raise PullError(f"{where}: not valid YAML") from None
-        if not isinstance(raw, dict):
-            raise PullError(f"{where}: expected a mapping of settings")
-        kind, agency = raw.get("kind"), raw.get("agency")
-        if kind not in KINDS:
-            raise PullError(f"{where}: kind must be one of {', '.join(KINDS)}")
-        if agency not in known_agencies:
-            raise PullError(f"{where}: agency must be one of {', '.join(known_agencies)}")
-        source = Source(name=path.stem, kind=kind, agency=agency, enabled=bool(raw.get("enabled", True)),
-                        options=raw, path=path)
-        # Parse the kind-specific part now: a broken declaration is reported up front.
-        (pull_sql.SqlSource if kind == "sql" else pull_sftp.SftpSource).from_source(source)
+        source = read_source(path)
+        if source.agency not in known_agencies:
+            raise PullError(f"{source.where}: agency must be one of {', '.join(known_agencies)}")
         sources[source.name] = source
     return sources
 
@@ -139,14 +205,9 @@ def save_state(settings: Settings, source: str, state: dict) -> None:
     path = state_path(settings, source)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     state = {**state, "source": source, "updated_at": datetime.now(timezone.utc).isoformat()}
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path, text=True, mode=None, tmp=path.with_name(path.name + ".part")) as f:
         json.dump(state, f, indent=2, sort_keys=True)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_path(path.parent)
 
 
 # --- delivery into an inbox ------------------------------------------------
@@ -154,7 +215,7 @@ def save_state(settings: Settings, source: str, state: dict) -> None:
 def open_part(path: Path):
     """Create a part file readable by the hub only: it holds raw identifiers."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+    return os.fdopen(open_private(path), "wb")
 
 
 def deliver(part: Path, final: Path) -> None:
@@ -180,40 +241,3 @@ def deliver(part: Path, final: Path) -> None:
 def name_part(value: str) -> str:
     """A value made safe for a file name: letters, digits, '.', '_' and '-' only."""
     return _UNSAFE.sub("-", value)
-
-
-# --- running pulls ----------------------------------------------------------
-
-def pull_source(settings: Settings, source: Source) -> PullResult:
-    """Run one source's connector; raises PullError on failure."""
-    if source.kind == "sql":
-        from connectors.pull_sql import pull_sql
-        return pull_sql(settings, source)
-    from connectors.pull_sftp import pull_sftp
-    return pull_sftp(settings, source)
-
-
-def pull_sources(settings: Settings, name: str | None = None,
-                 directory: Path | None = None) -> list[PullResult]:
-    """Pull the named source, or every enabled one.
-
-    One source failing does not stop the others: its result carries the
-    one-line reason in ``error``. The inbox files each pull wrote are then
-    taken by the ordinary intake (``leadhub ingest``).
-    """
-    sources = load_sources(directory)
-    if name is not None:
-        if name not in sources:
-            raise PullError(f"no pull source named {name} in {directory or sources_dir()}")
-        if not sources[name].enabled:
-            raise PullError(f"source {name} is disabled (enabled: false in {sources[name].path})")
-        chosen = [sources[name]]
-    else:
-        chosen = [s for s in sources.values() if s.enabled]
-    results = []
-    for source in chosen:
-        try:
-            results.append(pull_source(settings, source))
-        except PullError as e:
-            results.append(PullResult(source.name, source.kind, source.agency, error=str(e)))
-    return results

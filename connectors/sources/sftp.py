@@ -38,16 +38,13 @@ import paramiko
 
 from connectors.contracts import contract_for_file
 from connectors.inbox import SAFE_NAME, is_in_progress
-from connectors.sources import PullError, PullResult, Source, deliver, load_state, open_part, save_state
+from connectors.sources import (PullError, PullResult, SftpDeclaration, Source, deliver, load_state, open_part,
+                                save_state)
 from leadhub.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
-# "schedule" is read by the Airflow pull DAGs (dags/pulls.py), not here.
-_FIELDS = {"kind", "agency", "enabled", "host", "port", "user", "private_key_env", "passphrase_env",
-           "known_hosts", "remote_dir", "delete_after_fetch", "timeout_seconds", "description",
-           "schedule"}
 
 
 @dataclass(frozen=True)
@@ -66,17 +63,13 @@ class SftpSource:
 
     @classmethod
     def from_source(cls, source: Source) -> "SftpSource":
-        o, where = source.checked_options(_FIELDS)
+        o: SftpDeclaration = source.declaration
         for required in ("host", "user", "private_key_env", "known_hosts", "remote_dir"):
-            if not o.get(required):
-                raise PullError(f"{where}: {required} is required")
-        if "password" in o or "private_key" in o:
-            raise PullError(f"{where}: secrets never go in this file; use private_key_env")
-        return cls(source.name, source.agency, str(o["host"]), int(o.get("port", 22)), str(o["user"]),
-                   str(o["private_key_env"]), o.get("passphrase_env"),
-                   Path(os.path.expandvars(str(o["known_hosts"]))).expanduser(),
-                   str(o["remote_dir"]), bool(o.get("delete_after_fetch", False)),
-                   float(o.get("timeout_seconds", 30)))
+            if not getattr(o, required):
+                raise PullError(f"{source.where}: {required} is required")
+        return cls(source.name, source.agency, o.host, o.port, o.user, o.private_key_env, o.passphrase_env,
+                   Path(os.path.expandvars(o.known_hosts)).expanduser(), o.remote_dir,
+                   o.delete_after_fetch, o.timeout_seconds)
 
 
 class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):

@@ -58,18 +58,13 @@ from sqlalchemy.pool import NullPool
 
 from connectors.contracts import Column, Contract, load_contracts
 from connectors.inbox import SAFE_NAME
-from connectors.sources import (PullError, PullResult, Source, deliver, load_state, name_part,
-                                open_part, save_state)
+from connectors.sources import (MARK_TYPES, PullError, PullResult, Source, SqlDeclaration, deliver,
+                                load_state, name_part, open_part, save_state)
 from leadhub.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MARK_TYPES = ("timestamp", "integer")
-DEFAULT_BATCH_SIZE = 50_000
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
-# "schedule" is read by the Airflow pull DAGs (dags/pulls.py), not here.
-_FIELDS = {"kind", "agency", "enabled", "extract", "url_env", "table", "query", "columns",
-           "high_water_mark", "key", "batch_size", "description", "schedule"}
 
 
 @dataclass(frozen=True)
@@ -88,48 +83,49 @@ class SqlSource:
 
     @classmethod
     def from_source(cls, source: Source) -> "SqlSource":
-        o, where = source.checked_options(_FIELDS)
-        contract = load_contracts().get(f"{source.agency}_{o.get('extract')}")
+        o: SqlDeclaration = source.declaration
+        where = source.where
+        contract = load_contracts().get(f"{source.agency}_{o.extract}")
         if contract is None:
-            raise PullError(f"{where}: no contract {source.agency}/{o.get('extract')}")
+            raise PullError(f"{where}: no contract {source.agency}/{o.extract}")
         if contract.format.type not in ("csv", "tsv"):
             raise PullError(f"{where}: contract format {contract.format.type} cannot be written by a pull")
-        if not isinstance(o.get("url_env"), str) or not o["url_env"]:
+        if not o.url_env:
             raise PullError(f"{where}: url_env must name the environment variable holding the "
                             "SQLAlchemy URL (never put the URL or a password in this file)")
-        if bool(o.get("table")) == bool(o.get("query")):
+        if bool(o.table) == bool(o.query):
             raise PullError(f"{where}: give exactly one of table (a table or view) or query (a SELECT)")
-        table = o.get("table")
-        if table and not all(_NAME.match(p) for p in str(table).split(".")):
+        table = o.table
+        if table and not all(_NAME.match(p) for p in table.split(".")):
             raise PullError(f"{where}: table must be a plain name or schema.name")
-        mapping = dict(o.get("columns") or {})
+        mapping = dict(o.columns or {})
         extra = sorted(set(mapping) - set(contract.column_names))
         if extra:
             raise PullError(f"{where}: columns maps names the contract lacks: {', '.join(extra)}")
-        columns = {c: str(mapping.get(c, c)) for c in contract.column_names}
-        mark = o.get("high_water_mark") or {}
-        mark_column, mark_type = mark.get("column"), mark.get("type")
+        columns = {c: mapping.get(c, c) for c in contract.column_names}
+        mark = o.high_water_mark
+        mark_column, mark_type = (mark.column, mark.type) if mark else (None, None)
         if contract.history == "full":
             if mark:
                 raise PullError(f"{where}: {contract.name} is a full-history extract (each file replaces the "
                                 "last), so it is pulled whole each time; remove high_water_mark")
-        elif not mark_column or mark_type not in MARK_TYPES:
+        elif not mark_column:
             raise PullError(f"{where}: high_water_mark needs a column and a type "
                             f"({' or '.join(MARK_TYPES)})")
         identifier_sources = {columns[c.name] for c in contract.identifier_columns}
         if mark_column and mark_column in identifier_sources:
             # The mark is written into file names and the state file: it must never be personal data.
             raise PullError(f"{where}: the high-water-mark column may not be a personal identifier")
-        key = tuple(o.get("key") or [columns[k] for k in contract.primary_key])
-        batch_size = int(o.get("batch_size", DEFAULT_BATCH_SIZE))
+        key = tuple(o.key or [columns[k] for k in contract.primary_key])
+        batch_size = o.batch_size
         if batch_size < 1:
             raise PullError(f"{where}: batch_size must be at least 1")
         for name in ([mark_column] if mark_column else []) + [*key, *columns.values()]:
             if not _NAME.match(name):
                 raise PullError(f"{where}: column name {name!r} is not a plain SQL name")
         file_name_for(contract, "a", "b", where)  # the pattern must be one we can fill in
-        return cls(source.name, source.agency, contract, o["url_env"], table,
-                   str(o["query"]).strip().rstrip(";") if o.get("query") else None,
+        return cls(source.name, source.agency, contract, o.url_env, table,
+                   o.query.strip().rstrip(";") if o.query else None,
                    columns, mark_column, mark_type, key, batch_size)
 
 

@@ -12,8 +12,9 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from connectors.inbox import ingest_agency
-from connectors.sources import PullError, pull_sources, state_path
+from leadhub.pipeline import ingest_agency
+from connectors.sources import PullError, state_path
+from connectors.sources.run import pull_sources
 
 KEY_ENV = "LEADHUB_TEST_SFTP_KEY"
 CLIENTS = ("client_id,last_name,first_name,dob,ssn,phone,address,sex,consent_status,consent_date\n"
@@ -165,7 +166,7 @@ def test_a_key_the_server_does_not_know_is_refused(settings, declare, remote, tm
 
 def test_a_fetch_repeated_after_a_crash_before_the_state_update_is_a_ledger_duplicate(
         settings, master_key, declare, remote, monkeypatch):
-    from connectors import pull_sftp
+    from connectors.sources import sftp as pull_sftp
 
     put(remote, "treatment_contacts_20240113.csv", CONTACTS)
     declare()

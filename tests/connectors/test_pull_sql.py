@@ -18,11 +18,12 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from connectors import pull_sql
 from connectors.contracts import load_contracts
-from connectors.inbox import ingest_agency
+from leadhub.pipeline import ingest_agency
 from connectors.readers import read_chunks
-from connectors.sources import PullError, pull_sources, state_path
+from connectors.sources import PullError, state_path
+from connectors.sources import sql as pull_sql
+from connectors.sources.run import pull_sources
 from leadhub import cli
 
 URL_ENV = "LEADHUB_TEST_JMS_URL"
