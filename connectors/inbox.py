@@ -32,6 +32,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Callable, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -43,8 +44,7 @@ from connectors.readers import CHUNK_ROWS, read_chunks, reopen
 from leadhub.errors import LeadHubError, RejectedFile, printable
 from leadhub.keys import MasterKey
 from leadhub.settings import Settings
-from leadhub.warehouse import connect, staging_columns, staging_key, utcnow
-from transforms.pseudonymize import Pseudonymizer
+from leadhub.warehouse import connect, record_validation_results, staging_columns, staging_key, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -153,95 +153,61 @@ def _to_arrow(contract: Contract, rows: list[int], cols: dict[str, list]) -> pa.
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-# Expectations whose verdict depends on rows of several chunks: with more than one chunk they
-# are recomputed in SQL over the batch's staging rows instead of summed chunk by chunk.
-CROSS_CHUNK = ("expect_table_row_count_to_be_between", "expect_column_values_to_be_unique",
-               "expect_compound_columns_to_be_unique")
-_UNEXPECTED = re.compile(r"^unexpected ([\d,]+) of ([\d,]+) rows?, ")
+class FileValidator(Protocol):
+    """Validation of one file as its chunks stream in (``expectations.file_check.FileCheck``)."""
+
+    rows: int                  # rows seen so far
+    max_removed_share: float   # the volume guard's limit for this extract
+
+    def add(self, table: pa.Table) -> None: ...
+
+    def outcome(self, con: duckdb.DuckDBPyConnection, batch_id: str): ...
 
 
-class _ChunkTally:
-    """Per-chunk GX verdicts of one file, combined into one verdict per expectation.
+@dataclass(frozen=True)
+class IntakeStages:
+    """The later stages intake runs on each chunk, handed over by the pipeline (intake imports
+    none of them): ``pseudonymize(contract, raw columns) -> staging columns`` and
+    ``validator(contract, now)``, a fresh ``FileValidator`` per file."""
 
-    Results come in suite order for every chunk, so position i is the same
-    expectation in each. Counted results ("unexpected n of m rows") are summed;
-    anything else keeps the first failing chunk's observation. With one chunk
-    GX's own result stands; with several, CROSS_CHUNK checks are redone in SQL.
+    pseudonymize: Callable[[Contract, dict], dict]
+    validator: Callable[[Contract, datetime], FileValidator]
+
+
+@dataclass
+class _Delivery:
+    """One file on its way into the warehouse: what each step of ``Intake._load`` reads.
+
+    ``source`` is what to read: the descriptor of the delivered ``path`` opened once by
+    ``take`` (never the name again), or the decrypted copy of an .lhx delivery; ``name`` is
+    the (printable) name used in reasons; ``content_sha`` the hash of the decrypted content,
+    stored in ops.batches so a later plain re-send is recognised; ``opened`` the fstat of
+    the descriptor when it was hashed: a file written to since is refused before anything
+    commits.
     """
 
-    def __init__(self, contract: Contract):
-        from expectations.suites import suite_for
+    agency: str
+    path: Path
+    contract: Contract
+    file_id: str
+    received: datetime
+    sha: str
+    source: Path | int
+    name: str
+    content_sha: str | None = None
+    opened: os.stat_result | None = None
+    rows: int = 0
 
-        self.contract = contract
-        self.expectations = suite_for(contract.name)["expectations"]
-        self.results: list[dict] | None = None
-        self.counts: list[tuple[int, int] | None] = []
-        self.listed: list[list[int]] = []  # first failing row numbers per result, in file order
-        from expectations.validate import ROWS_SHOWN
+    @property
+    def batch_id(self) -> str:
+        return f"b{self.file_id}"
 
-        self.rows_shown = ROWS_SHOWN
-        self.chunks = 0
-        self.rows = 0
-        self.suite = contract.name
 
-    def add(self, outcome, rows: int) -> None:
-        self.chunks += 1
-        self.rows += rows
-        found = [_UNEXPECTED.match(r["observed"] or "") for r in outcome.results]
-        counts = [(int(m[1].replace(",", "")), int(m[2].replace(",", ""))) if m else None for m in found]
-        if self.results is None:
-            self.results = [dict(r) for r in outcome.results]
-            self.counts = counts
-            self.listed = [list(r.get("rows") or []) for r in outcome.results]
-            return
-        for i, (r, c) in enumerate(zip(outcome.results, counts)):
-            mine = self.results[i]
-            self.listed[i] = (self.listed[i] + list(r.get("rows") or []))[:self.rows_shown]
-            if self.counts[i] is not None and c is not None:
-                self.counts[i] = (self.counts[i][0] + c[0], self.counts[i][1] + c[1])
-            else:
-                self.counts[i] = None
-                if mine["success"] and not r["success"]:
-                    mine["observed"] = r["observed"]
-            mine["success"] = mine["success"] and r["success"]
-
-    def outcome(self, con: duckdb.DuckDBPyConnection, batch_id: str):
-        from expectations.suites import CRITICAL
-        from expectations.validate import ValidationOutcome, counted
-
-        results = self.results or []
-        for i, r in enumerate(results):
-            if self.counts[i] is not None:
-                r["observed"] = counted(*self.counts[i], self.listed[i])
-        # The suite's expectations come first, in order; checks of the hub's own follow them.
-        if self.chunks > 1 and len(results) >= len(self.expectations):
-            for spec, r in zip(self.expectations, results):
-                if spec["type"] == r["expectation"] and r["expectation"] in CROSS_CHUNK:
-                    r["success"], r["observed"] = self._sql_check(con, batch_id, spec)
-        success = not any(not r["success"] and r["severity"] == CRITICAL for r in results)
-        return ValidationOutcome(suite=self.suite, success=success, results=results)
-
-    def _sql_check(self, con: duckdb.DuckDBPyConnection, batch_id: str, spec: dict) -> tuple[bool, str]:
-        """Batch-level checks over the staging rows of this batch (inside the open transaction)."""
-        from expectations.validate import counted
-
-        kwargs, table = spec["kwargs"], f"staging.{self.contract.name}"
-        if spec["type"] == "expect_table_row_count_to_be_between":
-            low, high = kwargs.get("min_value"), kwargs.get("max_value")
-            ok = (low is None or self.rows >= low) and (high is None or self.rows <= high)
-            return ok, f"observed {self.rows:,}"
-        keys = [kwargs["column"]] if "column" in kwargs else list(kwargs["column_list"])
-        quoted = ", ".join(f'"{k}"' for k in keys)
-        # As GX counts it: every row whose key occurs more than once; rows with no key are ignored.
-        present = " OR ".join(f'"{k}" IS NOT NULL' for k in keys)
-        duplicates = (f"SELECT {quoted}, count(*) AS n FROM {table} WHERE _batch_id = ? AND ({present}) "
-                      f"GROUP BY {quoted} HAVING count(*) > 1")
-        [(duplicated,)] = con.execute(f"SELECT coalesce(sum(n), 0) FROM ({duplicates})", [batch_id]).fetchall()
-        same = " AND ".join(f's."{k}" IS NOT DISTINCT FROM d."{k}"' for k in keys)
-        listed = [n for (n,) in con.execute(
-            f"SELECT s._row_number FROM {table} s JOIN ({duplicates}) d ON {same} WHERE s._batch_id = ? "
-            f"ORDER BY s._row_number LIMIT {self.rows_shown}", [batch_id, batch_id]).fetchall()]
-        return duplicated == 0, counted(int(duplicated), self.rows, listed)
+def _refusal(err: RejectedFile | str) -> dict:
+    """Ledger fields of a quarantine: the reason text and, for a broken rule, the rule typed."""
+    if isinstance(err, RejectedFile):
+        return {"reason": str(err), "rule": err.rule, "rule_detail": err.detail or None}
+    return {"reason": err}
 
 
 class Intake:
@@ -252,10 +218,9 @@ class Intake:
     chunk_rows = CHUNK_ROWS
 
     def __init__(self, settings: Settings, key: MasterKey, con: duckdb.DuckDBPyConnection,
-                 progress: bool = False):
-        self.settings, self.key, self.con = settings, key, con
+                 stages: IntakeStages, progress: bool = False):
+        self.settings, self.key, self.con, self.stages = settings, key, con, stages
         self.progress = progress  # a tqdm bar of rows per file (on a terminal)
-        self.pseudonymizer = Pseudonymizer(key)
         self._drop_key = None
         self._file_id: str | None = None  # the ledger row of the file being taken, once it exists
         # Steward overrides for one replayed delivery (release_held, reload_archived).
@@ -265,12 +230,15 @@ class Intake:
 
     # --- ledger -----------------------------------------------------------
     def _ledger_insert(self, file_id: str, received: datetime, agency: str, extract: str | None,
-                       name: str, size: int, sha: str, status: str, reason: str | None = None,
+                       name: str, size: int, sha: str, status: str, reason: RejectedFile | str | None = None,
                        archive: str | None = None) -> None:
+        why = _refusal(reason) if reason is not None else {}
         self.con.execute(
             "INSERT INTO ops.file_ledger (file_id, received_at, agency, extract, file_name, size_bytes, "
-            "sha256, status, reason, archive_path, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            [file_id, received, agency, extract, printable(name), size, sha, status, reason, archive, utcnow()])
+            "sha256, status, reason, archive_path, updated_at, rule, rule_detail) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [file_id, received, agency, extract, printable(name), size, sha, status, why.get("reason"), archive,
+             utcnow(), why.get("rule"), why.get("rule_detail")])
         self._file_id = file_id
 
     def _ledger_update(self, file_id: str, **fields) -> None:
@@ -299,7 +267,7 @@ class Intake:
     def _quarantine_recorded(self, agency: str, path: Path, file_id: str, logical: str, contract: Contract,
                              err: RejectedFile, **ledger) -> FileOutcome:
         """Quarantine a file whose ledger row exists already (status 'received')."""
-        self._ledger_update(file_id, status="quarantined", reason=str(err), **ledger)
+        self._ledger_update(file_id, status="quarantined", **_refusal(err), **ledger)
         self._quarantine(agency, path, file_id, err)
         return FileOutcome(printable(logical), contract.extract, "quarantined", reason=str(err), file_id=file_id)
 
@@ -336,11 +304,11 @@ class Intake:
         known = file_id and self.con.execute(
             "SELECT count(*) FROM ops.file_ledger WHERE file_id = ?", [file_id]).fetchone()[0]
         if known:
-            self._ledger_update(file_id, status="quarantined", reason=str(err))
+            self._ledger_update(file_id, status="quarantined", **_refusal(err))
         else:
             file_id = f"{utcnow():%Y%m%dT%H%M%S%f}-unread"
             size = path.lstat().st_size if os.path.lexists(path) else 0
-            self._ledger_insert(file_id, utcnow(), agency, None, path.name, size, "", "quarantined", str(err))
+            self._ledger_insert(file_id, utcnow(), agency, None, path.name, size, "", "quarantined", err)
         log.error("%s/%s: unexpected %s; quarantined", agency, printable(path.name), type(error).__name__)
         if os.path.lexists(path):
             self._quarantine(agency, path, file_id, err)
@@ -360,10 +328,9 @@ class Intake:
         def refuse(rule: str, detail: str, extract: str | None = None,
                    sha: str = "", size: int = st.st_size, file_id: str = pseudo_id) -> FileOutcome:
             err = RejectedFile(name, rule, detail)
-            reason = str(err)
-            self._ledger_insert(file_id, received, agency, extract, logical, size, sha, "quarantined", reason)
+            self._ledger_insert(file_id, received, agency, extract, logical, size, sha, "quarantined", err)
             self._quarantine(agency, path, file_id, err)
-            return FileOutcome(name, extract, "quarantined", reason=reason, file_id=file_id)
+            return FileOutcome(name, extract, "quarantined", reason=str(err), file_id=file_id)
 
         if stat.S_ISLNK(st.st_mode):
             return refuse("symlink", "symbolic links are never followed")
@@ -436,7 +403,8 @@ class Intake:
                 return self._quarantine_recorded(agency, path, file_id, logical, contract, err)
             if encrypted:
                 return self._take_encrypted(agency, path, fd, opened, logical, contract, file_id, received, sha)
-            return self._load(agency, path, contract, file_id, received, sha, source=fd, opened=opened)
+            return self._load(_Delivery(agency, path, contract, file_id, received, sha, source=fd,
+                                        name=name, opened=opened))
         finally:
             os.close(fd)
 
@@ -491,61 +459,77 @@ class Intake:
                 path.unlink()
                 return FileOutcome(logical, contract.extract, "duplicate", reason=f"identical to {dup}",
                                    file_id=file_id)
-            return self._load(agency, path, contract, file_id, received, sha,
-                              source=plain, display=logical, content_sha=content_sha)
+            return self._load(_Delivery(agency, path, contract, file_id, received, sha, source=plain,
+                                        name=printable(logical), content_sha=content_sha))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _load(self, agency: str, path: Path, contract: Contract, file_id: str,
-              received: datetime, sha: str, source: Path | int, display: str | None = None,
-              content_sha: str | None = None, opened: os.stat_result | None = None) -> FileOutcome:
+    def _load(self, d: _Delivery) -> FileOutcome:
         """Parse, pseudonymize, validate and load one file chunk by chunk, all or nothing.
 
         Memory is bounded by ``chunk_rows`` whatever the file size: inside ONE
         warehouse transaction a single INSERT pulls the file as a stream of
-        Arrow chunks; each chunk is parsed, pseudonymized and validated with GX
-        as DuckDB asks for it (row-level expectations, counts summed over
-        chunks). Checks that span chunks (uniqueness, row count) then run in SQL
-        over the rows just inserted. Only if no critical check failed are the
-        batch, its validation results and the ledger status committed with the
-        rows; otherwise everything is rolled back and the file is quarantined.
+        Arrow chunks; each chunk is parsed, pseudonymized and validated
+        (``IntakeStages``) as DuckDB asks for it. Checks that span chunks
+        (uniqueness, row count, history) then run over the rows just inserted.
+        Then, in order: the volume guard may hold the delivery; a failed
+        critical check quarantines it with its verdict; otherwise the batch,
+        its validation results and the ledger status commit with the rows.
 
         Why one streaming INSERT rather than one INSERT per chunk: DuckDB keeps
         the uncommitted rows of many small INSERTs in an in-memory table that
         grows with the file, while one large INSERT writes full row groups to
         the database file as it goes (spilling past ``INTAKE_MEMORY_LIMIT``).
-
-        ``source`` is what to read: the descriptor of the delivered ``path``
-        opened once by ``take`` (never the name again), or the decrypted copy
-        of an .lhx delivery; ``display`` is the name used in reasons;
-        ``content_sha`` the hash of the decrypted content, stored in
-        ops.batches so a later plain re-send is recognised; ``opened`` the
-        fstat of the descriptor when it was hashed: a file written to since
-        is refused before anything commits.
         """
-        from expectations.history import batch_stats, history_checks, history_settings
-        from expectations.validate import validate_batch
-
-        from tqdm import tqdm
-
-        name = printable(display or path.name)
-        batch_id = f"b{file_id}"
-        now = datetime.now()  # one "not in the future" bound for every chunk of the file
-        tally = _ChunkTally(contract)
-        stats = None
+        check = self.stages.validator(d.contract, datetime.now())
         # Seconds per stage, logged once per file: the stages run interleaved, chunk by chunk.
         spent = {"read": 0.0, "pseudonymize": 0.0, "validate": 0.0}
-        bar = tqdm(desc=name[:40], unit="rows", unit_scale=True, leave=False, disable=not self.progress)
-        cols = [n for n, _ in staging_columns(contract)]
+        self.con.execute("BEGIN")
+        started = time.perf_counter()
+        try:
+            self._insert_streamed(d, check, spent)
+            outcome = check.outcome(self.con, d.batch_id)
+            removal = self._removal(d.contract, d.name, d.batch_id) if self.volume_guard else None
+        except RejectedFile as err:
+            self.con.execute("ROLLBACK")
+            self.con.unregister("incoming_file")  # only possible once the failed transaction is gone
+            return self._quarantine_recorded(d.agency, d.path, d.file_id, d.name, d.contract, err)
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            self.con.unregister("incoming_file")
+            raise
+        spent["load"] = max(0.0, time.perf_counter() - started - sum(spent.values()))
+        d.rows = check.rows
+        for stage, seconds in spent.items():  # one line per stage; names and counts only
+            log.info("%s/%s: %s %s rows in %.1f s", d.agency, d.name, stage, f"{d.rows:,}", seconds)
+        limit = check.max_removed_share
+        if removal and outcome.success and removal[1] > limit * removal[0]:
+            return self._hold(d, *removal, limit)
+        try:
+            if not outcome.success:
+                return self._reject(d, outcome)
+            accepted = self._commit(d, outcome)
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        d.path.unlink()  # the archive copy and the committed ledger row are durable by now
+        return accepted
+
+    def _insert_streamed(self, d: _Delivery, check: FileValidator, spent: dict[str, float]) -> None:
+        """One INSERT of the whole file into staging, fed chunk by chunk (inside the open
+        transaction); a failure of the stream is re-raised as itself (it names file, row, rule)."""
+        from tqdm import tqdm
+
+        bar = tqdm(desc=d.name[:40], unit="rows", unit_scale=True, leave=False, disable=not self.progress)
+        cols = [n for n, _ in staging_columns(d.contract)]
         select = ", ".join("? AS _batch_id" if c == "_batch_id" else f'"{c}"' for c in cols)
-        insert_rows = (f"INSERT INTO staging.{contract.name} ({', '.join(cols)}) "
+        insert_rows = (f"INSERT INTO staging.{d.contract.name} ({', '.join(cols)}) "
                        f"SELECT {select} FROM incoming_file")
         failure: list[BaseException] = []  # what stopped the stream, re-raised as itself below
 
         def chunks():
-            nonlocal stats
             try:
-                reader = read_chunks(source, contract, display_name=name, chunk_rows=self.chunk_rows)
+                reader = read_chunks(d.source, d.contract, display_name=d.name, chunk_rows=self.chunk_rows)
                 while True:
                     started = time.perf_counter()
                     chunk = next(reader, None)
@@ -554,98 +538,74 @@ class Intake:
                         break
                     numbers, values = chunk
                     started = time.perf_counter()
-                    table = _to_arrow(contract, numbers, self.pseudonymizer.columns(contract, values))
+                    table = _to_arrow(d.contract, numbers, self.stages.pseudonymize(d.contract, values))
                     del values, chunk  # the only copy of this chunk's raw identifiers
                     spent["pseudonymize"] += time.perf_counter() - started
                     started = time.perf_counter()
-                    tally.add(validate_batch(contract, table.to_pandas(), now=now), table.num_rows)
-                    stats = batch_stats(table, into=stats)
+                    check.add(table)
                     spent["validate"] += time.perf_counter() - started
                     bar.update(table.num_rows)
                     yield from table.to_batches()
-                if opened is not None:  # the rows parsed are the bytes hashed and archived
-                    _check_unchanged(source, name, opened)
+                if d.opened is not None:  # the rows parsed are the bytes hashed and archived
+                    _check_unchanged(d.source, d.name, d.opened)
             except BaseException as e:
                 failure.append(e)
                 raise
 
+        self.con.register("incoming_file",
+                          pa.RecordBatchReader.from_batches(_arrow_schema(d.contract), chunks()))
+        try:
+            self.con.execute(insert_rows, [d.batch_id])
+        except Exception:
+            if failure:  # DuckDB wraps errors of the stream; the original names file, row and rule
+                raise failure[0] from None
+            raise
+        finally:
+            bar.close()
+        self.con.unregister("incoming_file")
+
+    def _hold(self, d: _Delivery, current: int, removed: int, limit: float) -> FileOutcome:
+        """The volume guard: nothing of the delivery loads until a steward releases it."""
+        reason = (f"{d.name}: rule 'volume' held: current {current:,} rows, delivery {d.rows:,} rows, "
+                  f"would remove {removed:,} = {removed / current:.1%} (limit {limit:.0%}); "
+                  f"a steward releases it with 'leadhub release {d.file_id} --reason ...'")
+        self.con.execute("ROLLBACK")
         self.con.execute("BEGIN")
-        started = time.perf_counter()
-        try:
-            self.con.register("incoming_file", pa.RecordBatchReader.from_batches(_arrow_schema(contract), chunks()))
-            try:
-                self.con.execute(insert_rows, [batch_id])
-            except Exception:
-                if failure:  # DuckDB wraps errors of the stream; the original names file, row and rule
-                    raise failure[0] from None
-                raise
-            finally:
-                bar.close()
-            self.con.unregister("incoming_file")
-            outcome = tally.outcome(self.con, batch_id)
-            # History-aware checks (expectations.history): row count and empty shares against
-            # the last accepted deliveries of this extract; read-only, counts only.
-            outcome.extend(history_checks(self.con, contract, stats or {"rows": 0, "nulls": {}}, batch_id))
-            removal = self._removal(contract, name, batch_id) if self.volume_guard else None
-        except RejectedFile as err:
-            self.con.execute("ROLLBACK")
-            self.con.unregister("incoming_file")  # only possible once the failed transaction is gone
-            return self._quarantine_recorded(agency, path, file_id, name, contract, err)
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            self.con.unregister("incoming_file")
-            raise
-        spent["load"] = max(0.0, time.perf_counter() - started - sum(spent.values()))
-        rows = tally.rows
-        for stage, seconds in spent.items():  # one line per stage; names and counts only
-            log.info("%s/%s: %s %s rows in %.1f s", agency, name, stage, f"{rows:,}", seconds)
-        limit = history_settings(contract).max_removed_share
-        if removal and outcome.success and removal[1] > limit * removal[0]:
-            current, removed = removal
-            reason = (f"{name}: rule 'volume' held: current {current:,} rows, delivery {rows:,} rows, "
-                      f"would remove {removed:,} = {removed / current:.1%} (limit {limit:.0%}); "
-                      f"a steward releases it with 'leadhub release {file_id} --reason ...'")
-            self.con.execute("ROLLBACK")  # nothing of it loads until a steward releases it
-            self.con.execute("BEGIN")
-            self._ledger_update(file_id, status="held", reason=reason, row_count=rows)
-            self.con.execute("COMMIT")
-            log.warning("%s/%s: held: would remove %s of %s current rows", agency, name,
-                        f"{removed:,}", f"{current:,}")
-            path.unlink()  # the archive copy is the delivery now; release replays it from there
-            return FileOutcome(name, contract.extract, "held", None, rows, reason, file_id=file_id)
+        self._ledger_update(d.file_id, status="held", reason=reason, row_count=d.rows)
+        self.con.execute("COMMIT")
+        log.warning("%s/%s: held: would remove %s of %s current rows", d.agency, d.name,
+                    f"{removed:,}", f"{current:,}")
+        d.path.unlink()  # the archive copy is the delivery now; release replays it from there
+        return FileOutcome(d.name, d.contract.extract, "held", None, d.rows, reason, file_id=d.file_id)
+
+    def _reject(self, d: _Delivery, outcome) -> FileOutcome:
+        """A failed critical check: the staging rows go, the verdict is recorded, the file is
+        quarantined."""
+        self.con.execute("ROLLBACK")
+        reason = f"{d.name}: {outcome.reason()}"
+        self.con.execute("BEGIN")
+        record_validation_results(self.con, d.batch_id, outcome.results, utcnow(), d.contract.name)
+        self._ledger_update(d.file_id, status="quarantined", reason=reason, row_count=d.rows,
+                            batch_id=d.batch_id)
+        self.con.execute("COMMIT")
+        self._quarantine(d.agency, d.path, d.file_id, reason)
+        return FileOutcome(d.name, d.contract.extract, "quarantined", d.batch_id, d.rows, reason,
+                           file_id=d.file_id)
+
+    def _commit(self, d: _Delivery, outcome) -> FileOutcome:
+        """The batch, its validation results and the ledger status commit with the rows."""
         validated = utcnow()
-        result_rows = [[batch_id, contract.name, r["expectation"], r.get("column"), r["severity"],
-                        bool(r["success"]), r.get("observed"), validated] for r in outcome.results]
-        insert_results = ("INSERT INTO ops.validation_results (batch_id, contract, expectation, column_name, "
-                          "severity, success, observed, validated_at) VALUES (?,?,?,?,?,?,?,?)")
-        try:
-            if not outcome.success:
-                self.con.execute("ROLLBACK")  # the staging rows go; the verdict is recorded below
-                reason = f"{name}: {outcome.reason()}"
-                self.con.execute("BEGIN")
-                if result_rows:
-                    self.con.executemany(insert_results, result_rows)
-                self._ledger_update(file_id, status="quarantined", reason=reason, row_count=rows,
-                                    batch_id=batch_id)
-                self.con.execute("COMMIT")
-                self._quarantine(agency, path, file_id, reason)
-                return FileOutcome(name, contract.extract, "quarantined", batch_id, rows, reason, file_id=file_id)
-            self.con.execute("INSERT INTO ops.batches VALUES (?,?,?,?,?,?,?,?)",
-                             [batch_id, contract.name, file_id, content_sha or sha, received, utcnow(), rows,
-                              self.key.key_id])
-            if result_rows:
-                self.con.executemany(insert_results, result_rows)
-            self._supersede(contract, name, file_id)
-            warn = outcome.reason() if outcome.failed_warning else None
-            note = "; ".join(filter(None, [self.note, warn])) or None
-            self._ledger_update(file_id, status="accepted", batch_id=batch_id, row_count=rows, reason=note)
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        path.unlink()  # the archive copy and the committed ledger row are durable by now
-        return FileOutcome(name, contract.extract, "accepted", batch_id, rows, note,
-                           warnings=len(outcome.failed_warning), file_id=file_id)
+        self.con.execute("INSERT INTO ops.batches VALUES (?,?,?,?,?,?,?,?)",
+                         [d.batch_id, d.contract.name, d.file_id, d.content_sha or d.sha, d.received, utcnow(),
+                          d.rows, self.key.key_id])
+        record_validation_results(self.con, d.batch_id, outcome.results, validated, d.contract.name)
+        self._supersede(d.contract, d.name, d.file_id)
+        warn = outcome.reason() if outcome.failed_warning else None
+        note = "; ".join(filter(None, [self.note, warn])) or None
+        self._ledger_update(d.file_id, status="accepted", batch_id=d.batch_id, row_count=d.rows, reason=note)
+        self.con.execute("COMMIT")
+        return FileOutcome(d.name, d.contract.extract, "accepted", d.batch_id, d.rows, note,
+                           warnings=len(outcome.failed_warning), file_id=d.file_id)
 
     def _removal(self, contract: Contract, name: str, batch_id: str) -> tuple[int, int] | None:
         """(current rows this delivery replaces, how many of their keys it lacks), or None.
@@ -755,7 +715,8 @@ def _hub_failure(error: Exception) -> bool:
             or (isinstance(error, OSError) and error.errno in HUB_ERRNOS))
 
 
-def ingest_agency(settings: Settings, agency: str, key: MasterKey, progress: bool = False) -> list[dict]:
+def ingest_agency(settings: Settings, agency: str, key: MasterKey, stages: IntakeStages,
+                  progress: bool = False) -> list[dict]:
     """Process every complete file in one agency's inbox; see the module docstring.
 
     One file's failure, whatever it is, ends in that file's quarantine and the next
@@ -769,7 +730,7 @@ def ingest_agency(settings: Settings, agency: str, key: MasterKey, progress: boo
         con.execute(f"SET memory_limit = '{INTAKE_MEMORY_LIMIT}'")
         _sweep_work_dir(settings)
         _sweep_temp_files(settings, agency)
-        intake = Intake(settings, key, con, progress=progress)
+        intake = Intake(settings, key, con, stages, progress=progress)
         for path in pending_files(settings.inbox(agency)):
             try:
                 if not path.is_symlink() and path.is_file() and not is_stable(path):
@@ -831,8 +792,8 @@ def _replay(intake: Intake, entry: tuple, file_id: str, received: datetime) -> F
             opened = os.fstat(fd)
             if delivered.endswith(dropcrypt.SUFFIX):
                 return intake._take_encrypted(agency, copy, fd, opened, logical, contract, file_id, received, sha)
-            return intake._load(agency, copy, contract, file_id, received, sha, source=fd, opened=opened,
-                                display=logical)
+            return intake._load(_Delivery(agency, copy, contract, file_id, received, sha, source=fd,
+                                          name=printable(logical), opened=opened))
         finally:
             os.close(fd)
     finally:
@@ -849,7 +810,7 @@ def _archived_entry(con, file_id: str) -> tuple[tuple, str]:
     return row[:5], row[5]
 
 
-def release_held(settings: Settings, key: MasterKey, file_id: str, note: str) -> dict:
+def release_held(settings: Settings, key: MasterKey, stages: IntakeStages, file_id: str, note: str) -> dict:
     """Load a delivery the volume guard held, with every other check as usual.
 
     The caller audits the release first (``leadhub.pipeline.release``). ``note``
@@ -871,12 +832,12 @@ def release_held(settings: Settings, key: MasterKey, file_id: str, note: str) ->
             raise LeadHubError(f"ledger entry {file_id} was held before {later[0]}, which is current now; "
                                "releasing it would replace that later delivery. Ask the agency to send it again "
                                "if it is still the right one")
-        intake = Intake(settings, key, con)
+        intake = Intake(settings, key, con, stages)
         intake.volume_guard, intake.skip_duplicates, intake.note = False, True, note
         return _replay(intake, entry, file_id, received).as_dict()
 
 
-def reload_archived(settings: Settings, key: MasterKey, file_id: str, note: str) -> dict:
+def reload_archived(settings: Settings, key: MasterKey, stages: IntakeStages, file_id: str, note: str) -> dict:
     """Make an earlier, superseded delivery current again by loading its archived original
     as a new ledger entry (its bytes were loaded before, so intake alone would call it a
     duplicate). Every check runs as usual, the volume guard included."""
@@ -885,7 +846,7 @@ def reload_archived(settings: Settings, key: MasterKey, file_id: str, note: str)
         if status != "superseded":
             raise LeadHubError(f"ledger entry {file_id} is {status}; --force re-loads a superseded delivery "
                                "(a held one is released with 'leadhub release', others re-process without --force)")
-        intake = Intake(settings, key, con)
+        intake = Intake(settings, key, con, stages)
         intake.skip_duplicates, intake.note = True, note
         received = utcnow()
         new_id = f"{received:%Y%m%dT%H%M%S%f}-{entry[3][:12]}"

@@ -20,8 +20,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from expectations.suites import WARNING
-from expectations.validate import counted
-from leadhub.warehouse import utcnow
+from expectations.validate import count
+from leadhub.warehouse import record_validation_results, utcnow
 
 REFERRAL_BEFORE_INTAKE = "expect_lead_referral_before_treatment_intake"
 JAIL_DAYS_CONSISTENT = "expect_jail_days_to_match_booking_and_release"
@@ -72,11 +72,10 @@ def build_checks(con) -> list[dict]:
         if not all(_table_exists(con, t) for t in _tables_of(sql) | {table}):
             continue
         unexpected, checked = con.execute(sql).fetchone()
-        results.append({
+        results.append(count({
             "contract": table, "expectation": name, "column": column, "severity": WARNING,
             "success": unexpected == 0, "description": description,
-            "observed": counted(unexpected, checked),
-        })
+        }, unexpected, checked))
     return results
 
 
@@ -105,10 +104,5 @@ def record_build_checks(con, now: datetime | None = None) -> tuple[str, list[dic
                  for r in results]
         if sorted(map(repr, stored)) == sorted(map(repr, fresh)):
             return latest, results
-    if results:
-        con.executemany(
-            "INSERT INTO ops.validation_results (batch_id, contract, expectation, column_name, "
-            "severity, success, observed, validated_at) VALUES (?,?,?,?,?,?,?,?)",
-            [[batch_id, r["contract"], r["expectation"], r["column"], r["severity"], r["success"],
-              r["observed"], validated] for r in results])
+    record_validation_results(con, batch_id, results, validated)
     return batch_id, results

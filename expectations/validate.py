@@ -50,7 +50,10 @@ _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Excepti
 class ValidationOutcome:
     """The verdict on one batch. Holds names, counts and percentages, never cell values.
 
-    Each result is ``{expectation, column, severity, success, observed, description}``.
+    Each result is ``{expectation, column, severity, success, observed, description}`` plus,
+    for counted checks, ``unexpected`` and ``checked`` (ints) and ``rows`` (the first failing
+    data-row numbers): the typed fields stored in ``ops.validation_results``, from which
+    ``observed`` is written (``count``).
     """
 
     suite: str
@@ -242,8 +245,7 @@ def _failing(config, df: pd.DataFrame) -> pd.Series:
 def _name_rows(result: dict, df: pd.DataFrame, failing: pd.Series) -> None:
     """Put the failing rows' numbers into a result (``rows``, and its ``observed`` text)."""
     numbers = sorted(int(n) for n in df.loc[failing.fillna(False).to_numpy(dtype=bool), "_row_number"])
-    result["rows"] = numbers[:ROWS_SHOWN]
-    result["observed"] = counted(len(numbers), len(df), result["rows"])
+    count(result, len(numbers), len(df), numbers[:ROWS_SHOWN])
 
 
 def _birth_date_result(contract: Contract, df: pd.DataFrame) -> dict:
@@ -252,9 +254,9 @@ def _birth_date_result(contract: Contract, df: pd.DataFrame) -> dict:
     pseudonymization); only its sign is checked here."""
     age = pd.to_numeric(df["age_at_event"], errors="coerce")
     failing = (age < 0).fillna(False)
-    result = {"expectation": BIRTH_DATE_CHECK, "column": "age_at_event", "severity": CRITICAL,
-              "success": not failing.any(), "observed": counted(0, len(df)),
-              "description": f"birth date not after {contract.age_at}"}
+    result = count({"expectation": BIRTH_DATE_CHECK, "column": "age_at_event", "severity": CRITICAL,
+                    "success": not failing.any(), "description": f"birth date not after {contract.age_at}"},
+                   0, len(df))
     if not result["success"]:
         _name_rows(result, df, failing)
     return result
@@ -273,7 +275,7 @@ def _summarize(result) -> dict:
         column = f"{kwargs['column_A']},{kwargs['column_B']}"
     else:
         column = None
-    return {
+    summary = {
         "expectation": config.type,
         "column": column,
         "severity": (config.meta or {}).get("severity", CRITICAL),
@@ -281,6 +283,10 @@ def _summarize(result) -> dict:
         "observed": f"error: {error}" if error else _observed(config, result.result or {}),
         "description": config.description or config.type,
     }
+    found = result.result or {}
+    if error is None and isinstance(found.get("unexpected_count"), Real):
+        count(summary, int(found["unexpected_count"]), int(found.get("element_count") or 0))
+    return summary
 
 
 def _exception_type(info: dict | None) -> str | None:
@@ -299,9 +305,7 @@ def _exception_type(info: dict | None) -> str | None:
 
 
 def _observed(config, result: dict) -> str:
-    """Counts and percentages only, built from numeric fields of the GX result."""
-    if isinstance(result.get("unexpected_count"), Real):
-        return counted(int(result["unexpected_count"]), int(result.get("element_count") or 0))
+    """Observations other than counts (those are ``count``'s), from numeric fields of the GX result."""
     value = result.get("observed_value")
     if config.type in COLUMN_LIST_CHECKS and isinstance(value, list):
         return _column_difference(list(config.kwargs["column_list"]), value)
@@ -310,8 +314,16 @@ def _observed(config, result: dict) -> str:
     return ""
 
 
+def count(result: dict, unexpected: int, checked: int, row_numbers: list[int] | None = None) -> dict:
+    """Give a result its typed counts and the one text written from them; returns the result."""
+    result.update(unexpected=unexpected, checked=checked, rows=list(row_numbers or []),
+                  observed=counted(unexpected, checked, row_numbers))
+    return result
+
+
 def counted(unexpected: int, rows: int, row_numbers: list[int] | None = None) -> str:
-    """The one wording of a counted result, "unexpected n of m rows, p%" (ops.data_quality parses it).
+    """The one wording of a counted result, "unexpected n of m rows, p%" (for people; the counts
+    themselves are stored typed, see ``count``).
 
     ``row_numbers``, the first failing data rows, are appended: "; rows 3, 9" when they are
     all of them, "; first rows 3, 9, ..." when there are more.

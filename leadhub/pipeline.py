@@ -17,11 +17,27 @@ def ingest(settings: Settings, agency: str, progress: bool = False) -> list[dict
     steward); raises LeadHubError only when the hub itself cannot work (no key, no
     warehouse). ``progress`` shows a bar of rows per file (for a terminal).
     """
-    from connectors.inbox import ingest_agency
     from leadhub.keys import MasterKey
 
     key = MasterKey.load(settings.key_file)
     return ingest_agency(settings, agency, key, progress=progress)
+
+
+def intake_stages(key):
+    """What intake runs on each chunk of a delivery: pseudonymization with ``key`` and the
+    chunked validation of ``expectations.file_check`` (intake itself imports neither)."""
+    from connectors.inbox import IntakeStages
+    from expectations.file_check import FileCheck
+    from transforms.pseudonymize import Pseudonymizer
+
+    return IntakeStages(pseudonymize=Pseudonymizer(key).columns, validator=FileCheck)
+
+
+def ingest_agency(settings: Settings, agency: str, key, progress: bool = False) -> list[dict]:
+    """``ingest`` with a key already loaded (``leadhub.keys.MasterKey``)."""
+    from connectors import inbox
+
+    return inbox.ingest_agency(settings, agency, key, intake_stages(key), progress=progress)
 
 
 def _audited(settings: Settings, action: str, file_id: str, reason: str, who: str | None) -> str:
@@ -49,7 +65,7 @@ def release(settings: Settings, file_id: str, reason: str, who: str | None = Non
 
     key = MasterKey.load(settings.key_file)
     note = _audited(settings, "release", file_id, reason, who)
-    return release_held(settings, key, file_id, note)
+    return release_held(settings, key, intake_stages(key), file_id, note)
 
 
 def reload(settings: Settings, file_id: str, reason: str | None = None, who: str | None = None) -> dict:
@@ -59,7 +75,7 @@ def reload(settings: Settings, file_id: str, reason: str | None = None, who: str
 
     key = MasterKey.load(settings.key_file)
     note = _audited(settings, "reload", file_id, reason or "reprocess --force", who)
-    return reload_archived(settings, key, file_id, note)
+    return reload_archived(settings, key, intake_stages(key), file_id, note)
 
 
 def build(settings: Settings) -> dict[str, int]:

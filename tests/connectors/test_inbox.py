@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from connectors.archive import decrypt_to
-from connectors.inbox import ingest_agency
+from leadhub.pipeline import ingest_agency
 
 CLIENTS_HEADER = "client_id,last_name,first_name,dob,ssn,phone,address,sex,consent_status,consent_date\n"
 CLIENT_ROWS = ("C00001,Zebediah,Quill,1980-02-03,123-45-6780,206-555-0100,1 Main St,M,active,2022-01-05\n"

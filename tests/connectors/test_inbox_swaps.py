@@ -14,7 +14,7 @@ import duckdb
 
 from connectors import inbox
 from connectors.archive import decrypt_to
-from connectors.inbox import ingest_agency
+from leadhub.pipeline import ingest_agency
 
 HEADER = "contact_id,client_id,contact_date,service_type\n"
 ORIGINAL = HEADER + "S1,C1,2024-01-01,housing\n"

@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from connectors import contracts
-from connectors.inbox import ingest_agency
+from leadhub.pipeline import ingest_agency
 
 CONTRACT = """agency: probation
 extract: visits

@@ -8,7 +8,7 @@ import os
 import duckdb
 import pytest
 
-from connectors.inbox import ingest_agency
+from leadhub.pipeline import ingest_agency
 from leadhub import cli, pipeline
 from leadhub.errors import LeadHubError
 from leadhub.maintenance import restore_ledger_entry

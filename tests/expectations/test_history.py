@@ -10,7 +10,7 @@ import pytest
 
 import connectors.inbox as inbox
 from connectors.contracts import ContractError, load_contracts
-from connectors.inbox import ingest_agency
+from leadhub.pipeline import ingest_agency
 from expectations.history import (NULL_SHARE_CHECK, ROW_COUNT_CHECK, HistorySettings, batch_stats,
                                   history_settings, profiled_columns)
 from expectations.validate import ValidationOutcome

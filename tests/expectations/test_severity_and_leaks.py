@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 
-from connectors.inbox import ingest_agency
+from leadhub.pipeline import ingest_agency
 from dags._common import quarantine_message
 from expectations.docs import build_docs
 

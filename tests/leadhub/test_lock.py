@@ -10,7 +10,7 @@ import textwrap
 
 import duckdb
 
-from connectors.inbox import ingest_agency
+from leadhub.pipeline import ingest_agency
 from leadhub.lock import writer_lock
 from leadhub.warehouse import connect
 

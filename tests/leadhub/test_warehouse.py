@@ -4,7 +4,7 @@ import os
 
 import duckdb
 
-from connectors.inbox import ingest_agency
+from leadhub.pipeline import ingest_agency
 from leadhub.pipeline import release
 
 HEADER = "contact_id,client_id,contact_date,service_type\n"

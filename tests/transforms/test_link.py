@@ -5,7 +5,7 @@ import re
 
 import duckdb
 
-from connectors.inbox import ingest_agency
+from leadhub.pipeline import ingest_agency
 from leadhub.warehouse import connect
 from transforms.link import link_people
 

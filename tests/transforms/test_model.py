@@ -213,7 +213,7 @@ def test_rows_a_corrected_incremental_resend_leaves_out_are_kept_as_deleted(sett
     import os
 
     from connectors.contracts import load_contracts
-    from connectors.inbox import ingest_agency
+    from leadhub.pipeline import ingest_agency
     from transforms.model import record_history_sql
 
     header = "contact_id,client_id,contact_date,service_type\n"

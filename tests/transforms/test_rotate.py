@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from connectors.archive import decrypt_to
-from connectors.inbox import ingest_agency
+from leadhub.pipeline import ingest_agency
 from leadhub.errors import LeadHubError
 from leadhub.keys import MasterKey, create_key_file
 from leadhub.warehouse import connect

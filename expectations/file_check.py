@@ -1,0 +1,116 @@
+"""Validation of one delivered file as intake streams it, chunk by chunk.
+
+The pipeline hands intake a ``FileCheck`` per file (intake never imports this
+stage): every chunk of pseudonymized rows is validated with the contract's GX
+suite as it passes, and once all rows sit in staging, ``outcome`` gives one
+verdict for the file, history-aware checks included.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import pyarrow as pa
+
+from connectors.contracts import Contract
+from expectations.history import batch_stats, history_checks, history_settings
+from expectations.suites import CRITICAL, suite_for
+from expectations.validate import ROWS_SHOWN, ValidationOutcome, count, validate_batch
+
+# Expectations whose verdict depends on rows of several chunks: with more than one chunk they
+# are recomputed in SQL over the batch's staging rows instead of summed chunk by chunk.
+CROSS_CHUNK = ("expect_table_row_count_to_be_between", "expect_column_values_to_be_unique",
+               "expect_compound_columns_to_be_unique")
+
+
+class FileCheck:
+    """Per-chunk GX verdicts of one file, combined into one verdict per expectation.
+
+    Results come in suite order for every chunk, so position i is the same
+    expectation in each. Counted results (typed ``unexpected`` of ``checked``) are
+    summed; anything else keeps the first failing chunk's observation. With one
+    chunk GX's own result stands; with several, CROSS_CHUNK checks are redone in SQL.
+    """
+
+    def __init__(self, contract: Contract, now: datetime):
+        self.contract = contract
+        self.now = now  # one "not in the future" bound for every chunk of the file
+        self.expectations = suite_for(contract.name)["expectations"]
+        self.results: list[dict] | None = None
+        self.counts: list[tuple[int, int] | None] = []
+        self.listed: list[list[int]] = []  # first failing row numbers per result, in file order
+        self.chunks = 0
+        self.rows = 0
+        self.stats: dict | None = None  # row and empty counts, for the history checks
+        self.max_removed_share = history_settings(contract).max_removed_share
+
+    def add(self, table: pa.Table) -> None:
+        """Validate one chunk of staging rows (staging columns minus ``_batch_id``)."""
+        self._tally(validate_batch(self.contract, table.to_pandas(), now=self.now), table.num_rows)
+        self.stats = batch_stats(table, into=self.stats)
+
+    def _tally(self, outcome: ValidationOutcome, rows: int) -> None:
+        self.chunks += 1
+        self.rows += rows
+        counts = [(r["unexpected"], r["checked"]) if r.get("unexpected") is not None else None
+                  for r in outcome.results]
+        if self.results is None:
+            self.results = [dict(r) for r in outcome.results]
+            self.counts = counts
+            self.listed = [list(r.get("rows") or []) for r in outcome.results]
+            return
+        for i, (r, c) in enumerate(zip(outcome.results, counts)):
+            mine = self.results[i]
+            self.listed[i] = (self.listed[i] + list(r.get("rows") or []))[:ROWS_SHOWN]
+            if self.counts[i] is not None and c is not None:
+                self.counts[i] = (self.counts[i][0] + c[0], self.counts[i][1] + c[1])
+            else:
+                self.counts[i] = None
+                if mine["success"] and not r["success"]:
+                    mine["observed"] = r["observed"]
+            mine["success"] = mine["success"] and r["success"]
+
+    def outcome(self, con: duckdb.DuckDBPyConnection, batch_id: str) -> ValidationOutcome:
+        """The file's verdict, read inside intake's open transaction with its rows in staging.
+
+        History-aware checks (``expectations.history``): row count and empty shares against
+        the last accepted deliveries of this extract; read-only, counts only.
+        """
+        results = self.results or []
+        for i, r in enumerate(results):
+            if self.counts[i] is not None:
+                count(r, *self.counts[i], self.listed[i])
+            else:  # summed over chunks no more: no count stands for the whole file
+                r.update(unexpected=None, checked=None)
+        # The suite's expectations come first, in order; checks of the hub's own follow them.
+        if self.chunks > 1 and len(results) >= len(self.expectations):
+            for spec, r in zip(self.expectations, results):
+                if spec["type"] == r["expectation"] and r["expectation"] in CROSS_CHUNK:
+                    self._sql_check(con, batch_id, spec, r)
+        success = not any(not r["success"] and r["severity"] == CRITICAL for r in results)
+        outcome = ValidationOutcome(suite=self.contract.name, success=success, results=results)
+        return outcome.extend(history_checks(con, self.contract, self.stats or {"rows": 0, "nulls": {}},
+                                             batch_id))
+
+    def _sql_check(self, con: duckdb.DuckDBPyConnection, batch_id: str, spec: dict, result: dict) -> None:
+        """Batch-level checks over the staging rows of this batch (inside the open transaction)."""
+        kwargs, table = spec["kwargs"], f"staging.{self.contract.name}"
+        if spec["type"] == "expect_table_row_count_to_be_between":
+            low, high = kwargs.get("min_value"), kwargs.get("max_value")
+            result["success"] = (low is None or self.rows >= low) and (high is None or self.rows <= high)
+            result["observed"] = f"observed {self.rows:,}"
+            return
+        keys = [kwargs["column"]] if "column" in kwargs else list(kwargs["column_list"])
+        quoted = ", ".join(f'"{k}"' for k in keys)
+        # As GX counts it: every row whose key occurs more than once; rows with no key are ignored.
+        present = " OR ".join(f'"{k}" IS NOT NULL' for k in keys)
+        duplicates = (f"SELECT {quoted}, count(*) AS n FROM {table} WHERE _batch_id = ? AND ({present}) "
+                      f"GROUP BY {quoted} HAVING count(*) > 1")
+        [(duplicated,)] = con.execute(f"SELECT coalesce(sum(n), 0) FROM ({duplicates})", [batch_id]).fetchall()
+        same = " AND ".join(f's."{k}" IS NOT DISTINCT FROM d."{k}"' for k in keys)
+        listed = [n for (n,) in con.execute(
+            f"SELECT s._row_number FROM {table} s JOIN ({duplicates}) d ON {same} WHERE s._batch_id = ? "
+            f"ORDER BY s._row_number LIMIT {ROWS_SHOWN}", [batch_id, batch_id]).fetchall()]
+        result["success"] = duplicated == 0
+        count(result, int(duplicated), self.rows, listed)
