@@ -5,7 +5,7 @@ what ``leadhub build`` runs, snapshot publication included). The second build st
 the first one's person keys and hands them on to the new clusters; it must cost about what
 the first does (target: second/first <= 1.5) at every size, or it is not linear in persons.
 
-For each size the synthetic county (``connectors.synthetic``) is generated into a fresh data
+For each size the synthetic county (``synthetic``) is generated into a fresh data
 directory and ingested; then each build runs in its own child process, so its peak memory
 (the child's own ``ru_maxrss``, interpreter and imports included) is its alone. Times are
 taken inside the child around ``build_warehouse`` only. A child that runs past ``--timeout``
@@ -49,7 +49,7 @@ def _settings(work: Path):
 def child_ingest(work: Path, persons: int, seed: int) -> dict:
     """Generate the county into the inboxes and take every file through intake."""
     from connectors.contracts import agencies
-    from connectors.synthetic import generate
+    from synthetic import generate
     from leadhub import pipeline
     from leadhub.keys import create_key_file
 

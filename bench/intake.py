@@ -14,7 +14,7 @@ Peak memory is ``ru_maxrss`` of each child (``os.wait4``), so it includes the
 interpreter and its imports. Rows per second are timed inside the child,
 around the measured work only.
 
-The file is built from the synthetic generator's jail bookings (connectors.synthetic)
+The file is built from the synthetic generator's jail bookings (synthetic)
 repeated with a suffix on booking_id so that the primary key stays unique and
 every row passes validation.
 
@@ -42,7 +42,7 @@ FILE_NAME = "jail_bookings_20241231.csv"
 
 def base_extract(work: Path, people: int, seed: int) -> Path:
     """The synthetic generator's jail bookings for ``people`` people."""
-    from connectors.synthetic import generate
+    from synthetic import generate
 
     generate(work / "gen" / "inbox", work / "gen" / "answers", people=people, seed=seed)
     return work / "gen" / "inbox" / "jail" / FILE_NAME

@@ -277,7 +277,7 @@ def chunks_for(rows: int, people: int, seed: int, chunk_rows: int, distinct: boo
     """Typed jail-bookings chunks as intake hands them over, ``rows`` in all."""
     from connectors.contracts import load_contracts
     from connectors.readers import read_chunks
-    from connectors.synthetic import generate
+    from synthetic import generate
 
     contract = load_contracts()["jail_bookings"]
     work = Path(tempfile.mkdtemp(prefix="leadhub-bench-pseudo-"))

@@ -18,7 +18,7 @@ import duckdb
 import pytest
 
 from connectors.contracts import load_contracts
-from connectors.synthetic import PLACEHOLDER_NAMES, generate
+from synthetic import PLACEHOLDER_NAMES, generate
 
 PEOPLE, SEED = 800, 11
 # Stated tolerance: the report's before/after totals may fall short of the truth by what

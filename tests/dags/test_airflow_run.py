@@ -127,7 +127,7 @@ def test_stage_errors_that_may_quote_data_are_withheld_from_airflow(hub, tmp_pat
 
 @pytest.mark.slow
 def test_demo_runs_every_dag_through_airflow_into_the_warehouse(hub):
-    synthetic = pytest.importorskip("connectors.synthetic")
+    synthetic = pytest.importorskip("synthetic")
     synthetic.generate(hub.inbox_dir, hub.answers_dir, people=400, seed=7, lead=40, comparison=30)
     runs = run_demo_dags(hub)
     assert list(runs) == [f"{a}_feed" for a in ("jail", "police", "prosecutor", "treatment")] + [

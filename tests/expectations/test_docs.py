@@ -14,7 +14,7 @@ import pytest
 
 from connectors.contracts import agencies, load_contracts
 from connectors.inbox import ingest_agency
-from connectors.synthetic import generate
+from synthetic import generate
 from expectations.build_checks import record_build_checks
 from expectations.docs import CDN_ASSETS, VENDOR_DIR, build_docs, index_path, remote_resources
 from leadhub import cli

@@ -232,7 +232,7 @@ def clone_hub(template: Settings, root: Path) -> Settings:
 @pytest.fixture(scope="session")
 def demo_files(tmp_path_factory) -> Path:
     """Synthetic extracts of a small county, generated once: <root>/inbox/<agency>/*.csv."""
-    from connectors.synthetic import generate
+    from synthetic import generate
 
     root = tmp_path_factory.mktemp("demo_files")
     generate(root / "inbox", root / "answers", people=DEMO_PEOPLE, seed=DEMO_SEED)

@@ -7,7 +7,7 @@ import duckdb
 import pandas as pd
 
 from connectors.inbox import ingest_agency
-from connectors.synthetic import generate
+from synthetic import generate
 from leadhub.warehouse import connect
 from transforms.link import link_people
 

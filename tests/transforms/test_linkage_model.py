@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from connectors.inbox import ingest_agency
-from connectors.synthetic import generate
+from synthetic import generate
 from leadhub.cli import main
 from leadhub.warehouse import connect
 from transforms import linkage_model, linkage_store

@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 from nicknames import NickNamer
 
-from connectors import synthetic
+import synthetic
 from connectors.contracts import Contract, load_contracts
-from connectors.synthetic import PLACEHOLDER_NAMES, VARIANT_RATES, generate
+from synthetic import PLACEHOLDER_NAMES, VARIANT_RATES, generate, parameters
+from synthetic.arrays import _ascii
+from synthetic.people import _nicknames
+from synthetic.world import _offenses
 
 CONTRACTS = load_contracts()
 DATA_END = date(2024, 12, 31)
@@ -25,7 +28,7 @@ ID_PATTERNS = {"police": r"P\d{7}", "prosecutor": r"D\d{6}", "jail": r"J\d{8}", 
 
 
 def _eligible_codes() -> set[str]:
-    with open(synthetic.OFFENSE_CODES_FILE, newline="") as f:
+    with open(parameters.OFFENSE_CODES_FILE, newline="") as f:
         return {r["offense_code"] for r in csv.DictReader(f) if r["lead_eligible"] == "true"}
 
 
@@ -115,7 +118,7 @@ def test_file_follows_its_contract(run, name):
         if col.known_values is not None:
             assert set(present) <= set(col.known_values), col.name
         if col.reference == "offense_codes":
-            assert set(present) <= set(synthetic._offenses().codes), col.name
+            assert set(present) <= set(_offenses().codes), col.name
 
 
 @pytest.mark.parametrize("name", sorted(CONTRACTS))
@@ -408,7 +411,7 @@ def test_agencies_spell_people_differently(run):
 def test_households_share_surname_and_address(run):
     at = defaultdict(set)
     for r in run.rows("police_arrests"):
-        if r["address"] and r["address"][0].isdigit() and r["address"] not in synthetic.SHELTERS:
+        if r["address"] and r["address"][0].isdigit() and r["address"] not in parameters.SHELTERS:
             at[(r["address"], r["last_name"].upper())].add(r["_true"])
     shared = [people for people in at.values() if len(people) > 1]
     assert len(shared) > 30
@@ -433,7 +436,7 @@ def county(tmp_path_factory) -> "Records":
 def _letters(name: str) -> str:
     """A given name without case, accents, punctuation, spaces or a trailing middle initial."""
     name = re.sub(r"\\s+[A-Za-z]$", "", name.strip())
-    return re.sub(r"[^A-Z]", "", synthetic._ascii(name).upper())
+    return re.sub(r"[^A-Z]", "", _ascii(name).upper())
 
 
 class Records:
@@ -476,7 +479,7 @@ class Records:
     def households(self) -> list[tuple[str, str]]:
         """Pairs of people with the same usual surname and the same usual street address."""
         at = defaultdict(list)
-        shelters = {s.upper() for s in synthetic.SHELTERS}
+        shelters = {s.upper() for s in parameters.SHELTERS}
         for person, u in self.usual.items():
             if u["address"] and u["address"][0].isdigit() and u["address"] not in shelters:
                 at[(u["address"], u["last"])].append(person)
@@ -490,9 +493,9 @@ def _within(observed: int, eligible: int, rate: float) -> bool:
 
 def test_placeholder_names_appear_at_their_rate(county):
     records = county.records
-    first = {p.upper() for p in synthetic.PLACEHOLDER_FIRST} | {
-        p.upper() for p in synthetic.PLACEHOLDER_FIRST_BY_SEX.values()}
-    last = {p.upper() for p in synthetic.PLACEHOLDER_LAST}
+    first = {p.upper() for p in parameters.PLACEHOLDER_FIRST} | {
+        p.upper() for p in parameters.PLACEHOLDER_FIRST_BY_SEX.values()}
+    last = {p.upper() for p in parameters.PLACEHOLDER_LAST}
     placeholder_first = [r for r in records if r["first"].upper() in first]
     placeholder_last = [r for r in records if r["last"] in last]
     initials = [r for r in records if len(r["first"]) == 1]
@@ -558,9 +561,9 @@ def test_nickname_variants_are_pairs_from_the_nicknames_dataset(county):
     # the only other way: each is at most 4%, so together well under 0.1% of records.
     assert len(unexplained) <= 0.001 * len(county.records), unexplained[:5]
     # The generator's own table is the dataset's, for every name it knows.
-    for name, nicks in synthetic._nicknames().items():
+    for name, nicks in _nicknames().items():
         assert {n.lower() for n in nicks} <= namer.nicknames_of(name)
-    assert len(synthetic._nicknames()) > 100
+    assert len(_nicknames()) > 100
     # Rate: 10% of the records of people whose given name has a nickname in the dataset (when
     # the usual name is itself the nickname, the other records count instead: same rate).
     assert eligible > 5000
@@ -586,7 +589,7 @@ def test_twins_share_surname_address_and_birth_date_but_not_given_name_or_ssn(co
         assert not (ua["ssn"] and ub["ssn"]) or ua["ssn"] != ub["ssn"]
     # Hand count: TWIN_SHARE (10%) of the ~300 household pairs found in the files: ~30.
     assert len(pairs) > 150
-    assert _within(len(twins), len(pairs), synthetic.TWIN_SHARE)
+    assert _within(len(twins), len(pairs), parameters.TWIN_SHARE)
 
 
 def test_some_records_carry_a_household_members_birth_date(county):
@@ -634,3 +637,15 @@ def test_refuses_cohorts_larger_than_the_population(tmp_path):
     with pytest.raises(ValueError, match="do not fit"):
         generate(tmp_path / "inbox", tmp_path / "answers", people=100, lead=80, comparison=30)
     assert not (tmp_path / "inbox").exists()
+
+
+def test_a_failure_midway_leaves_no_file_behind(tmp_path, monkeypatch):
+    """Every file is open when the first block fails: none may appear, complete or as ``.part``."""
+    def broken_block(*args):
+        raise RuntimeError("block failed")
+    monkeypatch.setattr(synthetic, "_block", broken_block)
+    with pytest.raises(RuntimeError, match="block failed"):
+        generate(tmp_path / "inbox", tmp_path / "answers", people=100, lead=5, comparison=5)
+    # the agency folders were created before the failure; what is in them is the point
+    assert (tmp_path / "inbox" / "police").is_dir()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
