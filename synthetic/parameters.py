@@ -8,16 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
-
 TRANSFORMS_DIR = Path(__file__).resolve().parent.parent / "transforms"
 EVALUATION_FILE = TRANSFORMS_DIR / "evaluation.yaml"
 OFFENSE_CODES_FILE = TRANSFORMS_DIR / "reference" / "offense_codes.csv"
+
 DATA_START = date(2020, 1, 1)
 DATA_END = date(2024, 12, 31)
 BLOCK_PEOPLE = 10_000          # part of the output's definition: each block has its own stream
 FOLLOW_UP_DAYS = 365           # the window of the planted model
+
 NONE, LEAD, COMPARISON = 0, 1, 2
 COHORT_NAMES = {NONE: "none", LEAD: "lead", COMPARISON: "comparison"}
+
+# --- the planted outcome model ---------------------------------------------------------------
 # logit P(any arrest in (index, index+365]) = intercept + any_prior_365*[prior arrests > 0]
 #   + age_per_decade*(age_at_index - 35)/10 + male*[sex == M] + lead*[LEAD]
 # The intercept is solved for at run time so the comparison group re-arrests at
@@ -28,6 +31,8 @@ MODEL = {"any_prior_365": 0.9, "age_per_decade": -0.25, "male": 0.3, "lead": mat
 EXTRA_REARRESTS_MEAN = 0.8      # re-arrested people have 1 + Poisson(0.8) arrests in the year
 # P(0..4 arrests in the 365 days before index); LEAD people carry slightly more history.
 PRIOR_ARRESTS_P = {LEAD: (0.30, 0.30, 0.20, 0.12, 0.08), COMPARISON: (0.38, 0.30, 0.17, 0.10, 0.05)}
+
+# --- volumes -------------------------------------------------------------------------------------
 MEAN_ARRESTS = 2.5              # background arrests per person over the data period (gamma-Poisson)
 ARREST_SPREAD = 1.0             # gamma shape: smaller means a more concentrated "frequent flyer" tail
 CHARGES_P = (0.50, 0.32, 0.18)  # 1, 2 or 3 charges per arrest
@@ -59,6 +64,8 @@ DECISION_P = (0.58, 0.25, 0.07, 0.10)
 DECISION_P_LEAD = (0.36, 0.22, 0.32, 0.10)    # LEAD participants' cases after their index date
 DISPOSITIONS = ("convicted", "dismissed", "acquitted", "pending")
 DISPOSITION_P = (0.60, 0.25, 0.05, 0.10)
+
+# --- people --------------------------------------------------------------------------------------
 SEX_P = {"M": 0.72, "F": 0.27, "X": 0.01}
 RACE_P = {"WHITE": 0.46, "BLACK": 0.30, "ASIAN": 0.08, "NATIVE": 0.06, "PACIFIC": 0.03, "OTHER": 0.07}
 HISPANIC_SHARE = 0.16
@@ -68,6 +75,8 @@ HOMELESS_SHARE, SHELTER_SHARE = 0.08, 0.04
 PHONE_SHARE = 0.85
 MIDDLE_INITIAL_SHARE = 0.7
 COMPOUND_SURNAME = {"hispanic": 0.30, "other": 0.01}   # gives ~5% of people a compound surname
+
+# --- how agencies record people ------------------------------------------------------------------
 # Rates per record (a referral, arrest, booking, case or client). Agencies copy most records from
 # their own master record of the person, which was itself typed with these rates, and retype the
 # rest, so one agency id usually but not always carries one spelling.
@@ -106,6 +115,8 @@ AGENCY_STYLE = {
 PERSON_ID_SCHEMES = {"police": ("P", 7), "prosecutor": ("D", 6), "jail": ("J", 8), "treatment": ("C", 5)}
 RECORD_ID_SCHEMES = {"referral": ("R", 6), "arrest": ("A", 8), "booking": ("B", 8), "case": ("K", 7),
                      "episode": ("E", 6), "contact": ("S", 8)}
+
+# --- name pools (roughly by frequency, most common first) --------------------------------------------
 # No name equals a code value of any extract (race WHITE or BLACK, say), so checking that no
 # identifier value leaks into other columns or files is never ambiguous.
 MALE_NAMES = """James Michael Robert John David William Richard Joseph Thomas Christopher Charles
@@ -168,9 +179,11 @@ STREET_DIRECTIONS = ("", "", "", "N ", "S ", "NE ", "SW ")
 SHELTERS = ("77 S Washington St", "1902 2nd Ave", "2515 Western Ave", "318 2nd Ave Ext S",
             "1561 Alaskan Way S", "600 4th Ave")
 AREA_CODES = ("206", "253", "360", "425")
+
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 NULL_DAY = np.iinfo(np.int64).min      # missing date / timestamp in the int arrays below
 SSN_SPACE = 898 * 99 * 9999            # areas 001-665 and 667-899, groups 01-99, serials 0001-9999
+
 # Relative frequency of each code among arrest charges (codes not listed get weight 2).
 OFFENSE_WEIGHTS = {"DRG01": 12, "DRG02": 8, "DRG03": 4, "DRG04": 2, "PRS01": 3, "PRS02": 2,
                    "POR01": 8, "POR02": 6, "POR03": 3, "POR04": 4, "PRP01": 10, "PRP02": 3,
