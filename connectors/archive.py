@@ -17,20 +17,12 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from connectors.readers import Source, reopen
 from leadhub.errors import LeadHubError
+from leadhub.files import PRIVATE_DIR_MODE, atomic_write, fsync_path  # noqa: F401  (fsync_path re-exported for intake)
 from leadhub.keys import MasterKey
 
 MAGIC = b"LHA1"
 CHUNK = 1024 * 1024
 TAG_BYTES = 16
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file, or a folder so that a rename in it survives a power cut."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def encrypt_file(src: Source, dst: Path, key: MasterKey) -> str:
@@ -40,25 +32,19 @@ def encrypt_file(src: Source, dst: Path, key: MasterKey) -> str:
     SHA-256 of the plaintext actually archived, so a caller can prove the
     archive holds the bytes it hashed before.
     """
-    dst.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    dst.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
     nonce = os.urandom(12)
     header = MAGIC + key.key_id.encode("ascii") + nonce
     enc = Cipher(algorithms.AES(key.subkey("archive")), modes.GCM(nonce)).encryptor()
     enc.authenticate_additional_data(header)
-    tmp = dst.with_name(dst.name + ".tmp")
     digest = hashlib.sha256()
-    with reopen(src, "rb") as fin, open(tmp, "wb") as fout:
-        os.fchmod(fout.fileno(), 0o600)
+    with reopen(src, "rb") as fin, atomic_write(dst) as fout:
         fout.write(header)
         while chunk := fin.read(CHUNK):
             digest.update(chunk)
             fout.write(enc.update(chunk))
         fout.write(enc.finalize())
         fout.write(enc.tag)
-        fout.flush()
-        os.fsync(fout.fileno())
-    os.replace(tmp, dst)
-    fsync_path(dst.parent)
     return digest.hexdigest()
 
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+
+from leadhub.files import atomic_write
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NEGATIVE_NUMBER = re.compile(r"^-\d+(\.\d+)?$")
@@ -55,22 +56,16 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], 
               delimiter: str = ",", encoding: str = "utf-8") -> int:
     """Write header and rows to ``path`` with every cell escaped; returns the number of data rows.
 
-    Written to ``path.tmp`` and renamed, so a reader never sees half a file.
+    Written atomically (``path.tmp``, renamed), so a reader never sees half a file; the
+    mode is left to the umask because these files are handed to readers.
     """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    try:
-        with open(tmp, "w", newline="", encoding=encoding) as f:
-            out = csv.writer(f, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-            out.writerow([escape_cell(h) for h in header])
-            for row in rows:
-                out.writerow([escape_cell(v) for v in row])
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path, text=True, mode=None, encoding=encoding, newline="") as f:
+        out = csv.writer(f, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        out.writerow([escape_cell(h) for h in header])
+        for row in rows:
+            out.writerow([escape_cell(v) for v in row])
+            count += 1
     return count
 
 

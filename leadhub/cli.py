@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from leadhub.errors import LeadHubError
+from leadhub.files import open_private
 from leadhub.settings import ENV_DATA_DIR, ENV_KEY_FILE, Settings
 
 
@@ -66,7 +67,7 @@ def cmd_keygen(settings: Settings, args) -> int:
 
 
 def cmd_generate(settings: Settings, args) -> int:
-    from synthetic import generate
+    from connectors.synthetic import generate
 
     settings.ensure_dirs()
     summary = generate(settings.inbox_dir, settings.answers_dir, people=args.people, seed=args.seed,
@@ -200,7 +201,7 @@ def cmd_decrypt(settings: Settings, args) -> int:
     try:
         # The plaintext holds identifiers: readable by its owner only, and never written through a
         # name that already exists (O_EXCL also refuses a symlink planted there).
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = open_private(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
         raise LeadHubError(f"{out} already exists") from None
     with os.fdopen(fd, "wb") as f:
@@ -352,10 +353,10 @@ def cmd_dictionary(settings: Settings, args) -> int:
 def cmd_crosswalk(settings: Settings, args) -> int:
     """Steward only: build the encrypted person_key -> agency id crosswalk, look one up, check the log."""
     from leadhub.keys import MasterKey
-    from transforms import crosswalk
+    from transforms import audit, crosswalk
 
     if args.action == "verify":
-        print(f"audit log intact: {crosswalk.verify_audit(settings)} entries")
+        print(f"audit log intact: {audit.verify_audit(settings)} entries")
         return 0
     key = MasterKey.load(settings.key_file)
     if args.action == "build":
@@ -443,7 +444,7 @@ def _shown(path: Path) -> str:
 
 
 def cmd_demo(settings: Settings, args) -> int:
-    from synthetic import generate
+    from connectors.synthetic import generate
     from leadhub.airflow_local import run_demo_dags
     from leadhub.keys import load_or_create
 

@@ -59,16 +59,20 @@ def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
 
 
 @contextmanager
-def atomic_write(path: Path, text: bool = False, mode: int = PRIVATE_FILE_MODE,
+def atomic_write(path: Path, text: bool = False, mode: int | None = PRIVATE_FILE_MODE,
                  tmp: Path | None = None, encoding: str = "utf-8", newline: str | None = None) -> Iterator[IO]:
     """Yield a file open for writing; on success it replaces ``path`` durably, on error it vanishes.
 
     ``tmp`` names the temporary file where a caller's naming matters (e.g. so a sweep
     at the next start recognises it); by default it is ``<name>.tmp`` beside ``path``.
+    ``mode=None`` leaves the mode to the umask, for files handed to readers (reports, exports).
     """
     path = Path(path)
     tmp = Path(tmp) if tmp is not None else path.with_name(path.name + TMP_SUFFIX)
-    fd = open_private(tmp, mode=mode)
+    if mode is None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    else:
+        fd = open_private(tmp, mode=mode)
     try:
         with (os.fdopen(fd, "w", encoding=encoding, newline=newline) if text else os.fdopen(fd, "wb")) as f:
             yield f
@@ -81,6 +85,13 @@ def atomic_write(path: Path, text: bool = False, mode: int = PRIVATE_FILE_MODE,
     fsync_path(path.parent)
 
 
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Swap a file finished by another writer (e.g. DuckDB) into place: fsync it, rename it, fsync the folder."""
+    fsync_path(tmp)
+    os.replace(tmp, path)
+    fsync_path(Path(path).parent)
+
+
 def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE_FILE_MODE) -> None:
     with atomic_write(path, mode=mode) as f:
         f.write(data)
@@ -89,6 +100,19 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE_FILE_MODE) -
 def atomic_write_text(path: Path, data: str, mode: int = PRIVATE_FILE_MODE) -> None:
     with atomic_write(path, text=True, mode=mode) as f:
         f.write(data)
+
+
+def append_durably(path: Path, text: str, mode: int = PRIVATE_FILE_MODE) -> None:
+    """Append ``text`` with O_APPEND and fsync it before returning, so the entry is on disk before the
+    action it records happens.
+
+    The mode is set also on an existing file (e.g. one restored from a backup with a wider mode).
+    """
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 @contextmanager

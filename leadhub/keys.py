@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from leadhub.errors import KeyError_
+from leadhub.files import PRIVATE_DIR_MODE, open_private
 
 KEY_BYTES = 32
 # "publication": pseudonyms of record numbers in the analysts' snapshot, unrelated to the
@@ -47,9 +48,9 @@ def demo_mode() -> bool:
 def create_key_file(path: Path, demo: bool = False) -> Path:
     """Write a fresh random master key with 0600 permissions; never overwrite one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
         raise KeyError_(f"key file {path} already exists; refusing to overwrite it") from None
     with os.fdopen(fd, "w") as f:

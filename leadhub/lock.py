@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Iterator
 
 from leadhub.errors import LeadHubError
-from leadhub.settings import ENV_LOCK_TIMEOUT, PRIVATE_FILE_MODE, lock_timeout_seconds, make_private_dir
+from leadhub.files import PRIVATE_FILE_MODE, make_private_dir
+from leadhub.settings import ENV_LOCK_TIMEOUT, lock_timeout_seconds
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.2

@@ -13,6 +13,7 @@ snapshot shows exactly the committed build; see transforms/publish.py.
 
 from __future__ import annotations
 
+from leadhub.files import transaction
 from leadhub.settings import Settings
 from leadhub.warehouse import connect
 from transforms.link import link_people
@@ -27,17 +28,12 @@ def build_warehouse(settings: Settings, publish: bool = True) -> dict[str, int |
 
     model = current_model(settings.data_dir)  # read before the transaction: a bad file stops nothing half-way
     with connect(settings.warehouse_path) as con:
-        con.execute("BEGIN")
-        try:
+        with transaction(con):
             counts = {f"link.{k}": v for k, v in link_people(con, model=model).items()}
             counts.update(run_models(con))
             # Cross-extract checks need the linked core tables; warnings, recorded with the build.
             _, checks = record_build_checks(con)
             counts["checks.failed"] = sum(not r["success"] for r in checks)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         if publish:
             published = publish_snapshot(settings, con)
             counts["published.tables"] = len(published)

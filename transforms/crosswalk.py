@@ -10,23 +10,20 @@ that possible without putting identifiers in the warehouse:
 * It holds only agency person ids (no names, birth dates or SSNs), grouped by
   person_key, encrypted with AES-256-GCM under the ``crosswalk`` subkey, in
   ``<data dir>/steward/`` — outside the warehouse and the analysts' snapshot.
-* Every lookup first appends who, when, why and which key to
-  ``steward/audit.log``: JSON lines, each carrying the SHA-256 of the previous
-  line, so a deleted or edited entry breaks the chain (``verify_audit``).
-  A lookup whose audit entry cannot be written does not happen.
+* Every lookup first appends who, when, why and which key to the steward's
+  hash-chained audit log (transforms/audit.py). A lookup whose audit entry
+  cannot be written does not happen.
 """
 
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
 from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -36,32 +33,20 @@ from connectors.archive import decrypt_to
 from connectors.contracts import load_contracts
 from connectors.readers import read_chunks
 from leadhub.errors import LeadHubError
+from leadhub.files import atomic_write, make_private_dir
 from leadhub.keys import MasterKey
 from leadhub.settings import Settings
 from leadhub.warehouse import connect
+from transforms.audit import (append_audit, audit_path, steward_dir,  # noqa: F401  (also imported from here)
+                              utc_now_seconds, verify_audit)
 from transforms.pseudonymize import Pseudonymizer
 
 MAGIC = b"LHX1"
 log = logging.getLogger(__name__)
-GENESIS = "0" * 64
-
-
-def steward_dir(settings: Settings) -> Path:
-    return settings.data_dir / "steward"
 
 
 def crosswalk_path(settings: Settings) -> Path:
     return steward_dir(settings) / "crosswalk.enc"
-
-
-def audit_path(settings: Settings) -> Path:
-    return steward_dir(settings) / "audit.log"
-
-
-def _private_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-    return path
 
 
 def build_crosswalk(settings: Settings, key: MasterKey, progress: bool = False) -> dict[str, int]:
@@ -114,77 +99,17 @@ def build_crosswalk(settings: Settings, key: MasterKey, progress: bool = False) 
                 plain.unlink(missing_ok=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    payload = json.dumps({"key_id": key.key_id, "built_at": _now(),
+    payload = json.dumps({"key_id": key.key_id, "built_at": utc_now_seconds(),
                           "people": {k: sorted(v) for k, v in sorted(ids_of_key.items())}}).encode()
     nonce = os.urandom(12)
     blob = MAGIC + nonce + AESGCM(key.subkey("crosswalk")).encrypt(nonce, payload, MAGIC)
     target = crosswalk_path(settings)
-    _private_dir(target.parent)
-    tmp = target.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # the mode of O_CREAT applies only to a new file, not to a leftover
-    with os.fdopen(fd, "wb") as f:
+    make_private_dir(target.parent)
+    with atomic_write(target, tmp=target.with_suffix(".tmp")) as f:
         f.write(blob)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
     log.info("crosswalk: %d person keys from %d files (%d skipped) written to %s",
              len(ids_of_key), replayed, skipped, target)
     return {"files_replayed": replayed, "files_skipped": skipped, "person_keys": len(ids_of_key)}
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _entry_hash(line: str) -> str:
-    return hashlib.sha256(line.encode()).hexdigest()
-
-
-def _last_hash(path: Path) -> str:
-    if not path.exists() or not path.stat().st_size:
-        return GENESIS
-    size = path.stat().st_size
-    window = 4096
-    with open(path, "rb") as f:
-        while True:  # widen the tail until it holds the whole last line (a long reason can exceed any window)
-            f.seek(max(0, size - window))
-            tail = f.read().rstrip(b"\n")
-            if b"\n" in tail or window >= size:
-                break
-            window *= 2
-    return _entry_hash(tail.rsplit(b"\n", 1)[-1].decode())
-
-
-def append_audit(settings: Settings, **entry) -> dict:
-    """Append one hash-chained entry (O_APPEND, fsynced) and return it."""
-    path = audit_path(settings)
-    _private_dir(path.parent)
-    record = {"at": _now(), **entry, "prev": _last_hash(path)}
-    line = json.dumps(record, sort_keys=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.fchmod(fd, 0o600)  # also an existing log (e.g. restored from a backup with a wider mode)
-    with os.fdopen(fd, "a") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    return record
-
-
-def verify_audit(settings: Settings) -> int:
-    """Number of entries if the chain is intact; raises naming the first broken line otherwise."""
-    path = audit_path(settings)
-    prev = GENESIS
-    n = 0
-    for n, line in enumerate(path.read_text().splitlines() if path.exists() else [], start=1):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            raise LeadHubError(f"audit log line {n} is not JSON: the log was edited") from None
-        if record.get("prev") != prev:
-            raise LeadHubError(f"audit log chain broken at line {n}: an entry was removed or changed")
-        prev = _entry_hash(line)
-    return n
 
 
 def lookup(settings: Settings, key: MasterKey, person_key: str, reason: str,

@@ -24,7 +24,7 @@ from connectors.contracts import load_contracts
 from leadhub.errors import LeadHubError
 from leadhub.settings import Settings
 from leadhub.warehouse import connect
-from transforms import crosswalk, linkage_model, linkage_store
+from transforms import audit, linkage_model, linkage_store
 from transforms.encodings import load_settings
 from transforms.link import _require_one_key, encoded_from_frame, identity_rows
 
@@ -103,9 +103,9 @@ def explain(settings: Settings, target: str, reason: str, who: str | None = None
     if not reason or not reason.strip():
         raise LeadHubError("linkage explain needs a --reason; it is written to the audit log")
     person_key, pair = _parse_target(target)
-    crosswalk.verify_audit(settings)
-    crosswalk.append_audit(settings, who=who or getpass.getuser(), person_key=target, reason=reason.strip(),
-                           action="linkage explain")
+    audit.verify_audit(settings)
+    audit.append_audit(settings, who=who or getpass.getuser(), person_key=target, reason=reason.strip(),
+                       action="linkage explain")
     link_settings = link_settings or load_settings()
     rows = _identity(settings)
     with connect(settings.warehouse_path, read_only=True) as con:

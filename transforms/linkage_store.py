@@ -17,12 +17,11 @@ import hashlib
 import html
 import json
 import math
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 from leadhub.errors import LeadHubError
-from leadhub.settings import make_private_dir
+from leadhub.files import atomic_write_text, make_private_dir
 from transforms.encodings import load_settings
 
 DEFAULT_MODEL_PATH = Path(__file__).with_name("linkage_default_model.json")
@@ -36,16 +35,9 @@ def models_dir(data_dir: Path) -> Path:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a 0600 file atomically (temporary file, fsync, rename)."""
+    """Write a 0600 file atomically, in a 0700 folder."""
     make_private_dir(path.parent)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _rounded(value):

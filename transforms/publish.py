@@ -31,8 +31,8 @@ from pathlib import Path
 
 import duckdb
 
-from connectors.archive import fsync_path
 from connectors.contracts import load_contracts
+from leadhub.files import replace_durably, transaction
 from leadhub.keys import MasterKey
 from leadhub.settings import Settings
 from leadhub.warehouse import NAME_DOB_TOKEN, SCHEMA_VERSION, TOKEN_COLUMNS, utcnow
@@ -168,25 +168,23 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKe
     functions = _register_functions(con, key)
     con.execute(f"ATTACH {_literal(str(tmp))} AS snapshot")
     try:
-        con.execute("BEGIN")
-        for schema in PUBLISHED_SCHEMAS:
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS snapshot.{schema}")
-        for (schema, table), columns in tables.items():
-            select = ", ".join(published_expression(c, types[(schema, table, c)], d)
-                               for c, d in columns.items())
-            name = f"snapshot.{schema}.{_quote(table)}"
-            con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM {schema}.{_quote(table)}")
-            counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
-            _comment(con, name, descriptions.get((schema, table), {}), columns)
-        con.execute(f"""CREATE TABLE snapshot.ops.snapshot_info AS
-            SELECT ?::TIMESTAMP AS published_at, ?::INTEGER AS schema_version, s.*
-            FROM ({_snapshot_info_sql()}) s ORDER BY s.source""", [utcnow(), SCHEMA_VERSION])
-        _comment(con, "snapshot.ops.snapshot_info", descriptions.get(("ops", "snapshot_info"), {}),
-                 {c: snapshot_info_disclosure(c) for c in SNAPSHOT_INFO_COLUMNS})
-        con.execute("COMMIT")
+        with transaction(con):
+            for schema in PUBLISHED_SCHEMAS:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS snapshot.{schema}")
+            for (schema, table), columns in tables.items():
+                select = ", ".join(published_expression(c, types[(schema, table, c)], d)
+                                   for c, d in columns.items())
+                name = f"snapshot.{schema}.{_quote(table)}"
+                con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM {schema}.{_quote(table)}")
+                counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+                _comment(con, name, descriptions.get((schema, table), {}), columns)
+            con.execute(f"""CREATE TABLE snapshot.ops.snapshot_info AS
+                SELECT ?::TIMESTAMP AS published_at, ?::INTEGER AS schema_version, s.*
+                FROM ({_snapshot_info_sql()}) s ORDER BY s.source""", [utcnow(), SCHEMA_VERSION])
+            _comment(con, "snapshot.ops.snapshot_info", descriptions.get(("ops", "snapshot_info"), {}),
+                     {c: snapshot_info_disclosure(c) for c in SNAPSHOT_INFO_COLUMNS})
         con.execute("CHECKPOINT snapshot")
     except BaseException:
-        con.execute("ROLLBACK")
         con.execute("DETACH snapshot")
         tmp.unlink(missing_ok=True)
         raise
@@ -197,9 +195,7 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKe
             except duckdb.Error:
                 pass  # a failure above left a result open; the connection's end drops them anyway
     con.execute("DETACH snapshot")
-    fsync_path(tmp)
-    os.replace(tmp, target)
-    fsync_path(target.parent)
+    replace_durably(tmp, target)
     return counts
 
 

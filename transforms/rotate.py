@@ -34,6 +34,7 @@ from connectors.archive import MAGIC as ARCHIVE_MAGIC, decrypt_to, encrypt_file
 from connectors.contracts import load_contracts
 from connectors.readers import read_chunks
 from leadhub.errors import LeadHubError
+from leadhub.files import transaction
 from leadhub.keys import MasterKey
 from leadhub.settings import Settings
 from leadhub.warehouse import connect, staging_columns
@@ -64,8 +65,7 @@ def rotate_key(settings: Settings, old: MasterKey, new: MasterKey, progress: boo
                 "JOIN ops.file_ledger l ON l.file_id = b.file_id ORDER BY b.loaded_at").fetchall()
             log.info("key rotation %s -> %s: replaying %d loaded batches from the archive",
                      old.key_id, new.key_id, len(batches))
-            con.execute("BEGIN")
-            try:
+            with transaction(con):
                 token_map = []
                 for batch_id, contract_name, archive in tqdm(batches, desc="re-pseudonymize", unit="batch",
                                                              disable=not progress):
@@ -91,10 +91,6 @@ def rotate_key(settings: Settings, old: MasterKey, new: MasterKey, progress: boo
                 _rewrite_links(con, token_map)
                 con.execute("UPDATE ops.batches SET key_id = ?", [new.key_id])
                 run_models(con)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
         # Every archived original, not only those of loaded batches: quarantined, duplicate and
         # unfinished deliveries must stay readable (and re-processable) once the old key is gone.
         old_files = [p for p in sorted(settings.archive_dir.glob("*/*.enc"))
