@@ -67,7 +67,7 @@ def cmd_keygen(settings: Settings, args) -> int:
 
 
 def cmd_generate(settings: Settings, args) -> int:
-    from connectors.synthetic import generate
+    from synthetic import generate
 
     settings.ensure_dirs()
     summary = generate(settings.inbox_dir, settings.answers_dir, people=args.people, seed=args.seed,
@@ -444,7 +444,7 @@ def _shown(path: Path) -> str:
 
 
 def cmd_demo(settings: Settings, args) -> int:
-    from connectors.synthetic import generate
+    from synthetic import generate
     from leadhub.airflow_local import run_demo_dags
     from leadhub.keys import load_or_create
 

@@ -108,6 +108,24 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def record_validation_results(con: duckdb.DuckDBPyConnection, batch_id: str, results: list[dict],
+                              validated_at: datetime, contract: str | None = None) -> None:
+    """Store check results (shaped like ``ValidationOutcome.results``) in ops.validation_results.
+
+    Counts and failing row numbers go into their typed columns; ``observed`` is the text
+    written from them for people. ``contract`` applies to results that name none.
+    """
+    if results:
+        con.executemany(
+            "INSERT INTO ops.validation_results (batch_id, contract, expectation, column_name, severity, "
+            "success, observed, validated_at, unexpected_count, checked_count, row_numbers) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [[batch_id, r.get("contract") or contract, r["expectation"], r.get("column"), r["severity"],
+              bool(r["success"]), r.get("observed"), validated_at, r.get("unexpected"), r.get("checked"),
+              list(r["rows"]) if r.get("unexpected") is not None and r.get("rows") else None]
+             for r in results])
+
+
 def staging_columns(contract: Contract) -> list[tuple[str, str]]:
     """(name, SQL type) of the staging table: plain columns, then tokens, then lineage."""
     cols = [(c.name, SQL_TYPES[c.type]) for c in contract.plain_columns]
@@ -152,7 +170,8 @@ SELECT * EXCLUDE (_rank) FROM (
   WHERE f.status IS DISTINCT FROM 'superseded') WHERE _rank = 1"""
 
 
-DATA_QUALITY_VIEW = """
+# As migration 3 shipped it (migration 4 replaces it).
+DATA_QUALITY_VIEW_V3 = """
 -- ops.data_quality: one row per check of every validation run, for trends and the Data Docs.
 -- kind: batch (the extract's GX suite), history (against earlier deliveries), build (checks on
 -- core tables after a build, batch id 'build-<time>'), schema (a header refused as schema drift
@@ -196,6 +215,72 @@ LEFT JOIN ops.file_ledger lf ON lf.file_id = c.file_id
 """
 
 
+DATA_QUALITY_VIEW = """
+-- ops.data_quality: one row per check of every validation run, for trends and the Data Docs.
+-- kind: batch (the extract's GX suite), history (against earlier deliveries), build (checks on
+-- core tables after a build, batch id 'build-<time>'), schema (a header refused as schema drift
+-- while the file was read; its batch id is the file id). Observed values are counts only;
+-- unexpected_count and checked_count are the typed columns of ops.validation_results.
+CREATE OR REPLACE VIEW ops.data_quality AS
+WITH checks AS (
+    SELECT validated_at, batch_id, NULL::VARCHAR AS file_id, contract,
+           CASE WHEN batch_id LIKE 'build-%' THEN 'build'
+                WHEN expectation LIKE '%\\_to\\_match\\_history' ESCAPE '\\' THEN 'history'
+                ELSE 'batch' END AS kind,
+           expectation, column_name, severity, success, observed, unexpected_count, checked_count
+    FROM ops.validation_results
+    UNION ALL
+    SELECT updated_at, file_id, file_id, agency || '_' || extract, 'schema', 'schema_drift', NULL,
+           'critical', false, rule_detail, NULL::BIGINT, NULL::BIGINT
+    FROM ops.file_ledger
+    WHERE status = 'quarantined' AND rule = 'header'
+)
+SELECT c.validated_at,
+       c.validated_at::DATE AS validated_on,
+       coalesce(lb.agency, lf.agency, CASE WHEN c.kind = 'build' THEN 'warehouse' END) AS agency,
+       c.contract,
+       c.batch_id,
+       coalesce(lb.file_id, lf.file_id) AS file_id,
+       coalesce(lb.file_name, lf.file_name) AS file_name,
+       coalesce(lb.status, lf.status) AS file_status,
+       c.kind,
+       c.expectation,
+       c.column_name,
+       c.severity,
+       c.success,
+       c.observed,
+       c.unexpected_count,
+       c.checked_count
+FROM checks c
+LEFT JOIN ops.file_ledger lb ON lb.batch_id = c.batch_id AND c.file_id IS NULL
+LEFT JOIN ops.file_ledger lf ON lf.file_id = c.file_id
+"""
+
+# Migration 4: counts, failing row numbers and refusal rules become typed columns, so nothing
+# reads them back out of text. The rows written before it are parsed here, once: "unexpected
+# N of M rows, P%[; (first) rows a, b[, ...]]" and "<file>: rule '<rule>' failed[: <detail>]".
+TYPED_RESULTS = r"""
+ALTER TABLE ops.validation_results ADD COLUMN IF NOT EXISTS unexpected_count BIGINT;
+ALTER TABLE ops.validation_results ADD COLUMN IF NOT EXISTS checked_count BIGINT;
+ALTER TABLE ops.validation_results ADD COLUMN IF NOT EXISTS row_numbers BIGINT[];
+UPDATE ops.validation_results SET
+    unexpected_count = TRY_CAST(replace(regexp_extract(observed, '^unexpected ([0-9,]+) of', 1), ',', '')
+                                AS BIGINT),
+    checked_count = TRY_CAST(replace(regexp_extract(observed, '^unexpected [0-9,]+ of ([0-9,]+) ', 1),
+                                     ',', '') AS BIGINT),
+    row_numbers = list_transform(string_split(nullif(regexp_extract(
+        observed, '^unexpected [0-9,]+ of [0-9,]+ rows?, [^;]*; (?:first )?rows ([0-9, ]*[0-9])', 1), ''),
+        ', '), lambda n: n::BIGINT)
+WHERE observed LIKE 'unexpected %';
+ALTER TABLE ops.file_ledger ADD COLUMN IF NOT EXISTS rule VARCHAR;
+ALTER TABLE ops.file_ledger ADD COLUMN IF NOT EXISTS rule_detail VARCHAR;
+UPDATE ops.file_ledger SET
+    rule = nullif(regexp_extract(reason, 'rule ''([^'']*)'' failed', 1), ''),
+    rule_detail = nullif(regexp_extract(reason, 'rule ''[^'']*'' failed: (.*)$', 1), '')
+WHERE status = 'quarantined' AND reason LIKE '%rule ''%'' failed%';
+""" + DATA_QUALITY_VIEW
+
+
 # Numbered schema migrations, applied in order and recorded in ops.schema_version.
 # Never edit or renumber one that has shipped: add the next number instead. A
 # migration holds only the DDL of its own step; the staging tables and current
@@ -205,7 +290,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "layers and the ops ledger, batch and validation tables", OPS_DDL),
     (2, "ops.schema_version records what each migration did",
      "ALTER TABLE ops.schema_version ADD COLUMN IF NOT EXISTS description VARCHAR"),
-    (3, "ops.data_quality view over validation results, for data-quality trends", DATA_QUALITY_VIEW),
+    (3, "ops.data_quality view over validation results, for data-quality trends", DATA_QUALITY_VIEW_V3),
+    (4, "typed counts and row numbers in ops.validation_results, refusal rules in ops.file_ledger",
+     TYPED_RESULTS),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 LOCK_POLL_SECONDS = 0.2
