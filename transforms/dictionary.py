@@ -17,17 +17,18 @@ self-contained HTML page; the same texts are stored as COMMENTs in the snapshot.
 
 from __future__ import annotations
 
-import html
 import re
 from pathlib import Path
 
 from connectors.contracts import load_contracts
+from leadhub.files import atomic_write
 from transforms.disclosure import TABLE_SOURCES
 from transforms.model import SQL_DIR, sql_files
+from transforms.notices import PART2_NOTICE
+from transforms.rendering import render
 
 UNDESCRIBED = "(no description yet)"
-# 42 CFR 2.32(a)(2), as on the report; carried by every table drawn from treatment records.
-PART2_NOTICE = "42 CFR part 2 prohibits unauthorized use or disclosure of these records."
+# Tables drawn from treatment records: their descriptions carry the Part 2 notice.
 PART2_TABLES = {("core", "consent"), ("core", "treatment_episode"), ("core", "service_contact"),
                 ("marts", "first_contact"), ("marts", "caseload_monthly"), ("marts", "services_monthly")}
 
@@ -423,32 +424,16 @@ def render_markdown(descriptions: dict, tables: dict, disclosures: dict | None =
 
 
 def render_html(descriptions: dict, tables: dict, disclosures: dict | None = None) -> str:
-    esc = html.escape
-    toc = "".join(f"<li><b>{esc(schema)}</b>: "
-                  + ", ".join(f'<a href="#{esc(n)}"><code>{esc(n)}</code></a>' for n in names) + "</li>"
-                  for schema, names in _toc(tables))
-    parts = []
+    """The dictionary as one self-contained page (transforms/templates/dictionary.html.j2)."""
+    rows = []
     for (schema, table), columns in sorted(tables.items()):
         entry = descriptions.get((schema, table), {})
         levels = (disclosures or {}).get((schema, table)) or {}
-        head = "<th>column</th>" + ("<th>disclosure</th>" if disclosures is not None else "") + "<th>description</th>"
-        rows = "".join(f"<tr><td><code>{esc(c)}</code></td>"
-                       + (f"<td>{esc(levels.get(c, ''))}</td>" if disclosures is not None else "")
-                       + f"<td>{esc(entry.get(c, UNDESCRIBED))}</td></tr>" for c in columns)
-        parts.append(f'<h2 id="{esc(schema)}.{esc(table)}"><code>{esc(schema)}.{esc(table)}</code></h2>'
-                     f"<p>{esc(entry.get('', UNDESCRIBED))}</p>"
-                     f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-                     '<p><a href="#contents">Contents</a></p>')
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<title>LEAD Hub data dictionary</title><style>body{font-family:sans-serif;"
-            "max-width:960px;margin:2em auto;padding:0 1em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #bbb;padding:.2em .5em;text-align:left;vertical-align:top}"
-            "</style></head><body><h1>LEAD Hub data dictionary</h1>"
-            "<p>Every table and column of the analysts' snapshot (published/lead.duckdb).</p>"
-            f"<p><b>Notice:</b> the snapshot holds treatment records. {esc(PART2_NOTICE)}</p>"
-            f"<p>{esc(DISCLOSURE_NOTE)}</p>"
-            f'<h2 id="contents">Contents</h2><ul>{toc}</ul>'
-            + "".join(parts) + "</body></html>\n")
+        rows.append({"schema": schema, "table": table, "description": entry.get("", UNDESCRIBED),
+                     "columns": [{"name": c, "disclosure": levels.get(c, ""),
+                                  "description": entry.get(c, UNDESCRIBED)} for c in columns]})
+    return render("dictionary.html.j2", toc=_toc(tables), tables=rows,
+                  with_disclosure=disclosures is not None, disclosure_note=DISCLOSURE_NOTE)
 
 
 def write_dictionary(directory: Path, descriptions: dict, tables: dict,
@@ -464,8 +449,8 @@ def write_dictionary(directory: Path, descriptions: dict, tables: dict,
                             ("html", "data_dictionary.html", render_html(descriptions, tables, disclosures)),
                             ("notice", "PART2_NOTICE.txt", PART2_NOTICE + "\n")):
         target = directory / name
-        tmp = directory / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
+        # Published beside the snapshot for analysts: the umask decides the mode.
+        with atomic_write(target, text=True, mode=None, tmp=directory / f".{name}.tmp") as f:
+            f.write(text)
         written[key] = target
     return written

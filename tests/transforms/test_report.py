@@ -136,6 +136,48 @@ def test_report_files_and_layout(built):
     assert sorted(p.name for p in built.reports_dir.iterdir()) == ["latest", "lead_report_2024-02-01"]
 
 
+def _record_linkage_run(settings, model_version: str) -> None:
+    """What a build records: a row of ops.linkage_runs, written by the build's own recorder."""
+    from transforms.link import _record_run
+
+    con = duckdb.connect(str(settings.warehouse_path))
+    try:
+        _record_run(con, model_version, "1", {"agency_ids": 120, "persons": 85, "merges_refused": 0})
+    finally:
+        con.close()
+
+
+def test_methods_name_the_linkage_model_of_the_build_and_show_its_match_weights(built):
+    from transforms.linkage_store import (default_model, match_weight_chart_svg, save_model, stamp,
+                                          version_of)
+
+    default = default_model()
+    trained = stamp(default, {"records": 2000, "source": "test"}, {"version": "1", "threshold": 0.9},
+                    trained_at=datetime(2024, 1, 15))
+    save_model(built.data_dir, trained)
+    _record_linkage_run(built, version_of(default))
+    _record_linkage_run(built, version_of(trained))         # the last run is the build's
+    page = Path(write_report(built, today=REPORT_DAY)["html"]).read_text()
+    methods = page[page.index("<h2>Methods</h2>"):]
+    assert f"model version {version_of(trained)}" in methods
+    assert version_of(default) not in page
+    assert match_weight_chart_svg(trained) in methods         # inline, exactly the store's chart
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_methods_say_when_the_linkage_model_cannot_be_shown(built):
+    _record_linkage_run(built, "20240101T000000Z-000000000000")   # no such model file
+    page = Path(write_report(built, today=REPORT_DAY)["html"]).read_text()
+    assert "model version 20240101T000000Z-000000000000" in page
+    assert "match-weight chart is not shown" in page and "<svg" not in page
+    assert str(built.data_dir) not in page                    # the models folder is not published
+
+
+def test_methods_without_a_linkage_run_say_so(built):
+    page = Path(write_report(built, today=REPORT_DAY)["html"]).read_text()
+    assert "no linkage run is recorded" in page and "<svg" not in page
+
+
 def test_report_has_no_tokens_or_person_keys(built):
     paths = write_report(built, today=REPORT_DAY)
     secrets = {v for row in direct(built, "SELECT person_token, person_key FROM core.person_link")
