@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from leadhub.errors import LeadHubError
 from leadhub.files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_private_dir  # noqa: F401  (re-exported)
 
@@ -22,14 +24,37 @@ ENV_LOCK_TIMEOUT = "LEADHUB_LOCK_TIMEOUT_SECONDS"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
 
 
+class Environment(BaseModel):
+    """The environment variables the hub reads, each checked for its type when read.
+
+    An unset or blank variable takes its default. Other variables are not this
+    model's business (the environment holds much else, and pull sources name
+    their own), so unknown ones are not refused here.
+    """
+    model_config = ConfigDict(frozen=True)
+
+    LEADHUB_DATA_DIR: Path = Field(Path("data"), description="a folder path")
+    LEADHUB_KEY_FILE: Path | None = Field(None, description="a file path")
+    LEADHUB_MAX_FILE_MB: int = Field(4096, ge=1, description="a whole number of megabytes, at least 1")
+    LEADHUB_LOCK_TIMEOUT_SECONDS: float = Field(DEFAULT_LOCK_TIMEOUT_SECONDS, description="a number of seconds")
+    AIRFLOW_HOME: Path | None = Field(None, description="a folder path")
+
+    @classmethod
+    def read(cls) -> "Environment":
+        """The current environment, validated; LeadHubError naming the first bad variable."""
+        raw = {name: os.environ[name] for name in cls.model_fields if os.environ.get(name, "").strip()}
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            name = e.errors(include_input=False)[0]["loc"][0]
+            # The variable's value is a setting, not personal data: quoting it helps the steward.
+            raise LeadHubError(f"{name} must be {cls.model_fields[name].description}, "
+                               f"not {raw[name]!r}") from None
+
+
 def lock_timeout_seconds() -> float:
     """How long a writer waits for the writer lock (``LEADHUB_LOCK_TIMEOUT_SECONDS``, default 10 min)."""
-    raw = os.environ.get(ENV_LOCK_TIMEOUT, "")
-    try:
-        value = float(raw) if raw.strip() else DEFAULT_LOCK_TIMEOUT_SECONDS
-    except ValueError:
-        raise LeadHubError(f"{ENV_LOCK_TIMEOUT} must be a number of seconds, not {raw!r}") from None
-    return max(value, 0.0)
+    return max(Environment.read().LEADHUB_LOCK_TIMEOUT_SECONDS, 0.0)
 
 
 def writer_lock_file(warehouse_path: Path) -> Path:
@@ -50,10 +75,10 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-        data_dir = Path(os.environ.get(ENV_DATA_DIR, "data")).expanduser().resolve()
-        key_file = Path(os.environ.get(ENV_KEY_FILE) or _default_key_file()).expanduser().resolve()
-        max_mb = int(os.environ.get(ENV_MAX_FILE_MB, "4096"))
-        return cls(data_dir=data_dir, key_file=key_file, max_file_bytes=max_mb * 1024**2)
+        env = Environment.read()
+        return cls(data_dir=env.LEADHUB_DATA_DIR.expanduser().resolve(),
+                   key_file=(env.LEADHUB_KEY_FILE or _default_key_file()).expanduser().resolve(),
+                   max_file_bytes=env.LEADHUB_MAX_FILE_MB * 1024**2)
 
     @property
     def inbox_dir(self) -> Path:
@@ -91,7 +116,7 @@ class Settings:
 
     @property
     def airflow_home(self) -> Path:
-        return Path(os.environ.get(ENV_AIRFLOW_HOME) or self.data_dir / "airflow")
+        return Environment.read().AIRFLOW_HOME or self.data_dir / "airflow"
 
     def inbox(self, agency: str) -> Path:
         return self.inbox_dir / agency
