@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -19,7 +18,7 @@ from airflow.sdk import Asset, AssetAlias, AssetWatcher, ExceptionRetryPolicy, R
 from connectors.contracts import ContractError
 from dags.inbox_trigger import InboxFilesTrigger
 from leadhub.errors import KeyError_, LeadHubError, printable
-from leadhub.settings import Settings
+from leadhub.settings import Environment, Settings
 
 OWNER = "leadhub-steward"
 
@@ -28,9 +27,6 @@ OWNER = "leadhub-steward"
 # reads) takes a slot of this pool, which has exactly one (created by
 # docker-compose's airflow-init and by leadhub.airflow_local), so they never overlap.
 WAREHOUSE_POOL = "leadhub_warehouse"
-
-# How often the triggerer lists each inbox for newly arrived files.
-ENV_INBOX_POLL = "LEADHUB_INBOX_POLL_SECONDS"
 
 # Fixed and in the past so schedules start at once; catchup stays off everywhere.
 START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -78,7 +74,8 @@ def inbox_alias(agency: str) -> AssetAlias:
 
 
 def inbox_poll_seconds() -> float:
-    return float(os.environ.get(ENV_INBOX_POLL, "30"))
+    """How often the triggerer lists each inbox for newly arrived files (``LEADHUB_INBOX_POLL_SECONDS``)."""
+    return Environment.read().LEADHUB_INBOX_POLL_SECONDS
 
 
 def staging_alias(agency: str) -> AssetAlias:

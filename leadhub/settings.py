@@ -38,6 +38,8 @@ class Environment(BaseModel):
     LEADHUB_MAX_FILE_MB: int = Field(4096, ge=1, description="a whole number of megabytes, at least 1")
     LEADHUB_LOCK_TIMEOUT_SECONDS: float = Field(DEFAULT_LOCK_TIMEOUT_SECONDS, description="a number of seconds")
     AIRFLOW_HOME: Path | None = Field(None, description="a folder path")
+    # How often the Airflow inbox trigger looks for new files.
+    LEADHUB_INBOX_POLL_SECONDS: float = Field(30.0, gt=0, description="a number of seconds above 0")
 
     @classmethod
     def read(cls) -> "Environment":

@@ -50,3 +50,14 @@ def test_a_bad_value_is_one_line_naming_the_variable_and_the_rule(env, name, val
     with pytest.raises(LeadHubError) as refused:
         Settings.from_env()
     assert str(refused.value) == f"{name} must be {rule}, not {value!r}"
+
+
+def test_the_inbox_poll_interval_is_checked_like_the_others(env):
+    from leadhub.settings import Environment
+
+    assert Environment.read().LEADHUB_INBOX_POLL_SECONDS == 30.0
+    env.setenv("LEADHUB_INBOX_POLL_SECONDS", "0.5")
+    assert Environment.read().LEADHUB_INBOX_POLL_SECONDS == 0.5
+    env.setenv("LEADHUB_INBOX_POLL_SECONDS", "0")                          # would poll without pause
+    with pytest.raises(LeadHubError, match=r"^LEADHUB_INBOX_POLL_SECONDS must be a number of seconds above 0"):
+        Environment.read()
