@@ -209,6 +209,8 @@ COLUMNS = {
                   "never a cell value).",
         "archive_path": "Where the encrypted original is kept, relative to the data directory.",
         "updated_at": "When this row last changed (UTC).",
+        "rule": "The contract or validation rule that quarantined the file, if one did.",
+        "rule_detail": "What about the rule failed (rows and counts; never a cell value).",
     },
     ("ops", "batches"): {
         "batch_id": "Batch id; every staging row carries it as _batch_id.",
@@ -229,6 +231,9 @@ COLUMNS = {
         "success": "Whether the expectation held.",
         "observed": "Counts and percentages observed; never values.",
         "validated_at": "When the check ran (UTC).",
+        "unexpected_count": "Rows (or values) that failed the expectation.",
+        "checked_count": "Rows (or values) the expectation checked.",
+        "row_numbers": "Data-row numbers in the delivered file of the first failing rows; never values.",
     },
     ("ops", "schema_version"): {
         "version": "Migration number.",
