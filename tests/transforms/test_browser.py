@@ -30,6 +30,8 @@ window.addEventListener("load", () => {
   document.body.dataset.imagesDecoded = images.filter(i => i.complete && i.naturalWidth > 0).length;
   document.body.dataset.imagesShown = images.filter(shown).length;
   document.body.dataset.tablesShown = [...document.querySelectorAll("table")].filter(shown).length;
+  document.body.dataset.linkageChartsShown =
+    [...document.querySelectorAll("figure.linkage-chart svg")].filter(shown).length;
 });
 </script>"""
 
@@ -96,8 +98,10 @@ def test_report_renders_with_its_charts_and_tables(demo_hub, tools, tmp_path):
     assert dom.body.get("data-images-decoded") == "3"          # every chart is a real image
     assert dom.body.get("data-images-shown") == "3"
     assert dom.body.get("data-tables-shown") == str(len(tables))
+    assert dom.body.get("data-linkage-charts-shown") == "1"     # the match-weight SVG, laid out inline
     for header in ("Quarter", "Odds ratio", "Readmissions within 365 days", "Share of arrested",
                    "Days to first contact"):
         assert header in dom.headers
     text = re.sub(r"\s+", " ", render(report, tmp_path / "profile2"))
     assert "LEAD evaluation report" in text and PART2_NOTICE in text
+    assert "Match weight (log2 Bayes factor) per comparison level" in text
