@@ -38,10 +38,11 @@ import duckdb
 import pyarrow as pa
 
 from connectors import dropcrypt
-from connectors.archive import decrypt_to, encrypt_file, fsync_path
+from connectors.archive import decrypt_to, encrypt_file
 from connectors.contracts import Contract, ContractError, contract_for_file
 from connectors.readers import CHUNK_ROWS, read_chunks, reopen
 from leadhub.errors import LeadHubError, RejectedFile, printable
+from leadhub.files import atomic_write, fsync_path, open_private, transaction
 from leadhub.keys import MasterKey
 from leadhub.settings import Settings
 from leadhub.warehouse import connect, record_validation_results, staging_columns, staging_key, utcnow
@@ -505,9 +506,10 @@ class Intake:
         limit = check.max_removed_share
         if removal and outcome.success and removal[1] > limit * removal[0]:
             return self._hold(d, *removal, limit)
+        if not outcome.success:
+            self.con.execute("ROLLBACK")  # the staging rows go; the verdict is recorded by _reject
+            return self._reject(d, outcome)
         try:
-            if not outcome.success:
-                return self._reject(d, outcome)
             accepted = self._commit(d, outcome)
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -570,24 +572,21 @@ class Intake:
                   f"would remove {removed:,} = {removed / current:.1%} (limit {limit:.0%}); "
                   f"a steward releases it with 'leadhub release {d.file_id} --reason ...'")
         self.con.execute("ROLLBACK")
-        self.con.execute("BEGIN")
-        self._ledger_update(d.file_id, status="held", reason=reason, row_count=d.rows)
-        self.con.execute("COMMIT")
+        with transaction(self.con):
+            self._ledger_update(d.file_id, status="held", reason=reason, row_count=d.rows)
         log.warning("%s/%s: held: would remove %s of %s current rows", d.agency, d.name,
                     f"{removed:,}", f"{current:,}")
         d.path.unlink()  # the archive copy is the delivery now; release replays it from there
         return FileOutcome(d.name, d.contract.extract, "held", None, d.rows, reason, file_id=d.file_id)
 
     def _reject(self, d: _Delivery, outcome) -> FileOutcome:
-        """A failed critical check: the staging rows go, the verdict is recorded, the file is
-        quarantined."""
-        self.con.execute("ROLLBACK")
+        """A failed critical check (the staging rows are rolled back): the verdict is recorded
+        and the file quarantined."""
         reason = f"{d.name}: {outcome.reason()}"
-        self.con.execute("BEGIN")
-        record_validation_results(self.con, d.batch_id, outcome.results, utcnow(), d.contract.name)
-        self._ledger_update(d.file_id, status="quarantined", reason=reason, row_count=d.rows,
-                            batch_id=d.batch_id)
-        self.con.execute("COMMIT")
+        with transaction(self.con):
+            record_validation_results(self.con, d.batch_id, outcome.results, utcnow(), d.contract.name)
+            self._ledger_update(d.file_id, status="quarantined", reason=reason, row_count=d.rows,
+                                batch_id=d.batch_id)
         self._quarantine(d.agency, d.path, d.file_id, reason)
         return FileOutcome(d.name, d.contract.extract, "quarantined", d.batch_id, d.rows, reason,
                            file_id=d.file_id)
@@ -653,17 +652,14 @@ def _move_aside(src: Path, dst: Path) -> None:
     tmp = dst.with_name(dst.name + ".tmp")
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(src), tmp)
+        os.replace(tmp, dst)
+        fsync_path(dst.parent)
     elif stat.S_ISREG(st.st_mode):
         fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as fin, open(tmp, "xb") as fout:
-            os.fchmod(fout.fileno(), 0o600)
+        with os.fdopen(fd, "rb") as fin, atomic_write(dst, tmp=tmp) as fout:
             shutil.copyfileobj(fin, fout, 1024 * 1024)
-            fout.flush()
-            os.fsync(fout.fileno())
     else:
         raise OSError(errno.EXDEV, f"cannot move a non-regular file across filesystems: {src.name}")
-    os.replace(tmp, dst)
-    fsync_path(dst.parent)
     src.unlink()
 
 
@@ -778,7 +774,7 @@ def _replay(intake: Intake, entry: tuple, file_id: str, received: datetime) -> F
     workdir = intake._work_dir()
     try:
         copy = workdir / delivered
-        with open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+        with os.fdopen(open_private(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as out:
             decrypt_to(archive, out, intake.key)
         if file_sha256(copy)[0] != sha:
             raise LeadHubError(f"ledger entry {old_id}: the archive does not hold the bytes the ledger names")

@@ -21,6 +21,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from leadhub.errors import LeadHubError
+from leadhub.files import open_private
 from leadhub.settings import Settings
 from leadhub.warehouse import utcnow
 
@@ -189,7 +190,7 @@ def _restore(settings: Settings, key, entry: dict) -> dict:
     # symlink pointing elsewhere) is removed, never written through, and the plaintext is 0600.
     if os.path.lexists(part):
         part.unlink()
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd = open_private(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)
     try:
         with os.fdopen(fd, "wb") as out:
             decrypt_to(archive, out, key)
