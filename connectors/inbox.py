@@ -42,7 +42,7 @@ from connectors.archive import decrypt_to, encrypt_file
 from connectors.contracts import Contract, ContractError, contract_for_file
 from connectors.readers import CHUNK_ROWS, read_chunks, reopen
 from leadhub.errors import LeadHubError, RejectedFile, printable
-from leadhub.files import atomic_write, fsync_path, open_private, transaction
+from leadhub.files import atomic_write, fsync_path, make_private_dir, open_private, transaction
 from leadhub.keys import MasterKey
 from leadhub.settings import Settings
 from leadhub.warehouse import connect, record_validation_results, staging_columns, staging_key, utcnow
@@ -428,9 +428,7 @@ class Intake:
     def _work_dir(self) -> Path:
         """Private (0700) scratch space on the data volume, never /tmp: a 2 GB plaintext must not
         land in a RAM-backed tmpfs or a directory other users can list."""
-        work = self.settings.data_dir / "work"
-        work.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(work, 0o700)
+        work = make_private_dir(self.settings.data_dir / "work")
         return Path(tempfile.mkdtemp(prefix="drop-", dir=work))  # mkdtemp makes it 0700 too
 
     def _take_encrypted(self, agency: str, path: Path, fd: int, opened: os.stat_result, logical: str,
