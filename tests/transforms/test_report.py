@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from transforms.report import (NOT_APPLICABLE, PART2_NOTICE, SUPPRESSED, WITHHELD, Cells,
-                               RearrestEstimates, ReportContext, Table, _part_cell,
+                               RearrestEstimates, ReportContext, Table, part_cell,
                                adjusted_odds_ratio, count_cell, derived_cell, fit_logistic,
                                odds_ratio_woolf, planted_effect, planted_effect_line,
                                planted_effect_text, protect, render_html, write_report)
@@ -339,7 +339,7 @@ def test_count_and_derived_cells():
     assert derived_cell(0.1, (40, 4)) == WITHHELD
     assert derived_cell(None, (0, 0)) == NOT_APPLICABLE
     # A part beside its whole: withheld when the remainder is a small cell.
-    assert [_part_cell(p, 40) for p in (0, 5, 29, 35, 40)] == [
+    assert [part_cell(p, 40) for p in (0, 5, 29, 35, 40)] == [
         "0", SUPPRESSED, "29", WITHHELD, "40"]
 
 

@@ -21,7 +21,7 @@ from transforms.report.render import ReportContext, needs_part2_notice, render_h
 from transforms.report.statistics import (LogisticFit, adjusted_odds_ratio, fit_logistic,
                                           odds_ratio_woolf)
 from transforms.report.suppression import (NOT_APPLICABLE, SMALL_CELL_MAX, SUPPRESSED, WITHHELD, Cells,
-                                           _part_cell, count_cell, derived_cell, protect)
+                                           part_cell, count_cell, derived_cell, protect)
 from transforms.report.tables import RearrestEstimates, build_tables, rearrest_estimates
 from transforms.report.write import csv_rows, write_report
 
@@ -29,5 +29,5 @@ __all__ = ["PART2_NOTICE", "Coverage", "data_coverage", "lineage_table", "plante
            "planted_effect_line", "planted_effect_text", "LinkageModel", "linkage_model", "Table",
            "ReportContext", "needs_part2_notice", "render_html", "LogisticFit", "adjusted_odds_ratio",
            "fit_logistic", "odds_ratio_woolf", "NOT_APPLICABLE", "SMALL_CELL_MAX", "SUPPRESSED",
-           "WITHHELD", "Cells", "_part_cell", "count_cell", "derived_cell", "protect",
+           "WITHHELD", "Cells", "part_cell", "count_cell", "derived_cell", "protect",
            "RearrestEstimates", "build_tables", "rearrest_estimates", "csv_rows", "write_report"]

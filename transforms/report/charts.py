@@ -1,6 +1,7 @@
 """The report's charts, drawn with matplotlib and embedded as base64 PNG.
 
-They draw only published values: a hidden cell is a gap or a marked empty bar."""
+They draw only published values: a hidden cell is a gap or a marked empty bar.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _png(fig: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _line_chart(title: str, labels: list[str], series: dict[str, list[str]], ylabel: str) -> str:
+def line_chart(title: str, labels: list[str], series: dict[str, list[str]], ylabel: str) -> str:
     """Lines of published values; hidden values are gaps, so the chart reveals nothing more.
 
     The legend sits outside the plot, to the right, so it can never cover a point.
@@ -43,7 +44,7 @@ def _line_chart(title: str, labels: list[str], series: dict[str, list[str]], yla
     return _png(fig)
 
 
-def _outcomes_chart(summary: list[dict]) -> str:
+def outcomes_chart(summary: list[dict]) -> str:
     """Per-person means before vs after; suppressed values are left out and marked "s".
 
     One row of panels per measure and one column per window, so every panel is wide enough

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from connectors.contracts import load_contracts
-from transforms.report.model import Table, _fetch
+from transforms.report.model import Table, fetch_dicts
 from transforms.report.suppression import NOT_APPLICABLE
 
 
@@ -32,9 +32,9 @@ def _periods(con) -> dict[str, tuple[date | None, date | None]]:
     """
     from transforms.publish import _snapshot_info_sql
 
-    columns = {r["column_name"] for r in _fetch(con, """SELECT column_name FROM duckdb_columns()
+    columns = {r["column_name"] for r in fetch_dicts(con, """SELECT column_name FROM duckdb_columns()
         WHERE schema_name = 'ops' AND table_name = 'snapshot_info'""")}
-    current = _fetch(con, "SELECT 1 FROM duckdb_views() WHERE schema_name = 'current' LIMIT 1")
+    current = fetch_dicts(con, "SELECT 1 FROM duckdb_views() WHERE schema_name = 'current' LIMIT 1")
     if columns:
         if not set(PERIOD_COLUMNS) <= columns:
             return {}
@@ -44,13 +44,13 @@ def _periods(con) -> dict[str, tuple[date | None, date | None]]:
     else:
         return {}
     return {r["source"]: (r["period_first_month"], r["period_last_month"])
-            for r in _fetch(con, f"SELECT {', '.join(PERIOD_COLUMNS)} FROM {source} AS s")}
+            for r in fetch_dicts(con, f"SELECT {', '.join(PERIOD_COLUMNS)} FROM {source} AS s")}
 
 
 def data_coverage(con) -> list[Coverage]:
     """Per extract: first and last month of its events, batches loaded, latest receipt."""
     periods = _periods(con)
-    received = {r["contract"]: r for r in _fetch(con, """
+    received = {r["contract"]: r for r in fetch_dicts(con, """
         SELECT contract, count(*) AS batches, max(received_at) AS latest_received
         FROM ops.batches GROUP BY contract""")}
     out = []

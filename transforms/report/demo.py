@@ -7,7 +7,7 @@ from pathlib import Path
 from leadhub.settings import Settings
 from leadhub.warehouse import connect
 from transforms.report.model import RE_ARREST_WINDOW
-from transforms.report.source import _has_marts, _report_source
+from transforms.report.source import has_marts, report_source
 from transforms.report.tables import RearrestEstimates, rearrest_estimates
 
 
@@ -66,10 +66,10 @@ def planted_effect_line(settings: Settings) -> str | None:
     None when the data is not the demo's or nothing has been built yet.
     """
     effect = planted_effect(settings)
-    source = _report_source(settings)
+    source = report_source(settings)
     if effect is None or source is None:
         return None
     with connect(source, read_only=True) as con:
-        if not _has_marts(con):
+        if not has_marts(con):
             return None
         return planted_effect_text(rearrest_estimates(con), effect)

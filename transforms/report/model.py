@@ -1,5 +1,6 @@
 """What every part of the report shares: the published ``Table``, the cohort
-vocabulary and the query helper."""
+vocabulary and the query helper.
+"""
 
 from __future__ import annotations
 
@@ -28,13 +29,13 @@ class Table:
     chart_png: str | None = None
 
 
-def _fetch(con, sql: str, params: list | None = None) -> list[dict]:
+def fetch_dicts(con, sql: str, params: list | None = None) -> list[dict]:
     cur = con.execute(sql, params or [])
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
-def _months(first: date, last: date) -> list[date]:
+def month_starts(first: date, last: date) -> list[date]:
     months, m = [], first.replace(day=1)
     while m <= last:
         months.append(m)
@@ -42,5 +43,5 @@ def _months(first: date, last: date) -> list[date]:
     return months
 
 
-def _quarter(d: date) -> str:
+def quarter_label(d: date) -> str:
     return f"{d.year}-Q{(d.month - 1) // 3 + 1}"

@@ -7,7 +7,7 @@ from pathlib import Path
 from leadhub.settings import Settings
 
 
-def _report_source(settings: Settings) -> Path | None:
+def report_source(settings: Settings) -> Path | None:
     """The published snapshot when there is one, else the warehouse, else None."""
     from transforms.publish import snapshot_path
 
@@ -17,6 +17,6 @@ def _report_source(settings: Settings) -> Path | None:
     return None
 
 
-def _has_marts(con) -> bool:
+def has_marts(con) -> bool:
     return bool(con.execute("""SELECT count(*) FROM duckdb_tables()
         WHERE schema_name = 'marts' AND table_name = 'outcomes_summary'""").fetchone()[0])

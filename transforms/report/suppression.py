@@ -2,7 +2,8 @@
 
 Counts from 1 to 10 are shown as "<11"; ``protect`` hides further cells
 wherever a published total would let a suppressed count be worked back by
-subtraction, within a table and across linked tables."""
+subtraction, within a table and across linked tables.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def derived_cell(value: float | None, counts: tuple[int, ...], fmt: str = "{:.2f
     return fmt.format(value)
 
 
-def _part_cell(part: int, whole: int) -> str:
+def part_cell(part: int, whole: int) -> str:
     """A count published beside its total: withheld when the remainder is suppressed."""
     if is_small(part):
         return SUPPRESSED

@@ -1,6 +1,7 @@
 """The SQL that builds each published table from marts and ops, in report order.
 
-Only aggregates: no person-level row is ever returned."""
+Only aggregates: no person-level row is ever returned.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from transforms.report.charts import _line_chart, _outcomes_chart
+from transforms.report.charts import line_chart, outcomes_chart
 from transforms.report.coverage import Coverage, data_coverage, lineage_table
 from transforms.report.model import (COHORT_LABELS, MEASURES, OFFENSE_TYPES, RE_ARREST_WINDOW,
-                                     REFERRAL_TYPES, Table, _fetch, _months, _quarter)
+                                     REFERRAL_TYPES, Table, fetch_dicts, month_starts, quarter_label)
 from transforms.report.statistics import adjusted_odds_ratio, odds_ratio_woolf
 from transforms.report.suppression import (NOT_APPLICABLE, TOTAL, UNSTABLE_EVENTS, WITHHELD, Cells,
-                                           _part_cell, count_cell, derived_cell, is_small, rate_cell)
+                                           part_cell, count_cell, derived_cell, is_small, rate_cell)
 
 
 def _grid_rows(cells: Cells, name: str, rows: list, labels: list[str], columns: list,
@@ -36,17 +37,17 @@ def referral_tables(con) -> list[Table]:
     together: the months of a quarter add up to the quarter, the quarters to
     the period totals of the precinct table.
     """
-    rows = _fetch(con, """SELECT month, referral_type, precinct, sum(referrals)::BIGINT AS n
+    rows = fetch_dicts(con, """SELECT month, referral_type, precinct, sum(referrals)::BIGINT AS n
                           FROM marts.referrals_monthly GROUP BY ALL ORDER BY ALL""")
     types = list(REFERRAL_TYPES) + sorted({r["referral_type"] for r in rows} - set(REFERRAL_TYPES))
-    months = _months(min(r["month"] for r in rows), max(r["month"] for r in rows)) if rows else []
-    quarters = sorted({_quarter(m) for m in months})
+    months = month_starts(min(r["month"] for r in rows), max(r["month"] for r in rows)) if rows else []
+    quarters = sorted({quarter_label(m) for m in months})
     precincts = sorted({r["precinct"] for r in rows})
     by_month, by_quarter, by_precinct = {}, {}, {}
     for r in rows:
         key_t = r["referral_type"]
         by_month[(r["month"], key_t)] = by_month.get((r["month"], key_t), 0) + r["n"]
-        q = _quarter(r["month"])
+        q = quarter_label(r["month"])
         by_quarter[(q, key_t)] = by_quarter.get((q, key_t), 0) + r["n"]
         by_precinct[(r["precinct"], key_t)] = by_precinct.get((r["precinct"], key_t), 0) + r["n"]
 
@@ -55,7 +56,7 @@ def referral_tables(con) -> list[Table]:
     cells.grid("quarter", quarters, types, by_quarter, column_totals=False)
     cells.grid("precinct", precincts, types, by_precinct)
     for q in quarters:
-        in_q = [m for m in months if _quarter(m) == q]
+        in_q = [m for m in months if quarter_label(m) == q]
         for t in types + [TOTAL]:
             cells.sums_to([("month", m, t) for m in in_q], ("quarter", q, t))
     for t in types + [TOTAL]:
@@ -78,7 +79,7 @@ def referral_tables(con) -> list[Table]:
         rows=[[q] + [cells.show(("quarter", q, t)) for t in types + [TOTAL]] for q in quarters],
         sources=frozenset({"police"}), note=note)
     if quarters:
-        quarterly.chart_png = _line_chart(
+        quarterly.chart_png = line_chart(
             "Referrals per quarter (gaps: suppressed counts)", quarters,
             {t: [cells.show(("quarter", q, t)) for q in quarters] for t in types}, "Referrals")
     period = Table(
@@ -93,7 +94,7 @@ def referral_tables(con) -> list[Table]:
 
 def outcomes_table(con) -> Table:
     """Arrests, bookings, jail days and charges before vs after the index date, per cohort and window."""
-    summary = _fetch(con, "SELECT * FROM marts.outcomes_summary ORDER BY window_days, cohort DESC")
+    summary = fetch_dicts(con, "SELECT * FROM marts.outcomes_summary ORDER BY window_days, cohort DESC")
     rows = []
     for s in summary:
         n = s["n_people"]
@@ -106,7 +107,7 @@ def outcomes_table(con) -> Table:
             flags = [w for w, f in (("before", unstable_before), ("after", unstable_after)) if f]
             rows.append([
                 f"{s['window_days']} days", label, COHORT_LABELS.get(s["cohort"], s["cohort"]),
-                count_cell(n), _part_cell(s["n_followup_complete"], n),
+                count_cell(n), part_cell(s["n_followup_complete"], n),
                 count_cell(before), count_cell(after), rate_before, rate_after, ", ".join(flags),
             ])
     table = Table(
@@ -122,7 +123,7 @@ def outcomes_table(con) -> Table:
              "the data; the others are counted as observed. A per-person rate resting on fewer "
              f"than {UNSTABLE_EVENTS} events is flagged as unstable.")
     if summary:
-        table.chart_png = _outcomes_chart(summary)
+        table.chart_png = outcomes_chart(summary)
     return table
 
 
@@ -132,7 +133,7 @@ CONTACT_BINS = ((0, 7, "0 to 7 days"), (8, 30, "8 to 30 days"), (31, 90, "31 to 
 
 def first_contact_table(con) -> Table:
     """Days from first referral to the first case-management contact, LEAD participants."""
-    people = _fetch(con, "SELECT days_to_first_contact AS days FROM marts.first_contact")
+    people = fetch_dicts(con, "SELECT days_to_first_contact AS days FROM marts.first_contact")
     counts = {}
     for low, high, label in CONTACT_BINS:
         counts[(label, "n")] = sum(1 for p in people if p["days"] is not None and p["days"] >= low
@@ -168,7 +169,7 @@ def first_contact_table(con) -> Table:
 
 def caseload_table(con) -> Table:
     """Case-management episodes open in each month (all referral sources)."""
-    rows = _fetch(con, """SELECT month, sum(active_episodes)::BIGINT AS n
+    rows = fetch_dicts(con, """SELECT month, sum(active_episodes)::BIGINT AS n
                           FROM marts.caseload_monthly GROUP BY month ORDER BY month""")
     shown = [[r["month"].strftime("%Y-%m"), count_cell(r["n"])] for r in rows]
     table = Table(
@@ -179,7 +180,7 @@ def caseload_table(con) -> Table:
              "consented to linkage. Months are not added up: one episode counts in every month "
              "it is open.")
     if rows:
-        table.chart_png = _line_chart("Open case-management episodes per month "
+        table.chart_png = line_chart("Open case-management episodes per month "
                                       "(gaps: suppressed months)",
                                       [r[0] for r in shown], {"open episodes": [r[1] for r in shown]},
                                       "Episodes")
@@ -188,13 +189,13 @@ def caseload_table(con) -> Table:
 
 def services_table(con) -> Table:
     """Service contacts per quarter by service type, with totals."""
-    rows = _fetch(con, """SELECT month, service_type, sum(contacts)::BIGINT AS n
+    rows = fetch_dicts(con, """SELECT month, service_type, sum(contacts)::BIGINT AS n
                           FROM marts.services_monthly GROUP BY ALL ORDER BY ALL""")
-    quarters = sorted({_quarter(r["month"]) for r in rows})
+    quarters = sorted({quarter_label(r["month"]) for r in rows})
     types = sorted({r["service_type"] for r in rows})
     values: dict = {}
     for r in rows:
-        key_ = (_quarter(r["month"]), r["service_type"])
+        key_ = (quarter_label(r["month"]), r["service_type"])
         values[key_] = values.get(key_, 0) + r["n"]
     cells = Cells()
     cells.grid("services", quarters, types, values)
@@ -214,7 +215,7 @@ ARREST_BREAKDOWNS = (("offense_type", "offense type", OFFENSE_TYPES),
 
 def justice_counts_tables(con) -> list[Table]:
     """Justice Counts-aligned annual counts: arrests by offense type, race and sex; cases; jail."""
-    arrests = _fetch(con, "SELECT year, offense_type, race, sex, arrests FROM marts.jc_arrests")
+    arrests = fetch_dicts(con, "SELECT year, offense_type, race, sex, arrests FROM marts.jc_arrests")
     years = sorted({r["year"] for r in arrests})
     cells = Cells()
     tables = []
@@ -241,7 +242,7 @@ def justice_counts_tables(con) -> list[Table]:
                       "type of its most serious charge; race and sex as recorded on the arrest.")
            for name, label, values_ in tables]
 
-    cases = _fetch(con, "SELECT year, outcome, cases FROM marts.jc_cases")
+    cases = fetch_dicts(con, "SELECT year, outcome, cases FROM marts.jc_cases")
     case_years = sorted({r["year"] for r in cases})
     outcomes = ["declined", "diverted", "prosecuted", "pending"]
     case_cells = Cells()
@@ -258,7 +259,7 @@ def justice_counts_tables(con) -> list[Table]:
              "filed, else diverted when any charge was diverted, else declined when every charge "
              "was declined, else pending. Referred = all cases."))
 
-    jail = _fetch(con, "SELECT * FROM marts.jc_jail ORDER BY year")
+    jail = fetch_dicts(con, "SELECT * FROM marts.jc_jail ORDER BY year")
     out.append(Table(
         name="jc_jail", title="Jail admissions, releases and readmissions per year (Justice Counts)",
         header=["Year", "Admissions", "Releases", "Readmissions within 365 days"],
@@ -274,7 +275,7 @@ def justice_counts_tables(con) -> list[Table]:
 
 def equity_tables(con) -> list[Table]:
     """Race and ethnicity of people referred vs people arrested for the same offense types."""
-    rows = _fetch(con, "SELECT population, race, ethnicity, people FROM marts.equity")
+    rows = fetch_dicts(con, "SELECT population, race, ethnicity, people FROM marts.equity")
     populations = ["referred", "arrested"]
     out = []
     for column, label in (("race", "Race"), ("ethnicity", "Ethnicity")):
@@ -327,7 +328,7 @@ class RearrestEstimates:
 
 
 def rearrest_estimates(con) -> RearrestEstimates:
-    people = _fetch(con, """
+    people = fetch_dicts(con, """
         SELECT o.cohort, o.any_rearrest_after::INTEGER AS rearrest, c.prior_arrests_365,
                c.age_at_index, c.sex
         FROM marts.outcomes o JOIN marts.cohort c USING (person_key)
@@ -356,7 +357,7 @@ def rearrest_tables(con) -> list[Table]:
         header=["Cohort", "People", "Re-arrested", "Not re-arrested", "Share re-arrested",
                 "Unstable (under 20 events)"],
         rows=[[COHORT_LABELS[k], count_cell(yes + no),
-               _part_cell(yes, yes + no), _part_cell(no, yes + no),
+               part_cell(yes, yes + no), part_cell(no, yes + no),
                derived_cell(yes / (yes + no) if yes + no else None, (yes, no), "{:.1%}"),
                "yes" if yes + no and not any(is_small(x) for x in (yes, no))
                and yes < UNSTABLE_EVENTS else ""]

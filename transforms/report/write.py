@@ -14,9 +14,9 @@ from transforms.notices import PART2_NOTICE
 from transforms.report.coverage import data_coverage
 from transforms.report.demo import planted_effect, planted_effect_text
 from transforms.report.linkage import linkage_model
-from transforms.report.model import TREATMENT, Table, _fetch
+from transforms.report.model import TREATMENT, Table, fetch_dicts
 from transforms.report.render import ReportContext, needs_part2_notice, render_html
-from transforms.report.source import _has_marts, _report_source
+from transforms.report.source import has_marts, report_source
 from transforms.report.tables import build_tables, rearrest_estimates
 
 
@@ -63,17 +63,17 @@ def write_report(settings: Settings, today: date | None = None) -> dict[str, str
     reader of the snapshot never holds up a load. Without a snapshot (a
     warehouse built before publication existed) it reads the warehouse itself.
     """
-    source = _report_source(settings)
+    source = report_source(settings)
     if source is None:
         raise LeadHubError(f"no warehouse at {settings.warehouse_path}; run ingest and build first")
     effect = planted_effect(settings)
     with connect(source, read_only=True) as con:
-        if not _has_marts(con):
+        if not has_marts(con):
             raise LeadHubError("the warehouse has no marts yet; run build before report")
         coverage = data_coverage(con)
         tables = build_tables(con, coverage)
         as_of = con.execute("SELECT max(received_at)::DATE FROM ops.batches").fetchone()[0]
-        evaluation = _fetch(con, "SELECT * FROM core.evaluation_settings")
+        evaluation = fetch_dicts(con, "SELECT * FROM core.evaluation_settings")
         demo_note = planted_effect_text(rearrest_estimates(con), effect) if effect else None
         linkage = linkage_model(con, settings.data_dir)
     ctx = ReportContext(latest_received=as_of, generated_at=datetime.now(),
