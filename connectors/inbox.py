@@ -20,7 +20,6 @@ next file is taken. File names reach every output escaped (``printable``).
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -40,21 +39,18 @@ import pyarrow as pa
 from connectors import dropcrypt
 from connectors.archive import decrypt_to, encrypt_file
 from connectors.contracts import Contract, ContractError, contract_for_file
+from connectors.inbox_files import (  # noqa: F401  (SAFE_NAME, is_in_progress: for importers)
+    SAFE_NAME, STABLE_SECONDS, check_unchanged, file_sha256, is_in_progress, is_stable, move_aside,
+    open_checked, pending_files)
 from connectors.readers import CHUNK_ROWS, read_chunks, reopen
 from leadhub.errors import LeadHubError, RejectedFile, printable
-from leadhub.files import atomic_write, fsync_path, make_private_dir, open_private, transaction
+from leadhub.files import make_private_dir, open_private, transaction
 from leadhub.keys import MasterKey
 from leadhub.settings import Settings
 from leadhub.warehouse import connect, record_validation_results, staging_columns, staging_key, utcnow
 
 log = logging.getLogger(__name__)
 
-IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".partial", ".filepart", ".crdownload")
-# ASCII letters and digits only (no look-alike letters), no leading dot, bounded length.
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
-# rsync writes ".<name>.<6 random characters>" while it copies, then renames.
-RSYNC_TEMP = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9._-]*\.[A-Za-z0-9]{6}")
-STABLE_SECONDS = 0.5
 # DuckDB's memory during intake (MB); beyond it, a large uncommitted load spills to temporary
 # files, so a 2 GB delivery needs no more memory than a small one. Overridable for big machines.
 INTAKE_MEMORY_LIMIT = f"{int(os.environ.get('LEADHUB_INTAKE_MEMORY_MB', '256'))}MB"
@@ -83,63 +79,6 @@ class FileOutcome:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _open_checked(path: Path, expected: os.stat_result) -> tuple[int, os.stat_result]:
-    """Open a delivered file ONCE, for everything intake does with it.
-
-    Opened without following a symlink or blocking on a FIFO, and it must be
-    the regular file that was checked (``expected``, its lstat): a name swapped
-    for a symlink or a pipe after the check is refused instead of read. Hashing,
-    archiving and parsing all read this descriptor, never the name again.
-    Returns the descriptor and its fstat (the reference for ``_check_unchanged``).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        raise RejectedFile(path.name, "file_changed", "the file was replaced while it was being taken") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (expected.st_dev, expected.st_ino):
-        os.close(fd)
-        raise RejectedFile(path.name, "file_changed", "the file was replaced while it was being taken")
-    return fd, st
-
-
-def _check_unchanged(fd: int, name: str, before: os.stat_result) -> None:
-    """Refuse a file written to while it was being taken (its archive or rows could differ from its hash)."""
-    now = os.fstat(fd)
-    if (now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
-        raise RejectedFile(name, "file_changed", "the file was written to while it was being taken")
-
-
-def file_sha256(source: Path | int) -> tuple[str, int]:
-    """SHA-256 and size of a file (a path, or a descriptor read from its start)."""
-    h, size = hashlib.sha256(), 0
-    with reopen(source, "rb") as f:
-        while chunk := f.read(1024 * 1024):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
-
-
-def is_in_progress(name: str) -> bool:
-    """Agency clerks write under a temporary name and rename when done.
-
-    Only the agreed suffixes and rsync's temporary names count; any other name
-    with a leading dot (``.hidden.csv``, ``..%2f..``) is refused and recorded,
-    never silently left in the inbox.
-    """
-    return name.lower().endswith(IN_PROGRESS_SUFFIXES) or RSYNC_TEMP.fullmatch(name) is not None
-
-
-def is_stable(path: Path, wait: float = STABLE_SECONDS) -> bool:
-    """A file still growing (a copy without the temporary-name convention) is left for later."""
-    first = path.lstat()
-    if time.time() - first.st_mtime > max(wait, 2.0):
-        return True
-    time.sleep(wait)
-    second = path.lstat()
-    return (first.st_size, first.st_mtime_ns) == (second.st_size, second.st_mtime_ns)
 
 
 def _arrow_schema(contract: Contract) -> pa.Schema:
@@ -258,7 +197,7 @@ class Intake:
         shown = printable(path.name)
         stored = shown if len(shown) <= 200 else "overlong-name"
         target = qdir / f"{file_id}__{stored}"
-        _move_aside(path, target)
+        move_aside(path, target)
         info = {"file": shown, "file_id": file_id, "reason": reason, "quarantined_at": utcnow().isoformat()}
         if isinstance(err, RejectedFile):
             info.update(rule=err.rule, row=err.row, detail=err.detail)
@@ -360,7 +299,7 @@ class Intake:
         logical = name[:-len(dropcrypt.SUFFIX)] if encrypted else name
         contract = contract_for_file(agency, logical)
         try:
-            fd, opened = _open_checked(path, st)
+            fd, opened = open_checked(path, st)
         except RejectedFile as err:
             return refuse(err.rule, err.detail)
         try:
@@ -399,7 +338,7 @@ class Intake:
                 self._ledger_insert(file_id, received, agency, contract.extract, logical, size, sha, "received",
                                     archive=str(archive.relative_to(self.settings.data_dir)))
             try:
-                _check_unchanged(fd, name, opened)  # the archive holds the hashed bytes; keep it either way
+                check_unchanged(fd, name, opened)  # the archive holds the hashed bytes; keep it either way
             except RejectedFile as err:
                 return self._quarantine_recorded(agency, path, file_id, logical, contract, err)
             if encrypted:
@@ -447,7 +386,7 @@ class Intake:
                         dropcrypt.default_key_path(self.settings.key_file))
                 with reopen(fd, "rb") as delivered:
                     dropcrypt.decrypt_from_agency(delivered, plain, self._drop_key)
-                _check_unchanged(fd, path.name, opened)
+                check_unchanged(fd, path.name, opened)
             except (dropcrypt.DropCryptError, RejectedFile) as e:
                 err = e if isinstance(e, RejectedFile) else RejectedFile(path.name, "decryption", str(e))
                 return self._quarantine_recorded(agency, path, file_id, logical, contract, err)
@@ -547,7 +486,7 @@ class Intake:
                     bar.update(table.num_rows)
                     yield from table.to_batches()
                 if d.opened is not None:  # the rows parsed are the bytes hashed and archived
-                    _check_unchanged(d.source, d.name, d.opened)
+                    check_unchanged(d.source, d.name, d.opened)
             except BaseException as e:
                 failure.append(e)
                 raise
@@ -635,45 +574,6 @@ class Intake:
             "UPDATE ops.file_ledger SET status = 'superseded', reason = ?, updated_at = ? "
             f"WHERE agency = ? AND extract = ? AND status = 'accepted' AND file_id <> ? {same}",
             params + ([] if contract.history == "full" else [name]))
-
-
-def _move_aside(src: Path, dst: Path) -> None:
-    """Rename, never following a link; across filesystems (an SFTP upload volume mounted apart
-    from the data volume) copy durably first, then remove the original."""
-    try:
-        os.replace(src, dst)
-        return
-    except OSError as e:
-        if e.errno != errno.EXDEV:
-            raise
-    st = src.lstat()
-    tmp = dst.with_name(dst.name + ".tmp")
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(src), tmp)
-        os.replace(tmp, dst)
-        fsync_path(dst.parent)
-    elif stat.S_ISREG(st.st_mode):
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as fin, atomic_write(dst, tmp=tmp) as fout:
-            shutil.copyfileobj(fin, fout, 1024 * 1024)
-    else:
-        raise OSError(errno.EXDEV, f"cannot move a non-regular file across filesystems: {src.name}")
-    src.unlink()
-
-
-def _mtime_or_now(path: Path) -> float:
-    try:
-        return path.lstat().st_mtime
-    except FileNotFoundError:
-        return time.time()
-
-
-def pending_files(inbox: Path) -> list[Path]:
-    """Complete files waiting in an inbox, oldest first."""
-    if not inbox.is_dir():
-        return []
-    entries = [Path(e.path) for e in os.scandir(inbox) if not is_in_progress(e.name)]
-    return sorted(entries, key=lambda p: (_mtime_or_now(p), p.name))
 
 
 def _sweep_work_dir(settings: Settings) -> None:
