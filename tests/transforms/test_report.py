@@ -1,4 +1,6 @@
-"""The published report: files, numbers, small-cell suppression and the statistics."""
+"""The published report: files, numbers, suppression in the tables, the page and its charts.
+
+The suppression and statistics functions on their own: tests/transforms/report/."""
 
 from __future__ import annotations
 
@@ -12,11 +14,9 @@ import duckdb
 import numpy as np
 import pytest
 
-from transforms.report import (NOT_APPLICABLE, PART2_NOTICE, SUPPRESSED, WITHHELD, Cells,
-                               RearrestEstimates, ReportContext, Table, part_cell,
-                               adjusted_odds_ratio, count_cell, derived_cell, fit_logistic,
-                               odds_ratio_woolf, planted_effect, planted_effect_line,
-                               planted_effect_text, protect, render_html, write_report)
+from transforms.report import (NOT_APPLICABLE, PART2_NOTICE, SUPPRESSED, WITHHELD, RearrestEstimates,
+                               ReportContext, Table, count_cell, planted_effect, planted_effect_line,
+                               planted_effect_text, render_html, write_report)
 
 REPORT_DAY = date(2024, 2, 1)
 MEASURE_LABELS = {"Arrests": "arrests", "Jail bookings": "bookings", "Jail days": "jail_days",
@@ -331,84 +331,7 @@ def test_small_cells_are_suppressed(settings, make_warehouse):
     assert "are shown as" in page
 
 
-# ---------------------------------------------------------------- pure functions
-
-def test_count_and_derived_cells():
-    assert [count_cell(n) for n in (0, 1, 10, 11, 250)] == ["0", SUPPRESSED, SUPPRESSED, "11", "250"]
-    assert derived_cell(0.5, (40, 20)) == "0.50"
-    assert derived_cell(0.1, (40, 4)) == WITHHELD
-    assert derived_cell(None, (0, 0)) == NOT_APPLICABLE
-    # A part beside its whole: withheld when the remainder is a small cell.
-    assert [part_cell(p, 40) for p in (0, 5, 29, 35, 40)] == [
-        "0", SUPPRESSED, "29", WITHHELD, "40"]
-
-
-def test_a_lone_suppressed_cell_gets_a_partner_in_its_row_and_column():
-    # 3 | 40 | 12 || 55        The 3 is small; hiding the 12 as well (smallest other
-    # 20| 30 | 25 || 75        non-zero cell of the row) leaves two unknowns in the row,
-    # ---------------------    but the 12's and the 3's columns then each have one, so a
-    # 23| 70 | 37 || 130       second row's cells go too.
-    counts = {(0, 0): 3, (0, 1): 40, (0, 2): 12, (1, 0): 20, (1, 1): 30, (1, 2): 25}
-    cells = Cells()
-    cells.grid("t", [0, 1], [0, 1, 2], counts)
-    hidden = cells.resolve()
-    assert ("t", 0, 0) in hidden and ("t", 0, 2) in hidden
-    assert ("t", 1, 0) in hidden and ("t", 1, 2) in hidden
-    assert ("t", 0, 1) not in hidden and ("t", "Total", "Total") not in hidden
-    assert [cells.show(("t", 0, c)) for c in (0, 1, 2)] == [SUPPRESSED, "40", WITHHELD]
-    for members in cells.equations:
-        assert sum(m in hidden for m in members) != 1
-    # Nothing small, nothing hidden; two small cells in one row protect each other.
-    assert protect({"a": 30, "b": 12, "t": 42}, [["a", "b", "t"]]) == set()
-    assert protect({"a": 3, "b": 4, "c": 12, "t": 19}, [["a", "b", "c", "t"]]) == {"a", "b"}
-
-
-def test_odds_ratio_woolf_hand_example():
-    # OR = (20*30)/(10*15) = 4; SE(log OR) = sqrt(1/20 + 1/10 + 1/15 + 1/30) = 0.5;
-    # CI = 4 * exp(-/+ 1.96 * 0.5) = 4 * (0.375311, 2.664456)
-    ratio, low, high = odds_ratio_woolf(20, 10, 15, 30, z=1.96)
-    assert ratio == pytest.approx(4.0)
-    assert low == pytest.approx(1.501244, abs=1e-5)
-    assert high == pytest.approx(10.657825, abs=1e-5)
-    with pytest.raises(ValueError):
-        odds_ratio_woolf(0, 10, 15, 30)
-
-
-def test_logistic_regression_with_one_indicator_reproduces_woolf():
-    # With only an intercept and the group indicator, the MLE odds ratio is the 2x2
-    # odds ratio and its standard error is Woolf's.
-    a, b, c, d = 20, 10, 15, 30
-    group = [1] * (a + b) + [0] * (c + d)
-    outcome = [1] * a + [0] * b + [1] * c + [0] * d
-    X = np.column_stack([np.ones(len(group)), group])
-    fit = fit_logistic(X, np.array(outcome))
-    assert fit.converged
-    assert math.exp(fit.coef[1]) == pytest.approx(4.0, rel=1e-8)
-    assert fit.se[1] == pytest.approx(0.5, rel=1e-6)
-
-
-def test_adjusted_odds_ratio_solves_the_score_equations():
-    rng = np.random.default_rng(7)
-    n = 400
-    lead = rng.integers(0, 2, n)
-    prior = rng.poisson(1.0, n)
-    age = rng.integers(18, 65, n).astype(float)
-    sex = rng.choice(["M", "F"], n, p=[0.7, 0.3])
-    logit = -0.5 - 0.7 * lead + 0.4 * prior - 0.01 * (age - 40) + 0.3 * (sex == "F")
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-
-    ratio, low, high, used = adjusted_odds_ratio(list(lead), list(y), list(prior), list(age), list(sex))
-    assert used == n and low < ratio < high
-    X = np.column_stack([np.ones(n), lead, prior, age, sex == "F"]).astype(float)
-    fit = fit_logistic(X, y)
-    p = 1 / (1 + np.exp(-X @ fit.coef))
-    assert np.abs(X.T @ (y - p)).max() < 1e-6
-    assert ratio == pytest.approx(math.exp(fit.coef[1]))
-    # Missing age or sex drops the person; no variation in the outcome gives no estimate.
-    assert adjusted_odds_ratio(list(lead), list(y), list(prior), [None] + list(age[1:]),
-                               list(sex))[3] == n - 1
-    assert adjusted_odds_ratio(list(lead), [0] * n, list(prior), list(age), list(sex)) is None
-
+# ---------------------------------------------------------------- the page
 
 def test_part2_notice_whenever_a_table_uses_treatment_records():
     ctx = ReportContext(latest_received=date(2024, 1, 1), generated_at=datetime(2024, 1, 2, 8, 0))
