@@ -159,7 +159,7 @@ def _ledger_entry(con, file_id: str) -> dict | None:
 
 
 def _sha256(path: Path) -> str:
-    from connectors.inbox import file_sha256
+    from connectors.inbox_files import file_sha256
 
     return file_sha256(path)[0]
 
