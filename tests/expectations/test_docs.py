@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from connectors.contracts import agencies, load_contracts
-from connectors.inbox import ingest_agency
+from leadhub.pipeline import ingest_agency
 from synthetic import generate
 from expectations.build_checks import record_build_checks
 from expectations.docs import CDN_ASSETS, VENDOR_DIR, build_docs, index_path, remote_resources
