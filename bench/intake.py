@@ -77,7 +77,7 @@ def child_hub(path: Path, work: Path) -> dict:
     os.environ["LEADHUB_DATA_DIR"] = str(work / "data")
     os.environ["LEADHUB_KEY_FILE"] = str(work / "keys" / "master.key")
     os.environ["LEADHUB_MAX_FILE_MB"] = str(1 << 20)
-    from connectors.inbox import ingest_agency
+    from leadhub.pipeline import ingest_agency
     from expectations.validate import datasource
     from leadhub.keys import MasterKey, create_key_file
     from leadhub.settings import Settings

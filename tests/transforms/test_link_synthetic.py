@@ -6,7 +6,7 @@ from collections import defaultdict
 import duckdb
 import pandas as pd
 
-from connectors.inbox import ingest_agency
+from leadhub.pipeline import ingest_agency
 from synthetic import generate
 from leadhub.warehouse import connect
 from transforms.link import link_people

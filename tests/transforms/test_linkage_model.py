@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from connectors.inbox import ingest_agency
+from leadhub.pipeline import ingest_agency
 from synthetic import generate
 from leadhub.cli import main
 from leadhub.warehouse import connect
