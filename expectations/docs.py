@@ -3,7 +3,8 @@
 The hub never keeps GX's own result objects: they can quote cell values.
 What it keeps is ``ops.validation_results`` (names, severities, counts), read
 here through ``ops.data_quality``. This module turns those rows back into GX
-validation results whose only observed value is the stored count text, and
+validation results whose only observed values are the stored counts (typed columns) and
+their text, and
 lets GX's site builder render them, with one page per suite, into a static
 site under ``<data dir>/docs``. So the site holds exactly what the warehouse
 holds and nothing of the data itself.
