@@ -1,6 +1,6 @@
 """Benchmark: the first and the second warehouse build at three county sizes, in one run.
 
-A build links people and rebuilds core tables and marts (``transforms.build.build_warehouse``,
+A build links people and rebuilds core tables and marts (``leadhub.pipeline.build``,
 what ``leadhub build`` runs, snapshot publication included). The second build starts from
 the first one's person keys and hands them on to the new clusters; it must cost about what
 the first does (target: second/first <= 1.5) at every size, or it is not linear in persons.
@@ -41,17 +41,17 @@ def _settings(work: Path):
     os.environ["LEADHUB_DATA_DIR"] = str(work / "data")
     os.environ["LEADHUB_KEY_FILE"] = str(work / "keys" / "master.key")
     os.environ["LEADHUB_MAX_FILE_MB"] = str(1 << 20)
-    from leadhub.settings import Settings
+    from leadhub.core.settings import Settings
 
     return Settings.from_env()
 
 
 def child_ingest(work: Path, persons: int, seed: int) -> dict:
     """Generate the county into the inboxes and take every file through intake."""
-    from connectors.contracts import agencies
+    from leadhub.core.contracts import agencies
     from synthetic import generate
     from leadhub import pipeline
-    from leadhub.keys import create_key_file
+    from leadhub.core.keys import create_key_file
 
     settings = _settings(work)
     settings.ensure_dirs()
@@ -67,7 +67,7 @@ def child_ingest(work: Path, persons: int, seed: int) -> dict:
 
 
 def child_build(work: Path) -> dict:
-    from transforms.build import build_warehouse
+    from leadhub.pipeline import build as build_warehouse
 
     settings = _settings(work)
     start = time.perf_counter()

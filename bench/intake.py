@@ -79,8 +79,8 @@ def child_hub(path: Path, work: Path) -> dict:
     os.environ["LEADHUB_MAX_FILE_MB"] = str(1 << 20)
     from leadhub.pipeline import ingest_agency
     from expectations.validate import datasource
-    from leadhub.keys import MasterKey, create_key_file
-    from leadhub.settings import Settings
+    from leadhub.core.keys import MasterKey, create_key_file
+    from leadhub.core.settings import Settings
 
     settings = Settings.from_env()
     settings.ensure_dirs()

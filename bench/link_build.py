@@ -24,7 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from leadhub.warehouse import ENCODING_COLUMNS  # noqa: E402
+from leadhub.core.warehouse import ENCODING_COLUMNS  # noqa: E402
 from transforms.encodings import Encoder, canonical, fields_of, load_settings, to_text  # noqa: E402
 from transforms.link import cluster_records  # noqa: E402
 

@@ -213,7 +213,7 @@ class RefEncoder:
 
 class RefPseudonymizer:
     def __init__(self, key):
-        from leadhub.warehouse import ENCODING_COLUMNS, NAME_DOB_TOKEN, TOKEN_COLUMNS
+        from leadhub.core.warehouse import ENCODING_COLUMNS, NAME_DOB_TOKEN, TOKEN_COLUMNS
         self.cols = ENCODING_COLUMNS, NAME_DOB_TOKEN, TOKEN_COLUMNS
         self._key = key.subkey("pseudonym")
         self.key_id = key.key_id
@@ -275,8 +275,8 @@ def _letters(i: int) -> str:
 
 def chunks_for(rows: int, people: int, seed: int, chunk_rows: int, distinct: bool):
     """Typed jail-bookings chunks as intake hands them over, ``rows`` in all."""
-    from connectors.contracts import load_contracts
-    from connectors.readers import read_chunks
+    from leadhub.core.contracts import load_contracts
+    from leadhub.core.readers import read_chunks
     from synthetic import generate
 
     contract = load_contracts()["jail_bookings"]
@@ -301,7 +301,7 @@ def run(impl, contract, chunks) -> tuple[float, list[dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from leadhub.keys import MasterKey
+    from leadhub.core.keys import MasterKey
     from transforms.pseudonymize import Pseudonymizer
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

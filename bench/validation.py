@@ -13,7 +13,7 @@ key), then times in the same process:
               preparation, GX's batch fingerprint on); and on Arrow-backed
               pandas;
 * chunks    — load and validate again in the intake's chunks
-              (``connectors.readers.CHUNK_ROWS`` rows each), as a file is taken;
+              (``leadhub.core.readers.CHUNK_ROWS`` rows each), as a file is taken;
 * history   — ``batch_stats`` plus ``history_checks`` against five earlier
               deliveries already in the warehouse.
 
@@ -43,14 +43,14 @@ import pyarrow as pa  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from connectors.contracts import Contract, load_contracts  # noqa: E402
+from leadhub.core.contracts import Contract, load_contracts  # noqa: E402
 from connectors.inbox import ARROW_TYPES  # noqa: E402
-from connectors.readers import CHUNK_ROWS  # noqa: E402
+from leadhub.core.readers import CHUNK_ROWS  # noqa: E402
 from expectations.history import batch_stats, history_checks  # noqa: E402
 from expectations.suites import reference_values, token_columns, validated_columns  # noqa: E402
 from expectations import validate  # noqa: E402
 from expectations.validate import validate_batch  # noqa: E402
-from leadhub.warehouse import migrate, staging_columns  # noqa: E402
+from leadhub.core.warehouse import migrate, staging_columns  # noqa: E402
 
 EPOCH = np.datetime64("2020-01-01T00:00", "us")
 LARGE_CHUNK = 250_000
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             rows.append((label, convert_s + gx_s, f"convert {convert_s:.2f} s + GX {gx_s:.2f} s"))
 
-        # The intake reads, validates and inserts a file chunk by chunk (connectors.readers.CHUNK_ROWS).
+        # The intake reads, validates and inserts a file chunk by chunk (leadhub.core.readers.CHUNK_ROWS).
         # GX costs a fixed ~0.5 s per run whatever the size, so fewer, larger frames amortize it.
         def chunked(size: int) -> list[pa.Table]:
             return [table.slice(start, size) for start in range(0, table.num_rows, size)]

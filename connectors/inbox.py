@@ -37,17 +37,17 @@ import duckdb
 import pyarrow as pa
 
 from connectors import dropcrypt
-from connectors.archive import decrypt_to, encrypt_file
-from connectors.contracts import Contract, ContractError, contract_for_file
+from leadhub.core.archive import decrypt_to, encrypt_file
+from leadhub.core.contracts import Contract, ContractError, contract_for_file
 from connectors.inbox_files import (  # noqa: F401  (SAFE_NAME, is_in_progress: for importers)
     SAFE_NAME, STABLE_SECONDS, check_unchanged, file_sha256, is_in_progress, is_stable, move_aside,
     open_checked, pending_files)
-from connectors.readers import CHUNK_ROWS, read_chunks, reopen
-from leadhub.errors import LeadHubError, RejectedFile, printable
-from leadhub.files import make_private_dir, open_private, transaction
-from leadhub.keys import MasterKey
-from leadhub.settings import Settings
-from leadhub.warehouse import connect, record_validation_results, staging_columns, staging_key, utcnow
+from leadhub.core.readers import CHUNK_ROWS, read_chunks, reopen
+from leadhub.core.errors import LeadHubError, RejectedFile, printable
+from leadhub.core.files import make_private_dir, open_private, transaction
+from leadhub.core.keys import MasterKey
+from leadhub.core.settings import Settings
+from leadhub.core.warehouse import connect, record_validation_results, staging_columns, staging_key, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ class Intake:
 
     # --- one file ---------------------------------------------------------
     def take(self, agency: str, path: Path) -> FileOutcome:
-        # Every text output carries the name escaped (leadhub.errors.printable); the file
+        # Every text output carries the name escaped (leadhub.core.errors.printable); the file
         # system calls use ``path`` itself.
         name = printable(path.name)
         self._file_id = None

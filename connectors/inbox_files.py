@@ -16,9 +16,9 @@ import stat
 import time
 from pathlib import Path
 
-from connectors.readers import reopen
-from leadhub.errors import RejectedFile
-from leadhub.files import atomic_write, fsync_path
+from leadhub.core.readers import reopen
+from leadhub.core.errors import RejectedFile
+from leadhub.core.files import atomic_write, fsync_path
 
 IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".partial", ".filepart", ".crdownload")
 # ASCII letters and digits only (no look-alike letters), no leading dot, bounded length.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from connectors.contracts import load_contracts
-from leadhub.settings import Settings
-from leadhub.warehouse import connect, utcnow
+from leadhub.core.contracts import load_contracts
+from leadhub.core.settings import Settings
+from leadhub.core.warehouse import connect, utcnow
 
 
 def feed_status(settings: Settings, now: datetime | None = None) -> list[dict]:

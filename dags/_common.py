@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 from airflow.sdk import Asset, AssetAlias, AssetWatcher, ExceptionRetryPolicy, RetryAction, RetryRule
 
-from connectors.contracts import ContractError
+from leadhub.core.contracts import ContractError
 from dags.inbox_trigger import InboxFilesTrigger
-from leadhub.errors import KeyError_, LeadHubError, printable
-from leadhub.settings import Environment, Settings
+from leadhub.core.errors import KeyError_, LeadHubError, printable
+from leadhub.core.settings import Environment, Settings
 
 OWNER = "leadhub-steward"
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from connectors.contracts import agencies
+from leadhub.core.contracts import agencies
 from dags._common import (
     START_DATE, WAREHOUSE_POOL, default_args, inbox_asset, quarantine_message, run_stage,
     staging_alias, staging_asset, summarize, tags,
@@ -51,9 +51,9 @@ def restore_requested_files(agency: str, params: dict) -> list[dict]:
     """Put the archived originals the run's parameters ask for back into the inbox; [] for ordinary runs."""
     from datetime import date
 
-    from leadhub.keys import MasterKey
+    from leadhub.core.keys import MasterKey
     from leadhub.maintenance import restore_ledger_entry, restore_period
-    from leadhub.settings import Settings
+    from leadhub.core.settings import Settings
 
     file_id, start, end = params.get("file_id"), params.get("received_from"), params.get("received_to")
     if not (file_id or start or end):
@@ -96,7 +96,7 @@ def feed_dag(agency: str) -> DAG:
         def ingest(*, outlet_events=None) -> list[dict]:
             """Returns per-file summaries (the XCom); records an asset event only if a file was accepted."""
             from leadhub.pipeline import ingest as ingest_stage
-            from leadhub.settings import Settings
+            from leadhub.core.settings import Settings
 
             summaries = summarize(run_stage(f"{agency} ingest", ingest_stage, Settings.from_env(), agency))
             accepted = [s for s in summaries if s["status"] == "accepted"]

@@ -17,7 +17,7 @@ worst starts one feed run that finds the file already taken — harmless,
 because the intake is idempotent.
 
 This module is imported at parse time and in the triggerer: standard library,
-``airflow.triggers`` and ``leadhub.errors`` (standard library only) only.
+``airflow.triggers`` and ``leadhub.core.errors`` (standard library only) only.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, AsyncIterator
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from leadhub.errors import printable
+from leadhub.core.errors import printable
 
 # The same rule as connectors.inbox.is_in_progress (tests/dags/test_inbox_trigger.py
 # keeps them equal); not imported from there because that module loads duckdb

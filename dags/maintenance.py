@@ -19,7 +19,7 @@ from dags._common import START_DATE, WAREHOUSE_POOL, default_args, log, run_stag
 
 def _staleness() -> list[dict]:
     from leadhub.maintenance import stale_feeds, staleness_message
-    from leadhub.settings import Settings
+    from leadhub.core.settings import Settings
 
     stale = run_stage("staleness check", stale_feeds, Settings.from_env())
     message = staleness_message(stale)
@@ -55,7 +55,7 @@ def leadhub_maintenance():
     def publish_snapshot() -> object:
         """Publishes the analysts' snapshot; skipped where no publication stage is installed."""
         from leadhub.maintenance import PublicationUnavailable, publish_snapshot as publish
-        from leadhub.settings import Settings
+        from leadhub.core.settings import Settings
 
         try:
             return run_stage("snapshot publication", publish, Settings.from_env())
@@ -66,7 +66,7 @@ def leadhub_maintenance():
     def apply_archive_retention(*, params=None) -> dict:
         """Deletes archived originals past retention, never one whose batch is current; returns the list."""
         from leadhub.maintenance import archive_retention, retention_days, retention_summary
-        from leadhub.settings import Settings
+        from leadhub.core.settings import Settings
 
         params = params or {}
         days = run_stage("archive retention", retention_days, params.get("retention_days"))

@@ -44,7 +44,7 @@ def pull_once(name: str, backfill_from: str | None) -> dict:
     from connectors.sources import PullError, load_sources
     from connectors.sources.run import pull_source
     from leadhub.maintenance import reset_pull_source
-    from leadhub.settings import Settings
+    from leadhub.core.settings import Settings
 
     settings = Settings.from_env()
     reset = reset_pull_source(settings, name, backfill_from) if backfill_from else None

@@ -28,7 +28,7 @@ def lead_report():
     def report() -> dict[str, str]:
         """Returns the written files' paths (the XCom)."""
         from leadhub.pipeline import report as report_stage
-        from leadhub.settings import Settings
+        from leadhub.core.settings import Settings
 
         return run_stage("report", report_stage, Settings.from_env())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from airflow.sdk import AssetAny, dag, task
 
-from connectors.contracts import agencies
+from leadhub.core.contracts import agencies
 from dags._common import START_DATE, WAREHOUSE_POOL, default_args, run_stage, staging_asset, tags
 
 
@@ -30,7 +30,7 @@ def warehouse_build():
     def build() -> dict[str, int]:
         """Returns row counts per table (the XCom)."""
         from leadhub.pipeline import build as build_stage
-        from leadhub.settings import Settings
+        from leadhub.core.settings import Settings
 
         return run_stage("warehouse build", build_stage, Settings.from_env())
 

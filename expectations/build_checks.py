@@ -21,7 +21,7 @@ from datetime import datetime
 
 from expectations.suites import WARNING
 from expectations.validate import count
-from leadhub.warehouse import record_validation_results, utcnow
+from leadhub.core.warehouse import record_validation_results, utcnow
 
 REFERRAL_BEFORE_INTAKE = "expect_lead_referral_before_treatment_intake"
 JAIL_DAYS_CONSISTENT = "expect_jail_days_to_match_booking_and_release"

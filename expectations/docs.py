@@ -31,13 +31,13 @@ import shutil  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from connectors.contracts import load_contracts  # noqa: E402
+from leadhub.core.contracts import load_contracts  # noqa: E402
 from expectations.build_checks import BUILD_CHECKS  # noqa: E402
 from expectations.history import NULL_SHARE_CHECK, ROW_COUNT_CHECK  # noqa: E402
 from expectations.suites import CRITICAL, suite_for  # noqa: E402
 from expectations.validate import BIRTH_DATE_CHECK  # noqa: E402
-from leadhub.errors import LeadHubError  # noqa: E402
-from leadhub.settings import Settings  # noqa: E402
+from leadhub.core.errors import LeadHubError  # noqa: E402
+from leadhub.core.settings import Settings  # noqa: E402
 
 SITE_NAME = "leadhub"
 DEFAULT_MAX_BATCHES = 500

@@ -13,7 +13,7 @@ from datetime import datetime
 import duckdb
 import pyarrow as pa
 
-from connectors.contracts import Contract
+from leadhub.core.contracts import Contract
 from expectations.history import batch_stats, history_checks, history_settings
 from expectations.suites import CRITICAL, suite_for
 from expectations.validate import ROWS_SHOWN, ValidationOutcome, count, validate_batch

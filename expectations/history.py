@@ -29,7 +29,7 @@ Thresholds come from the optional ``validation:`` key of the contract::
                                   # current rows is held for a steward instead of loaded
 
 Schema drift (added, removed or renamed columns) is refused earlier, when the
-header is read (``connectors.readers``); ``ops.data_quality`` names those
+header is read (``leadhub.core.readers``); ``ops.data_quality`` names those
 refusals ``schema_drift``.
 """
 
@@ -38,7 +38,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, fields
 
-from connectors.contracts import Contract, ContractError
+from leadhub.core.contracts import Contract, ContractError
 from expectations.suites import CRITICAL, WARNING, suite_for, validated_columns
 
 ROW_COUNT_CHECK = "expect_row_count_to_match_history"

@@ -20,8 +20,8 @@ import json
 from functools import cache
 from pathlib import Path
 
-from connectors.contracts import Contract, load_contracts
-from leadhub.warehouse import NAME_DOB_TOKEN, TOKEN_COLUMNS, staging_columns, staging_key
+from leadhub.core.contracts import Contract, load_contracts
+from leadhub.core.warehouse import NAME_DOB_TOKEN, TOKEN_COLUMNS, staging_columns, staging_key
 
 SUITES_DIR = Path(__file__).parent / "suites"
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "transforms" / "reference"

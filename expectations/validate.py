@@ -21,7 +21,7 @@ from numbers import Real  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from connectors.contracts import Contract  # noqa: E402
+from leadhub.core.contracts import Contract  # noqa: E402
 from expectations.suites import CRITICAL, WARNING, suite_for  # noqa: E402
 
 DATASOURCE = "leadhub_staging"

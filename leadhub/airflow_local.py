@@ -34,8 +34,8 @@ from contextlib import closing
 from importlib.metadata import version
 from pathlib import Path
 
-from leadhub.errors import LeadHubError
-from leadhub.settings import ENV_DATA_DIR, ENV_KEY_FILE, ENV_MAX_FILE_MB, Settings
+from leadhub.core.errors import LeadHubError
+from leadhub.core.settings import ENV_DATA_DIR, ENV_KEY_FILE, ENV_MAX_FILE_MB, Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def dags_folder() -> Path:
 
 def demo_dag_ids() -> list[str]:
     """The order the demo runs in: every feed, then the build, then the report."""
-    from connectors.contracts import agencies
+    from leadhub.core.contracts import agencies
 
     return [f"{a}_feed" for a in agencies()] + ["warehouse_build", "lead_report"]
 

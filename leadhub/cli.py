@@ -9,9 +9,9 @@ import os
 import sys
 from pathlib import Path
 
-from leadhub.errors import LeadHubError
-from leadhub.files import open_private
-from leadhub.settings import ENV_DATA_DIR, ENV_KEY_FILE, Settings
+from leadhub.core.errors import LeadHubError
+from leadhub.core.files import open_private
+from leadhub.core.settings import ENV_DATA_DIR, ENV_KEY_FILE, Settings
 
 
 # The commands that run without the master key, and why: each only creates a key, or reads counts,
@@ -49,7 +49,7 @@ def key_note(command: str) -> str:
 
 
 def _print_outcomes(outcomes: list[dict]) -> None:
-    from leadhub.errors import printable
+    from leadhub.core.errors import printable
 
     for o in outcomes:
         extra = f" ({o['rows']} rows)" if o.get("rows") is not None else ""
@@ -58,7 +58,7 @@ def _print_outcomes(outcomes: list[dict]) -> None:
 
 
 def cmd_keygen(settings: Settings, args) -> int:
-    from leadhub.keys import create_key_file
+    from leadhub.core.keys import create_key_file
 
     path = create_key_file(settings.key_file)
     print(f"created {path} (mode 600). Back it up somewhere safe: without it, pseudonyms "
@@ -81,9 +81,9 @@ def cmd_generate(settings: Settings, args) -> int:
 def cmd_ingest(settings: Settings, args) -> int:
     from tqdm import tqdm
 
-    from connectors.contracts import agencies
+    from leadhub.core.contracts import agencies
     from leadhub import pipeline
-    from leadhub.warehouse import WarehouseBusy
+    from leadhub.core.warehouse import WarehouseBusy
 
     chosen = [args.agency] if args.agency else agencies()
     quarantined, held, failed = 0, [], []
@@ -151,7 +151,7 @@ def cmd_status(settings: Settings, args) -> int:
 def cmd_pull(settings: Settings, args) -> int:
     """Pull declared sources into the inboxes; `leadhub ingest` then takes the files."""
     from connectors.sources.run import pull_sources
-    from leadhub.keys import MasterKey
+    from leadhub.core.keys import MasterKey
 
     MasterKey.load(settings.key_file)  # like every stage: refuse to run on an installation without its key
     results = pull_sources(settings, args.source)
@@ -193,8 +193,8 @@ def cmd_decrypt_drop(settings: Settings, args) -> int:
 
 
 def cmd_decrypt(settings: Settings, args) -> int:
-    from connectors.archive import decrypt_to
-    from leadhub.keys import MasterKey
+    from leadhub.core.archive import decrypt_to
+    from leadhub.core.keys import MasterKey
 
     key = MasterKey.load(settings.key_file)
     out = Path(args.output)
@@ -246,7 +246,7 @@ def cmd_link(settings: Settings, args) -> int:
     """Link two CSV files (or deduplicate one) on keyed encodings; see docs/linkage.md."""
     import json
 
-    from leadhub.keys import MasterKey
+    from leadhub.core.keys import MasterKey
     from transforms.link import link_files
 
     if args.installation_key:
@@ -270,7 +270,7 @@ def cmd_link(settings: Settings, args) -> int:
 def cmd_reprocess(settings: Settings, args) -> int:
     from datetime import date
 
-    from leadhub.keys import MasterKey
+    from leadhub.core.keys import MasterKey
     from leadhub.maintenance import restore_ledger_entry, restore_period
 
     if args.force:
@@ -352,8 +352,9 @@ def cmd_dictionary(settings: Settings, args) -> int:
 
 def cmd_crosswalk(settings: Settings, args) -> int:
     """Steward only: build the encrypted person_key -> agency id crosswalk, look one up, check the log."""
-    from leadhub.keys import MasterKey
-    from transforms import audit, crosswalk
+    from leadhub.core.keys import MasterKey
+    from leadhub.core import audit
+    from transforms import crosswalk
 
     if args.action == "verify":
         print(f"audit log intact: {audit.verify_audit(settings)} entries")
@@ -376,7 +377,7 @@ def cmd_crosswalk(settings: Settings, args) -> int:
 
 def cmd_linkage(settings: Settings, args) -> int:
     """Steward only: train a new linkage model on staging, or explain why records linked (audited)."""
-    from leadhub.keys import MasterKey
+    from leadhub.core.keys import MasterKey
     from transforms import linkage_steward, linkage_store
 
     MasterKey.load(settings.key_file)  # steward only: the installation's key must be at hand
@@ -395,7 +396,7 @@ def cmd_linkage(settings: Settings, args) -> int:
 
 def cmd_rotate_key(settings: Settings, args) -> int:
     """Re-pseudonymize the warehouse and re-encrypt the archive under a new master key."""
-    from leadhub.keys import FileKeyProvider, MasterKey, create_key_file
+    from leadhub.core.keys import FileKeyProvider, MasterKey, create_key_file
     from transforms import crosswalk
     from transforms.rotate import rotate_key
 
@@ -446,7 +447,7 @@ def _shown(path: Path) -> str:
 def cmd_demo(settings: Settings, args) -> int:
     from synthetic import generate
     from leadhub.airflow_local import run_demo_dags
-    from leadhub.keys import load_or_create
+    from leadhub.core.keys import load_or_create
 
     try:  # first: a --people too small for the evaluation's cohorts leaves no key behind
         generate(settings.inbox_dir, settings.answers_dir, people=args.people, seed=args.seed, progress=True)
@@ -600,7 +601,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 # Commands that change the warehouse, archive, inboxes or state files: each holds the hub-wide
-# writer lock (leadhub/lock.py) from start to end, so two of them never interleave.
+# writer lock (leadhub/core/lock.py) from start to end, so two of them never interleave.
 WRITING_COMMANDS = {"ingest", "build", "publish", "pull", "reprocess", "release", "retention",
                     "rotate-key", "crosswalk", "linkage"}
 
@@ -612,11 +613,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if needs_key(args):
-            from leadhub.keys import MasterKey
+            from leadhub.core.keys import MasterKey
 
             MasterKey.load(settings.key_file)  # refuses (one line) a missing, unsafe or demo key
         if args.command in WRITING_COMMANDS:
-            from leadhub.lock import writer_lock
+            from leadhub.core.lock import writer_lock
 
             with writer_lock(settings.writer_lock_path):
                 return args.func(settings, args)

@@ -20,10 +20,10 @@ import os
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from leadhub.errors import LeadHubError
-from leadhub.files import open_private
-from leadhub.settings import Settings
-from leadhub.warehouse import utcnow
+from leadhub.core.errors import LeadHubError
+from leadhub.core.files import open_private
+from leadhub.core.settings import Settings
+from leadhub.core.warehouse import utcnow
 
 ENV_RETENTION_DAYS = "LEADHUB_ARCHIVE_RETENTION_DAYS"
 # Seven years: a common records-retention period for justice and health records.
@@ -102,7 +102,7 @@ def archive_retention(settings: Settings, keep_days: int, now: datetime | None =
         raise LeadHubError(f"no warehouse at {settings.warehouse_path}: without the file ledger no "
                            "archive file can be shown to be out of use, so none was deleted")
 
-    from leadhub.warehouse import connect
+    from leadhub.core.warehouse import connect
 
     with connect(settings.warehouse_path, read_only=True) as con:
         ledger = {path: (status, received) for path, status, received in con.execute(
@@ -166,7 +166,7 @@ def _sha256(path: Path) -> str:
 
 def _restore(settings: Settings, key, entry: dict) -> dict:
     """Decrypt one entry's archive into its inbox: hidden '.part' name first, then an atomic rename."""
-    from connectors.archive import decrypt_to
+    from leadhub.core.archive import decrypt_to
 
     name, agency = entry["file_name"], entry["agency"]
     summary = {"file_id": entry["file_id"], "file": name, "agency": agency, "status_before": entry["status"]}
@@ -218,7 +218,7 @@ def restore_ledger_entry(settings: Settings, key, file_id: str, agency: str | No
     ``agency``, when given, must be the entry's agency (a feed DAG only
     re-processes its own files). Never overwrites a file waiting in the inbox.
     """
-    from leadhub.warehouse import connect
+    from leadhub.core.warehouse import connect
 
     _require_ledger(settings)
     with connect(settings.warehouse_path, read_only=True) as con:
@@ -238,7 +238,7 @@ def entries_to_backfill(settings: Settings, agency: str, start: date, end: date)
     Of several entries with the same file name only the latest is taken: the
     inbox holds one file per name.
     """
-    from leadhub.warehouse import connect
+    from leadhub.core.warehouse import connect
 
     if end < start:
         raise LeadHubError(f"back-fill period ends ({end}) before it starts ({start})")

@@ -6,7 +6,7 @@ identifier-free summary (safe for logs and Airflow XComs).
 
 from __future__ import annotations
 
-from leadhub.settings import Settings
+from leadhub.core.settings import Settings
 
 
 def ingest(settings: Settings, agency: str, progress: bool = False) -> list[dict]:
@@ -17,7 +17,7 @@ def ingest(settings: Settings, agency: str, progress: bool = False) -> list[dict
     steward); raises LeadHubError only when the hub itself cannot work (no key, no
     warehouse). ``progress`` shows a bar of rows per file (for a terminal).
     """
-    from leadhub.keys import MasterKey
+    from leadhub.core.keys import MasterKey
 
     key = MasterKey.load(settings.key_file)
     return ingest_agency(settings, agency, key, progress=progress)
@@ -34,7 +34,7 @@ def intake_stages(key):
 
 
 def ingest_agency(settings: Settings, agency: str, key, progress: bool = False) -> list[dict]:
-    """``ingest`` with a key already loaded (``leadhub.keys.MasterKey``)."""
+    """``ingest`` with a key already loaded (``leadhub.core.keys.MasterKey``)."""
     from connectors import inbox
 
     return inbox.ingest_agency(settings, agency, key, intake_stages(key), progress=progress)
@@ -46,8 +46,8 @@ def _audited(settings: Settings, action: str, file_id: str, reason: str, who: st
     no person and quotes no reason (the ledger reaches the analysts' snapshot); the log does."""
     import getpass
 
-    from leadhub.errors import LeadHubError
-    from transforms.crosswalk import append_audit, verify_audit
+    from leadhub.core.errors import LeadHubError
+    from leadhub.core.audit import append_audit, verify_audit
 
     if not reason or not reason.strip():
         raise LeadHubError(f"{action} needs a reason; it is written to the audit log")
@@ -61,7 +61,7 @@ def _audited(settings: Settings, action: str, file_id: str, reason: str, who: st
 def release(settings: Settings, file_id: str, reason: str, who: str | None = None) -> dict:
     """Load a delivery the volume guard held (steward only, audited)."""
     from connectors.inbox import release_held
-    from leadhub.keys import MasterKey
+    from leadhub.core.keys import MasterKey
 
     key = MasterKey.load(settings.key_file)
     note = _audited(settings, "release", file_id, reason, who)
@@ -71,18 +71,45 @@ def release(settings: Settings, file_id: str, reason: str, who: str | None = Non
 def reload(settings: Settings, file_id: str, reason: str | None = None, who: str | None = None) -> dict:
     """Make an earlier, superseded delivery current again from its archive (steward only, audited)."""
     from connectors.inbox import reload_archived
-    from leadhub.keys import MasterKey
+    from leadhub.core.keys import MasterKey
 
     key = MasterKey.load(settings.key_file)
     note = _audited(settings, "reload", file_id, reason or "reprocess --force", who)
     return reload_archived(settings, key, intake_stages(key), file_id, note)
 
 
-def build(settings: Settings) -> dict[str, int]:
-    """Link people across agencies and rebuild core tables and marts; returns row counts."""
-    from transforms.build import build_warehouse
+def build(settings: Settings, publish: bool = True) -> dict[str, int | str]:
+    """Link people, rebuild core tables and marts and run the cross-extract checks, in one
+    transaction; then publish the analysts' snapshot unless ``publish`` is False.
 
-    return build_warehouse(settings)
+    Linkage scores with the data directory's current linkage model (or the shipped
+    default) and never trains: a new model is the steward's decision
+    (``leadhub linkage train``); the model version is recorded with the build. One
+    transaction means the warehouse holds either the previous build or the new one,
+    never a mix, even if the process is killed. Publishing comes after the commit, from
+    the same (writer) connection, so the snapshot shows exactly the committed build.
+    Returns row counts and the model version (no identifiers).
+    """
+    from expectations.build_checks import record_build_checks
+    from leadhub.core.files import transaction
+    from leadhub.core.warehouse import connect
+    from transforms.link import link_people
+    from transforms.linkage_store import current_model
+    from transforms.model import run_models
+    from transforms.publish import publish as publish_snapshot
+
+    model = current_model(settings.data_dir)  # read before the transaction: a bad file stops nothing half-way
+    with connect(settings.warehouse_path) as con:
+        with transaction(con):
+            counts = {f"link.{k}": v for k, v in link_people(con, model=model).items()}
+            counts.update(run_models(con))
+            # Cross-extract checks need the linked core tables; warnings, recorded with the build.
+            _, checks = record_build_checks(con)
+            counts["checks.failed"] = sum(not r["success"] for r in checks)
+        if publish:
+            published = publish_snapshot(settings, con)
+            counts["published.tables"] = len(published)
+    return counts
 
 
 def report(settings: Settings) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from leadhub.files import atomic_write
+from leadhub.core.files import atomic_write
 from synthetic.arrays import _date, _day, _obj, _ymd
 from synthetic.extracts import _AtomicCsv
 from synthetic.parameters import (

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from connectors.contracts import Column, Contract
-from leadhub.files import atomic_write
+from leadhub.core.contracts import Column, Contract
+from leadhub.core.files import atomic_write
 from synthetic.arrays import _date, _day, _obj
 from synthetic.parameters import NULL_DAY
 

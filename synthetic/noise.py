@@ -7,7 +7,7 @@ from datetime import date
 
 import numpy as np
 
-from connectors.contracts import Contract
+from leadhub.core.contracts import Contract
 from synthetic.arrays import _ascii, _day, _map, _obj, _ymd
 from synthetic.parameters import (
     AGENCY_STYLE, DUPLICATE_AGENCIES, DUPLICATE_ID_SHARE, NULL_DAY, PLACEHOLDER_FIRST,

@@ -9,7 +9,7 @@ from datetime import date
 import numpy as np
 import yaml
 
-from connectors.contracts import load_contracts
+from leadhub.core.contracts import load_contracts
 from synthetic.arrays import _age, _as_date, _day, _obj, _pick, _scramble
 from synthetic.parameters import (
     COMPARISON, DATA_END, DATA_START, EVALUATION_FILE, FOLLOW_UP_DAYS, LEAD, MODEL, OFFENSE_CODES_FILE,

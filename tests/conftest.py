@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from leadhub.keys import MasterKey, create_key_file
-from leadhub.settings import Settings
+from leadhub.core.keys import MasterKey, create_key_file
+from leadhub.core.settings import Settings
 
 
 @pytest.fixture

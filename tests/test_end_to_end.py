@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from connectors.contracts import load_contracts
+from leadhub.core.contracts import load_contracts
 from synthetic import PLACEHOLDER_NAMES, generate
 
 PEOPLE, SEED = 800, 11

@@ -11,7 +11,7 @@ that possible without putting identifiers in the warehouse:
   person_key, encrypted with AES-256-GCM under the ``crosswalk`` subkey, in
   ``<data dir>/steward/`` — outside the warehouse and the analysts' snapshot.
 * Every lookup first appends who, when, why and which key to the steward's
-  hash-chained audit log (transforms/audit.py). A lookup whose audit entry
+  hash-chained audit log (leadhub/core/audit.py). A lookup whose audit entry
   cannot be written does not happen.
 """
 
@@ -29,16 +29,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tqdm import tqdm
 
-from connectors.archive import decrypt_to
-from connectors.contracts import load_contracts
-from connectors.readers import read_chunks
-from leadhub.errors import LeadHubError
-from leadhub.files import atomic_write, make_private_dir
-from leadhub.keys import MasterKey
-from leadhub.settings import Settings
-from leadhub.warehouse import connect
-from transforms.audit import (append_audit, audit_path, steward_dir,  # noqa: F401  (also imported from here)
-                              utc_now_seconds, verify_audit)
+from leadhub.core.archive import decrypt_to
+from leadhub.core.contracts import load_contracts
+from leadhub.core.readers import read_chunks
+from leadhub.core.errors import LeadHubError
+from leadhub.core.files import atomic_write, make_private_dir
+from leadhub.core.keys import MasterKey
+from leadhub.core.settings import Settings
+from leadhub.core.warehouse import connect
+from leadhub.core.audit import append_audit, steward_dir, utc_now_seconds, verify_audit
 from transforms.pseudonymize import Pseudonymizer
 
 MAGIC = b"LHX1"

@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from connectors.contracts import load_contracts
-from leadhub.files import atomic_write
+from leadhub.core.contracts import load_contracts
+from leadhub.core.files import atomic_write
 from transforms.disclosure import TABLE_SOURCES
 from transforms.model import SQL_DIR, sql_files
 from transforms.notices import PART2_NOTICE

@@ -1,6 +1,6 @@
 """How much the analysts' snapshot shows of each published column: its disclosure level.
 
-Each contract column declares a level (connectors/contracts.py): identifiers
+Each contract column declares a level (leadhub/core/contracts.py): identifiers
 never leave staging as clear text; quasi-identifiers are published as keyed
 pseudonyms (record numbers, officer ids) or only as precise as their
 ``date_precision`` (dates and times); plain columns as they are. A published
@@ -37,8 +37,8 @@ from datetime import datetime
 from functools import cache
 from typing import Callable, Iterable
 
-from connectors.contracts import DATE_PRECISIONS, Column, Contract, load_contracts
-from leadhub.errors import printable
+from leadhub.core.contracts import DATE_PRECISIONS, Column, Contract, load_contracts
+from leadhub.core.errors import printable
 
 # Which agency extract each core table is conformed from: its columns keep the meaning (and
 # the level) of the contract columns of the same name.

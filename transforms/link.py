@@ -37,10 +37,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from connectors.contracts import Contract, load_contracts
-from connectors.exports import write_frame
-from leadhub.errors import LeadHubError
-from leadhub.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS, staging_columns, utcnow
+from leadhub.core.contracts import Contract, load_contracts
+from leadhub.core.exports import write_frame
+from leadhub.core.errors import LeadHubError
+from leadhub.core.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS, staging_columns, utcnow
 from transforms import linkage_model
 from transforms.encodings import field_width, from_text, load_settings
 from transforms.linkage_model import Encoded

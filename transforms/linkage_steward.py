@@ -20,11 +20,12 @@ import math
 
 import pandas as pd
 
-from connectors.contracts import load_contracts
-from leadhub.errors import LeadHubError
-from leadhub.settings import Settings
-from leadhub.warehouse import connect
-from transforms import audit, linkage_model, linkage_store
+from leadhub.core.contracts import load_contracts
+from leadhub.core.errors import LeadHubError
+from leadhub.core.settings import Settings
+from leadhub.core.warehouse import connect
+from leadhub.core import audit
+from transforms import linkage_model, linkage_store
 from transforms.encodings import load_settings
 from transforms.link import _require_one_key, encoded_from_frame, identity_rows
 

@@ -20,12 +20,12 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-from leadhub.errors import LeadHubError
-from leadhub.files import atomic_write_text, make_private_dir
+from leadhub.core.errors import LeadHubError
+from leadhub.core.files import atomic_write_text, make_private_dir
 from transforms.encodings import load_settings
 
 DEFAULT_MODEL_PATH = Path(__file__).with_name("linkage_default_model.json")
-# The warehouse's linkage fields (leadhub.warehouse.ENCODING_COLUMNS); kept here as data so
+# The warehouse's linkage fields (leadhub.core.warehouse.ENCODING_COLUMNS); kept here as data so
 # the default model can be written without a warehouse.
 WAREHOUSE_FIELDS = ("first_name", "first_name_canon", "middle_name", "last_name", "dob", "ssn")
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from connectors.contracts import Contract, load_contracts
-from leadhub.errors import LeadHubError
-from leadhub.warehouse import staging_key
+from leadhub.core.contracts import Contract, load_contracts
+from leadhub.core.errors import LeadHubError
+from leadhub.core.warehouse import staging_key
 
 TRANSFORMS_DIR = Path(__file__).parent
 SQL_DIR = TRANSFORMS_DIR / "sql"

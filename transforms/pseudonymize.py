@@ -29,9 +29,9 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Callable
 
-from connectors.contracts import Contract
-from leadhub.keys import MasterKey
-from leadhub.warehouse import ENCODING_COLUMNS, NAME_DOB_TOKEN, TOKEN_COLUMNS
+from leadhub.core.contracts import Contract
+from leadhub.core.keys import MasterKey
+from leadhub.core.warehouse import ENCODING_COLUMNS, NAME_DOB_TOKEN, TOKEN_COLUMNS
 from transforms import normalize
 from transforms.encodings import Encoder, canonical, load_settings, name_columns
 

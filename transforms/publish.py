@@ -31,11 +31,11 @@ from pathlib import Path
 
 import duckdb
 
-from connectors.contracts import load_contracts
-from leadhub.files import replace_durably, transaction
-from leadhub.keys import MasterKey
-from leadhub.settings import Settings
-from leadhub.warehouse import NAME_DOB_TOKEN, SCHEMA_VERSION, TOKEN_COLUMNS, utcnow
+from leadhub.core.contracts import load_contracts
+from leadhub.core.files import replace_durably, transaction
+from leadhub.core.keys import MasterKey
+from leadhub.core.settings import Settings
+from leadhub.core.warehouse import NAME_DOB_TOKEN, SCHEMA_VERSION, TOKEN_COLUMNS, utcnow
 from transforms.disclosure import (Disclosure, column_disclosure, file_name_function, file_text_function,
                                    is_person_level, pseudonym_function, published_expression)
 
@@ -218,7 +218,7 @@ def publish(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) ->
     from transforms.dictionary import write_dictionary
 
     if con is None:
-        from leadhub.warehouse import connect
+        from leadhub.core.warehouse import connect
 
         with connect(settings.warehouse_path) as own:
             return publish(settings, own)

@@ -30,14 +30,14 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from connectors.archive import MAGIC as ARCHIVE_MAGIC, decrypt_to, encrypt_file
-from connectors.contracts import load_contracts
-from connectors.readers import read_chunks
-from leadhub.errors import LeadHubError
-from leadhub.files import transaction
-from leadhub.keys import MasterKey
-from leadhub.settings import Settings
-from leadhub.warehouse import connect, staging_columns
+from leadhub.core.archive import MAGIC as ARCHIVE_MAGIC, decrypt_to, encrypt_file
+from leadhub.core.contracts import load_contracts
+from leadhub.core.readers import read_chunks
+from leadhub.core.errors import LeadHubError
+from leadhub.core.files import transaction
+from leadhub.core.keys import MasterKey
+from leadhub.core.settings import Settings
+from leadhub.core.warehouse import connect, staging_columns
 from transforms.pseudonymize import Pseudonymizer
 
 PERSON = "person_token"

@@ -27,10 +27,10 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from leadhub.declared import Declared, ValidationError, declaration_error, read_yaml
-from leadhub.errors import LeadHubError
-from leadhub.files import atomic_write, fsync_path, open_private
-from leadhub.settings import Settings
+from leadhub.core.declared import Declared, ValidationError, declaration_error, read_yaml
+from leadhub.core.errors import LeadHubError
+from leadhub.core.files import atomic_write, fsync_path, open_private
+from leadhub.core.settings import Settings
 
 SOURCES_DIR = Path(__file__).parent
 ENV_SOURCES_DIR = "LEADHUB_SOURCES_DIR"
@@ -170,7 +170,7 @@ def load_sources(directory: Path | None = None) -> dict[str, Source]:
 
     The DAG processor uses this too: it needs no database driver or SSH library.
     """
-    from connectors.contracts import agencies
+    from leadhub.core.contracts import agencies
 
     directory = Path(directory) if directory else sources_dir()
     known_agencies = agencies()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from connectors.sources import PullError, PullResult, Source, load_sources, sources_dir
-from leadhub.settings import Settings
+from leadhub.core.settings import Settings
 
 
 def check_source(source: Source) -> None:

@@ -36,11 +36,11 @@ from pathlib import Path
 
 import paramiko
 
-from connectors.contracts import contract_for_file
+from leadhub.core.contracts import contract_for_file
 from connectors.inbox import SAFE_NAME, is_in_progress
 from connectors.sources import (PullError, PullResult, SftpDeclaration, Source, deliver, load_state, open_part,
                                 save_state)
-from leadhub.settings import Settings
+from leadhub.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

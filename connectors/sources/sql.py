@@ -56,11 +56,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from connectors.contracts import Column, Contract, load_contracts
+from leadhub.core.contracts import Column, Contract, load_contracts
 from connectors.inbox import SAFE_NAME
 from connectors.sources import (MARK_TYPES, PullError, PullResult, Source, SqlDeclaration, deliver,
                                 load_state, name_part, open_part, save_state)
-from leadhub.settings import Settings
+from leadhub.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

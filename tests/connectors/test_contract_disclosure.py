@@ -2,7 +2,7 @@
 
 import pytest
 
-from connectors.contracts import CONTRACTS_DIR, ContractError, load_contracts
+from leadhub.core.contracts import CONTRACTS_DIR, ContractError, load_contracts
 
 RECORD_NUMBERS = {"booking_id", "arrest_id", "referral_id", "case_id", "contact_id", "episode_id",
                   "officer_id"}

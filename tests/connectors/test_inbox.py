@@ -7,7 +7,7 @@ import os
 import duckdb
 import pytest
 
-from connectors.archive import decrypt_to
+from leadhub.core.archive import decrypt_to
 from leadhub.pipeline import ingest_agency
 
 CLIENTS_HEADER = "client_id,last_name,first_name,dob,ssn,phone,address,sex,consent_status,consent_date\n"
@@ -123,7 +123,7 @@ from datetime import datetime  # noqa: E402
 from openpyxl import Workbook  # noqa: E402
 
 from connectors import dropcrypt, inbox  # noqa: E402
-from connectors.contracts import FileFormat, contract_for_file, load_contracts  # noqa: E402
+from leadhub.core.contracts import FileFormat, contract_for_file, load_contracts  # noqa: E402
 from connectors.inbox import Intake  # noqa: E402
 
 CONTACT = "S1,C1,2024-01-01,housing\n"

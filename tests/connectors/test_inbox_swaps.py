@@ -13,7 +13,7 @@ import os
 import duckdb
 
 from connectors import inbox
-from connectors.archive import decrypt_to
+from leadhub.core.archive import decrypt_to
 from leadhub.pipeline import ingest_agency
 
 HEADER = "contact_id,client_id,contact_date,service_type\n"

@@ -5,7 +5,7 @@ import os
 import duckdb
 import pytest
 
-from connectors import contracts
+from leadhub.core import contracts
 from leadhub.pipeline import ingest_agency
 
 CONTRACT = """agency: probation

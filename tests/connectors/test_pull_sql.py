@@ -18,9 +18,9 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from connectors.contracts import load_contracts
+from leadhub.core.contracts import load_contracts
 from leadhub.pipeline import ingest_agency
-from connectors.readers import read_chunks
+from leadhub.core.readers import read_chunks
 from connectors.sources import PullError, state_path
 from connectors.sources import sql as pull_sql
 from connectors.sources.run import pull_sources

@@ -10,9 +10,9 @@ import pytest
 
 from leadhub.pipeline import ingest_agency
 from leadhub import cli, pipeline
-from leadhub.errors import LeadHubError
+from leadhub.core.errors import LeadHubError
 from leadhub.maintenance import restore_ledger_entry
-from transforms.crosswalk import audit_path
+from leadhub.core.audit import audit_path
 
 CLIENTS_HEADER = "client_id,last_name,first_name,dob,ssn,phone,address,sex,consent_status,consent_date\n"
 CONTACTS_HEADER = "contact_id,client_id,contact_date,service_type\n"

@@ -16,8 +16,8 @@ import duckdb
 import pytest
 
 from leadhub.airflow_local import CHILD_LOG, migrate_metadata_db, run_demo_dags
-from leadhub.errors import LeadHubError
-from leadhub.settings import Settings
+from leadhub.core.errors import LeadHubError
+from leadhub.core.settings import Settings
 
 CLIENTS = ("client_id,last_name,first_name,dob,ssn,phone,address,sex,consent_status,consent_date\n"
            "C00001,Zebediah,Quill,1980-02-03,123-45-6780,206-555-0100,1 Main St,M,active,2022-01-05\n"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.contracts import agencies
+from leadhub.core.contracts import agencies
 from leadhub.airflow_local import dags_folder
 
 HEAVY_MODULES = ("duckdb", "great_expectations", "pandas", "pyarrow", "numpy", "scipy", "matplotlib", "paramiko",
@@ -80,7 +80,7 @@ for dag in bag.dags.values():
     }
 
 from dags._common import RETRY_POLICY
-from leadhub.errors import KeyError_
+from leadhub.core.errors import KeyError_
 policy = {
     "missing_key": RETRY_POLICY.evaluate(KeyError_("no key"), 1, 3).action.value,
     "disk_error": RETRY_POLICY.evaluate(OSError("disk busy"), 1, 3).action.value,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from connectors.contracts import agencies
+from leadhub.core.contracts import agencies
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

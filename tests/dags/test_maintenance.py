@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from leadhub import maintenance, pipeline
-from leadhub.errors import LeadHubError
+from leadhub.core.errors import LeadHubError
 
 HEADER = "client_id,last_name,first_name,dob,ssn,phone,address,sex,consent_status,consent_date\n"
 V1 = HEADER + "C00001,Zebediah,Quill,1980-02-03,123-45-6780,206-555-0100,1 Main St,M,active,2022-01-05\n"
@@ -168,7 +168,7 @@ def test_staleness_names_agency_and_extract(settings, history):
 
 
 def maintenance_key(settings):
-    from leadhub.keys import MasterKey
+    from leadhub.core.keys import MasterKey
 
     return MasterKey.load(settings.key_file)
 
@@ -243,7 +243,7 @@ def test_reprocessing_never_writes_through_a_link_planted_in_the_inbox(settings,
 
 def test_the_crosswalk_still_builds_after_retention_removed_a_superseded_original(settings, master_key,
                                                                                  history):
-    from leadhub.warehouse import connect
+    from leadhub.core.warehouse import connect
     from transforms import crosswalk
     from transforms.link import link_people
 

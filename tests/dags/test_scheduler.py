@@ -34,7 +34,7 @@ import psutil
 import pytest
 
 from leadhub.airflow_local import machine_sizes
-from leadhub.settings import Settings
+from leadhub.core.settings import Settings
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from datetime import date, timedelta
 import duckdb
 import pytest
 
-from connectors.contracts import load_contracts
+from leadhub.core.contracts import load_contracts
 
 REFERRALS = load_contracts()["police_referrals"]
 # Planted raw identifiers: none may ever appear in validation results, Data Docs or logs.

@@ -8,7 +8,7 @@ import duckdb
 
 from expectations.build_checks import (JAIL_DAYS_CONSISTENT, REFERRAL_BEFORE_INTAKE, build_checks,
                                        record_build_checks)
-from leadhub.warehouse import connect
+from leadhub.core.warehouse import connect
 
 CORE = """
 CREATE TABLE core.referral (referral_id VARCHAR, person_key VARCHAR, referral_date DATE);

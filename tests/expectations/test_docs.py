@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from connectors.contracts import agencies, load_contracts
+from leadhub.core.contracts import agencies, load_contracts
 from leadhub.pipeline import ingest_agency
 from synthetic import generate
 from expectations.build_checks import record_build_checks
 from expectations.docs import CDN_ASSETS, VENDOR_DIR, build_docs, index_path, remote_resources
 from leadhub import cli
-from leadhub.warehouse import connect
-from transforms.build import build_warehouse
+from leadhub.core.warehouse import connect
+from leadhub.pipeline import build as build_warehouse
 
 
 def test_docs_show_every_stored_run_and_the_cli_opens_them(settings, master_key, deliveries,

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 import connectors.inbox as inbox
-from connectors.contracts import ContractError, load_contracts
+from leadhub.core.contracts import ContractError, load_contracts
 from leadhub.pipeline import ingest_agency
 from expectations.history import (NULL_SHARE_CHECK, ROW_COUNT_CHECK, HistorySettings, batch_stats,
                                   history_settings, profiled_columns)

@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from connectors.contracts import load_contracts
+from leadhub.core.contracts import load_contracts
 from expectations.suites import (SUITES_DIR, build_suite, custom_expectations, load_suite,
                                  merge_suite, validated_columns, write_suites)
-from leadhub.warehouse import staging_columns
+from leadhub.core.warehouse import staging_columns
 
 CONTRACTS = load_contracts()
 

@@ -3,7 +3,7 @@ for rows written before it, parsing the old text once."""
 
 import duckdb
 
-from leadhub.warehouse import MIGRATIONS, OPS_DDL, migrate
+from leadhub.core.warehouse import MIGRATIONS, OPS_DDL, migrate
 
 
 def test_migration_4_types_the_counts_rows_and_rules_of_earlier_results(tmp_path):

@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from connectors.contracts import Contract, load_contracts
+from leadhub.core.contracts import Contract, load_contracts
 from expectations import validate
 from expectations.suites import reference_values, token_columns, validated_columns
 from expectations.validate import validate_batch
-from leadhub.warehouse import staging_columns
+from leadhub.core.warehouse import staging_columns
 
 CONTRACTS = load_contracts()
 ARRESTS = CONTRACTS["police_arrests"]

@@ -15,8 +15,8 @@ import sys
 import pytest
 
 from leadhub import airflow_local
-from leadhub.errors import LeadHubError
-from leadhub.settings import Settings
+from leadhub.core.errors import LeadHubError
+from leadhub.core.settings import Settings
 
 READ_BACK = """
 import json, os, sys

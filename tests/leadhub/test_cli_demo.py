@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from leadhub import cli
-from leadhub.settings import Settings
+from leadhub.core.settings import Settings
 
 README = Path(__file__).parents[2] / "README.md"
 

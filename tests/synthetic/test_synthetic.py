@@ -14,7 +14,7 @@ import pytest
 from nicknames import NickNamer
 
 import synthetic
-from connectors.contracts import Contract, load_contracts
+from leadhub.core.contracts import Contract, load_contracts
 from synthetic import PLACEHOLDER_NAMES, VARIANT_RATES, generate, parameters
 from synthetic.arrays import _ascii
 from synthetic.people import _nicknames

@@ -23,10 +23,10 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from connectors.contracts import load_contracts
-from leadhub.keys import create_key_file
-from leadhub.settings import Settings
-from leadhub.warehouse import migrate, staging_columns
+from leadhub.core.contracts import load_contracts
+from leadhub.core.keys import create_key_file
+from leadhub.core.settings import Settings
+from leadhub.core.warehouse import migrate, staging_columns
 from transforms.model import run_models
 
 
@@ -214,7 +214,7 @@ def drop(settings: Settings, files: list[Path]) -> None:
 
 
 def ingest_all(settings: Settings) -> list[dict]:
-    from connectors.contracts import agencies
+    from leadhub.core.contracts import agencies
     from leadhub import pipeline
 
     return [o for agency in agencies() for o in pipeline.ingest(settings, agency)]
@@ -242,7 +242,7 @@ def demo_files(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_hub(tmp_path_factory, demo_files) -> Settings:
     """A hub that took the synthetic extracts in, built and published. Copy it with clone_hub."""
-    from transforms.build import build_warehouse
+    from leadhub.pipeline import build as build_warehouse
 
     settings = hub_settings(tmp_path_factory.mktemp("demo_hub"))
     create_key_file(settings.key_file)

@@ -5,9 +5,10 @@ import json
 import pytest
 
 from leadhub.cli import main
-from leadhub.errors import LeadHubError
-from leadhub.warehouse import connect
+from leadhub.core.errors import LeadHubError
+from leadhub.core.warehouse import connect
 from tests.transforms.test_link import booking, load, row
+from leadhub.core import audit
 from transforms import crosswalk
 from transforms.link import link_people
 
@@ -31,14 +32,14 @@ def test_lookup_returns_the_agency_ids_and_is_audited(settings, master_key, link
 
     ids = crosswalk.lookup(settings, master_key, linked, "correction request 2024-17", who="steward-a")
     assert sorted(ids) == [("jail", "J55"), ("police", "P77")]
-    entries = [json.loads(line) for line in crosswalk.audit_path(settings).read_text().splitlines()]
+    entries = [json.loads(line) for line in audit.audit_path(settings).read_text().splitlines()]
     assert entries[-1]["who"] == "steward-a" and entries[-1]["reason"] == "correction request 2024-17"
     assert entries[-1]["person_key"] == linked and "P77" not in json.dumps(entries)
-    assert crosswalk.verify_audit(settings) == 1
+    assert audit.verify_audit(settings) == 1
 
     with pytest.raises(LeadHubError, match="reason"):                  # no reason, no lookup
         crosswalk.lookup(settings, master_key, linked, "  ")
-    assert crosswalk.verify_audit(settings) == 1
+    assert audit.verify_audit(settings) == 1
 
 
 def test_cli_build_lookup_verify_and_an_edited_log_is_detected(settings, master_key, linked, capsys):
@@ -49,11 +50,11 @@ def test_cli_build_lookup_verify_and_an_edited_log_is_detected(settings, master_
     assert "police\tP77" in out and "jail\tJ55" in out
     assert main(["crosswalk", "verify"]) == 0
 
-    log = crosswalk.audit_path(settings)
+    log = audit.audit_path(settings)
     lines = log.read_text().splitlines()
     log.write_text("\n".join([lines[0], lines[2]]) + "\n")           # someone removes an entry
     with pytest.raises(LeadHubError, match="chain broken at line 2"):
-        crosswalk.verify_audit(settings)
+        audit.verify_audit(settings)
     assert main(["crosswalk", "lookup", linked, "--reason", "fourth"]) == 2   # blocked until investigated
 
 
@@ -62,8 +63,8 @@ def test_an_audit_entry_longer_than_the_tail_window_keeps_the_chain(settings, ma
     long_reason = "court order 2024-CV-0917: " + "records for the named case; " * 400
     crosswalk.lookup(settings, master_key, linked, long_reason, who="steward-a")
     crosswalk.lookup(settings, master_key, linked, "follow-up", who="steward-a")
-    assert crosswalk.verify_audit(settings) == 2
-    entries = [json.loads(line) for line in crosswalk.audit_path(settings).read_text().splitlines()]
+    assert audit.verify_audit(settings) == 2
+    entries = [json.loads(line) for line in audit.audit_path(settings).read_text().splitlines()]
     assert entries[0]["reason"] == long_reason.strip() and entries[1]["reason"] == "follow-up"
 
 
@@ -71,23 +72,23 @@ def test_crosswalk_and_audit_log_end_up_owner_only_even_over_wider_leftovers(set
     import os
     import stat
 
-    steward = crosswalk.steward_dir(settings)
+    steward = audit.steward_dir(settings)
     steward.mkdir(parents=True, exist_ok=True)
     leftover = crosswalk.crosswalk_path(settings).with_suffix(".tmp")
     leftover.write_bytes(b"")
     os.chmod(leftover, 0o644)
-    crosswalk.audit_path(settings).write_text("")
-    os.chmod(crosswalk.audit_path(settings), 0o644)
+    audit.audit_path(settings).write_text("")
+    os.chmod(audit.audit_path(settings), 0o644)
 
     crosswalk.build_crosswalk(settings, master_key)
     crosswalk.lookup(settings, master_key, linked, "correction request", who="steward-a")
     assert stat.S_IMODE(crosswalk.crosswalk_path(settings).stat().st_mode) == 0o600
-    assert stat.S_IMODE(crosswalk.audit_path(settings).stat().st_mode) == 0o600
-    assert crosswalk.verify_audit(settings) == 1
+    assert stat.S_IMODE(audit.audit_path(settings).stat().st_mode) == 0o600
+    assert audit.verify_audit(settings) == 1
 
 
 def test_building_with_another_key_keeps_the_existing_crosswalk(settings, master_key, linked, tmp_path):
-    from leadhub.keys import MasterKey, create_key_file
+    from leadhub.core.keys import MasterKey, create_key_file
 
     crosswalk.build_crosswalk(settings, master_key)
     before = crosswalk.crosswalk_path(settings).read_bytes()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from connectors.contracts import load_contracts
+from leadhub.core.contracts import load_contracts
 from transforms.dictionary import (PART2_NOTICE, PART2_TABLES, UNDESCRIBED, describe,
                                   sql_table_descriptions, undescribed)
 from transforms.publish import SNAPSHOT_INFO_COLUMNS, published_columns, published_dir, snapshot_path

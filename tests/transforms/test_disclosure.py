@@ -1,6 +1,6 @@
 """Disclosure helpers: published file names, texts quoting them, and the snapshot's pseudonyms."""
 
-from leadhub.keys import MasterKey
+from leadhub.core.keys import MasterKey
 from transforms.disclosure import (WITHHELD_NAME, column_disclosure, file_name_function,
                                    file_text_function, pseudonym_function)
 

@@ -193,9 +193,9 @@ def test_intake_and_leadhub_link_encode_the_same_person_identically():
     """Staging columns (intake) and ``encode_frame`` (``leadhub link``) share one set of name rules."""
     from datetime import date
 
-    from connectors.contracts import load_contracts
-    from leadhub.keys import MasterKey
-    from leadhub.warehouse import ENCODING_COLUMNS, staging_columns
+    from leadhub.core.contracts import load_contracts
+    from leadhub.core.keys import MasterKey
+    from leadhub.core.warehouse import ENCODING_COLUMNS, staging_columns
     from transforms.pseudonymize import Pseudonymizer
 
     contract = load_contracts()["police_referrals"]

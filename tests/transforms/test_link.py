@@ -6,7 +6,7 @@ import re
 import duckdb
 
 from leadhub.pipeline import ingest_agency
-from leadhub.warehouse import connect
+from leadhub.core.warehouse import connect
 from transforms.link import link_people
 
 REF_HEADER = ("referral_id,person_id,last_name,first_name,dob,ssn,sex,race,ethnicity,referral_date,"

@@ -8,7 +8,7 @@ import pandas as pd
 
 from leadhub.pipeline import ingest_agency
 from synthetic import generate
-from leadhub.warehouse import connect
+from leadhub.core.warehouse import connect
 from transforms.link import link_people
 
 IDENTITY = {"police_arrests": "police", "police_referrals": "police", "jail_bookings": "jail",

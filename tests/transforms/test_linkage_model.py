@@ -14,9 +14,9 @@ import pytest
 from leadhub.pipeline import ingest_agency
 from synthetic import generate
 from leadhub.cli import main
-from leadhub.warehouse import connect
+from leadhub.core.warehouse import connect
 from transforms import linkage_model, linkage_store
-from transforms.crosswalk import audit_path, verify_audit
+from leadhub.core.audit import audit_path, verify_audit
 from transforms.encodings import Encoder, encode_frame, fields_of, load_settings, read_mapping
 from transforms.link import _hand_over_keys, link_people
 from transforms.linkage_model import Encoded
@@ -186,7 +186,7 @@ def test_train_stores_a_private_versioned_model_that_builds_use_and_record(setti
     text = (folder / f"{version}.json").read_text().replace(version, "")
     assert not re.search(r"\d{8}", text)
 
-    from transforms.build import build_warehouse
+    from leadhub.pipeline import build as build_warehouse
     files = sorted(folder.iterdir())
     counts = build_warehouse(settings, publish=False)
     assert counts["link.model"] == version

@@ -22,9 +22,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from leadhub.errors import LeadHubError
-from leadhub.warehouse import MIGRATIONS, OPS_DDL, SCHEMA_VERSION, migrate
-from transforms.build import build_warehouse
+from leadhub.core.errors import LeadHubError
+from leadhub.core.warehouse import MIGRATIONS, OPS_DDL, SCHEMA_VERSION, migrate
+from leadhub.pipeline import build as build_warehouse
 from transforms.publish import snapshot_path
 
 RUN_SPECIFIC = {"_batch_id", "batch_id", "last_batch_id", "changed_by_batch_id", "file_id",

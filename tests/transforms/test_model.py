@@ -7,8 +7,8 @@ from datetime import date, datetime, timedelta
 import duckdb
 import pytest
 
-from leadhub.errors import LeadHubError
-from leadhub.warehouse import migrate
+from leadhub.core.errors import LeadHubError
+from leadhub.core.warehouse import migrate
 from transforms.model import run_models, sql_files
 
 ELIGIBLE = (("DRG01", "felony"),)          # LEAD-eligible in offense_codes.csv
@@ -212,7 +212,7 @@ def test_rows_a_corrected_incremental_resend_leaves_out_are_kept_as_deleted(sett
     """The current view drops them; core.record_history must say so, as it does for full history."""
     import os
 
-    from connectors.contracts import load_contracts
+    from leadhub.core.contracts import load_contracts
     from leadhub.pipeline import ingest_agency
     from transforms.model import record_history_sql
 

@@ -17,8 +17,8 @@ import subprocess
 import sys
 import termios
 
-from leadhub.keys import MasterKey, create_key_file
-from leadhub.warehouse import connect
+from leadhub.core.keys import MasterKey, create_key_file
+from leadhub.core.warehouse import connect
 from tests.transforms.test_link import booking, load, row
 from transforms.crosswalk import build_crosswalk
 from transforms.link import link_people

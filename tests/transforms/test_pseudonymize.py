@@ -1,7 +1,7 @@
 from datetime import date
 
-from connectors.contracts import load_contracts
-from leadhub.warehouse import staging_columns
+from leadhub.core.contracts import load_contracts
+from leadhub.core.warehouse import staging_columns
 from transforms.pseudonymize import Pseudonymizer
 
 
@@ -46,6 +46,6 @@ def test_agency_person_ids_are_scoped_by_agency(master_key):
 
 
 def test_tokens_depend_on_the_key(tmp_path, master_key):
-    from leadhub.keys import MasterKey, create_key_file
+    from leadhub.core.keys import MasterKey, create_key_file
     other = MasterKey.load(create_key_file(tmp_path / "other.key"))
     assert Pseudonymizer(master_key).token("ssn", "123456780") != Pseudonymizer(other).token("ssn", "123456780")

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from connectors.contracts import load_contracts
-from leadhub.keys import MasterKey
+from leadhub.core.contracts import load_contracts
+from leadhub.core.keys import MasterKey
 from transforms import normalize
 from transforms.encodings import Encoder, canonical, encode_frame, load_settings, to_text
 from transforms.pseudonymize import Pseudonymizer

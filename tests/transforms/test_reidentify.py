@@ -43,7 +43,7 @@ from pathlib import Path
 
 import duckdb
 
-from connectors.contracts import load_contracts
+from leadhub.core.contracts import load_contracts
 from transforms.publish import snapshot_path
 
 NEGLIGIBLE = 0.05
@@ -180,7 +180,7 @@ def ways_in(snapshot: dict, clear: dict) -> list[tuple[float, str, tuple, str, t
 
 def _truth(hub):
     """person_of for clear_extracts: the person_key the hub gave each agency person id."""
-    from leadhub.keys import MasterKey
+    from leadhub.core.keys import MasterKey
     from transforms.pseudonymize import Pseudonymizer
 
     pseudonymizer = Pseudonymizer(MasterKey.load(hub.key_file))

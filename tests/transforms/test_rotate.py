@@ -5,11 +5,11 @@ import io
 import duckdb
 import pytest
 
-from connectors.archive import decrypt_to
+from leadhub.core.archive import decrypt_to
 from leadhub.pipeline import ingest_agency
-from leadhub.errors import LeadHubError
-from leadhub.keys import MasterKey, create_key_file
-from leadhub.warehouse import connect
+from leadhub.core.errors import LeadHubError
+from leadhub.core.keys import MasterKey, create_key_file
+from leadhub.core.warehouse import connect
 from tests.transforms.test_link import BOOK_HEADER, booking, drop, load, row
 from transforms.link import link_people
 from transforms.rotate import rotate_key

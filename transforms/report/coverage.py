@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from connectors.contracts import load_contracts
+from leadhub.core.contracts import load_contracts
 from transforms.report.model import Table, fetch_dicts
 from transforms.report.suppression import NOT_APPLICABLE
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leadhub.settings import Settings
-from leadhub.warehouse import connect
+from leadhub.core.settings import Settings
+from leadhub.core.warehouse import connect
 from transforms.report.model import RE_ARREST_WINDOW
 from transforms.report.source import has_marts, report_source
 from transforms.report.tables import RearrestEstimates, rearrest_estimates

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from leadhub.errors import LeadHubError
+from leadhub.core.errors import LeadHubError
 from transforms import linkage_store
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leadhub.settings import Settings
+from leadhub.core.settings import Settings
 
 
 def report_source(settings: Settings) -> Path | None:

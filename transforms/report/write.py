@@ -6,10 +6,10 @@ import shutil
 from datetime import date, datetime
 from pathlib import Path
 
-from connectors.exports import write_csv
-from leadhub.errors import LeadHubError
-from leadhub.settings import Settings
-from leadhub.warehouse import connect
+from leadhub.core.exports import write_csv
+from leadhub.core.errors import LeadHubError
+from leadhub.core.settings import Settings
+from leadhub.core.warehouse import connect
 from transforms.notices import PART2_NOTICE
 from transforms.report.coverage import data_coverage
 from transforms.report.demo import planted_effect, planted_effect_text

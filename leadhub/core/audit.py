@@ -14,9 +14,9 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from leadhub.errors import LeadHubError
-from leadhub.files import append_durably, make_private_dir
-from leadhub.settings import Settings
+from leadhub.core.errors import LeadHubError
+from leadhub.core.files import append_durably, make_private_dir
+from leadhub.core.settings import Settings
 
 GENESIS = "0" * 64
 

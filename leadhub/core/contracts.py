@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from leadhub.declared import Declared, ValidationError, declaration_error, read_yaml
+from leadhub.core.declared import Declared, ValidationError, declaration_error, read_yaml
 
-CONTRACTS_DIR = Path(__file__).parent / "contracts"
+# The declarations are data that belong with the intake they drive (connectors/contracts/<agency>/),
+# read here by path: the core reads them without importing the connectors stage.
+CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "connectors" / "contracts"
 
 TYPES = {"string", "integer", "date", "timestamp", "decimal"}
 IDENTIFIER_ROLES = {"first_name", "middle_name", "last_name", "dob", "ssn",

@@ -31,9 +31,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from leadhub.errors import LeadHubError
-from leadhub.files import PRIVATE_FILE_MODE, make_private_dir
-from leadhub.settings import ENV_LOCK_TIMEOUT, lock_timeout_seconds
+from leadhub.core.errors import LeadHubError
+from leadhub.core.files import PRIVATE_FILE_MODE, make_private_dir
+from leadhub.core.settings import ENV_LOCK_TIMEOUT, lock_timeout_seconds
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.2

@@ -28,8 +28,8 @@ from typing import Callable, Protocol
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from leadhub.errors import KeyError_
-from leadhub.files import PRIVATE_DIR_MODE, open_private
+from leadhub.core.errors import KeyError_
+from leadhub.core.files import PRIVATE_DIR_MODE, open_private
 
 KEY_BYTES = 32
 # "publication": pseudonyms of record numbers in the analysts' snapshot, unrelated to the

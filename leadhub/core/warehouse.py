@@ -10,7 +10,7 @@ Layers:
   marts    — reporting tables built by ``transforms/sql``
 
 DuckDB allows one writing process; every write goes through ``connect()``, which
-holds the hub-wide writer lock (leadhub/lock.py) while the connection is open
+holds the hub-wide writer lock (leadhub/core/lock.py) while the connection is open
 (Airflow also serializes writers with a one-slot pool). Only the pipeline opens
 this file; analysts read the published snapshot.
 """
@@ -27,11 +27,12 @@ from typing import Iterator
 
 import duckdb
 
-from connectors.contracts import Contract, load_contracts
-from leadhub.errors import LeadHubError
-from leadhub.files import transaction
-from leadhub.lock import writer_lock
-from leadhub.settings import PRIVATE_FILE_MODE, lock_timeout_seconds, make_private_dir, writer_lock_file
+from leadhub.core.contracts import Contract, load_contracts
+from leadhub.core.errors import LeadHubError
+from leadhub.core.files import transaction
+from leadhub.core.lock import writer_lock
+from leadhub.core.files import PRIVATE_FILE_MODE, make_private_dir
+from leadhub.core.settings import lock_timeout_seconds, writer_lock_file
 
 # Token columns that replace identifier columns in staging, by identifier role.
 TOKEN_COLUMNS = {

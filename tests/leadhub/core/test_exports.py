@@ -6,7 +6,7 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from connectors.exports import escape_cell, write_csv, write_frame
+from leadhub.core.exports import escape_cell, write_csv, write_frame
 
 
 @pytest.mark.parametrize("value, written", [

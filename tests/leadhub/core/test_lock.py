@@ -11,14 +11,14 @@ import textwrap
 import duckdb
 
 from leadhub.pipeline import ingest_agency
-from leadhub.lock import writer_lock
-from leadhub.warehouse import connect
+from leadhub.core.lock import writer_lock
+from leadhub.core.warehouse import connect
 
 # A writer that holds the warehouse's write connection while it works: it records when it got
 # in and when it left, in the warehouse itself, so the test reads the order from the data.
 WRITER = textwrap.dedent("""
     import sys, time
-    from leadhub.warehouse import connect
+    from leadhub.core.warehouse import connect
     name = sys.argv[2]
     print("starting", flush=True)
     with connect(sys.argv[1]) as con:
@@ -31,7 +31,7 @@ WRITER = textwrap.dedent("""
 # Holds the lock (or a read-only warehouse connection) until its stdin closes.
 HOLD_LOCK = textwrap.dedent("""
     import sys
-    from leadhub.lock import writer_lock
+    from leadhub.core.lock import writer_lock
     with writer_lock(sys.argv[1]):
         print("held", flush=True)
         sys.stdin.read()
@@ -156,7 +156,7 @@ def test_warehouse_archive_and_state_are_private(settings, master_key):
 def test_a_timeout_that_is_not_a_number_is_a_one_line_reason(settings, monkeypatch):
     import pytest
 
-    from leadhub.errors import LeadHubError
+    from leadhub.core.errors import LeadHubError
 
     monkeypatch.setenv("LEADHUB_LOCK_TIMEOUT_SECONDS", "ten minutes")
     with pytest.raises(LeadHubError, match="LEADHUB_LOCK_TIMEOUT_SECONDS must be a number of seconds"):

@@ -15,10 +15,10 @@ from typing import BinaryIO
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from connectors.readers import Source, reopen
-from leadhub.errors import LeadHubError
-from leadhub.files import PRIVATE_DIR_MODE, atomic_write, fsync_path  # noqa: F401  (fsync_path re-exported for intake)
-from leadhub.keys import MasterKey
+from leadhub.core.readers import Source, reopen
+from leadhub.core.errors import LeadHubError
+from leadhub.core.files import PRIVATE_DIR_MODE, atomic_write
+from leadhub.core.keys import MasterKey
 
 MAGIC = b"LHA1"
 CHUNK = 1024 * 1024

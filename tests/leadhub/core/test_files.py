@@ -6,7 +6,7 @@ import stat
 import duckdb
 import pytest
 
-from leadhub.files import (append_durably, atomic_write, atomic_write_bytes, open_private, replace_durably,
+from leadhub.core.files import (append_durably, atomic_write, atomic_write_bytes, open_private, replace_durably,
                            transaction)
 
 

@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from connectors.archive import decrypt_to, encrypt_file
-from leadhub.errors import LeadHubError
+from leadhub.core.archive import decrypt_to, encrypt_file
+from leadhub.core.errors import LeadHubError
 
 
 def test_archive_round_trips_byte_for_byte_and_hides_plaintext(tmp_path, master_key):

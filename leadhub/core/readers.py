@@ -29,8 +29,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
-from connectors.contracts import Column, Contract
-from leadhub.errors import RejectedFile
+from leadhub.core.contracts import Column, Contract
+from leadhub.core.errors import RejectedFile
 
 CHUNK_ROWS = 50_000
 # Longer lines are refused: no real extract row is a megabyte, and reading one whole would

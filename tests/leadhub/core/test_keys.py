@@ -3,8 +3,8 @@ import stat
 
 import pytest
 
-from leadhub.errors import LeadHubError
-from leadhub.keys import MasterKey, create_key_file
+from leadhub.core.errors import LeadHubError
+from leadhub.core.keys import MasterKey, create_key_file
 
 
 def test_key_file_is_created_owner_only_and_never_overwritten(tmp_path):
@@ -49,7 +49,7 @@ def vault_secret() -> str:
 
 
 def test_master_key_from_a_pluggable_provider(tmp_path, monkeypatch):
-    monkeypatch.setenv("LEADHUB_KEY_PROVIDER", "tests.leadhub.test_keys:vault_secret")
+    monkeypatch.setenv("LEADHUB_KEY_PROVIDER", "tests.leadhub.core.test_keys:vault_secret")
     assert MasterKey.load(tmp_path / "no-such-file.key").secret == bytes.fromhex("ab" * 32)
     monkeypatch.setenv("LEADHUB_KEY_PROVIDER", "no.such.module:fn")
     with pytest.raises(LeadHubError, match="cannot be imported"):
@@ -57,7 +57,7 @@ def test_master_key_from_a_pluggable_provider(tmp_path, monkeypatch):
 
 
 def test_a_demo_key_is_refused_outside_demo_mode(tmp_path, monkeypatch):
-    from leadhub.keys import load_or_create
+    from leadhub.core.keys import load_or_create
 
     monkeypatch.delenv("LEADHUB_DEMO", raising=False)
     path = tmp_path / "demo.key"
@@ -71,7 +71,7 @@ def test_a_demo_key_is_refused_outside_demo_mode(tmp_path, monkeypatch):
 
 def test_a_refused_demo_key_stops_a_real_command(tmp_path, monkeypatch, capsys):
     from leadhub.cli import main
-    from leadhub.keys import create_key_file
+    from leadhub.core.keys import create_key_file
 
     monkeypatch.delenv("LEADHUB_DEMO", raising=False)
     monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))

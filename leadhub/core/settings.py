@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from leadhub.errors import LeadHubError
-from leadhub.files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_private_dir  # noqa: F401  (re-exported)
+from leadhub.core.errors import LeadHubError
+from leadhub.core.files import make_private_dir
 
 ENV_DATA_DIR = "LEADHUB_DATA_DIR"
 ENV_KEY_FILE = "LEADHUB_KEY_FILE"

@@ -28,7 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from leadhub.files import atomic_write
+from leadhub.core.files import atomic_write
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NEGATIVE_NUMBER = re.compile(r"^-\d+(\.\d+)?$")

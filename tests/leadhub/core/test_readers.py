@@ -2,9 +2,9 @@ from datetime import date
 
 import pytest
 
-from connectors.contracts import load_contracts
-from connectors.readers import header_difference, read_chunks
-from leadhub.errors import RejectedFile
+from leadhub.core.contracts import load_contracts
+from leadhub.core.readers import header_difference, read_chunks
+from leadhub.core.errors import RejectedFile
 
 CONTACTS = load_contracts()["treatment_contacts"]
 HEADER = "contact_id,client_id,contact_date,service_type\n"
@@ -66,8 +66,8 @@ from datetime import datetime  # noqa: E402
 
 from openpyxl import Workbook  # noqa: E402
 
-from connectors import readers  # noqa: E402
-from connectors.contracts import FileFormat  # noqa: E402
+from leadhub.core import readers  # noqa: E402
+from leadhub.core.contracts import FileFormat  # noqa: E402
 
 CLIENTS = load_contracts()["treatment_clients"]
 COLUMNS = CONTACTS.column_names

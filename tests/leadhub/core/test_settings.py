@@ -2,8 +2,8 @@
 
 import pytest
 
-from leadhub.errors import LeadHubError
-from leadhub.settings import Settings, lock_timeout_seconds
+from leadhub.core.errors import LeadHubError
+from leadhub.core.settings import Settings, lock_timeout_seconds
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_a_bad_value_is_one_line_naming_the_variable_and_the_rule(env, name, val
 
 
 def test_the_inbox_poll_interval_is_checked_like_the_others(env):
-    from leadhub.settings import Environment
+    from leadhub.core.settings import Environment
 
     assert Environment.read().LEADHUB_INBOX_POLL_SECONDS == 30.0
     env.setenv("LEADHUB_INBOX_POLL_SECONDS", "0.5")

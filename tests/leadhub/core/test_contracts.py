@@ -2,7 +2,7 @@
 
 import pytest
 
-from connectors.contracts import CONTRACTS_DIR, ContractError, load_contracts
+from leadhub.core.contracts import CONTRACTS_DIR, ContractError, load_contracts
 
 
 @pytest.mark.parametrize("old, new", [
