@@ -37,6 +37,7 @@ import duckdb
 import pyarrow as pa
 
 from connectors import dropcrypt
+from leadhub.core.agreements import AgreementError, agreement_for
 from leadhub.core.archive import decrypt_to, encrypt_file
 from leadhub.core.contracts import Contract, ContractError, contract_for_file
 from connectors.inbox_files import (  # noqa: F401  (SAFE_NAME, is_in_progress: for importers)
@@ -308,6 +309,10 @@ class Intake:
             if contract is None:
                 return refuse("unknown_file_name", f"no {agency} contract matches this file name",
                               sha=sha, size=size, file_id=file_id)
+            try:  # a delivery is taken only while the agency's data-sharing agreement is in force
+                agreement_for(agency, received.date())
+            except AgreementError as err:
+                return refuse("agreement", str(err), contract.extract, sha, size, file_id)
 
             # An identical re-send: recorded, never loaded twice. Its bytes are already archived.
             dup = self._loaded_before(agency, sha)
