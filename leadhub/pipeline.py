@@ -91,8 +91,9 @@ def build(settings: Settings, publish: bool = True) -> dict[str, int | str]:
     Returns row counts and the model version (no identifiers).
     """
     from expectations.build_checks import record_build_checks
+    from leadhub.core.agreements import in_force_for_held
     from leadhub.core.files import transaction
-    from leadhub.core.warehouse import connect
+    from leadhub.core.warehouse import connect, utcnow
     from transforms.link import link_people
     from transforms.linkage_store import current_model
     from transforms.model import run_models
@@ -101,6 +102,8 @@ def build(settings: Settings, publish: bool = True) -> dict[str, int | str]:
     model = current_model(settings.data_dir)  # read before the transaction: a bad file stops nothing half-way
     with connect(settings.warehouse_path) as con:
         with transaction(con):
+            # Data is built on only while its agency's agreement is in force: refused, naming the agency.
+            in_force_for_held(con, utcnow().date())
             counts = {f"link.{k}": v for k, v in link_people(con, model=model).items()}
             counts.update(run_models(con))
             # Cross-extract checks need the linked core tables; warnings, recorded with the build.

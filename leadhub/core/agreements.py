@@ -15,8 +15,11 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
+import duckdb
+
 from pydantic import Field, model_validator
 
+from leadhub.core.contracts import load_contracts
 from leadhub.core.declared import Declared, ValidationError, declaration_error, read_yaml
 from leadhub.core.errors import LeadHubError
 
@@ -96,3 +99,22 @@ def permitted(agencies, purpose: str, on: date, directory: Path | None = None) -
     AgreementError naming the first agency with none in force."""
     found = {a: agreement_for(a, on, directory) for a in sorted(agencies)}
     return {a: g for a, g in found.items() if g.permits(purpose)}
+
+
+def held_agencies(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Agencies with rows in the warehouse's staging tables (any of their extracts)."""
+    tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() "
+                                        "WHERE database_name = current_database() AND schema_name = 'staging'")
+              .fetchall()}
+    held: set[str] = set()
+    for contract in load_contracts().values():
+        if contract.agency not in held and contract.name in tables and \
+                con.execute(f'SELECT 1 FROM staging."{contract.name}" LIMIT 1').fetchone():
+            held.add(contract.agency)
+    return sorted(held)
+
+
+def in_force_for_held(con: duckdb.DuckDBPyConnection, on: date) -> dict[str, Agreement]:
+    """The agreement of every agency whose data the warehouse holds; AgreementError naming the
+    first agency without one in force on ``on``."""
+    return {agency: agreement_for(agency, on) for agency in held_agencies(con)}

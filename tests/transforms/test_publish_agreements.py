@@ -1,0 +1,80 @@
+"""Builds, the analysts' snapshot and the report use an agency's data only within its
+data-sharing agreement and its purposes."""
+
+from datetime import date
+
+import duckdb
+import pytest
+
+import leadhub.core.agreements as agreements
+from leadhub.core.agreements import AgreementError
+from leadhub.pipeline import build
+
+SIGNED = """reference: DSA-{upper}-1
+agency: {agency}
+effective: 2020-01-01
+end: {end}
+purposes: [{purposes}]
+retention_days: 3650
+small_cell_threshold: {threshold}
+"""
+ALL = "evaluation, operations, justice_counts"
+
+
+@pytest.fixture
+def sign(tmp_path, monkeypatch):
+    """Write the agreements a test needs into a folder of its own: sign(agency, end=..., ...)."""
+    folder = tmp_path / "agreements"
+    folder.mkdir()
+    monkeypatch.setattr(agreements, "AGREEMENTS_DIR", folder)
+
+    def write(agency, end="2099-12-31", purposes=ALL, threshold=10):
+        (folder / f"{agency}.yaml").write_text(SIGNED.format(upper=agency.upper(), agency=agency, end=end,
+                                                             purposes=purposes, threshold=threshold))
+    return write
+
+
+@pytest.fixture
+def delivered(settings, make_warehouse):
+    """Police and treatment rows in staging (no build yet): 3 people referred and arrested,
+    2 of them treatment clients with one contact each."""
+    w = make_warehouse(settings.warehouse_path)
+    for i in range(3):
+        p = f"P{i}"
+        w.referral(p, date(2022, 3, 1 + i))
+        w.arrest(p, date(2021, 12, 1 + i))
+        if i < 2:
+            w.client(p, "active")
+            w.episode(p, date(2022, 3, 5))
+            w.contact(p, date(2022, 3, 10))
+    w.deliver()
+    w.close()
+    return settings
+
+
+def tables(settings, schema):
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = ?",
+                                          [schema]).fetchall()}
+
+
+def test_build_refuses_while_an_agency_with_data_has_no_agreement_in_force(delivered, sign):
+    sign("police", end="2021-12-31")     # expired
+    sign("treatment")
+    with pytest.raises(AgreementError, match=r"agency police: agreement DSA-POLICE-1 .* is not in force"):
+        build(delivered, publish=False)
+    assert "arrest" not in tables(delivered, "core")      # nothing was built
+
+
+def test_build_refuses_when_an_agency_with_data_has_no_agreement_at_all(delivered, sign):
+    sign("police")
+    with pytest.raises(AgreementError, match="agency treatment has no data-sharing agreement"):
+        build(delivered, publish=False)
+
+
+def test_build_goes_ahead_when_every_agency_with_data_has_an_agreement(delivered, sign):
+    sign("police")
+    sign("treatment")
+    sign("jail", end="2021-12-31")       # expired, but the warehouse holds no jail data
+    build(delivered, publish=False)
+    assert {"arrest", "referral", "service_contact"} <= tables(delivered, "core")
