@@ -182,3 +182,69 @@ def test_triggerer_watches_the_same_inboxes_read_only_and_every_component_agrees
 def test_pull_state_survives_a_container_rebuild(services):
     targets = {target for _, target in volume_mounts(services["airflow-worker"])}
     assert f"{DATA_DIR}/state" in targets
+
+
+# Roles on the host: the stack must set up what `leadhub doctor` checks (leadhub/core/roles.py).
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """What compose makes of a value: ${VAR:-default} from env or its default, then $$ -> $."""
+    def value(m: re.Match) -> str:
+        name, op, default = m.group(1), m.group(2), m.group(3)
+        return env.get(name) or (default if op and op.endswith("-") else "")
+    return VARIABLE.sub(value, text).replace("$$", "$")
+
+
+def test_every_agency_has_a_group_that_the_inbox_readers_join(services):
+    common = env_of(services["airflow-worker"])
+    groups = dict(pair.split("=", 1) for pair in interpolate(common["LEADHUB_AGENCY_GROUPS"], {}).split(","))
+    assert set(groups) == set(agencies())
+    assert len(set(groups.values())) == len(groups), "two agencies share a group: each could read the other's inbox"
+    assert interpolate(common["LEADHUB_ANALYST_GROUP"], {}) not in groups.values()
+    for name in ("airflow-worker", "airflow-triggerer"):
+        joined = {interpolate(g, {}) for g in services[name].get("group_add") or []}
+        assert joined == set(groups.values()), f"{name} must join every agency's group, and no other"
+    for name in set(services) - {"airflow-worker", "airflow-triggerer"}:
+        assert not services[name].get("group_add"), f"{name} has no business in an agency's group"
+    # Every service that can read a file sees the same names the roles map is checked with.
+    for name, service in services.items():
+        if name.startswith("airflow-"):
+            assert env_of(service)["LEADHUB_STEWARD_USER"] == "${AIRFLOW_UID:-50000}", name
+
+
+def test_sftp_starts_after_init_has_set_the_inboxes_up(services):
+    assert services["sftp"]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_init_script_sets_up_an_install_that_doctor_finds_clean(services, tmp_path):
+    """Run the roles part of airflow-init's script on a folder, then check it against the map."""
+    import os
+    import shutil
+
+    from leadhub.core.keys import create_key_file
+    from leadhub.core.roles import Names, check
+    from leadhub.core.settings import Settings
+
+    if os.geteuid() != 0:
+        pytest.skip("chgrp to the agencies' groups needs root")
+    init = services["airflow-init"]
+    env = {"AIRFLOW_UID": str(os.geteuid())}
+    script = interpolate(init["command"][1], env)
+    script = "\n".join(line for line in script.splitlines() if "/entrypoint" not in line)
+    data = tmp_path / "data"
+    script = script.replace("/opt/leadhub/data", str(data)).replace("/opt/airflow/logs", str(tmp_path / "logs"))
+    (tmp_path / "logs").mkdir()
+    # A delivery already waiting, uploaded under umask 022, and a leftover too-open archive file.
+    (data / "inbox" / "police").mkdir(parents=True)
+    (data / "inbox" / "police" / "arrests.csv").write_text("x")
+    (data / "archive").mkdir()
+    (data / "archive" / "old.enc").write_text("x")
+    os.chmod(data / "archive" / "old.enc", 0o644)
+    container_env = {k: interpolate(v, env) for k, v in env_of(init).items() if k.startswith("LEADHUB_")}
+    done = subprocess.run([shutil.which("bash"), "-c", script], env={**os.environ, **env, **container_env},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    key = tmp_path / "secrets" / "leadhub_master.key"
+    create_key_file(key)
+    names = Names(steward=container_env["LEADHUB_STEWARD_USER"], analysts=container_env["LEADHUB_ANALYST_GROUP"],
+                  agency_groups=tuple(tuple(p.split("=", 1)) for p in container_env["LEADHUB_AGENCY_GROUPS"].split(",")))
+    assert [str(d) for d in check(Settings(data_dir=data, key_file=key), agencies(), names)] == []
