@@ -25,6 +25,7 @@ NO_KEY_NEEDED: dict[str, tuple[dict[str, object], str, str]] = {
     "status": ({}, "status", "it reads ledger counts and dates only"),
     "quality": ({}, "quality", "it reads validation counts only"),
     "docs": ({}, "docs", "it renders stored validation counts only"),
+    "doctor": ({}, "doctor", "it reads owners, groups and modes only"),
     "retention": ({"dry_run": True}, "retention --dry-run", "with --dry-run it only lists archive file names"),
     "crosswalk": ({"action": "verify"}, "crosswalk verify", "'verify' only checks the audit log's hash chain"),
     "link": ({"installation_key": False}, "link without --installation-key",
@@ -496,6 +497,25 @@ def cmd_airflow(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_doctor(settings: Settings, args) -> int:
+    from leadhub.core.contracts import agencies
+    from leadhub.core.errors import printable
+    from leadhub.core.roles import Names, check, fix
+
+    names = Names.from_env()
+    if args.fix:
+        for path in fix(settings, agencies(), names):
+            print(f"narrowed {printable(str(path))}")
+    deviations = check(settings, agencies(), names)
+    for d in deviations:
+        print(printable(str(d)))
+    if deviations:
+        print(f"{len(deviations)} deviation(s) from the roles map (README, 'Roles on the host')", file=sys.stderr)
+        return 1
+    print(f"{settings.data_dir} and {settings.key_file} match the roles map")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="leadhub", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -591,6 +611,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--people", type=int, default=3000)
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=cmd_demo)
+    dr = sub.add_parser("doctor", help="check owners, groups and modes against the roles map")
+    dr.add_argument("--fix", action="store_true", help="first narrow every mode wider than the map allows")
+    dr.set_defaults(func=cmd_doctor)
     for name, command in sub.choices.items():
         summary = next((a.help for a in sub._choices_actions if a.dest == name), None) or ""
         command.description = f"{summary[:1].upper()}{summary[1:]}. {key_note(name)}".lstrip(". ")
