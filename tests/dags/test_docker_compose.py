@@ -248,3 +248,10 @@ def test_init_script_sets_up_an_install_that_doctor_finds_clean(services, tmp_pa
     names = Names(steward=container_env["LEADHUB_STEWARD_USER"], analysts=container_env["LEADHUB_ANALYST_GROUP"],
                   agency_groups=tuple(tuple(p.split("=", 1)) for p in container_env["LEADHUB_AGENCY_GROUPS"].split(",")))
     assert [str(d) for d in check(Settings(data_dir=data, key_file=key), agencies(), names)] == []
+
+
+def test_the_worker_writes_with_umask_0027_not_the_images_0002(services):
+    # Airflow's entrypoint sets umask 0002; snapshots and reports would come out group-writable.
+    command = services["airflow-worker"]["command"]
+    assert command[:2] == ["bash", "-c"]
+    assert re.fullmatch(r"umask 0027 && exec airflow celery worker", command[2])

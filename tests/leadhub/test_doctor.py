@@ -31,7 +31,7 @@ def installed(settings, monkeypatch):
     for name in ("published", "reports"):
         (d / name).mkdir(exist_ok=True)
         os.chown(d / name, -1, analysts)
-        os.chmod(d / name, 0o750)
+        os.chmod(d / name, 0o2750)
     for agency, gid in agency_gids.items():
         settings.inbox(agency).mkdir(parents=True, exist_ok=True)
         os.chown(settings.inbox(agency), -1, gid)

@@ -43,7 +43,7 @@ def install(settings):
     for sub in ("published", "reports"):
         (d / sub).mkdir(exist_ok=True)
         os.chown(d / sub, -1, analysts)
-        os.chmod(d / sub, 0o750)
+        os.chmod(d / sub, 0o2750)
     (d / "published" / "lead.duckdb").write_bytes(b"x")
     os.chmod(d / "published" / "lead.duckdb", 0o640)
     for agency, gid in (("jail", jail), ("police", police)):
@@ -90,12 +90,12 @@ def test_wrong_group_owner_and_missing_bits_are_named(install):
     settings, names = install
     d = settings.data_dir
     os.chown(settings.inbox("jail"), -1, int(dict(names.agency_groups)["police"]))
-    os.chmod(d / "reports", 0o700)  # analysts could not read the reports
+    os.chmod(d / "reports", 0o2700)  # analysts could not read the reports
     os.chown(d / "quarantine", 4242, -1)
     found = lines(settings, names)
     assert f"{settings.inbox('jail')}: expected group {dict(names.agency_groups)['jail']}, " \
            f"found {dict(names.agency_groups)['police']}" in found
-    assert f"{d / 'reports'}: expected mode 0750, found 0700" in found
+    assert f"{d / 'reports'}: expected mode 2750, found 2700" in found
     assert f"{d / 'quarantine'}: expected owner {names.steward}, found 4242" in found
     assert len(found) == 3
 
@@ -116,13 +116,13 @@ def test_fix_narrows_wide_modes_and_leaves_what_it_cannot_fix(install):
     d = settings.data_dir
     os.chmod(d / "archive", 0o755)
     os.chmod(settings.key_file, 0o644)
-    os.chmod(d / "reports", 0o700)
+    os.chmod(d / "reports", 0o750)  # without setgid a new report would not take the analysts' group
     changed = fix(settings, AGENCIES, names)
     assert sorted(changed) == sorted([d / "archive", settings.key_file])
     assert stat.S_IMODE(os.stat(d / "archive").st_mode) == 0o700
     assert stat.S_IMODE(os.stat(settings.key_file).st_mode) == 0o600
     # fix only removes bits: the analysts' missing read stays for the steward to decide.
-    assert lines(settings, names) == [f"{d / 'reports'}: expected mode 0750, found 0700"]
+    assert lines(settings, names) == [f"{d / 'reports'}: expected mode 2750, found 0750"]
 
 
 def test_agency_groups_from_the_environment(monkeypatch):
