@@ -73,9 +73,10 @@ ROLES: tuple[Rule, ...] = (
     Rule("warehouse", STEWARD, 0o700, 0o700, contents=0o700),
     Rule("state", STEWARD, 0o700, 0o700, contents=0o700, required=False),
     Rule("steward", STEWARD, 0o700, 0o700, contents=0o700, required=False),
-    # setgid so every snapshot and report the hub writes takes the analysts' group.
-    Rule("published", ANALYSTS, 0o2750, 0o2750, group=ANALYSTS, contents=0o2750, required=False),
-    Rule("reports", ANALYSTS, 0o2750, 0o2750, group=ANALYSTS, contents=0o2750),
+    # setgid so every snapshot and report the hub writes takes the analysts' group. As in the
+    # inboxes, the folder shuts others out; what matters below is that analysts cannot write.
+    Rule("published", ANALYSTS, 0o2750, 0o2750, group=ANALYSTS, contents=0o2755, required=False),
+    Rule("reports", ANALYSTS, 0o2750, 0o2750, group=ANALYSTS, contents=0o2755),
     Rule("<key>", STEWARD, 0o600, 0o400),
 )
 

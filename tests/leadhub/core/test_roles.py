@@ -136,3 +136,13 @@ def test_agency_groups_from_the_environment(monkeypatch):
     monkeypatch.setenv("LEADHUB_AGENCY_GROUPS", "police")
     with pytest.raises(LeadHubError, match="LEADHUB_AGENCY_GROUPS"):
         Names.from_env()
+
+
+def test_a_group_writable_report_is_named_and_a_world_readable_one_behind_the_folder_is_not(install):
+    settings, names = install
+    report = settings.reports_dir / "lead_report.html"
+    report.write_text("x")
+    os.chmod(report, 0o644)  # written under umask 022: others cannot pass reports/ (2750) anyway
+    assert lines(settings, names) == []
+    os.chmod(report, 0o664)  # written under the Airflow image's umask 0002: analysts could alter it
+    assert lines(settings, names) == [f"{report}: expected mode at most 0644, found 0664"]
