@@ -4,9 +4,16 @@ Three independent tasks, so a stale feed (which fails ``check_staleness`` with
 a line per agency and extract) does not hold up publication or retention.
 All three open the warehouse, so all take the one-slot warehouse pool.
 
-Parameters ("Trigger DAG" with parameters): ``retention_days`` overrides
-$LEADHUB_ARCHIVE_RETENTION_DAYS for this run; ``dry_run`` lists what
-retention would delete without deleting it.
+Retention (``leadhub.maintenance.archive_retention``) expires whole batches past
+their agency's retention period (its agreement's, else
+$LEADHUB_ARCHIVE_RETENTION_DAYS): their rows go from staging and history, core,
+marts and the snapshot are rebuilt from what remains, then their archived
+originals are deleted.
+
+Parameters ("Trigger DAG" with parameters): ``retention_days`` shortens the
+retention period for this run (never lengthens an agreement's); ``dry_run`` lists
+what retention would remove (batches, row counts per table, files) without
+removing it.
 """
 
 from __future__ import annotations
@@ -38,9 +45,9 @@ def _staleness() -> list[dict]:
     default_args=default_args(),
     params={
         "retention_days": Param(None, type=["null", "integer"], minimum=1,
-                                description="Keep archived originals this many days "
-                                            "(default: $LEADHUB_ARCHIVE_RETENTION_DAYS, else 7 years)"),
-        "dry_run": Param(False, type="boolean", description="List what retention would delete; delete nothing"),
+                                description="Keep data at most this many days (default: each agency's "
+                                            "agreement, else $LEADHUB_ARCHIVE_RETENTION_DAYS, else 7 years)"),
+        "dry_run": Param(False, type="boolean", description="List what retention would remove; remove nothing"),
     },
     tags=tags("maintenance"),
     doc_md=__doc__,
@@ -64,15 +71,14 @@ def leadhub_maintenance():
 
     @task(pool=WAREHOUSE_POOL)
     def apply_archive_retention(*, params=None) -> dict:
-        """Deletes archived originals past retention, never one whose batch is current; returns the list."""
-        from leadhub.maintenance import archive_retention, retention_days, retention_summary
+        """Expires batches past retention (rows, rebuild, originals); returns what went and why."""
+        from leadhub.maintenance import archive_retention, retention_summary
         from leadhub.core.settings import Settings
 
         params = params or {}
-        days = run_stage("archive retention", retention_days, params.get("retention_days"))
-        result = run_stage("archive retention", archive_retention, Settings.from_env(), days, None,
-                           bool(params.get("dry_run")))
-        log.info(retention_summary(result))  # counts and dates only; the file names are in the XCom
+        result = run_stage("retention", archive_retention, Settings.from_env(), params.get("retention_days"),
+                           None, bool(params.get("dry_run")))
+        log.info(retention_summary(result))  # batch ids, file names, dates and counts; no row values
         return result
 
     check_staleness()

@@ -1,4 +1,4 @@
-"""Steward maintenance: feed staleness, archive retention, re-processing and back-fills.
+"""Steward maintenance: feed staleness, retention, re-processing and back-fills.
 
 Plain functions over ``Settings`` so the ``leadhub_maintenance`` DAG, the feed
 DAGs' re-process parameters and the tests call the same code; none of them
@@ -27,14 +27,10 @@ from leadhub.core.warehouse import utcnow
 
 ENV_RETENTION_DAYS = "LEADHUB_ARCHIVE_RETENTION_DAYS"
 # Seven years: a common records-retention period for justice and health records.
-# Counties set their own through LEADHUB_ARCHIVE_RETENTION_DAYS.
+# Counties set their own through LEADHUB_ARCHIVE_RETENTION_DAYS; an agency's
+# agreement (connectors/agreements/) overrides it for that agency's data.
 DEFAULT_RETENTION_DAYS = 7 * 365
 
-# Ledger statuses whose archive file must be kept whatever its age: 'accepted'
-# is the batch the current views read (its original is the only way to re-derive
-# it), 'received' is a delivery the intake has archived but not finished, 'held' one waiting
-# for a steward's release (its archive is the only copy).
-CURRENT_STATUSES = ("accepted", "received", "held")
 # Statuses whose bytes are in staging: sending them again only yields a 'duplicate'.
 LOADED_STATUSES = ("accepted", "superseded")
 
@@ -62,7 +58,25 @@ def staleness_message(stale: list[dict]) -> str | None:
     return "\n".join(lines)
 
 
-# --- archive retention ------------------------------------------------------------
+# --- retention ---------------------------------------------------------------------
+#
+# What "past retention" means: a delivery is past retention when it was received
+# (ops.file_ledger.received_at) longer ago than its agency's retention period. The
+# period is the agency's agreement's ``retention_days``; where no agreement declares
+# one, $LEADHUB_ARCHIVE_RETENTION_DAYS (else seven years). A steward's ``keep_days``
+# for one run can shorten it, never lengthen it past the agreement.
+#
+# A loaded batch past retention expires whole: its staging rows and their history go,
+# the core tables, marts and the snapshot are rebuilt from what remains, and its
+# archived original is deleted; its ledger entry says 'expired' and keeps its counts.
+# This holds for the batch the current views read too. For a full-history extract
+# every delivery is a whole copy, so a feed that keeps delivering always has a young
+# current batch; one whose latest delivery is itself past retention (the agency stopped
+# sending) has no data the agreement still lets the hub hold, and its current view is
+# left empty — the summary names such extracts. Deliveries that never loaded
+# (quarantined, duplicate) lose their archived original only. A delivery still being
+# taken ('received') or waiting for a steward ('held') is kept whatever its age, and an
+# archive file the ledger does not know is listed, never deleted: a person decides.
 
 def retention_days(value: int | str | None = None) -> int:
     """The retention in days: ``value`` if given, else $LEADHUB_ARCHIVE_RETENTION_DAYS, else seven years."""
@@ -76,72 +90,175 @@ def retention_days(value: int | str | None = None) -> int:
     return days
 
 
-def archive_retention(settings: Settings, keep_days: int, now: datetime | None = None,
-                      dry_run: bool = False) -> dict:
-    """Delete archived originals older than ``keep_days``, except those still needed.
+# Ledger statuses kept whatever their age (intake unfinished, or a steward's decision pending).
+WAITING_STATUSES = ("received", "held")
+EXPIRED = "expired"
 
-    Kept whatever their age:
-      * the archive of every ledger entry whose batch is current ('accepted') or
-        whose intake has not finished ('received');
-      * any archive file the ledger does not know (it cannot be accounted for,
-        so a person decides; it is listed under ``unaccounted``).
-    Age is the ledger's received time. Returns {"deleted", "kept_current",
-    "unaccounted", "kept_recent", "retention_days", "cutoff", "dry_run"} with
-    archive paths relative to the data directory (``retention_summary`` words it). Without a warehouse there is no ledger to decide by, so
-    nothing is deleted and the call fails.
+
+def agency_retention(agency: str, default_days: int, keep_days: int | None = None) -> tuple[int, str]:
+    """(days, basis) for ``agency``: its agreement's retention, else ``default_days``;
+    ``keep_days`` (one run's override) only ever shortens it."""
+    days, basis = default_days, "no agreement declares one: the installation default"
+    declared = _agreement_retention(agency)
+    if declared is not None:
+        days, basis = declared[0], f"agreement {declared[1]}"
+    if keep_days is not None and keep_days < days:
+        days, basis = keep_days, f"this run's --days; {basis} gives {days}"
+    return days, basis
+
+
+def _agreement_retention(agency: str) -> tuple[int, str] | None:
+    """(retention_days, reference) of the agency's agreement, or None where none declares one.
+    An agreement past its end still governs how long the data it brought may be kept."""
+    try:
+        from leadhub.core.agreements import load_agreements
+    except ImportError:  # an installation without agreements: the environment default governs
+        return None
+    agreement = load_agreements().get(agency)
+    if agreement is None or not agreement.retention_days:
+        return None
+    return agreement.retention_days, agreement.reference
+
+
+def plan_retention(settings: Settings, keep_days: int | None = None, now: datetime | None = None) -> dict:
+    """What retention would remove now, and why; changes nothing (see the rules above).
+
+    Returns {"expired": [batch entries], "deleted": [archive paths], "waiting": [archive
+    paths], "unaccounted": [archive paths], "kept_recent": n, "periods": {agency: {...}},
+    "empty_extracts": [contract names], "rows": {table: n}, "now"}. Paths are relative to
+    the data directory; no value of any row is read.
     """
-    keep_days = retention_days(keep_days)
-    now = now or utcnow()
-    cutoff = now - timedelta(days=keep_days)
-    archive_files = sorted(p for p in settings.archive_dir.glob("*/*.enc") if p.is_file())
-    result = {"deleted": [], "kept_current": [], "unaccounted": [], "kept_recent": 0,
-              "retention_days": keep_days, "cutoff": f"{cutoff:%Y-%m-%d %H:%M} UTC", "dry_run": dry_run}
-    if not archive_files:
-        return result
-    if not settings.warehouse_path.exists():
-        raise LeadHubError(f"no warehouse at {settings.warehouse_path}: without the file ledger no "
-                           "archive file can be shown to be out of use, so none was deleted")
-
+    from leadhub.core.redact import batch_row_counts
     from leadhub.core.warehouse import connect
 
+    default_days = retention_days(None)
+    keep_days = retention_days(keep_days) if keep_days not in (None, "") else None
+    now = now or utcnow()
+    archive_files = {str(p.relative_to(settings.data_dir)) for p in settings.archive_dir.glob("*/*.enc")
+                     if p.is_file()}
+    plan = {"expired": [], "deleted": [], "waiting": [], "unaccounted": [], "kept_recent": 0, "periods": {},
+            "empty_extracts": [], "rows": {}, "now": f"{now:%Y-%m-%d %H:%M} UTC"}
+    if not settings.warehouse_path.exists():
+        if archive_files:
+            raise LeadHubError(f"no warehouse at {settings.warehouse_path}: without the file ledger no "
+                               "archive file can be shown to be out of use, so none was deleted")
+        return plan
     with connect(settings.warehouse_path, read_only=True) as con:
-        ledger = {path: (status, received) for path, status, received in con.execute(
-            "SELECT archive_path, status, received_at FROM ops.file_ledger WHERE archive_path IS NOT NULL"
-        ).fetchall()}
-    for path in archive_files:
-        relative = str(path.relative_to(settings.data_dir))
-        entry = ledger.get(relative)
-        if entry is None:
-            result["unaccounted"].append(relative)
-        elif entry[0] in CURRENT_STATUSES:
-            result["kept_current"].append(relative)
-        elif entry[1] >= cutoff:
-            result["kept_recent"] += 1
-        else:
-            if not dry_run:
-                path.unlink()
-            result["deleted"].append(relative)
-    return result
+        entries = con.execute(
+            "SELECT l.file_id, l.agency, l.file_name, l.status, l.received_at, l.archive_path, b.batch_id, "
+            "b.contract, b.row_count FROM ops.file_ledger l LEFT JOIN ops.batches b ON b.file_id = l.file_id "
+            "ORDER BY l.received_at, l.file_id").fetchall()
+        latest = dict(con.execute("SELECT contract, arg_max(batch_id, loaded_at) FROM ops.batches "
+                                  "GROUP BY contract").fetchall())
+        known = set()
+        for file_id, agency, name, status, received, archive, batch_id, contract, row_count in entries:
+            known.add(archive)
+            if agency not in plan["periods"]:
+                days, basis = agency_retention(agency, default_days, keep_days)
+                cutoff = now - timedelta(days=days)
+                plan["periods"][agency] = {"days": days, "basis": basis, "cutoff": cutoff,
+                                           "cutoff_text": f"{cutoff:%Y-%m-%d %H:%M} UTC"}
+            on_disk = archive in archive_files
+            if status == EXPIRED:  # a run stopped after its commit: finish deleting the original
+                if on_disk:
+                    plan["deleted"].append(archive)
+            elif status in WAITING_STATUSES:
+                if on_disk:
+                    plan["waiting"].append(archive)
+            elif received >= plan["periods"][agency]["cutoff"]:
+                plan["kept_recent"] += on_disk
+            elif batch_id is not None:
+                plan["expired"].append({
+                    "batch_id": batch_id, "file_id": file_id, "agency": agency, "contract": contract,
+                    "file": name, "status": status, "received": f"{received:%Y-%m-%d %H:%M}",
+                    "ledger_rows": row_count, "current": latest.get(contract) == batch_id,
+                    "rows": batch_row_counts(con, [batch_id])})
+                if on_disk:
+                    plan["deleted"].append(archive)
+            elif on_disk:
+                plan["deleted"].append(archive)
+        plan["rows"] = batch_row_counts(con, [e["batch_id"] for e in plan["expired"]])
+    plan["empty_extracts"] = sorted({e["contract"] for e in plan["expired"] if e["current"]})
+    plan["unaccounted"] = sorted(archive_files - known)
+    for period in plan["periods"].values():
+        period.pop("cutoff")
+    return plan
+
+
+def archive_retention(settings: Settings, keep_days: int | None = None, now: datetime | None = None,
+                      dry_run: bool = False) -> dict:
+    """Apply retention (see the rules above); with ``dry_run`` only say what it would do.
+
+    One transaction removes the expired batches' rows (``leadhub.core.redact.remove_batches``),
+    marks their ledger entries 'expired' and rebuilds linkage, core tables and marts from
+    what remains (``leadhub.pipeline.build``); only after it commits are the archived
+    originals deleted and the snapshot published again. A run stopped in between is
+    finished by the next one (expired entries' originals are deleted whatever their age).
+    Returns ``plan_retention``'s dict with "dry_run" and, after a rebuild, "build" counts.
+    """
+    from leadhub import pipeline
+
+    plan = plan_retention(settings, keep_days, now)
+    plan["dry_run"] = dry_run
+    if dry_run:
+        return plan
+    if plan["expired"]:
+        from leadhub.core.redact import remove_batches
+
+        stamp = utcnow()
+
+        def expire(con) -> None:
+            remove_batches(con, [e["batch_id"] for e in plan["expired"]])
+            for e in plan["expired"]:
+                period = plan["periods"][e["agency"]]
+                con.execute("UPDATE ops.file_ledger SET status = ?, reason = ?, updated_at = ? WHERE file_id = ?",
+                            [EXPIRED, f"rows removed by retention at {stamp:%Y-%m-%d %H:%M} UTC: received "
+                             f"{e['received']}, past {period['days']} days ({period['basis']})",
+                             stamp, e["file_id"]])
+
+        plan["build"] = pipeline.build(settings, publish=False, prepare=expire)
+    for relative in plan["deleted"]:
+        (settings.data_dir / relative).unlink(missing_ok=True)
+    if plan["expired"]:
+        publish_snapshot(settings)
+    return plan
 
 
 def retention_summary(result: dict) -> str:
-    """One sentence on what retention deleted (or would delete) and what it kept, and why."""
-    days = result["retention_days"]
-    period = _plural(days // 365, "year") if days % 365 == 0 else _plural(days, "day")
-    deleted, current = len(result["deleted"]), len(result["kept_current"])
-    verb, keep = ("would delete", "would keep") if result["dry_run"] else ("deleted", "kept")
-    kept = [f"{current} {'original of a batch' if current == 1 else 'originals of batches'} still current "
-            "or still loading (whatever their age: the warehouse is re-derived from them)",
-            f"{result['kept_recent']} received since then (within retention)"]
+    """What retention removed (or would remove) and kept, and why: one line per agency's
+    period, one per expired batch with its row counts per table, then a closing sentence."""
+    dry = result["dry_run"]
+    lines = [f"{agency}: retention {_plural(p['days'], 'day')} ({p['basis']}); past it: received before "
+             f"{p['cutoff_text']}" for agency, p in sorted(result["periods"].items())]
+    verb = "would expire" if dry else "expired"
+    for e in result["expired"]:
+        rows = ", ".join(f"{table} {n}" for table, n in e["rows"].items()) or "no rows left"
+        current = "; it is the extract's current delivery" if e["current"] else ""
+        lines.append(f"{verb} batch {e['batch_id']} ({e['contract']}, {e['file']}, {e['status']}, received "
+                     f"{e['received']}): rows {rows}{current}")
+    for contract in result["empty_extracts"]:
+        lines.append(f"{contract}: its latest delivery is past retention, so its current view "
+                     f"{'would be' if dry else 'is'} empty until the agency delivers again")
+    total = sum(result["rows"].values())
+    delete, keep = ("would delete", "would keep") if dry else ("deleted", "kept")
+    kept = [f"{result['kept_recent']} received within retention"]
+    if result["waiting"]:
+        kept.append(f"{_plural(len(result['waiting']), 'original')} still loading or held for a steward "
+                    "(whatever their age)")
     if result["unaccounted"]:
         kept.append(f"{_plural(len(result['unaccounted']), 'file')} the ledger does not know "
                     "(listed above; a person decides)")
-    return (f"{verb} {_plural(deleted, 'archived original')} received before {result['cutoff']} "
-            f"(older than {period}); {keep} {', '.join(kept[:-1])} and {kept[-1]}")
+    rebuilt = (" and rebuild core, marts and the snapshot from what remains" if dry else
+               "; core, marts and the snapshot were rebuilt from what remains") if result["expired"] else ""
+    lines.append(f"{verb} {_plural(len(result['expired']), 'batch')} ({_plural(total, 'row')})"
+                 f"{rebuilt}; {delete} {_plural(len(result['deleted']), 'archived original')}; "
+                 f"{keep} {', '.join(kept[:-1]) + ' and ' if len(kept) > 1 else ''}{kept[-1]}")
+    return "\n".join(lines)
 
 
 def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    plural = noun + ("es" if noun.endswith("ch") else "s")
+    return f"{n} {noun if n == 1 else plural}"
 
 
 # --- re-processing ledger entries ------------------------------------------------
@@ -170,13 +287,16 @@ def _restore(settings: Settings, key, entry: dict) -> dict:
 
     name, agency = entry["file_name"], entry["agency"]
     summary = {"file_id": entry["file_id"], "file": name, "agency": agency, "status_before": entry["status"]}
+    if entry["status"] == EXPIRED:
+        raise LeadHubError(f"ledger entry {entry['file_id']} ({name}) expired under retention: its rows and "
+                           "its archived original were removed; only the agency can send it again")
     if not entry["archive_path"]:
         raise LeadHubError(f"ledger entry {entry['file_id']} ({name}) has no archived original: it was "
                            f"refused before archiving ({entry['status']}); ask the agency to send it again")
     archive = settings.data_dir / entry["archive_path"]
     if not archive.is_file():
         raise LeadHubError(f"ledger entry {entry['file_id']} ({name}): archive file {entry['archive_path']} "
-                           "is gone (removed by archive retention?)")
+                           "is gone")
     inbox = settings.inbox(agency)
     inbox.mkdir(parents=True, exist_ok=True, mode=0o700)
     target = inbox / name

@@ -13,7 +13,8 @@ and duplicate deliveries included) re-encrypted under the new archive subkey
 half-way is finished by running it again with the same two keys).
 
 Rotation refuses to start if any staging row cannot be traced to a replayable
-archived file: a half-rotated warehouse would silently break links.
+archived file: a half-rotated warehouse would silently break links. Batches
+retention expired hold no rows and no original, so they are skipped.
 
 It takes minutes on a large archive: each stage writes one log line, and with
 ``progress`` (a terminal) tqdm shows the batches and files as they go.
@@ -62,7 +63,8 @@ def rotate_key(settings: Settings, old: MasterKey, new: MasterKey, progress: boo
         with connect(settings.warehouse_path) as con:
             batches = con.execute(
                 "SELECT b.batch_id, b.contract, l.archive_path FROM ops.batches b "
-                "JOIN ops.file_ledger l ON l.file_id = b.file_id ORDER BY b.loaded_at").fetchall()
+                "JOIN ops.file_ledger l ON l.file_id = b.file_id WHERE l.status IS DISTINCT FROM 'expired' "
+                "ORDER BY b.loaded_at").fetchall()
             log.info("key rotation %s -> %s: replaying %d loaded batches from the archive",
                      old.key_id, new.key_id, len(batches))
             with transaction(con):

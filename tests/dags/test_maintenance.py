@@ -56,37 +56,92 @@ def history(settings):
     return rows
 
 
-def test_retention_deletes_old_archives_but_never_a_current_batch(settings, history):
+@pytest.fixture
+def agreements(monkeypatch):
+    """Agreements' retention periods as retention reads them: none, unless a test adds one."""
+    declared = {}
+    monkeypatch.setattr(maintenance, "_agreement_retention", declared.get)
+    monkeypatch.delenv(maintenance.ENV_RETENTION_DAYS, raising=False)
+    return declared
+
+
+def staging_batches(settings) -> dict[str, int]:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return dict(con.execute("SELECT _batch_id, count(*) FROM staging.treatment_clients GROUP BY 1").fetchall())
+
+
+def batch_of(settings, file_id: str) -> tuple[str, int]:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return con.execute("SELECT batch_id, row_count FROM ops.batches WHERE file_id = ?", [file_id]).fetchall()[0]
+
+
+def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings, history, agreements):
     v1, v2, bad = (history[f"treatment_clients_2024{m}01.csv"] for m in ("01", "02", "03"))
-    for file_id, _, _ in (v1, v2, bad):
+    for file_id, _, _ in (v1, bad):
         age(settings, file_id, 400)
     stray = settings.archive_dir / "treatment" / "unknown__treatment_clients_x.csv.enc"
     stray.write_bytes(b"not in the ledger")
-    os.utime(stray, (1, 1))
+    b1, b2 = batch_of(settings, v1[0])[0], batch_of(settings, v2[0])[0]
+    assert staging_batches(settings) == {b1: 1, b2: 2}
 
     dry = maintenance.archive_retention(settings, 365, now=NOW, dry_run=True)
-    assert sorted(dry["deleted"]) == sorted([v1[2], bad[2]])
-    assert all((settings.data_dir / p).exists() for p in dry["deleted"])  # a dry run deletes nothing
+    assert [e["batch_id"] for e in dry["expired"]] == [b1]
+    assert dry["rows"] == {"staging.treatment_clients": 1}            # v1 held C00001 only
+    assert sorted(dry["deleted"]) == sorted([v1[2], bad[2]])          # bad never loaded: its file only
+    assert all((settings.data_dir / p).exists() for p in dry["deleted"])  # a dry run removes nothing
+    assert staging_batches(settings) == {b1: 1, b2: 2}
+    # NOW is 2026-06-01 00:00, so 365 days earlier is 2025-06-01; v1 was received 400 days before NOW.
+    received = f"{NOW - timedelta(days=400):%Y-%m-%d %H:%M}"
+    assert maintenance.retention_summary(dry) == "\n".join([
+        "treatment: retention 365 days (this run's --days; no agreement declares one: the installation "
+        "default gives 2555); past it: received before 2025-06-01 00:00 UTC",
+        f"would expire batch {b1} (treatment_clients, treatment_clients_20240101.csv, superseded, received "
+        f"{received}): rows staging.treatment_clients 1",
+        "would expire 1 batch (1 row) and rebuild core, marts and the snapshot from what remains; would delete "
+        "2 archived originals; would keep 1 received within retention and 1 file the ledger does not know "
+        "(listed above; a person decides)"])
 
     done = maintenance.archive_retention(settings, 365, now=NOW)
-    assert sorted(done["deleted"]) == sorted([v1[2], bad[2]])
-    assert done["kept_current"] == [v2[2]]
-    # NOW is 2026-06-01 00:00, so the cutoff is 365 days earlier: 2025-06-01.
-    assert maintenance.retention_summary(done) == (
-        "deleted 2 archived originals received before 2025-06-01 00:00 UTC (older than 1 year); kept "
-        "1 original of a batch still current or still loading (whatever their age: the warehouse is "
-        "re-derived from them), 0 received since then (within retention) and 1 file the ledger does not "
-        "know (listed above; a person decides)")
-    assert done["unaccounted"] == [str(stray.relative_to(settings.data_dir))]
+    assert staging_batches(settings) == {b2: 2}
+    assert batch_of(settings, v1[0]) == (b1, 1)                       # the batch's count is kept
+    status = {file_id: status for file_id, _, status, _ in ledger(settings)}
+    assert (status[v1[0]], status[v2[0]], status[bad[0]]) == ("expired", "accepted", "quarantined")
+    assert sorted(done["deleted"]) == sorted([v1[2], bad[2]]) and done["unaccounted"] == [
+        str(stray.relative_to(settings.data_dir))]
     assert not (settings.data_dir / v1[2]).exists() and not (settings.data_dir / bad[2]).exists()
     assert (settings.data_dir / v2[2]).exists() and stray.exists()
+    with duckdb.connect(str(settings.data_dir / "published" / "lead.duckdb"), read_only=True) as snap:
+        assert snap.execute("SELECT count(*) FROM core.record_history").fetchall() == [(0,)]
+    with pytest.raises(LeadHubError, match="expired under retention"):
+        maintenance.restore_ledger_entry(settings, maintenance_key(settings), v1[0])
+    # Run again: nothing left to expire.
+    again = maintenance.archive_retention(settings, 365, now=NOW)
+    assert again["expired"] == [] and again["deleted"] == []
 
 
-def test_retention_keeps_what_is_younger_than_the_period(settings, history):
-    file_id, _, archive = history["treatment_clients_20240101.csv"]
-    age(settings, file_id, 100)
+def test_an_agreements_retention_governs_its_agency_and_a_run_can_only_shorten_it(agreements, monkeypatch):
+    agreements["police"] = (730, "POL-1")
+    monkeypatch.setenv(maintenance.ENV_RETENTION_DAYS, "90")
+    assert maintenance.agency_retention("police", 90) == (730, "agreement POL-1")
+    assert maintenance.agency_retention("jail", 90) == (90, "no agreement declares one: the installation default")
+    assert maintenance.agency_retention("police", 90, 30) == (30, "this run's --days; agreement POL-1 gives 730")
+    assert maintenance.agency_retention("police", 90, 1000) == (730, "agreement POL-1")
+
+
+def test_a_full_history_extract_past_retention_is_emptied_not_kept(settings, history, agreements):
+    for file_id, _, _ in history.values():
+        age(settings, file_id, 400)
+    dry = maintenance.archive_retention(settings, 365, now=NOW, dry_run=True)
+    assert dry["empty_extracts"] == ["treatment_clients"]
+    assert ("treatment_clients: its latest delivery is past retention, so its current view would be empty "
+            "until the agency delivers again") in maintenance.retention_summary(dry).splitlines()
     done = maintenance.archive_retention(settings, 365, now=NOW)
-    assert done["deleted"] == [] and done["kept_recent"] == 2 and (settings.data_dir / archive).exists()
+    assert done["rows"] == {"staging.treatment_clients": 3}           # v1: 1 row, v2: 2 rows
+    assert staging_batches(settings) == {}
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM current.treatment_clients").fetchall() == [(0,)]
+        assert con.execute("SELECT count(*) FROM core.person_link").fetchall() == [(0,)]
+    assert list(settings.archive_dir.glob("*/*.enc")) == []
 
 
 def test_retention_days_come_from_the_parameter_then_the_environment(monkeypatch):
@@ -182,13 +237,10 @@ def test_the_cli_reprocesses_and_reports_retention(settings, history, capsys):
     assert "treatment/treatment_clients_20240301.csv (was quarantined)" in capsys.readouterr().out
     assert cli.main(["reprocess"]) == 2  # neither an entry nor a period: a one-line reason
     assert cli.main(["retention", "--days", "1", "--dry-run"]) == 0
-    # All three were received today: none is past a day. v2 is current; v1 (superseded) and the
-    # quarantined file are kept only because they are younger than the period.
+    # All three were received today: none is past a day, so nothing would go.
     last = capsys.readouterr().out.splitlines()[-1]
-    assert re.fullmatch(r"would delete 0 archived originals received before \d{4}-\d\d-\d\d \d\d:\d\d UTC "
-                        r"\(older than 1 day\); would keep 1 original of a batch still current or still loading "
-                        r"\(whatever their age: the warehouse is re-derived from them\) and 2 received since "
-                        r"then \(within retention\)", last), last
+    assert last == ("would expire 0 batches (0 rows); would delete 0 archived originals; would keep 3 received "
+                    "within retention"), last
     assert len(list(settings.archive_dir.glob("*/*.enc"))) == 3
 
 
@@ -241,14 +293,14 @@ def test_reprocessing_never_writes_through_a_link_planted_in_the_inbox(settings,
     assert victim.read_text() == "keep me"
 
 
-def test_the_crosswalk_still_builds_after_retention_removed_a_superseded_original(settings, master_key,
+def test_the_crosswalk_still_builds_after_retention_expired_a_superseded_batch(settings, master_key,
                                                                                  history):
     from leadhub.core.warehouse import connect
     from transforms import crosswalk
     from transforms.link import link_people
 
     v1, v2, bad = (history[f"treatment_clients_2024{m}01.csv"] for m in ("01", "02", "03"))
-    for file_id, _, _ in (v1, v2, bad):
+    for file_id, _, _ in (v1, bad):
         age(settings, file_id, 400)
     assert v1[2] in maintenance.archive_retention(settings, 365, now=NOW)["deleted"]
     with connect(settings.warehouse_path) as con:
@@ -257,7 +309,7 @@ def test_the_crosswalk_still_builds_after_retention_removed_a_superseded_origina
             "SELECT person_key FROM core.person_link WHERE agency = 'treatment'").fetchall()}
 
     counts = crosswalk.build_crosswalk(settings, master_key)
-    assert counts["files_replayed"] == 1 and counts["files_skipped"] == 1
+    assert counts["files_replayed"] == 1 and counts["files_skipped"] == 0  # the expired v1 is not replayed
     assert crosswalk.lookup(settings, master_key, person_key, "consent withdrawal", who="s") == [
         ("treatment", "C00001")]
 
