@@ -78,9 +78,12 @@ def reload(settings: Settings, file_id: str, reason: str | None = None, who: str
     return reload_archived(settings, key, intake_stages(key), file_id, note)
 
 
-def build(settings: Settings, publish: bool = True) -> dict[str, int | str]:
+def build(settings: Settings, publish: bool = True, prepare=None) -> dict[str, int | str]:
     """Link people, rebuild core tables and marts and run the cross-extract checks, in one
     transaction; then publish the analysts' snapshot unless ``publish`` is False.
+
+    ``prepare(con)``, when given, runs first inside that transaction (retention removes
+    rows there), so its change and the rebuild from it commit together or not at all.
 
     Linkage scores with the data directory's current linkage model (or the shipped
     default) and never trains: a new model is the steward's decision
@@ -102,6 +105,8 @@ def build(settings: Settings, publish: bool = True) -> dict[str, int | str]:
     model = current_model(settings.data_dir)  # read before the transaction: a bad file stops nothing half-way
     with connect(settings.warehouse_path) as con:
         with transaction(con):
+            if prepare is not None:
+                prepare(con)
             # Data is built on only while its agency's agreement is in force: refused, naming the agency.
             in_force_for_held(con, utcnow().date())
             counts = {f"link.{k}": v for k, v in link_people(con, model=model).items()}
