@@ -28,6 +28,7 @@ NO_KEY_NEEDED: dict[str, tuple[dict[str, object], str, str]] = {
     "doctor": ({}, "doctor", "it reads owners, groups and modes only"),
     "retention": ({"dry_run": True}, "retention --dry-run", "with --dry-run it only lists archive file names"),
     "crosswalk": ({"action": "verify"}, "crosswalk verify", "'verify' only checks the audit log's hash chain"),
+    "audit": ({"action": "verify"}, "audit verify", "'verify' only checks the audit log's chain and head"),
     "link": ({"installation_key": False}, "link without --installation-key",
              "without --installation-key it encodes with a one-off random key"),
 }
@@ -56,6 +57,18 @@ def _print_outcomes(outcomes: list[dict]) -> None:
         extra = f" ({o['rows']} rows)" if o.get("rows") is not None else ""
         reason = f" — {printable(o['reason'])}" if o.get("reason") else ""
         print(f"  {o['status']:<11} {printable(o['file'])}{extra}{reason}")
+
+
+def _audited(settings: Settings, args, action: str, **details) -> None:
+    """Write a steward command's entry to the audit log before it acts (leadhub/core/audit.py);
+    an action whose entry cannot be written does not happen. Details are counts, keys and file
+    names, never a person's identifier."""
+    import getpass
+
+    from leadhub.core.audit import append_audit
+
+    append_audit(settings, who=args.who or getpass.getuser(), action=action,
+                 reason=(args.reason or "").strip() or None, **details)
 
 
 def cmd_keygen(settings: Settings, args) -> int:
@@ -182,6 +195,7 @@ def cmd_decrypt_drop(settings: Settings, args) -> int:
     """Decrypt a file agencies encrypted to the hub key (e.g. an archived .lhx original)."""
     from connectors import dropcrypt
 
+    _audited(settings, args, "decrypt-drop", file=Path(args.lhx_file).name, output=str(Path(args.output).resolve()))
     try:
         key = dropcrypt.load_private_key(dropcrypt.default_key_path(settings.key_file))
         if Path(args.output).exists():
@@ -199,6 +213,7 @@ def cmd_decrypt(settings: Settings, args) -> int:
 
     key = MasterKey.load(settings.key_file)
     out = Path(args.output)
+    _audited(settings, args, "decrypt", file=Path(args.archive_file).name, output=str(out.resolve()))
     try:
         # The plaintext holds identifiers: readable by its owner only, and never written through a
         # name that already exists (O_EXCL also refuses a symlink planted there).
@@ -279,12 +294,14 @@ def cmd_reprocess(settings: Settings, args) -> int:
 
         if not args.file_id:
             raise LeadHubError("--force re-loads one ledger entry: give its file_id")
-        outcome = pipeline.reload(settings, args.file_id, args.reason)
+        outcome = pipeline.reload(settings, args.file_id, args.reason, who=args.who)
         _print_outcomes([outcome])
         if outcome["status"] == "accepted":
             print("run 'leadhub build' (or trigger warehouse_build) so the core tables and snapshot follow")
         return 0 if outcome["status"] == "accepted" else 1
     key = MasterKey.load(settings.key_file)
+    _audited(settings, args, "reprocess", file_id=args.file_id, agency=args.agency,
+             received_from=args.received_from, received_to=args.received_to)
     if args.file_id:
         restored = [restore_ledger_entry(settings, key, args.file_id)]
     elif args.agency and args.received_from:
@@ -313,6 +330,8 @@ def cmd_release(settings: Settings, args) -> int:
 def cmd_retention(settings: Settings, args) -> int:
     from leadhub.maintenance import archive_retention, retention_summary
 
+    if not args.dry_run:
+        _audited(settings, args, "retention", days=args.days)
     result = archive_retention(settings, args.days, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     for path in result["deleted"]:
@@ -395,6 +414,30 @@ def cmd_linkage(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_audit(settings: Settings, args) -> int:
+    """Steward only (except verify): check the audit log, list its entries since a day, adopt a head."""
+    from datetime import date
+
+    from leadhub.core import audit
+
+    if args.action == "verify":
+        print(f"audit log intact: {audit.verify_audit(settings)} entries, matching {audit.head_path(settings)}")
+        return 0
+    if args.action == "adopt":
+        print(f"audit head recorded for {audit.adopt_head(settings)} entries")
+        return 0
+    try:
+        since = date.fromisoformat(args.since) if args.since else date.min
+    except ValueError:
+        raise LeadHubError(f"--since {args.since!r} is not a date (YYYY-MM-DD)") from None
+    for e in audit.entries_since(settings, since):
+        details = ", ".join(f"{k}={e[k]}" for k in sorted(e) if k not in {"at", "who", "action", "reason", "prev"}
+                            and e[k] is not None)
+        print(f"{e['at']}  {e.get('who', '?'):<12} {e.get('action', '?'):<16} {details}"
+              + (f"  reason: {e['reason']}" if e.get("reason") else ""))
+    return 0
+
+
 def cmd_rotate_key(settings: Settings, args) -> int:
     """Re-pseudonymize the warehouse and re-encrypt the archive under a new master key."""
     from leadhub.core.keys import FileKeyProvider, MasterKey, create_key_file
@@ -409,6 +452,7 @@ def cmd_rotate_key(settings: Settings, args) -> int:
     if demo:
         raise LeadHubError(f"{new_path} is a demo key; rotate to a key made by 'leadhub keygen' or --create")
     new = MasterKey(secret)
+    _audited(settings, args, "rotate-key", old_key=old.key_id, new_key=new.key_id)
     counts = rotate_key(settings, old, new, progress=sys.stderr.isatty())
     print(f"rotated {counts['rows']} staging rows in {counts['batches']} batches and "
           f"{counts['archive_files']} archived files from key {old.key_id} to {new.key_id}")
@@ -537,12 +581,16 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decrypt", help="decrypt an archived original (steward only)")
     d.add_argument("archive_file")
     d.add_argument("output")
+    d.add_argument("--reason", help="why (written to the steward audit log)")
+    d.add_argument("--who", help="who does it (default: the login name)")
     d.set_defaults(func=cmd_decrypt)
     sub.add_parser("keygen-drop", help="create the hub key pair agencies encrypt drop files to").set_defaults(
         func=cmd_keygen_drop)
     dd = sub.add_parser("decrypt-drop", help="decrypt a .lhx file with the hub drop key (steward only)")
     dd.add_argument("lhx_file")
     dd.add_argument("output")
+    dd.add_argument("--reason", help="why (written to the steward audit log)")
+    dd.add_argument("--who", help="who does it (default: the login name)")
     dd.set_defaults(func=cmd_decrypt_drop)
     docs = sub.add_parser("docs", help="build the Data Docs site from stored validation results")
     docs.add_argument("--open", action="store_true", help="open it in a web browser")
@@ -571,7 +619,8 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--force", action="store_true",
                     help="load a superseded entry's archived original again as the current version "
                          "(its bytes were loaded before); audited")
-    rp.add_argument("--reason", help="with --force: why (written to the steward audit log)")
+    rp.add_argument("--reason", help="why (written to the steward audit log)")
+    rp.add_argument("--who", help="who does it (default: the login name)")
     rp.set_defaults(func=cmd_reprocess)
     rl = sub.add_parser("release", help="load a delivery the volume guard held (steward only, audited)")
     rl.add_argument("file_id", help="the held ledger entry (see 'leadhub status')")
@@ -582,6 +631,8 @@ def parser() -> argparse.ArgumentParser:
     rt.add_argument("--days", type=int, default=None,
                     help="keep this many days (default: $LEADHUB_ARCHIVE_RETENTION_DAYS, else 7 years)")
     rt.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
+    rt.add_argument("--reason", help="why (written to the steward audit log; not with --dry-run)")
+    rt.add_argument("--who", help="who does it (default: the login name)")
     rt.set_defaults(func=cmd_retention)
     sub.add_parser("publish", help="publish the analysts' read-only snapshot and data dictionary again "
                    "(build does it after every build)").set_defaults(func=cmd_publish)
@@ -603,6 +654,13 @@ def parser() -> argparse.ArgumentParser:
     rk = sub.add_parser("rotate-key", help="re-pseudonymize everything under a new master key (steward)")
     rk.add_argument("--new-key-file", required=True, help="the new key (see --create)")
     rk.add_argument("--create", action="store_true", help="create the new key file first")
+    rk.add_argument("--reason", help="why (written to the steward audit log)")
+    rk.add_argument("--who", help="who does it (default: the login name)")
+    au = sub.add_parser("audit", help="steward: check the audit trail, or list its entries (audit show)")
+    au.add_argument("action", choices=["verify", "show", "adopt"],
+                    help="adopt: record the head of a log written before heads were kept")
+    au.add_argument("--since", help="show: entries from this day on (YYYY-MM-DD, UTC)")
+    au.set_defaults(func=cmd_audit)
     rk.set_defaults(func=cmd_rotate_key)
     af = sub.add_parser("airflow", help="run Airflow (scheduler, triggerer, API server) on this machine")
     af.add_argument("--port", type=int, default=8080)
