@@ -50,6 +50,9 @@ TABLES = {
     ("ops", "snapshot_info"): "When this snapshot was published, and for each source extract the "
                               "months its current rows cover and when its latest delivery arrived "
                               "(one row per extract).",
+    ("ops", "agreements"): "The data-sharing agreements this snapshot draws on: the agencies whose "
+                           "agreement, in force when it was published, permits evaluation. Data of "
+                           "other agencies is left out of the snapshot.",
     ("ops", "linkage_runs"): "Which linkage model and settings linked people, with the counts (no "
                              "person data): a row whenever one of them changed at a build.",
     ("ops", "data_quality"): "Every validation check of every delivery and build, with its file, for "
@@ -266,6 +269,14 @@ COLUMNS = {
         "agency_ids": "Agency person ids linked (one per agency and person id).",
         "persons": "Distinct person keys the build produced.",
         "merges_refused": "Merges the linkage refused as contradictory (e.g. two different SSNs).",
+    },
+    ("ops", "agreements"): {
+        "reference": "The agreement's reference, as signed.",
+        "agency": "The agency whose data it covers.",
+        "effective": "First day the agreement is in force.",
+        "end_date": "Last day the agreement is in force.",
+        "purposes": "What the agency's data may be used for (evaluation, operations, justice_counts).",
+        "small_cell_threshold": "Counts from 1 to this number may not be published.",
     },
     ("ops", "snapshot_info"): {
         "published_at": "When this snapshot was published (UTC).",

@@ -27,10 +27,12 @@ this column" too.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import duckdb
 
+from leadhub.core.agreements import Agreement, held_agencies, permitted
 from leadhub.core.contracts import load_contracts
 from leadhub.core.files import replace_durably, transaction
 from leadhub.core.keys import MasterKey
@@ -43,6 +45,8 @@ PUBLISHED_SCHEMAS = ("core", "marts", "ops")
 EXCLUDED_TABLES = {("core", "person_link")}
 EXCLUDED_COLUMNS = set(TOKEN_COLUMNS.values()) | {NAME_DOB_TOKEN}
 SNAPSHOT_NAME = "lead.duckdb"
+# The data-sharing agreements a snapshot draws on (ops.agreements), for the report's methods.
+AGREEMENTS_COLUMNS = ("reference", "agency", "effective", "end_date", "purposes", "small_cell_threshold")
 # One row per extract: when the snapshot was published, and per source the months its current
 # rows cover (by the extract's event date) and when its latest accepted delivery arrived.
 SNAPSHOT_INFO_COLUMNS = ("published_at", "schema_version", "source", "period_first_month",
@@ -121,10 +125,13 @@ def _register_functions(con: duckdb.DuckDBPyConnection, key: MasterKey) -> list[
     return list(functions)
 
 
-def _snapshot_info_sql() -> str:
-    """One SELECT per extract over its current rows: the months they cover and the latest receipt."""
+def _snapshot_info_sql(left_out: frozenset[str] = frozenset()) -> str:
+    """One SELECT per extract over its current rows: the months they cover and the latest receipt.
+    Extracts of the ``left_out`` agencies are not counted."""
     parts = []
     for contract in load_contracts().values():
+        if contract.agency in left_out:
+            continue
         event = contract.event_column
         if event is None:
             first = last = "NULL::DATE"
@@ -138,17 +145,73 @@ def _snapshot_info_sql() -> str:
        (SELECT max(received_at) FROM ops.batches WHERE contract = {_literal(contract.name)})
            AS last_received_at
 FROM current.{_quote(contract.name)}""")
-    return "\nUNION ALL\n".join(parts)
+    return "\nUNION ALL\n".join(parts) or ("SELECT NULL::VARCHAR AS source, NULL::DATE AS period_first_month, "
+                                         "NULL::DATE AS period_last_month, 0::BIGINT AS current_rows, "
+                                         "NULL::TIMESTAMP AS last_received_at WHERE false")
+
+
+# What a model file builds and what it reads: "CREATE ... TABLE schema.table AS" starts a model.
+_CREATED = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?TABLE\s+(\w+)\.(\w+)", re.IGNORECASE)
+_READS = re.compile(r"\b(core|marts|current|staging)\.(\w+)\b")
+_COMMENT = re.compile(r"--[^\n]*")
+
+
+def model_agencies() -> dict[tuple[str, str], frozenset[str]]:
+    """{(schema, table): the agencies whose extracts the model table is built from}, followed
+    through the model tables it reads (transforms/sql). core.person_link, which every core
+    table joins for its person key, is linkage (an operations use) and counts for none."""
+    from transforms.model import sql_files
+
+    agency_of = {name: c.agency for name, c in load_contracts().items()}
+    reads: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for path in sql_files():
+        sql = _COMMENT.sub("", path.read_text(encoding="utf-8"))  # comments name tables too
+        pieces = _CREATED.split(sql)
+        for schema, table, body in zip(pieces[1::3], pieces[2::3], pieces[3::3]):
+            reads.setdefault((schema, table), set()).update(_READS.findall(body))
+
+    def agencies(table: tuple[str, str], seen: frozenset = frozenset()) -> set[str]:
+        if table[0] in ("current", "staging"):
+            return {agency_of[table[1]]} if table[1] in agency_of else set()
+        return set().union(*(agencies(t, seen | {table}) for t in reads.get(table, ()) if t not in seen | {table}))
+
+    return {table: frozenset(agencies(table)) for table in reads}
+
+
+def evaluation_agreements(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, Agreement], frozenset[str]]:
+    """(the agreements in force today that permit evaluation, keyed by agency; the agencies with
+    data whose agreement does not permit it). AgreementError names an agency with data and no
+    agreement in force."""
+    held = held_agencies(con)
+    drawn = permitted(held, "evaluation", utcnow().date())
+    return drawn, frozenset(held) - set(drawn)
+
+
+def _row_filter(columns: list[str], left_out: frozenset[str]) -> str:
+    """A WHERE clause leaving out the rows of ``left_out`` agencies, by an agency or contract column."""
+    if not left_out:
+        return ""
+    names = ", ".join(_literal(n) for n, c in load_contracts().items() if c.agency in left_out)
+    if "agency" in columns:
+        return " WHERE agency NOT IN (" + ", ".join(_literal(a) for a in sorted(left_out)) + ")"
+    if "contract" in columns:
+        return f" WHERE contract NOT IN ({names})"
+    return ""
 
 
 def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKey,
-                     descriptions: dict | None = None) -> dict[str, int]:
+                     descriptions: dict | None = None, drawn: dict[str, Agreement] | None = None,
+                     left_out: frozenset[str] = frozenset()) -> dict[str, int]:
     """Copy the published tables of the warehouse open on ``con`` to ``target``, atomically.
 
     ``con`` must not be inside an open transaction: the snapshot shows what is
     committed. Quasi-identifiers are pseudonymized with ``key``'s publication
     subkey. ``descriptions`` ({(schema, table): {"": table text, column: text}})
     become COMMENTs in the snapshot, each column's followed by its disclosure.
+    Evaluation may use only the agencies whose agreements are ``drawn`` on: a model table built
+    from a ``left_out`` agency's extracts is not published, and a table with an ``agency`` or
+    ``contract`` column (core.record_history, ops.batches, ops.file_ledger, ...) loses that
+    agency's rows. ``ops.agreements`` lists the agreements drawn on.
     Returns {'schema.table': rows}.
     """
     target = Path(target)
@@ -165,6 +228,11 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKe
         "WHERE database_name = current_database()").fetchall()}
     descriptions = descriptions or {}
     counts: dict[str, int] = {}
+    built_from = model_agencies() if left_out else {}
+    tables = {t: c for t, c in tables.items() if not built_from.get(t, frozenset()) & left_out}
+    all_columns: dict[tuple[str, str], list[str]] = {}
+    for schema, table, column in types:
+        all_columns.setdefault((schema, table), []).append(column)
     functions = _register_functions(con, key)
     con.execute(f"ATTACH {_literal(str(tmp))} AS snapshot")
     try:
@@ -175,12 +243,20 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKe
                 select = ", ".join(published_expression(c, types[(schema, table, c)], d)
                                    for c, d in columns.items())
                 name = f"snapshot.{schema}.{_quote(table)}"
-                con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM {schema}.{_quote(table)}")
+                where = _row_filter(all_columns[(schema, table)], left_out)
+                con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM {schema}.{_quote(table)}{where}")
                 counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
                 _comment(con, name, descriptions.get((schema, table), {}), columns)
             con.execute(f"""CREATE TABLE snapshot.ops.snapshot_info AS
                 SELECT ?::TIMESTAMP AS published_at, ?::INTEGER AS schema_version, s.*
-                FROM ({_snapshot_info_sql()}) s ORDER BY s.source""", [utcnow(), SCHEMA_VERSION])
+                FROM ({_snapshot_info_sql(left_out)}) s ORDER BY s.source""", [utcnow(), SCHEMA_VERSION])
+            con.execute("""CREATE TABLE snapshot.ops.agreements (reference VARCHAR, agency VARCHAR,
+                effective DATE, end_date DATE, purposes VARCHAR[], small_cell_threshold INTEGER)""")
+            for a in (drawn or {}).values():
+                con.execute("INSERT INTO snapshot.ops.agreements VALUES (?, ?, ?, ?, ?, ?)",
+                            [a.reference, a.agency, a.effective, a.end, list(a.purposes), a.small_cell_threshold])
+            _comment(con, "snapshot.ops.agreements", descriptions.get(("ops", "agreements"), {}),
+                     {c: Disclosure("plain") for c in AGREEMENTS_COLUMNS})
             _comment(con, "snapshot.ops.snapshot_info", descriptions.get(("ops", "snapshot_info"), {}),
                      {c: snapshot_info_disclosure(c) for c in SNAPSHOT_INFO_COLUMNS})
         con.execute("CHECKPOINT snapshot")
@@ -223,8 +299,9 @@ def publish(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) ->
         with connect(settings.warehouse_path) as own:
             return publish(settings, own)
     key = MasterKey.load(settings.key_file)
+    drawn, left_out = evaluation_agreements(con)
     tables, descriptions, levels = dictionary_inputs(con)
-    counts = publish_snapshot(con, snapshot_path(settings), key, descriptions)
+    counts = publish_snapshot(con, snapshot_path(settings), key, descriptions, drawn, left_out)
     write_dictionary(published_dir(settings), descriptions, tables, levels)
     return counts
 
@@ -236,6 +313,7 @@ def dictionary_inputs(con: duckdb.DuckDBPyConnection) -> tuple[dict, dict, dict]
 
     disclosures = published_disclosures(con)
     disclosures[("ops", "snapshot_info")] = {c: snapshot_info_disclosure(c) for c in SNAPSHOT_INFO_COLUMNS}
+    disclosures[("ops", "agreements")] = {c: Disclosure("plain") for c in AGREEMENTS_COLUMNS}
     tables = {table: list(columns) for table, columns in disclosures.items()}
     levels = {table: {c: d.label() for c, d in columns.items()} for table, columns in disclosures.items()}
     return tables, describe(tables), levels

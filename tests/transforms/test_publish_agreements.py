@@ -78,3 +78,38 @@ def test_build_goes_ahead_when_every_agency_with_data_has_an_agreement(delivered
     sign("jail", end="2021-12-31")       # expired, but the warehouse holds no jail data
     build(delivered, publish=False)
     assert {"arrest", "referral", "service_contact"} <= tables(delivered, "core")
+
+
+def snapshot(settings, sql):
+    from transforms.publish import snapshot_path
+
+    with duckdb.connect(str(snapshot_path(settings)), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_snapshot_leaves_out_an_agency_whose_agreement_does_not_permit_evaluation(delivered, sign):
+    sign("police")
+    sign("treatment", purposes="operations")
+    build(delivered)
+    published = {f"{s}.{t}" for s, t in snapshot(delivered, "SELECT schema_name, table_name FROM duckdb_tables()")}
+    # Built from police extracts only: published. Built from treatment's (alone or with others'): not.
+    assert {"core.arrest", "core.referral", "marts.referrals_monthly", "marts.jc_arrests"} <= published
+    assert not {"core.service_contact", "core.treatment_episode", "core.consent", "core.person",
+                "marts.caseload_monthly", "marts.services_monthly", "marts.cohort"} & published
+    # Tables with a contract or agency column keep only the permitted agencies' rows.
+    assert {c for (c,) in snapshot(delivered, "SELECT DISTINCT contract FROM ops.batches")} == {
+        "police_referrals", "police_arrests"}
+    # Extracts of agencies that sent nothing (jail, prosecutor) are listed with 0 rows; treatment's are not.
+    assert not [s for (s,) in snapshot(delivered, "SELECT source FROM ops.snapshot_info")
+                if s.startswith("treatment_")]
+    assert snapshot(delivered, "SELECT reference, agency, small_cell_threshold FROM ops.agreements") == [
+        ("DSA-POLICE-1", "police", 10)]
+
+
+def test_snapshot_with_every_agency_permitted_lists_every_agreement(delivered, sign):
+    sign("police")
+    sign("treatment", threshold=15)
+    build(delivered)
+    assert snapshot(delivered, "SELECT agency, small_cell_threshold FROM ops.agreements ORDER BY agency") == [
+        ("police", 10), ("treatment", 15)]
+    assert snapshot(delivered, "SELECT count(*) FROM core.service_contact") == [(2,)]
