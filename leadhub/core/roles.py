@@ -55,6 +55,8 @@ class Rule:
     group: str | None = None
     contents: int | None = None
     required: bool = True
+    # A folder others only pass through gives root nothing it lacks: an image may make it root's.
+    root_may_own: bool = False
 
 
 # Paths are relative to the data directory; "{agency}" repeats for every agency
@@ -62,8 +64,8 @@ class Rule:
 # The data directory and inbox/ are 0711: every role passes through to its own
 # folder, no one else lists them.
 ROLES: tuple[Rule, ...] = (
-    Rule(".", STEWARD, 0o711, 0o700),
-    Rule("inbox", STEWARD, 0o711, 0o700),
+    Rule(".", STEWARD, 0o711, 0o700, root_may_own=True),
+    Rule("inbox", STEWARD, 0o711, 0o700, root_may_own=True),
     # setgid so uploads take the agency's group; the steward (a member of every
     # agency group) reads and moves them; nobody else reaches them. Uploads keep
     # the upload server's umask (often 022): the folder, not the file, shuts others out.
@@ -73,6 +75,9 @@ ROLES: tuple[Rule, ...] = (
     Rule("warehouse", STEWARD, 0o700, 0o700, contents=0o700),
     Rule("state", STEWARD, 0o700, 0o700, contents=0o700, required=False),
     Rule("steward", STEWARD, 0o700, 0o700, contents=0o700, required=False),
+    Rule("work", STEWARD, 0o700, 0o700, contents=0o700, required=False),  # decrypted drops in flight
+    Rule("linkage", STEWARD, 0o700, 0o700, contents=0o700, required=False),
+    Rule("docs", STEWARD, 0o700, 0o700, contents=0o700, required=False),
     # setgid so every snapshot and report the hub writes takes the analysts' group. As in the
     # inboxes, the folder shuts others out; what matters below is that analysts cannot write.
     Rule("published", ANALYSTS, 0o2750, 0o2750, group=ANALYSTS, contents=0o2755, required=False),
@@ -182,7 +187,7 @@ def _check_one(t: Target, names: Names) -> list[Deviation]:
         return [Deviation(t.path, "a real file or folder", "a symbolic link")]
     if mode & ~t.rule.mode or ~mode & t.rule.needs:
         found.append(Deviation(t.path, f"mode {t.rule.mode:04o}", f"{mode:04o}"))
-    if names.steward not in (_user(st.st_uid), str(st.st_uid)):
+    if names.steward not in (_user(st.st_uid), str(st.st_uid)) and not (t.rule.root_may_own and st.st_uid == 0):
         found.append(Deviation(t.path, f"owner {names.steward}", _user(st.st_uid)))
     if t.group and t.group not in (_group(st.st_gid), str(st.st_gid)):
         found.append(Deviation(t.path, f"group {t.group}", _group(st.st_gid)))

@@ -255,3 +255,24 @@ def test_the_worker_writes_with_umask_0027_not_the_images_0002(services):
     command = services["airflow-worker"]["command"]
     assert command[:2] == ["bash", "-c"]
     assert re.fullmatch(r"umask 0027 && exec airflow celery worker", command[2])
+
+
+def test_the_image_makes_the_folders_above_the_volumes_pass_through_only():
+    # Volumes mount below /opt/leadhub/data/inbox; the folders above them come from the image.
+    text = (ROOT / "docker" / "Dockerfile").read_text()
+    assert re.search(rf"^RUN mkdir -p {DATA_DIR}/inbox && chmod 0711 {DATA_DIR} {DATA_DIR}/inbox$", text, re.M)
+
+
+def test_every_folder_of_the_roles_map_is_a_volume_of_the_worker(services):
+    """Anything the hub keeps must outlive the container; the folders above the volumes hold nothing."""
+    from leadhub.core.roles import ROLES
+
+    worker = {target for _, target in volume_mounts(services["airflow-worker"])}
+    init = {target for _, target in volume_mounts(services["airflow-init"])}
+    for rule in ROLES:
+        if rule.path in (".", "inbox", "<key>"):
+            continue
+        for agency in (agencies() if "{agency}" in rule.path else [None]):
+            target = f"{DATA_DIR}/{rule.path.format(agency=agency)}"
+            assert target in worker, f"the worker keeps {rule.path} in its container layer, not a volume"
+            assert target in init, f"airflow-init cannot set up {rule.path}"
