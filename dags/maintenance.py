@@ -76,7 +76,13 @@ def leadhub_maintenance():
         from leadhub.core.settings import Settings
 
         params = params or {}
-        result = run_stage("retention", archive_retention, Settings.from_env(), params.get("retention_days"),
+        settings = Settings.from_env()
+        if not params.get("dry_run"):  # on the steward audit trail before anything goes, as from the CLI
+            from leadhub.core.audit import append_audit
+
+            append_audit(settings, who="airflow:leadhub_maintenance", action="retention",
+                         reason="scheduled retention", days=params.get("retention_days"))
+        result = run_stage("retention", archive_retention, settings, params.get("retention_days"),
                            None, bool(params.get("dry_run")))
         log.info(retention_summary(result))  # batch ids, file names, dates and counts; no row values
         return result

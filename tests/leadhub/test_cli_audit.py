@@ -78,3 +78,4 @@ def test_audit_verify_and_show_since(settings, master_key, tmp_path, capsys):
     assert "0 of the 1 entries" in capsys.readouterr().err
     audit.audit_path(settings).write_text(lines[0] + "\n")
     assert cli.main(["audit", "verify"]) == 0
+
