@@ -47,6 +47,7 @@ from leadhub.core.readers import CHUNK_ROWS, read_chunks, reopen
 from leadhub.core.errors import LeadHubError, RejectedFile, printable
 from leadhub.core.files import make_private_dir, open_private, transaction
 from leadhub.core.keys import MasterKey
+from leadhub.core.sealed import drop_sealed
 from leadhub.core.settings import Settings
 from leadhub.core.warehouse import connect, record_validation_results, staging_columns, staging_key, utcnow
 
@@ -138,6 +139,7 @@ class _Delivery:
     content_sha: str | None = None
     opened: os.stat_result | None = None
     rows: int = 0
+    sealed: int = 0            # rows a sealing order had sealed, dropped before checks
 
     @property
     def batch_id(self) -> str:
@@ -431,6 +433,7 @@ class Intake:
         started = time.perf_counter()
         try:
             self._insert_streamed(d, check, spent)
+            d.sealed = drop_sealed(self.con, self.key, d.contract, d.batch_id)  # never loaded
             outcome = check.outcome(self.con, d.batch_id)
             removal = self._removal(d.contract, d.name, d.batch_id) if self.volume_guard else None
         except RejectedFile as err:
@@ -543,7 +546,8 @@ class Intake:
         self._supersede(d.contract, d.name, d.file_id)
         warn = outcome.reason() if outcome.failed_warning else None
         note = "; ".join(filter(None, [self.note, warn])) or None
-        self._ledger_update(d.file_id, status="accepted", batch_id=d.batch_id, row_count=d.rows, reason=note)
+        self._ledger_update(d.file_id, status="accepted", batch_id=d.batch_id, row_count=d.rows, reason=note,
+                            sealed_dropped=d.sealed or None)
         self.con.execute("COMMIT")
         return FileOutcome(d.name, d.contract.extract, "accepted", d.batch_id, d.rows, note,
                            warnings=len(outcome.failed_warning), file_id=d.file_id)

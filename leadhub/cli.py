@@ -327,6 +327,38 @@ def cmd_release(settings: Settings, args) -> int:
     return 0 if outcome["status"] == "accepted" else 1
 
 
+def cmd_seal(settings: Settings, args) -> int:
+    """Carry out a sealing or expungement order everywhere, or verify one (steward only, audited)."""
+    import getpass
+
+    from leadhub.core.errors import LeadHubError, printable
+    from leadhub.core.keys import MasterKey
+    from transforms import seal
+
+    reference = args.order or args.reference
+    if not reference:
+        raise LeadHubError("seal needs the order's reference (--order REF)")
+    if args.file:
+        order = seal.read_order_file(Path(args.file), reference, args.agency)
+    else:
+        order = seal.SealOrder(reference, args.agency, tuple(args.record or ()), tuple(args.person or ()))
+    key = MasterKey.load(settings.key_file)
+    if args.action == "verify":
+        findings = seal.verify(settings, key, order)
+        for place, hits in sorted(findings.items()):
+            print(f"{printable(place)}\t{hits}")
+        if findings:
+            print(f"order {printable(reference)}: sealed records still found in {len(findings)} place(s)",
+                  file=sys.stderr)
+            return 1
+        print(f"order {printable(reference)}: no store holds its records' ids or tokens")
+        return 0
+    counts = seal.seal(settings, key, order, args.reason or "", who=args.who or getpass.getuser())
+    print(f"order {printable(reference)}: sealed {counts['rows']} row(s), rewrote {counts['files_rewritten']} "
+          f"archived original(s); snapshot republished")
+    return 0
+
+
 def cmd_retention(settings: Settings, args) -> int:
     from leadhub.maintenance import archive_retention, retention_summary
 
@@ -627,6 +659,18 @@ def parser() -> argparse.ArgumentParser:
     rl.add_argument("--reason", required=True, help="why it may replace the current rows (audit log)")
     rl.add_argument("--who", help="who releases it (default: the login name)")
     rl.set_defaults(func=cmd_release)
+    sl = sub.add_parser("seal", help="carry out a sealing or expungement order everywhere, or verify "
+                        "one (steward only, audited)")
+    sl.add_argument("action", nargs="?", choices=["verify"], help="verify: scan every store for the order")
+    sl.add_argument("reference", nargs="?", help="with verify: the order's reference")
+    sl.add_argument("--order", help="the order's reference (written to the audit log)")
+    sl.add_argument("--agency", required=True, help="the agency whose records the order names")
+    sl.add_argument("--record", action="append", help="an agency record id (arrest, referral...); repeatable")
+    sl.add_argument("--person", action="append", help="an agency person id: the whole history; repeatable")
+    sl.add_argument("--file", help="CSV order file with a record_id and/or person_id column")
+    sl.add_argument("--reason", help="why (written to the audit log)")
+    sl.add_argument("--who", help="who does it (default: the login name)")
+    sl.set_defaults(func=cmd_seal)
     rt = sub.add_parser("retention", help="delete archived originals past retention, never a current batch's")
     rt.add_argument("--days", type=int, default=None,
                     help="keep this many days (default: $LEADHUB_ARCHIVE_RETENTION_DAYS, else 7 years)")

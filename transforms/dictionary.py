@@ -214,6 +214,8 @@ COLUMNS = {
         "updated_at": "When this row last changed (UTC).",
         "rule": "The contract or validation rule that quarantined the file, if one did.",
         "rule_detail": "What about the rule failed (rows and counts; never a cell value).",
+        "redacted_rows": "Rows a sealing or expungement order removed from the archived original.",
+        "sealed_dropped": "Rows of the delivery dropped at intake because an order had sealed them.",
     },
     ("ops", "batches"): {
         "batch_id": "Batch id; every staging row carries it as _batch_id.",

@@ -42,7 +42,8 @@ from transforms.disclosure import (Disclosure, column_disclosure, file_name_func
                                    is_person_level, pseudonym_function, published_expression)
 
 PUBLISHED_SCHEMAS = ("core", "marts", "ops")
-EXCLUDED_TABLES = {("core", "person_link")}
+# Sealing orders stay with the steward: their keyed tokens are not the analysts' business.
+EXCLUDED_TABLES = {("core", "person_link"), ("ops", "sealed_records")}
 EXCLUDED_COLUMNS = set(TOKEN_COLUMNS.values()) | {NAME_DOB_TOKEN}
 SNAPSHOT_NAME = "lead.duckdb"
 # The data-sharing agreements a snapshot draws on (ops.agreements), for the report's methods.

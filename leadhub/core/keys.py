@@ -34,7 +34,7 @@ from leadhub.core.files import PRIVATE_DIR_MODE, open_private
 KEY_BYTES = 32
 # "publication": pseudonyms of record numbers in the analysts' snapshot, unrelated to the
 # warehouse's tokens, so neither tokens nor clear agency numbers join to the snapshot.
-PURPOSES = ("pseudonym", "archive", "similarity", "crosswalk", "publication")
+PURPOSES = ("pseudonym", "archive", "similarity", "crosswalk", "publication", "seal")
 ENV_MASTER_KEY = "LEADHUB_MASTER_KEY"
 ENV_KEY_PROVIDER = "LEADHUB_KEY_PROVIDER"
 ENV_DEMO = "LEADHUB_DEMO"

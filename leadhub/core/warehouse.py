@@ -281,6 +281,20 @@ UPDATE ops.file_ledger SET
 WHERE status = 'quarantined' AND reason LIKE '%rule ''%'' failed%';
 """ + DATA_QUALITY_VIEW
 
+# Migration 5: a sealing or expungement order is remembered only as keyed tokens (leadhub/core/
+# sealed.py), never as the ids it named, so intake can drop a re-delivered sealed record. The
+# ledger counts, per file, rows a seal cut from its archived original and sealed rows dropped
+# at intake.
+SEALED_RECORDS = """
+CREATE TABLE IF NOT EXISTS ops.sealed_records (
+    order_token  VARCHAR NOT NULL,
+    agency       VARCHAR NOT NULL,
+    record_token VARCHAR NOT NULL,
+    sealed_at    TIMESTAMP NOT NULL
+);
+ALTER TABLE ops.file_ledger ADD COLUMN IF NOT EXISTS redacted_rows BIGINT;
+ALTER TABLE ops.file_ledger ADD COLUMN IF NOT EXISTS sealed_dropped BIGINT;
+"""
 
 # Numbered schema migrations, applied in order and recorded in ops.schema_version.
 # Never edit or renumber one that has shipped: add the next number instead. A
@@ -294,6 +308,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (3, "ops.data_quality view over validation results, for data-quality trends", DATA_QUALITY_VIEW_V3),
     (4, "typed counts and row numbers in ops.validation_results, refusal rules in ops.file_ledger",
      TYPED_RESULTS),
+    (5, "ops.sealed_records remembers sealing orders as keyed tokens; the ledger counts redactions",
+     SEALED_RECORDS),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 LOCK_POLL_SECONDS = 0.2

@@ -1,0 +1,169 @@
+"""Sealing orders on a small synthetic county: every store scanned, re-deliveries dropped, bad orders refused."""
+
+import hashlib
+import io
+
+import duckdb
+import pytest
+
+from leadhub import pipeline
+from leadhub.cli import main
+from leadhub.core import audit
+from leadhub.core.archive import MAGIC, decrypt_to
+from leadhub.core.errors import LeadHubError
+from leadhub.core.warehouse import connect
+from tests.transforms.test_link import REF_HEADER, booking, drop, BOOK_HEADER
+from transforms import crosswalk, seal
+from transforms.pseudonymize import Pseudonymizer
+
+ARREST_HEADER = ("arrest_id,charge_seq,person_id,last_name,first_name,dob,ssn,address,sex,race,ethnicity,"
+                 "arrest_date,precinct,offense_code,severity\n")
+
+
+def arrest(arrest_id, seq, person, last, first, dob, ssn="", on="2023-05-01"):
+    return (f"{arrest_id},{seq},{person},{last},{first},{dob},{ssn},,M,WHITE,NON_HISPANIC,{on},NORTH,"
+            "DRG01,felony\n")
+
+
+def referral(referral_id, person, last, first, dob):
+    return (f"{referral_id},{person},{last},{first},{dob},,M,WHITE,NON_HISPANIC,2023-06-01,"
+            "social_contact,drug,NORTH,O1\n")
+
+
+# Sealed: arrests ARR-101 (two charges, of Keep Ada) and ARR-103 (of Quill Bo); and police person
+# P-3's whole history (arrest ARR-104 and referral REF-2, Zebulon Marsh, SSN 987-65-4329).
+# Kept: ARR-102 (Keep Ada), REF-1 (Quill Bo), and the jail booking.
+ARRESTS = (arrest("ARR-101", 1, "P-1", "Keep", "Ada", "1980-01-02")
+           + arrest("ARR-101", 2, "P-1", "Keep", "Ada", "1980-01-02")
+           + arrest("ARR-102", 1, "P-1", "Keep", "Ada", "1980-01-02", on="2023-07-01")
+           + arrest("ARR-103", 1, "P-2", "Quill", "Bo", "1975-03-04")
+           + arrest("ARR-104", 1, "P-3", "Marsh", "Zebulon", "1990-09-09", ssn="987-65-4329"))
+REFERRALS = referral("REF-1", "P-2", "Quill", "Bo", "1975-03-04") + referral("REF-2", "P-3", "Marsh", "Zebulon",
+                                                                               "1990-09-09")
+SEALED_IDS = ["ARR-101", "ARR-103", "ARR-104", "REF-2", "P-3", "Zebulon", "987-65-4329", "987654329"]
+
+
+@pytest.fixture
+def county(settings, master_key):
+    drop(settings, "police", "police_arrests_20240101.csv", ARREST_HEADER + ARRESTS)
+    drop(settings, "police", "police_referrals_20240101.csv", REF_HEADER + REFERRALS)
+    drop(settings, "jail", "jail_bookings_20240101.csv",
+         BOOK_HEADER + booking("J-9", "Other", "Jay", "09/09/1991", "", 1))
+    for agency in ("police", "jail"):
+        for o in pipeline.ingest_agency(settings, agency, master_key):
+            assert o["status"] == "accepted", o
+    pipeline.build(settings)
+    crosswalk.build_crosswalk(settings, master_key)
+    return settings
+
+
+def every_text(settings, key) -> dict[str, bytes]:
+    """Every file under the data directory as bytes: archives decrypted, DuckDB files as CSV of all tables."""
+    out = {}
+    for path in sorted(settings.data_dir.rglob("*")):
+        if not path.is_file() or path.name.endswith(".wal"):
+            continue
+        data = path.read_bytes()
+        if data.startswith(MAGIC):
+            buf = io.BytesIO()
+            decrypt_to(path, buf, key)
+            data = buf.getvalue()
+        elif path.suffix == ".duckdb":
+            with duckdb.connect(str(path), read_only=True) as con:
+                tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                     "WHERE database_name = current_database()").fetchall()
+                data = b"\n".join(str(con.execute(f'SELECT * FROM "{s}"."{t}"').fetchall()).encode()
+                                  for s, t in tables)
+        out[str(path.relative_to(settings.data_dir))] = data
+    return out
+
+
+def staging_counts(settings):
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return (con.execute("SELECT count(*) FROM staging.police_arrests").fetchone()[0],
+                con.execute("SELECT count(*) FROM staging.police_referrals").fetchone()[0],
+                con.execute("SELECT count(*) FROM ops.sealed_records").fetchone()[0])
+
+
+def test_sealed_arrests_and_a_persons_history_are_in_no_store(county, master_key, tmp_path):
+    settings = county
+    before = every_text(settings, master_key)
+    assert any(b"ARR-101" in v for v in before.values())        # the scan can find them before
+    assert any(b"Zebulon" in v for v in before.values())
+    token = Pseudonymizer(master_key).person_id_token("police", "P-3")
+    assert any(token.encode() in v for v in before.values())
+
+    assert main(["seal", "--order", "CV-2024-001", "--agency", "police", "--record", "ARR-101",
+                 "--record", "ARR-103", "--reason", "court order"]) == 0
+    order_file = tmp_path / "order.csv"
+    order_file.write_text("person_id\nP-3\n")
+    counts = seal.seal(settings, master_key, seal.read_order_file(order_file, "EXP-7", "police"),
+                       "clean slate", who="steward")
+    assert counts["rows"] == 2 and counts["files_rewritten"] == 2    # ARR-104 and REF-2, one file each
+
+    after = every_text(settings, master_key)
+    for name, data in after.items():
+        for ident in SEALED_IDS + [token]:
+            assert ident.encode() not in data, (name, ident)
+    # What no order named is still everywhere it was: arrest ARR-102, referral REF-1, jail's booking.
+    for kept in (b"ARR-102", b"REF-1", b"J-9"):
+        assert any(kept in v for k, v in after.items() if k.startswith("archive")), kept
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT arrest_id, charge_seq FROM staging.police_arrests").fetchall() == [("ARR-102", 1)]
+        assert con.execute("SELECT sum(redacted_rows) FROM ops.file_ledger").fetchone()[0] == 5  # 3 + 1 + 1
+        # 2 record tokens for the first order, 1 person token for the second
+        assert con.execute("SELECT count(*), count(DISTINCT order_token) FROM ops.sealed_records").fetchone() == (3, 2)
+    assert seal.verify(settings, master_key, seal.read_order_file(order_file, "EXP-7", "police")) == {}
+    assert main(["seal", "verify", "CV-2024-001", "--agency", "police", "--record", "ARR-101",
+                 "--record", "ARR-103"]) == 0
+    audit_text = audit.audit_path(settings).read_bytes()
+    assert b"CV-2024-001" in audit_text and b"EXP-7" in audit_text and b"ARR-101" not in audit_text
+
+
+def test_verify_finds_a_record_still_held(county, master_key):
+    order = seal.SealOrder("CV-1", "police", records=("ARR-102",))
+    findings = seal.verify(county, master_key, order)
+    assert any(p.startswith("warehouse:staging.police_arrests") for p in findings)
+    assert any(p.startswith("archive:") for p in findings)
+    assert main(["seal", "verify", "CV-1", "--agency", "police", "--record", "ARR-102"]) == 1
+
+
+def test_a_redelivered_sealed_record_is_dropped_and_counted(county, master_key):
+    seal.seal(county, master_key, seal.SealOrder("CV-2", "police", records=("ARR-101",), persons=("P-3",)),
+              "court order", who="steward")
+    # A corrected re-send: ARR-101 charge 1 and P-3's arrest again, and one new arrest ARR-105.
+    drop(county, "police", "police_arrests_20240102.csv", ARREST_HEADER
+         + arrest("ARR-101", 1, "P-1", "Keep", "Ada", "1980-01-02")
+         + arrest("ARR-106", 1, "P-3", "Marsh", "Zebulon", "1990-09-09")
+         + arrest("ARR-105", 1, "P-2", "Quill", "Bo", "1975-03-04"))
+    (outcome,) = pipeline.ingest_agency(county, "police", master_key)
+    assert outcome["status"] == "accepted"
+    with duckdb.connect(str(county.warehouse_path), read_only=True) as con:
+        ids = sorted(r for (r,) in con.execute("SELECT arrest_id FROM staging.police_arrests").fetchall())
+        assert ids == ["ARR-102", "ARR-103", "ARR-105"]          # 2 sealed rows dropped, 1 loaded
+        assert con.execute("SELECT row_count, sealed_dropped FROM ops.file_ledger "
+                           "WHERE file_name = 'police_arrests_20240102.csv'").fetchone() == (3, 2)
+
+
+def archive_hashes(settings):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in settings.archive_dir.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--agency", "sheriff", "--record", "ARR-101"], "unknown agency 'sheriff'"),
+    (["--agency", "police", "--record", "ARR-101", "--record", "ARR-999"], "record #2 of the order"),
+    (["--agency", "police", "--person", "P-404"], "person #1 of the order"),
+    (["--agency", "police", "--file", "{bad}"], "row 1: rule 'order_header'"),
+    (["--agency", "police", "--file", "{ragged}"], "row 3: rule 'ragged_row'"),
+])
+def test_a_bad_order_changes_nothing(county, master_key, tmp_path, capsys, argv, message):
+    (tmp_path / "bad.csv").write_text("arrest\nARR-101\n")
+    (tmp_path / "ragged.csv").write_text("record_id\nARR-101\nARR-103,x\n")
+    argv = [a.format(bad=tmp_path / "bad.csv", ragged=tmp_path / "ragged.csv") for a in argv]
+    before = (staging_counts(county), archive_hashes(county))
+    assert main(["seal", "--order", "CV-9", *argv, "--reason", "court order"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert "ARR-101" not in err and "P-404" not in err
+    assert (staging_counts(county), archive_hashes(county)) == before
+    assert not list(county.archive_dir.rglob("*.sealed"))

@@ -1,0 +1,355 @@
+"""Sealing and expungement orders: remove an agency's records from every store the hub keeps.
+
+``seal`` takes an order (reference, agency, the agency's record ids and/or person ids) and,
+all or nothing: checks every id names rows the hub holds and every archived original can be
+rewritten, then writes the new archive files beside the old ones; in one warehouse
+transaction deletes the rows from staging, remembers the order as keyed tokens
+(``ops.sealed_records``, see leadhub/core/sealed.py), notes the redacted row counts in the
+ledger and rebuilds linkage, ``core.*`` (``record_history`` included) and the marts; then
+swaps the rewritten archive files in, republishes the snapshot, and rebuilds the report and
+the crosswalk when they exist. The ids exist only while the command runs; ``verify`` takes
+them again and scans every store for them and for the person tokens they yield.
+
+A record id names the first primary-key column of the agency's extracts (an arrest or
+referral number); a person id is the agency's person number. Unsealing is a new delivery.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from leadhub.core.archive import decrypt_to, encrypt_file
+from leadhub.core.audit import append_audit
+from leadhub.core.contracts import Contract, load_contracts
+from leadhub.core.errors import LeadHubError
+from leadhub.core.files import replace_durably, transaction
+from leadhub.core.keys import MasterKey
+from leadhub.core.redact import remove_records
+from leadhub.core.sealed import PERSON, RECORD, record_column, seal_token
+from leadhub.core.settings import Settings
+from leadhub.core.warehouse import TOKEN_COLUMNS, connect, staging_key, utcnow
+
+ORDER_COLUMNS = ("record_id", "person_id")
+REDACTABLE_FORMATS = ("csv", "tsv")
+
+
+@dataclass(frozen=True)
+class SealOrder:
+    reference: str
+    agency: str
+    records: tuple[str, ...] = ()
+    persons: tuple[str, ...] = ()
+
+
+def read_order_file(path: Path, reference: str, agency: str) -> SealOrder:
+    """An order file: CSV with a header naming ``record_id`` and/or ``person_id``, one id a row."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f, strict=True))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise LeadHubError(f"{path.name}: rule 'order_file' failed: cannot be read as UTF-8 CSV "
+                           f"({type(e).__name__})") from None
+    if not rows:
+        raise LeadHubError(f"{path.name}: rule 'order_file' failed: empty file")
+    header = [h.strip().lstrip("\ufeff") for h in rows[0]]
+    if not header or any(h not in ORDER_COLUMNS for h in header) or len(set(header)) != len(header):
+        raise LeadHubError(f"{path.name}: row 1: rule 'order_header' failed: the header must name "
+                           f"{' and/or '.join(ORDER_COLUMNS)}")
+    records, persons = [], []
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise LeadHubError(f"{path.name}: row {n}: rule 'ragged_row' failed: {len(row)} fields "
+                               f"where the header has {len(header)}")
+        cells = dict(zip(header, (c.strip() for c in row)))
+        if not any(cells.values()):
+            raise LeadHubError(f"{path.name}: row {n}: rule 'not_null' failed: no id on the row")
+        if cells.get("record_id"):
+            records.append(cells["record_id"])
+        if cells.get("person_id"):
+            persons.append(cells["person_id"])
+    return SealOrder(reference, agency, tuple(records), tuple(persons))
+
+
+def _person_token(key: MasterKey, agency: str, person_id: str) -> str:
+    from transforms.pseudonymize import Pseudonymizer
+    return Pseudonymizer(key).person_id_token(agency, person_id)
+
+
+def _agency_contracts(order: SealOrder) -> list[Contract]:
+    if not order.reference or not order.reference.strip():
+        raise LeadHubError("the order needs a reference (--order)")
+    found = [c for c in load_contracts().values() if c.agency == order.agency]
+    if not found:
+        raise LeadHubError(f"order {order.reference}: unknown agency {order.agency!r} (no contract names it)")
+    if not order.records and not order.persons:
+        raise LeadHubError(f"order {order.reference}: names no record and no person")
+    return found
+
+
+def _targets(con, contracts: list[Contract], order: SealOrder, person_tokens: list[str]) -> dict:
+    """{contract name: (staging keys, [(batch id, row number)])} of the records the order names,
+    every version of them in every batch; refuses an id that names no row the hub holds."""
+    person = TOKEN_COLUMNS["agency_person_id"]
+    hits: dict[str, tuple[list[tuple], list[tuple[str, int]]]] = {}
+    seen_records, seen_persons = set(), set()
+    for c in contracts:
+        conditions, params = [], []
+        column = record_column(c)
+        if column and order.records:
+            conditions.append(f'"{column}"::VARCHAR IN (SELECT unnest(?::VARCHAR[]))')
+            params.append(list(order.records))
+        has_person = any(col.identifier == "agency_person_id" for col in c.columns)
+        if has_person and person_tokens:
+            conditions.append(f"{person} IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(person_tokens)
+        if not conditions:
+            continue
+        key = ", ".join(f's."{k}"' for k in staging_key(c))
+        record_sql = f'"{column}"::VARCHAR' if column else "NULL"
+        matched = con.execute(
+            f"SELECT DISTINCT {record_sql}, {person if has_person else 'NULL'} FROM staging.{c.name} "
+            f"WHERE {' OR '.join(conditions)}", params).fetchall()
+        seen_records |= {r for r, _ in matched}
+        seen_persons |= {p for _, p in matched}
+        keys = con.execute(f"SELECT DISTINCT {key} FROM staging.{c.name} s WHERE {' OR '.join(conditions)}",
+                           params).fetchall()
+        if not keys:
+            continue
+        same = " AND ".join(f's."{k}"::VARCHAR = m."{k}"::VARCHAR' for k in staging_key(c))
+        rows = con.execute(
+            f"SELECT s._batch_id, s._row_number FROM staging.{c.name} s WHERE EXISTS (SELECT 1 FROM "
+            f"(SELECT DISTINCT {key} FROM staging.{c.name} s WHERE {' OR '.join(conditions)}) m WHERE {same})",
+            params).fetchall()
+        hits[c.name] = (keys, rows)
+    for i, rid in enumerate(order.records, start=1):
+        if rid not in seen_records:
+            raise LeadHubError(f"order {order.reference}: record #{i} of the order: no {order.agency} "
+                               "record has this id; nothing was sealed")
+    for i, tok in enumerate(person_tokens, start=1):
+        if tok not in seen_persons:
+            raise LeadHubError(f"order {order.reference}: person #{i} of the order: no {order.agency} "
+                               "record has this person id; nothing was sealed")
+    return hits
+
+
+def _rewrite_csv(plain: bytes, contract: Contract, drop: set[int]) -> tuple[bytes, int]:
+    """The original without the data rows numbered ``drop`` (numbered as the reader numbers them)."""
+    fmt = contract.format
+    text = plain.decode(fmt.encoding)
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=fmt.delimiter, quotechar=fmt.quotechar, lineterminator="\n")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=fmt.delimiter, quotechar=fmt.quotechar)
+    removed = 0
+    for n, record in enumerate(reader, start=0 if fmt.header else 1):
+        if n in drop and n > 0:
+            removed += 1
+            continue
+        writer.writerow(record)
+    return out.getvalue().encode(fmt.encoding), removed
+
+
+def _decrypt(path: Path, key: MasterKey) -> bytes:
+    buf = io.BytesIO()
+    decrypt_to(path, buf, key)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class _Rewrite:
+    file_id: str
+    contract: str
+    archive: Path         # the archived original
+    target: Path          # its rewrite, swapped in once the warehouse has committed
+    cut: tuple[int, ...]  # the row numbers removed
+
+
+def _prepare_archives(settings, key, con, contracts, hits) -> list[_Rewrite]:
+    """Rewrite each archived original that holds sealed rows, beside the old one.
+
+    Refuses (before anything changed)
+    an archive in a format that cannot be rewritten row by row, or whose rows do not match.
+    """
+    by_name = {c.name: c for c in contracts}
+    per_file: dict[str, tuple[Contract, set[int]]] = {}
+    for name, (_, rows) in hits.items():
+        batches = sorted({b for b, _ in rows})
+        files = dict(con.execute("SELECT batch_id, file_id FROM ops.batches WHERE batch_id IN "
+                                 "(SELECT unnest(?::VARCHAR[]))", [batches]).fetchall())
+        for b, n in rows:
+            per_file.setdefault(files[b], (by_name[name], set()))[1].add(n)
+    prepared = []
+    try:
+        for file_id, (contract, drop) in sorted(per_file.items()):
+            (archive,) = con.execute("SELECT archive_path FROM ops.file_ledger WHERE file_id = ?",
+                                     [file_id]).fetchone()
+            if contract.format.type not in REDACTABLE_FORMATS:
+                raise LeadHubError(f"file {file_id}: rule 'redaction' failed: archived {contract.format.type} "
+                                   "originals cannot be rewritten row by row; nothing was sealed")
+            path = settings.data_dir / archive
+            new, removed = _rewrite_csv(_decrypt(path, key), contract, drop)
+            if removed != len(drop):
+                raise LeadHubError(f"file {file_id}: rule 'redaction' failed: {len(drop)} rows to remove, "
+                                   f"{removed} found in the archived original; nothing was sealed")
+            fd = os.memfd_create("sealed", 0)  # the plaintext never touches a disk
+            try:
+                os.write(fd, new)
+                target = path.with_name(path.name + ".sealed")
+                encrypt_file(fd, target, key)
+            finally:
+                os.close(fd)
+            prepared.append(_Rewrite(file_id, contract.name, path, target, tuple(sorted(drop))))
+    except BaseException:
+        for r in prepared:
+            r.target.unlink(missing_ok=True)
+        raise
+    return prepared
+
+
+def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who: str) -> dict[str, int]:
+    """Carry out a sealing or expungement order everywhere; returns counts (no identifiers)."""
+    from transforms.link import link_people
+    from transforms.linkage_store import current_model
+    from transforms.model import run_models
+    from transforms.publish import publish
+
+    if not reason or not reason.strip():
+        raise LeadHubError("seal needs a reason; it is written to the audit log")
+    contracts = _agency_contracts(order)
+    person_tokens = [_person_token(key, order.agency, p) for p in order.persons]
+    model = current_model(settings.data_dir)
+    with connect(settings.warehouse_path) as con:
+        hits = _targets(con, contracts, order, person_tokens)
+        prepared = _prepare_archives(settings, key, con, contracts, hits)
+        now, order_token = utcnow(), seal_token(key, order.agency, "order", order.reference)
+        tokens = ([seal_token(key, order.agency, RECORD, r) for r in order.records]
+                  + [seal_token(key, order.agency, PERSON, t) for t in person_tokens])
+        try:
+            append_audit(settings, who=who, action="seal", reason=reason.strip(), order=order.reference,
+                         agency=order.agency, records=len(order.records), persons=len(order.persons),
+                         rows=sum(len(r) for _, r in hits.values()), files=len(prepared))
+            with transaction(con):
+                removed = defaultdict(int)
+                for c in contracts:
+                    if c.name in hits:
+                        for table, n in remove_records(con, c, hits[c.name][0]).items():
+                            removed[table] += n
+                con.executemany("INSERT INTO ops.sealed_records VALUES (?, ?, ?, ?)",
+                                [[order_token, order.agency, t, now] for t in tokens])
+                for r in prepared:
+                    con.execute("UPDATE ops.file_ledger SET redacted_rows = coalesce(redacted_rows, 0) + ?, "
+                                "updated_at = ? WHERE file_id = ?", [len(r.cut), now, r.file_id])
+                    # The rows left keep pointing at their row of the rewritten original.
+                    con.execute(f"UPDATE staging.{r.contract} SET _row_number = _row_number - "
+                                "len(list_filter(?::BIGINT[], lambda x: x < _row_number)) WHERE _batch_id IN "
+                                "(SELECT batch_id FROM ops.batches WHERE file_id = ?)", [list(r.cut), r.file_id])
+                link_people(con, model=model)
+                run_models(con)
+        except BaseException:
+            for r in prepared:
+                r.target.unlink(missing_ok=True)
+            raise
+        for r in prepared:
+            replace_durably(r.target, r.archive)
+        publish(settings, con)
+    _refresh_derived(settings, key)
+    return {"rows": sum(len(r) for _, r in hits.values()), "files_rewritten": len(prepared),
+            "tokens": len(tokens), **{f"removed.{t}": n for t, n in removed.items()}}
+
+
+def _refresh_derived(settings: Settings, key: MasterKey) -> None:
+    """Rebuild the report and the crosswalk, where they exist, from the sealed stores."""
+    from transforms.crosswalk import build_crosswalk, crosswalk_path
+    from transforms.report import write_report
+
+    if settings.reports_dir.exists() and any(settings.reports_dir.iterdir()):
+        write_report(settings)
+    if crosswalk_path(settings).exists():
+        build_crosswalk(settings, key)
+
+
+# --- verify -----------------------------------------------------------------------------------
+
+def _scan_duckdb(con: duckdb.DuckDBPyConnection, needles: list[str]) -> dict[str, int]:
+    """{schema.table.column: rows} holding any needle as a whole word (``A1`` in ``A1|2``, not in
+    ``A10``), over every column of every table."""
+    found = {}
+    alternatives = "|".join(re.escape(n) for n in needles)
+    regex = rf"(^|[^A-Za-z0-9_-])({alternatives})($|[^A-Za-z0-9_-])"
+    columns = con.execute("SELECT schema_name, table_name, column_name FROM duckdb_columns() "
+                          "WHERE database_name = current_database() AND NOT internal").fetchall()
+    views = {(s, t) for s, t in con.execute("SELECT schema_name, view_name FROM duckdb_views() "
+                                            "WHERE database_name = current_database()").fetchall()}
+    for schema, table, column in columns:
+        if (schema, table) in views:
+            continue
+        (n,) = con.execute(f'SELECT count(*) FROM "{schema}"."{table}" '
+                           f'WHERE regexp_matches("{column}"::VARCHAR, ?)', [regex]).fetchone()
+        if n:
+            found[f"{schema}.{table}.{column}"] = n
+    return found
+
+
+def _pattern(needles: list[str]) -> re.Pattern:
+    alternatives = "|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True))
+    return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])".encode())
+
+
+def verify(settings: Settings, key: MasterKey, order: SealOrder) -> dict[str, int]:
+    """Scan every store for the order's ids and person tokens; {store/place: hits}, empty when sealed.
+
+    Stores: the warehouse (every table), the published snapshot, the reports and published
+    files, the archive (each original decrypted in memory), quarantine, and the crosswalk
+    (decrypted in memory). Findings name places and counts, never the ids.
+    """
+    from transforms.crosswalk import crosswalk_path
+
+    _agency_contracts(order)
+    person_tokens = [_person_token(key, order.agency, p) for p in order.persons]
+    needles = [*order.records, *order.persons, *person_tokens]
+    pattern = _pattern(needles)
+    findings: dict[str, int] = defaultdict(int)
+    with connect(settings.warehouse_path) as con:
+        for place, n in _scan_duckdb(con, needles).items():
+            findings[f"warehouse:{place}"] += n
+        archives = [a for (a,) in con.execute(
+            "SELECT archive_path FROM ops.file_ledger WHERE agency = ? AND archive_path IS NOT NULL",
+            [order.agency]).fetchall()]
+    from transforms.publish import snapshot_path
+    snapshot = snapshot_path(settings)
+    if snapshot.exists():
+        with duckdb.connect(str(snapshot), read_only=True) as snap:
+            for place, n in _scan_duckdb(snap, needles).items():
+                findings[f"snapshot:{place}"] += n
+    for archive in archives:
+        path = settings.data_dir / archive
+        if path.exists() and (n := len(pattern.findall(_decrypt(path, key)))):
+            findings[f"archive:{archive}"] += n
+    plain_dirs = [settings.reports_dir, snapshot.parent, settings.quarantine_dir]
+    for folder in plain_dirs:
+        for path in sorted(folder.rglob("*")) if folder.exists() else ():
+            if path.is_file() and path != snapshot and (n := len(pattern.findall(path.read_bytes()))):
+                findings[f"file:{path.relative_to(settings.data_dir)}"] += n
+    if crosswalk_path(settings).exists() and (n := len(pattern.findall(_crosswalk_plain(settings, key)))):
+        findings["crosswalk"] += n
+    return dict(findings)
+
+
+def _crosswalk_plain(settings: Settings, key: MasterKey) -> bytes:
+    """The crosswalk decrypted in memory (its layout: transforms/crosswalk.py), for the scan only."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from transforms.crosswalk import MAGIC, crosswalk_path
+
+    blob = crosswalk_path(settings).read_bytes()
+    try:
+        return AESGCM(key.subkey("crosswalk")).decrypt(blob[4:16], blob[16:], MAGIC)
+    except Exception:
+        raise LeadHubError("the crosswalk cannot be decrypted with this key; nothing was verified") from None
