@@ -74,7 +74,8 @@ def staleness_message(stale: list[dict]) -> str | None:
 # current batch; one whose latest delivery is itself past retention (the agency stopped
 # sending) has no data the agreement still lets the hub hold, and its current view is
 # left empty — the summary names such extracts. Deliveries that never loaded
-# (quarantined, duplicate) lose their archived original only. A delivery still being
+# (quarantined, duplicate) lose their files only: the archived original and, for a
+# quarantined one, the delivered file and its reason in quarantine/. A delivery still being
 # taken ('received') or waiting for a steward ('held') is kept whatever its age, and an
 # archive file the ledger does not know is listed, never deleted: a person decides.
 
@@ -175,8 +176,12 @@ def plan_retention(settings: Settings, keep_days: int | None = None, now: dateti
                     "rows": batch_row_counts(con, [batch_id])})
                 if on_disk:
                     plan["deleted"].append(archive)
-            elif on_disk:
-                plan["deleted"].append(archive)
+            else:  # never loaded (quarantined, duplicate): its files only
+                if on_disk:
+                    plan["deleted"].append(archive)
+                # A quarantined delivery sits in quarantine/ as delivered, with its reason file.
+                plan["deleted"] += sorted(str(q.relative_to(settings.data_dir)) for q in
+                                          (settings.quarantine_dir / agency).glob(f"{file_id}__*") if q.is_file())
         plan["rows"] = batch_row_counts(con, [e["batch_id"] for e in plan["expired"]])
     plan["empty_extracts"] = sorted({e["contract"] for e in plan["expired"] if e["current"]})
     plan["unaccounted"] = sorted(archive_files - known)
@@ -251,7 +256,8 @@ def retention_summary(result: dict) -> str:
     rebuilt = (" and rebuild core, marts and the snapshot from what remains" if dry else
                "; core, marts and the snapshot were rebuilt from what remains") if result["expired"] else ""
     lines.append(f"{verb} {_plural(len(result['expired']), 'batch')} ({_plural(total, 'row')})"
-                 f"{rebuilt}; {delete} {_plural(len(result['deleted']), 'archived original')}; "
+                 f"{rebuilt}; {delete} {_plural(len(result['deleted']), 'file')} (archived originals, quarantined "
+                 f"deliveries); "
                  f"{keep} {', '.join(kept[:-1]) + ' and ' if len(kept) > 1 else ''}{kept[-1]}")
     return "\n".join(lines)
 

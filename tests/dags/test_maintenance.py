@@ -83,11 +83,13 @@ def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings,
     stray.write_bytes(b"not in the ledger")
     b1, b2 = batch_of(settings, v1[0])[0], batch_of(settings, v2[0])[0]
     assert staging_batches(settings) == {b1: 1, b2: 2}
+    quarantined = sorted(str(p.relative_to(settings.data_dir)) for p in settings.quarantine_dir.glob("*/*"))
+    assert len(quarantined) == 2                                      # the delivered file and its reason
 
     dry = maintenance.archive_retention(settings, 365, now=NOW, dry_run=True)
     assert [e["batch_id"] for e in dry["expired"]] == [b1]
     assert dry["rows"] == {"staging.treatment_clients": 1}            # v1 held C00001 only
-    assert sorted(dry["deleted"]) == sorted([v1[2], bad[2]])          # bad never loaded: its file only
+    assert sorted(dry["deleted"]) == sorted([v1[2], bad[2], *quarantined])  # bad never loaded: files only
     assert all((settings.data_dir / p).exists() for p in dry["deleted"])  # a dry run removes nothing
     assert staging_batches(settings) == {b1: 1, b2: 2}
     # NOW is 2026-06-01 00:00, so 365 days earlier is 2025-06-01; v1 was received 400 days before NOW.
@@ -98,7 +100,7 @@ def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings,
         f"would expire batch {b1} (treatment_clients, treatment_clients_20240101.csv, superseded, received "
         f"{received}): rows staging.treatment_clients 1",
         "would expire 1 batch (1 row) and rebuild core, marts and the snapshot from what remains; would delete "
-        "2 archived originals; would keep 1 received within retention and 1 file the ledger does not know "
+        "4 files (archived originals, quarantined deliveries); would keep 1 received within retention and 1 file the ledger does not know "
         "(listed above; a person decides)"])
 
     done = maintenance.archive_retention(settings, 365, now=NOW)
@@ -106,10 +108,11 @@ def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings,
     assert batch_of(settings, v1[0]) == (b1, 1)                       # the batch's count is kept
     status = {file_id: status for file_id, _, status, _ in ledger(settings)}
     assert (status[v1[0]], status[v2[0]], status[bad[0]]) == ("expired", "accepted", "quarantined")
-    assert sorted(done["deleted"]) == sorted([v1[2], bad[2]]) and done["unaccounted"] == [
+    assert sorted(done["deleted"]) == sorted([v1[2], bad[2], *quarantined]) and done["unaccounted"] == [
         str(stray.relative_to(settings.data_dir))]
     assert not (settings.data_dir / v1[2]).exists() and not (settings.data_dir / bad[2]).exists()
     assert (settings.data_dir / v2[2]).exists() and stray.exists()
+    assert list(settings.quarantine_dir.glob("*/*")) == []
     with duckdb.connect(str(settings.data_dir / "published" / "lead.duckdb"), read_only=True) as snap:
         assert snap.execute("SELECT count(*) FROM core.record_history").fetchall() == [(0,)]
     with pytest.raises(LeadHubError, match="expired under retention"):
@@ -232,15 +235,15 @@ def test_the_cli_reprocesses_and_reports_retention(settings, history, capsys):
     from leadhub import cli
 
     file_id, _, _ = history["treatment_clients_20240301.csv"]
-    assert cli.main(["reprocess", file_id]) == 0
+    assert cli.main(["reprocess", file_id, "--reason", "fixed contract"]) == 0
     assert (settings.inbox("treatment") / "treatment_clients_20240301.csv").read_text() == BAD
     assert "treatment/treatment_clients_20240301.csv (was quarantined)" in capsys.readouterr().out
-    assert cli.main(["reprocess"]) == 2  # neither an entry nor a period: a one-line reason
+    assert cli.main(["reprocess", "--reason", "r"]) == 2  # neither an entry nor a period: a one-line reason
     assert cli.main(["retention", "--days", "1", "--dry-run"]) == 0
     # All three were received today: none is past a day, so nothing would go.
     last = capsys.readouterr().out.splitlines()[-1]
-    assert last == ("would expire 0 batches (0 rows); would delete 0 archived originals; would keep 3 received "
-                    "within retention"), last
+    assert last == ("would expire 0 batches (0 rows); would delete 0 files (archived originals, quarantined "
+                    "deliveries); would keep 3 received within retention"), last
     assert len(list(settings.archive_dir.glob("*/*.enc"))) == 3
 
 
