@@ -30,7 +30,7 @@ from leadhub.core.archive import decrypt_to, encrypt_file
 from leadhub.core.audit import append_audit
 from leadhub.core.contracts import Contract, load_contracts
 from leadhub.core.errors import LeadHubError
-from leadhub.core.files import replace_durably, transaction
+from leadhub.core.files import atomic_write_bytes, replace_durably, transaction
 from leadhub.core.keys import MasterKey
 from leadhub.core.redact import remove_records
 from leadhub.core.sealed import PERSON, RECORD, record_column, seal_token
@@ -141,20 +141,34 @@ def _targets(con, contracts: list[Contract], order: SealOrder, person_tokens: li
     return hits
 
 
-def _rewrite_csv(plain: bytes, contract: Contract, drop: set[int]) -> tuple[bytes, int]:
-    """The original without the data rows numbered ``drop`` (numbered as the reader numbers them)."""
+def _rewrite_csv(plain: bytes, contract: Contract, drop: set[int], records: set[str],
+                 persons: set[str]) -> tuple[bytes, tuple[int, ...]]:
+    """The file without its sealed data rows; returns it and the row numbers cut.
+
+    A row goes when ``drop`` names its number (numbered as the reader numbers them: data
+    rows from 1) or its record id or agency person id is one the order names; the latter
+    reach files no staging row comes from (held, quarantined). Raises ValueError on a file
+    that cannot be parsed as the contract's CSV.
+    """
     fmt = contract.format
-    text = plain.decode(fmt.encoding)
+    record, person = record_column(contract), next(
+        (c.name for c in contract.columns if c.identifier == "agency_person_id"), None)
+    names = contract.column_names
+    at_record = names.index(record) if record else None
+    at_person = names.index(person) if person else None
     out = io.StringIO()
     writer = csv.writer(out, delimiter=fmt.delimiter, quotechar=fmt.quotechar, lineterminator="\n")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=fmt.delimiter, quotechar=fmt.quotechar)
-    removed = 0
-    for n, record in enumerate(reader, start=0 if fmt.header else 1):
-        if n in drop and n > 0:
-            removed += 1
+    reader = csv.reader(io.StringIO(plain.decode(fmt.encoding), newline=""), delimiter=fmt.delimiter,
+                        quotechar=fmt.quotechar, strict=True)
+    cut = []
+    for n, row in enumerate(reader, start=0 if fmt.header else 1):
+        if n > 0 and (n in drop
+                      or (at_record is not None and len(row) > at_record and row[at_record].strip() in records)
+                      or (at_person is not None and len(row) > at_person and row[at_person].strip() in persons)):
+            cut.append(n)
             continue
-        writer.writerow(record)
-    return out.getvalue().encode(fmt.encoding), removed
+        writer.writerow(row)
+    return out.getvalue().encode(fmt.encoding), tuple(cut)
 
 
 def _decrypt(path: Path, key: MasterKey) -> bytes:
@@ -167,46 +181,67 @@ def _decrypt(path: Path, key: MasterKey) -> bytes:
 class _Rewrite:
     file_id: str
     contract: str
-    archive: Path         # the archived original
+    original: Path        # the archived original or the quarantined file
     target: Path          # its rewrite, swapped in once the warehouse has committed
     cut: tuple[int, ...]  # the row numbers removed
+    archived: bool
 
 
-def _prepare_archives(settings, key, con, contracts, hits) -> list[_Rewrite]:
-    """Rewrite each archived original that holds sealed rows, beside the old one.
-
-    Refuses (before anything changed)
-    an archive in a format that cannot be rewritten row by row, or whose rows do not match.
-    """
-    by_name = {c.name: c for c in contracts}
-    per_file: dict[str, tuple[Contract, set[int]]] = {}
+def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder) -> list[_Rewrite]:
+    """Rewrite, beside the old one, every archived original and quarantined file of the agency
+    that holds a sealed row. Refuses (before anything changed, naming the file and rule) a file
+    holding the order's ids that cannot be rewritten row by row."""
+    by_extract = {c.extract: c for c in contracts}
+    staged: dict[str, set[int]] = defaultdict(set)
     for name, (_, rows) in hits.items():
-        batches = sorted({b for b, _ in rows})
         files = dict(con.execute("SELECT batch_id, file_id FROM ops.batches WHERE batch_id IN "
-                                 "(SELECT unnest(?::VARCHAR[]))", [batches]).fetchall())
+                                 "(SELECT unnest(?::VARCHAR[]))", [sorted({b for b, _ in rows})]).fetchall())
         for b, n in rows:
-            per_file.setdefault(files[b], (by_name[name], set()))[1].add(n)
-    prepared = []
+            staged[files[b]].add(n)
+    ledger = con.execute("SELECT file_id, extract, archive_path FROM ops.file_ledger WHERE agency = ?",
+                         [order.agency]).fetchall()
+    places = [(f, by_extract.get(x), settings.data_dir / a, True) for f, x, a in ledger if a]
+    extracts = {f: by_extract.get(x) for f, x, _ in ledger}
+    qdir = settings.quarantine_dir / order.agency
+    for path in sorted(qdir.iterdir()) if qdir.exists() else ():
+        file_id = path.name.split("__", 1)[0]
+        if path.is_file() and "__" in path.name and not path.name.endswith((".reason.json", ".sealed")):
+            places.append((file_id, extracts.get(file_id), path, False))
+    needles = _pattern([*order.records, *order.persons])
+    records, persons = set(order.records), set(order.persons)
+    prepared: list[_Rewrite] = []
     try:
-        for file_id, (contract, drop) in sorted(per_file.items()):
-            (archive,) = con.execute("SELECT archive_path FROM ops.file_ledger WHERE file_id = ?",
-                                     [file_id]).fetchone()
-            if contract.format.type not in REDACTABLE_FORMATS:
-                raise LeadHubError(f"file {file_id}: rule 'redaction' failed: archived {contract.format.type} "
-                                   "originals cannot be rewritten row by row; nothing was sealed")
-            path = settings.data_dir / archive
-            new, removed = _rewrite_csv(_decrypt(path, key), contract, drop)
-            if removed != len(drop):
-                raise LeadHubError(f"file {file_id}: rule 'redaction' failed: {len(drop)} rows to remove, "
-                                   f"{removed} found in the archived original; nothing was sealed")
-            fd = os.memfd_create("sealed", 0)  # the plaintext never touches a disk
+        for file_id, contract, path, archived in places:
+            if not path.exists():
+                continue
+            plain = _decrypt(path, key) if archived else path.read_bytes()
+            if not staged.get(file_id) and not needles.search(plain):
+                continue
+            where = f"{'archived original' if archived else 'quarantined file'} {file_id}"
+            if contract is None or contract.format.type not in REDACTABLE_FORMATS:
+                raise LeadHubError(f"{where}: rule 'redaction' failed: holds an id the order names and "
+                                   "cannot be rewritten row by row; nothing was sealed")
             try:
-                os.write(fd, new)
-                target = path.with_name(path.name + ".sealed")
-                encrypt_file(fd, target, key)
-            finally:
-                os.close(fd)
-            prepared.append(_Rewrite(file_id, contract.name, path, target, tuple(sorted(drop))))
+                new, cut = _rewrite_csv(plain, contract, staged.get(file_id, set()), records, persons)
+            except (ValueError, csv.Error):
+                raise LeadHubError(f"{where}: rule 'redaction' failed: cannot be parsed as "
+                                   f"{contract.format.type}; nothing was sealed") from None
+            if not set(staged.get(file_id, ())) <= set(cut):
+                raise LeadHubError(f"{where}: rule 'redaction' failed: its rows do not match the "
+                                   "warehouse's; nothing was sealed")
+            if not cut:
+                continue
+            target = path.with_name(path.name + ".sealed")
+            if archived:
+                fd = os.memfd_create("sealed", 0)  # the plaintext never touches a disk
+                try:
+                    os.write(fd, new)
+                    encrypt_file(fd, target, key)
+                finally:
+                    os.close(fd)
+            else:
+                atomic_write_bytes(target, new)
+            prepared.append(_Rewrite(file_id, contract.name, path, target, cut, archived))
     except BaseException:
         for r in prepared:
             r.target.unlink(missing_ok=True)
@@ -228,7 +263,7 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
     model = current_model(settings.data_dir)
     with connect(settings.warehouse_path) as con:
         hits = _targets(con, contracts, order, person_tokens)
-        prepared = _prepare_archives(settings, key, con, contracts, hits)
+        prepared = _prepare_rewrites(settings, key, con, contracts, hits, order)
         now, order_token = utcnow(), seal_token(key, order.agency, "order", order.reference)
         tokens = ([seal_token(key, order.agency, RECORD, r) for r in order.records]
                   + [seal_token(key, order.agency, PERSON, t) for t in person_tokens])
@@ -244,7 +279,7 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
                             removed[table] += n
                 con.executemany("INSERT INTO ops.sealed_records VALUES (?, ?, ?, ?)",
                                 [[order_token, order.agency, t, now] for t in tokens])
-                for r in prepared:
+                for r in filter(lambda r: r.archived, prepared):
                     con.execute("UPDATE ops.file_ledger SET redacted_rows = coalesce(redacted_rows, 0) + ?, "
                                 "updated_at = ? WHERE file_id = ?", [len(r.cut), now, r.file_id])
                     # The rows left keep pointing at their row of the rewritten original.
@@ -258,11 +293,12 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
                 r.target.unlink(missing_ok=True)
             raise
         for r in prepared:
-            replace_durably(r.target, r.archive)
+            replace_durably(r.target, r.original)
         publish(settings, con)
     _refresh_derived(settings, key)
-    return {"rows": sum(len(r) for _, r in hits.values()), "files_rewritten": len(prepared),
-            "tokens": len(tokens), **{f"removed.{t}": n for t, n in removed.items()}}
+    return {"rows": sum(len(r) for _, r in hits.values()), "files_rewritten": sum(r.archived for r in prepared),
+            "tokens": len(tokens),
+            "quarantined_rewritten": sum(not r.archived for r in prepared), **{f"removed.{t}": n for t, n in removed.items()}}
 
 
 def _refresh_derived(settings: Settings, key: MasterKey) -> None:

@@ -47,11 +47,15 @@ SEALED_IDS = ["ARR-101", "ARR-103", "ARR-104", "REF-2", "P-3", "Zebulon", "987-6
 def county(settings, master_key):
     drop(settings, "police", "police_arrests_20240101.csv", ARREST_HEADER + ARRESTS)
     drop(settings, "police", "police_referrals_20240101.csv", REF_HEADER + REFERRALS)
+    # Quarantined (row 2's birth date is unreadable), with a sealed arrest on row 1.
+    drop(settings, "police", "police_arrests_20240105.csv", ARREST_HEADER
+         + arrest("ARR-103", 2, "P-2", "Quill", "Bo", "1975-03-04")
+         + arrest("ARR-107", 1, "P-4", "Broken", "Row", "not-a-date"))
     drop(settings, "jail", "jail_bookings_20240101.csv",
          BOOK_HEADER + booking("J-9", "Other", "Jay", "09/09/1991", "", 1))
     for agency in ("police", "jail"):
         for o in pipeline.ingest_agency(settings, agency, master_key):
-            assert o["status"] == "accepted", o
+            assert o["status"] == ("quarantined" if o["file"].endswith("0105.csv") else "accepted"), o
     pipeline.build(settings)
     crosswalk.build_crosswalk(settings, master_key)
     return settings
@@ -106,11 +110,13 @@ def test_sealed_arrests_and_a_persons_history_are_in_no_store(county, master_key
         for ident in SEALED_IDS + [token]:
             assert ident.encode() not in data, (name, ident)
     # What no order named is still everywhere it was: arrest ARR-102, referral REF-1, jail's booking.
-    for kept in (b"ARR-102", b"REF-1", b"J-9"):
+    for kept in (b"ARR-102", b"REF-1", b"J-9", b"ARR-107"):
         assert any(kept in v for k, v in after.items() if k.startswith("archive")), kept
+    (quarantined,) = [v for k, v in after.items() if k.startswith("quarantine") and k.endswith("0105.csv")]
+    assert quarantined == (ARREST_HEADER + arrest("ARR-107", 1, "P-4", "Broken", "Row", "not-a-date")).encode()
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT arrest_id, charge_seq FROM staging.police_arrests").fetchall() == [("ARR-102", 1)]
-        assert con.execute("SELECT sum(redacted_rows) FROM ops.file_ledger").fetchone()[0] == 5  # 3 + 1 + 1
+        assert con.execute("SELECT sum(redacted_rows) FROM ops.file_ledger").fetchone()[0] == 6  # 3 + 1 (the quarantined file's archived copy) + 1 + 1
         # 2 record tokens for the first order, 1 person token for the second
         assert con.execute("SELECT count(*), count(DISTINCT order_token) FROM ops.sealed_records").fetchone() == (3, 2)
     assert seal.verify(settings, master_key, seal.read_order_file(order_file, "EXP-7", "police")) == {}
