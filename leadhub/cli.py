@@ -363,7 +363,9 @@ def cmd_retention(settings: Settings, args) -> int:
     from leadhub.maintenance import archive_retention, retention_summary
 
     if not args.dry_run:
-        _audited(settings, args, "retention", days=args.days)
+        plan = archive_retention(settings, args.days, dry_run=True)  # the entry counts what will go
+        _audited(settings, args, "retention", days=args.days, batches=len(plan["expired"]),
+                 rows=sum(plan["rows"].values()), files=len(plan["deleted"]))
     result = archive_retention(settings, args.days, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     for path in result["deleted"]:
@@ -671,10 +673,12 @@ def parser() -> argparse.ArgumentParser:
     sl.add_argument("--reason", help="why (written to the audit log)")
     sl.add_argument("--who", help="who does it (default: the login name)")
     sl.set_defaults(func=cmd_seal)
-    rt = sub.add_parser("retention", help="delete archived originals past retention, never a current batch's")
+    rt = sub.add_parser("retention", help="expire batches past their agreement's retention: rows, rebuild, originals")
     rt.add_argument("--days", type=int, default=None,
-                    help="keep this many days (default: $LEADHUB_ARCHIVE_RETENTION_DAYS, else 7 years)")
-    rt.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
+                    help="keep at most this many days (default: each agency's agreement, else "
+                         "$LEADHUB_ARCHIVE_RETENTION_DAYS, else 7 years); never lengthens an agreement's")
+    rt.add_argument("--dry-run", action="store_true",
+                    help="list the batches, row counts per table and files that would go, and why; change nothing")
     rt.add_argument("--reason", help="why (written to the steward audit log; not with --dry-run)")
     rt.add_argument("--who", help="who does it (default: the login name)")
     rt.set_defaults(func=cmd_retention)
