@@ -62,13 +62,19 @@ def _print_outcomes(outcomes: list[dict]) -> None:
 def _audited(settings: Settings, args, action: str, **details) -> None:
     """Write a steward command's entry to the audit log before it acts (leadhub/core/audit.py);
     an action whose entry cannot be written does not happen. Details are counts, keys and file
-    names, never a person's identifier."""
+    names, never a person's identifier. No reason, no action: the why is part of the record."""
     import getpass
 
     from leadhub.core.audit import append_audit
 
-    append_audit(settings, who=args.who or getpass.getuser(), action=action,
-                 reason=(args.reason or "").strip() or None, **details)
+    append_audit(settings, who=args.who or getpass.getuser(), action=action, reason=_reason(args), **details)
+
+
+def _reason(args) -> str:
+    """The steward's --reason, refused (one line) when missing: the why is part of the record."""
+    if not (args.reason or "").strip():
+        raise LeadHubError(f"{args.command} needs --reason; it is written to the steward audit log")
+    return args.reason.strip()
 
 
 def cmd_keygen(settings: Settings, args) -> int:
@@ -294,6 +300,7 @@ def cmd_reprocess(settings: Settings, args) -> int:
 
         if not args.file_id:
             raise LeadHubError("--force re-loads one ledger entry: give its file_id")
+        _reason(args)
         outcome = pipeline.reload(settings, args.file_id, args.reason, who=args.who)
         _print_outcomes([outcome])
         if outcome["status"] == "accepted":
@@ -478,6 +485,7 @@ def cmd_rotate_key(settings: Settings, args) -> int:
     from transforms import crosswalk
     from transforms.rotate import rotate_key
 
+    _reason(args)  # before --create makes a key
     new_path = Path(args.new_key_file).expanduser().resolve()
     if args.create:
         create_key_file(new_path)
@@ -615,7 +623,7 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decrypt", help="decrypt an archived original (steward only)")
     d.add_argument("archive_file")
     d.add_argument("output")
-    d.add_argument("--reason", help="why (written to the steward audit log)")
+    d.add_argument("--reason", help="why (required; written to the steward audit log)")
     d.add_argument("--who", help="who does it (default: the login name)")
     d.set_defaults(func=cmd_decrypt)
     sub.add_parser("keygen-drop", help="create the hub key pair agencies encrypt drop files to").set_defaults(
@@ -623,7 +631,7 @@ def parser() -> argparse.ArgumentParser:
     dd = sub.add_parser("decrypt-drop", help="decrypt a .lhx file with the hub drop key (steward only)")
     dd.add_argument("lhx_file")
     dd.add_argument("output")
-    dd.add_argument("--reason", help="why (written to the steward audit log)")
+    dd.add_argument("--reason", help="why (required; written to the steward audit log)")
     dd.add_argument("--who", help="who does it (default: the login name)")
     dd.set_defaults(func=cmd_decrypt_drop)
     docs = sub.add_parser("docs", help="build the Data Docs site from stored validation results")
@@ -653,7 +661,7 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--force", action="store_true",
                     help="load a superseded entry's archived original again as the current version "
                          "(its bytes were loaded before); audited")
-    rp.add_argument("--reason", help="why (written to the steward audit log)")
+    rp.add_argument("--reason", help="why (required; written to the steward audit log)")
     rp.add_argument("--who", help="who does it (default: the login name)")
     rp.set_defaults(func=cmd_reprocess)
     rl = sub.add_parser("release", help="load a delivery the volume guard held (steward only, audited)")
@@ -679,7 +687,7 @@ def parser() -> argparse.ArgumentParser:
                          "$LEADHUB_ARCHIVE_RETENTION_DAYS, else 7 years); never lengthens an agreement's")
     rt.add_argument("--dry-run", action="store_true",
                     help="list the batches, row counts per table and files that would go, and why; change nothing")
-    rt.add_argument("--reason", help="why (written to the steward audit log; not with --dry-run)")
+    rt.add_argument("--reason", help="why (required unless --dry-run; written to the steward audit log)")
     rt.add_argument("--who", help="who does it (default: the login name)")
     rt.set_defaults(func=cmd_retention)
     sub.add_parser("publish", help="publish the analysts' read-only snapshot and data dictionary again "
@@ -702,7 +710,7 @@ def parser() -> argparse.ArgumentParser:
     rk = sub.add_parser("rotate-key", help="re-pseudonymize everything under a new master key (steward)")
     rk.add_argument("--new-key-file", required=True, help="the new key (see --create)")
     rk.add_argument("--create", action="store_true", help="create the new key file first")
-    rk.add_argument("--reason", help="why (written to the steward audit log)")
+    rk.add_argument("--reason", help="why (required; written to the steward audit log)")
     rk.add_argument("--who", help="who does it (default: the login name)")
     au = sub.add_parser("audit", help="steward: check the audit trail, or list its entries (audit show)")
     au.add_argument("action", choices=["verify", "show", "adopt"],

@@ -142,5 +142,5 @@ def test_leadhub_decrypt_drop_reads_an_archived_lhx(settings, tmp_path, capsys):
     src, enc, out = tmp_path / "x.csv", tmp_path / "x.csv.lhx", tmp_path / "back.csv"
     src.write_bytes(b"a,b\n1,2\n")
     encrypt_for_hub(src, enc, public)
-    assert main(["decrypt-drop", str(enc), str(out)]) == 0 and out.read_bytes() == src.read_bytes()
-    assert main(["decrypt-drop", str(enc), str(out)]) == 2  # never overwrites
+    assert main(["decrypt-drop", str(enc), str(out), "--reason", "check"]) == 0 and out.read_bytes() == src.read_bytes()
+    assert main(["decrypt-drop", str(enc), str(out), "--reason", "check"]) == 2  # never overwrites

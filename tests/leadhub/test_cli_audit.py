@@ -43,6 +43,15 @@ def test_each_steward_command_writes_an_audit_entry(settings, master_key, tmp_pa
     assert audit.verify_audit(settings) == 1
 
 
+@pytest.mark.parametrize("name", STEWARD_COMMANDS)
+def test_each_steward_command_refuses_without_a_reason_and_writes_nothing(settings, master_key, tmp_path,
+                                                                          name, capsys):
+    argv = [a.format(tmp=tmp_path, archived=tmp_path / "x.enc") for a in STEWARD_COMMANDS[name][0]]
+    assert cli.main([*argv, "--reason", "  "]) == 2
+    assert "needs --reason" in capsys.readouterr().err
+    assert entries(settings) == [] and not (tmp_path / "new.key").exists()
+
+
 def test_a_dry_run_of_retention_writes_no_entry(settings):
     assert cli.main(["retention", "--days", "30", "--dry-run"]) == 0
     assert entries(settings) == []

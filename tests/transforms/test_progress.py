@@ -76,7 +76,8 @@ def test_rotate_key_and_crosswalk_build_draw_bars_on_a_terminal(settings, master
     code, drawn = run_on_a_terminal(["crosswalk", "build"])
     assert code == 0, drawn
     assert "crosswalk: 100%" in drawn, drawn
-    code, drawn = run_on_a_terminal(["rotate-key", "--new-key-file", str(tmp_path / "new.key"), "--create"])
+    code, drawn = run_on_a_terminal(["rotate-key", "--new-key-file", str(tmp_path / "new.key"), "--create",
+                                     "--reason", "yearly"])
     assert code == 0, drawn
     assert "re-pseudonymize: 100%" in drawn and "re-encrypt archive: 100%" in drawn, drawn
     assert "crosswalk: 100%" in drawn, drawn  # rebuilt under the new key

@@ -81,7 +81,7 @@ def test_cli_rotates_and_the_old_key_no_longer_opens_the_archive(settings, maste
         link_people(con)
     before = person_of_row(settings.warehouse_path)[0]
     new_path = tmp_path / "new" / "master.key"
-    assert main(["rotate-key", "--new-key-file", str(new_path), "--create"]) == 0
+    assert main(["rotate-key", "--new-key-file", str(new_path), "--create", "--reason", "yearly"]) == 0
     assert "LEADHUB_KEY_FILE" in capsys.readouterr().out
     assert person_of_row(settings.warehouse_path)[0] == before
     with pytest.raises(LeadHubError):

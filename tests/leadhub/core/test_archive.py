@@ -61,12 +61,12 @@ def test_steward_decrypt_writes_the_plaintext_for_its_owner_only(settings, maste
     out = tmp_path / "restored.csv"
     old_umask = os.umask(0o022)
     try:
-        assert cli.main(["decrypt", str(archived), str(out)]) == 0
+        assert cli.main(["decrypt", str(archived), str(out), "--reason", "records request"]) == 0
     finally:
         os.umask(old_umask)
     assert out.read_bytes() == src.read_bytes()
     assert out.stat().st_mode & 0o777 == 0o600
-    assert cli.main(["decrypt", str(archived), str(out)]) == 2  # never overwrites: a one-line error
+    assert cli.main(["decrypt", str(archived), str(out), "--reason", "again"]) == 2  # never overwrites: a one-line error
     assert out.read_bytes() == src.read_bytes()
 
 
@@ -75,5 +75,5 @@ def test_steward_decrypt_of_a_tampered_archive_leaves_no_plaintext(settings, mas
 
     archived = _tampered_archive(tmp_path, master_key)
     out = tmp_path / "restored.csv"
-    assert cli.main(["decrypt", str(archived), str(out)]) == 2
+    assert cli.main(["decrypt", str(archived), str(out), "--reason", "records request"]) == 2
     assert not out.exists()
