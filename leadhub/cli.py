@@ -351,7 +351,7 @@ def cmd_seal(settings: Settings, args) -> int:
         order = seal.SealOrder(reference, args.agency, tuple(args.record or ()), tuple(args.person or ()))
     key = MasterKey.load(settings.key_file)
     if args.action == "verify":
-        findings = seal.verify(settings, key, order)
+        findings = seal.verify(settings, key, order, who=args.who or getpass.getuser())
         for place, hits in sorted(findings.items()):
             print(f"{printable(place)}\t{hits}")
         if findings:

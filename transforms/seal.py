@@ -33,7 +33,7 @@ from leadhub.core.errors import LeadHubError
 from leadhub.core.files import atomic_write_bytes, replace_durably, transaction
 from leadhub.core.keys import MasterKey
 from leadhub.core.redact import remove_records
-from leadhub.core.sealed import PERSON, RECORD, record_column, seal_token
+from leadhub.core.sealed import PERSON, RECORD, record_column, seal_token, sealed_tokens
 from leadhub.core.settings import Settings
 from leadhub.core.warehouse import TOKEN_COLUMNS, connect, staging_key, utcnow
 
@@ -95,9 +95,12 @@ def _agency_contracts(order: SealOrder) -> list[Contract]:
     return found
 
 
-def _targets(con, contracts: list[Contract], order: SealOrder, person_tokens: list[str]) -> dict:
+def _targets(con, contracts: list[Contract], order: SealOrder, person_tokens: list[str],
+             sealed_before: set[str] = frozenset()) -> dict:
     """{contract name: (staging keys, [(batch id, row number)])} of the records the order names,
-    every version of them in every batch; refuses an id that names no row the hub holds."""
+    every version of them in every batch; refuses an id that names no row the hub holds, unless
+    an order sealed it before (``sealed_before``: the ids and person tokens already sealed), so
+    that an order cut short after its commit can be run again to finish the files."""
     person = TOKEN_COLUMNS["agency_person_id"]
     hits: dict[str, tuple[list[tuple], list[tuple[str, int]]]] = {}
     seen_records, seen_persons = set(), set()
@@ -131,11 +134,11 @@ def _targets(con, contracts: list[Contract], order: SealOrder, person_tokens: li
             params).fetchall()
         hits[c.name] = (keys, rows)
     for i, rid in enumerate(order.records, start=1):
-        if rid not in seen_records:
+        if rid not in seen_records and rid not in sealed_before:
             raise LeadHubError(f"order {order.reference}: record #{i} of the order: no {order.agency} "
                                "record has this id; nothing was sealed")
     for i, tok in enumerate(person_tokens, start=1):
-        if tok not in seen_persons:
+        if tok not in seen_persons and tok not in sealed_before:
             raise LeadHubError(f"order {order.reference}: person #{i} of the order: no {order.agency} "
                                "record has this person id; nothing was sealed")
     return hits
@@ -262,7 +265,10 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
     person_tokens = [_person_token(key, order.agency, p) for p in order.persons]
     model = current_model(settings.data_dir)
     with connect(settings.warehouse_path) as con:
-        hits = _targets(con, contracts, order, person_tokens)
+        already = sealed_tokens(con, order.agency)
+        sealed_before = ({r for r in order.records if seal_token(key, order.agency, RECORD, r) in already}
+                         | {t for t in person_tokens if seal_token(key, order.agency, PERSON, t) in already})
+        hits = _targets(con, contracts, order, person_tokens, sealed_before)
         prepared = _prepare_rewrites(settings, key, con, contracts, hits, order)
         now, order_token = utcnow(), seal_token(key, order.agency, "order", order.reference)
         tokens = ([seal_token(key, order.agency, RECORD, r) for r in order.records]
@@ -277,8 +283,9 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
                     if c.name in hits:
                         for table, n in remove_records(con, c, hits[c.name][0]).items():
                             removed[table] += n
-                con.executemany("INSERT INTO ops.sealed_records VALUES (?, ?, ?, ?)",
-                                [[order_token, order.agency, t, now] for t in tokens])
+                fresh = [[order_token, order.agency, t, now] for t in dict.fromkeys(tokens) if t not in already]
+                if fresh:
+                    con.executemany("INSERT INTO ops.sealed_records VALUES (?, ?, ?, ?)", fresh)
                 for r in filter(lambda r: r.archived, prepared):
                     con.execute("UPDATE ops.file_ledger SET redacted_rows = coalesce(redacted_rows, 0) + ?, "
                                 "updated_at = ? WHERE file_id = ?", [len(r.cut), now, r.file_id])
@@ -339,7 +346,7 @@ def _pattern(needles: list[str]) -> re.Pattern:
     return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])".encode())
 
 
-def verify(settings: Settings, key: MasterKey, order: SealOrder) -> dict[str, int]:
+def verify(settings: Settings, key: MasterKey, order: SealOrder, who: str) -> dict[str, int]:
     """Scan every store for the order's ids and person tokens; {store/place: hits}, empty when sealed.
 
     Stores: the warehouse (every table), the published snapshot, the reports and published
@@ -349,6 +356,9 @@ def verify(settings: Settings, key: MasterKey, order: SealOrder) -> dict[str, in
     from transforms.crosswalk import crosswalk_path
 
     _agency_contracts(order)
+    # The scan decrypts every archived original: a steward action like any decryption.
+    append_audit(settings, who=who, action="seal-verify", reason=f"verify order {order.reference}",
+                 order=order.reference, agency=order.agency)
     person_tokens = [_person_token(key, order.agency, p) for p in order.persons]
     needles = [*order.records, *order.persons, *person_tokens]
     pattern = _pattern(needles)

@@ -119,7 +119,8 @@ def test_sealed_arrests_and_a_persons_history_are_in_no_store(county, master_key
         assert con.execute("SELECT sum(redacted_rows) FROM ops.file_ledger").fetchone()[0] == 6  # 3 + 1 (the quarantined file's archived copy) + 1 + 1
         # 2 record tokens for the first order, 1 person token for the second
         assert con.execute("SELECT count(*), count(DISTINCT order_token) FROM ops.sealed_records").fetchone() == (3, 2)
-    assert seal.verify(settings, master_key, seal.read_order_file(order_file, "EXP-7", "police")) == {}
+    assert seal.verify(settings, master_key, seal.read_order_file(order_file, "EXP-7", "police"),
+                       who="steward") == {}
     assert main(["seal", "verify", "CV-2024-001", "--agency", "police", "--record", "ARR-101",
                  "--record", "ARR-103"]) == 0
     audit_text = audit.audit_path(settings).read_bytes()
@@ -128,7 +129,7 @@ def test_sealed_arrests_and_a_persons_history_are_in_no_store(county, master_key
 
 def test_verify_finds_a_record_still_held(county, master_key):
     order = seal.SealOrder("CV-1", "police", records=("ARR-102",))
-    findings = seal.verify(county, master_key, order)
+    findings = seal.verify(county, master_key, order, who="steward")
     assert any(p.startswith("warehouse:staging.police_arrests") for p in findings)
     assert any(p.startswith("archive:") for p in findings)
     assert main(["seal", "verify", "CV-1", "--agency", "police", "--record", "ARR-102"]) == 1
@@ -173,3 +174,23 @@ def test_a_bad_order_changes_nothing(county, master_key, tmp_path, capsys, argv,
     assert "ARR-101" not in err and "P-404" not in err
     assert (staging_counts(county), archive_hashes(county)) == before
     assert not list(county.archive_dir.rglob("*.sealed"))
+
+
+def test_an_order_cut_short_after_its_commit_is_finished_by_running_it_again(county, master_key, monkeypatch):
+    order = seal.SealOrder("CV-3", "police", records=("ARR-103",))
+
+    def killed(tmp, path):
+        raise KeyboardInterrupt  # the process dies after the commit, before any archive swap
+
+    monkeypatch.setattr(seal, "replace_durably", killed)
+    with pytest.raises(KeyboardInterrupt):
+        seal.seal(county, master_key, order, "court order", who="steward")
+    findings = seal.verify(county, master_key, order, who="steward")
+    assert findings and all(p.startswith(("archive:", "file:quarantine")) for p in findings)  # warehouse done
+    monkeypatch.undo()
+    counts = seal.seal(county, master_key, order, "court order, finished", who="steward")
+    # no staging row left to remove; 2 archived originals (accepted, quarantined) + 1 quarantined file
+    assert (counts["rows"], counts["files_rewritten"], counts["quarantined_rewritten"]) == (0, 2, 1)
+    assert seal.verify(county, master_key, order, who="steward") == {}
+    with duckdb.connect(str(county.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ops.sealed_records").fetchone()[0] == 1   # not twice
