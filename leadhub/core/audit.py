@@ -18,10 +18,12 @@ entry's hash in ``<data dir>/state/audit.head``, kept apart from the log, and
 ``verify_audit`` checks the log against it. Where the head is kept is a trust
 decision: a head in the same data directory catches accidents, a careless
 restore and anybody who does not know about it, but not a steward who rewrites
-both. The same head line therefore also goes to the ``leadhub.audit`` logger at
-INFO, which a deployment routes to the host's journal or syslog collector, a
-place the steward cannot rewrite; comparing the journal's last head line with
-``leadhub audit verify`` closes that gap.
+both. Every new head is therefore also sent to the host's syslog (facility
+authpriv, "leadhub-audit head entries=N hash=H"), which journald or rsyslog keep
+root-owned and may forward off the host: a place the steward cannot rewrite.
+Comparing the last such line with what ``leadhub audit verify`` prints closes
+that gap. Where no syslog socket exists the line is dropped silently: in a
+container, mount the host's ``/dev/log``.
 
 Retention never touches the log (CJIS asks for at least a year of audit
 records; the hub keeps all of them): archive retention deletes archived
@@ -35,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+import syslog
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -98,7 +101,9 @@ def _write_head(settings: Settings, entries: int, last_hash: str) -> None:
     make_private_dir(path.parent)
     with atomic_write(path, text=True) as f:
         f.write(json.dumps({"entries": entries, "hash": last_hash}) + "\n")
-    log.info("audit head: %d entries, last %s", entries, last_hash)
+    message = f"leadhub-audit head entries={entries} hash={last_hash}"
+    syslog.syslog(syslog.LOG_AUTHPRIV | syslog.LOG_INFO, message)  # counts and a hash: nothing identifying
+    log.info(message)
 
 
 def _chain(settings: Settings) -> tuple[int, str]:
@@ -165,8 +170,13 @@ def append_audit(settings: Settings, **entry) -> dict:
 
 def verify_audit(settings: Settings) -> int:
     """Number of entries if the chain is intact and matches its head; raises naming what broke."""
+    return verified_head(settings)[0]
+
+
+def verified_head(settings: Settings) -> tuple[int, str]:
+    """(entries, last hash) of a log that passes ``verify_audit``, to compare with the syslog's."""
     with _appending(settings):  # an append in progress is waited for, not reported as a mismatch
-        return _checked(settings)[0]
+        return _checked(settings)
 
 
 def adopt_head(settings: Settings) -> int:

@@ -116,3 +116,15 @@ def test_show_since_lists_entries_from_that_day(settings):
     # 2025-02-01 excludes the entry of 2025-01-31 and keeps today's (case 1).
     assert [r["reason"] for r in audit.entries_since(settings, date(2025, 2, 1))] == ["case 1"]
     assert len(audit.entries_since(settings, date(2025, 1, 31))) == 2
+
+
+def test_every_new_head_goes_to_syslog_with_counts_and_hash_only(settings, monkeypatch):
+    import syslog
+
+    sent = []
+    monkeypatch.setattr(audit.syslog, "syslog", lambda priority, message: sent.append((priority, message)))
+    write(settings, 2)
+    entries, last = audit.verified_head(settings)
+    assert entries == 2 and sent[-1] == (syslog.LOG_AUTHPRIV | syslog.LOG_INFO,
+                                         f"leadhub-audit head entries=2 hash={last}")
+    assert len(sent) == 2 and not any("pk" in m or "case" in m for _, m in sent)   # no key, no reason
