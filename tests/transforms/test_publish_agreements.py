@@ -113,3 +113,80 @@ def test_snapshot_with_every_agency_permitted_lists_every_agreement(delivered, s
     assert snapshot(delivered, "SELECT agency, small_cell_threshold FROM ops.agreements ORDER BY agency") == [
         ("police", 10), ("treatment", 15)]
     assert snapshot(delivered, "SELECT count(*) FROM core.service_contact") == [(2,)]
+
+
+# ---------------------------------------------------------------- the report
+
+REPORT_DAY = date(2024, 2, 1)
+
+
+@pytest.fixture
+def twelve_referred(settings, make_warehouse):
+    """12 people referred (arrest diversion) in March 2022, each arrested before; 2 of them
+    treatment clients. Hand count: referrals_monthly shows 12 for 2022-03."""
+    w = make_warehouse(settings.warehouse_path)
+    for i in range(12):
+        p = f"R{i:02d}"
+        w.referral(p, date(2022, 3, 1 + i))
+        w.arrest(p, date(2021, 12, 1 + i))
+        if i < 2:
+            w.client(p, "active")
+            w.episode(p, date(2022, 3, 20))
+            w.contact(p, date(2022, 3, 25))
+    w.deliver()
+    w.close()
+    return settings
+
+
+def march_referrals(paths):
+    import csv
+
+    with open(paths["referrals_monthly"], newline="", encoding="utf-8") as f:
+        [march] = [r for r in csv.DictReader(f) if r["Month"] == "2022-03"]
+    return march["arrest_diversion"]
+
+
+def test_report_suppresses_up_to_the_largest_threshold_an_agreement_requires(twelve_referred, sign):
+    from transforms.report import write_report
+
+    sign("police")
+    sign("treatment")
+    build(twelve_referred)
+    assert march_referrals(write_report(twelve_referred, today=REPORT_DAY)) == "12"    # 12 > 10: shown
+    sign("treatment", threshold=15)
+    build(twelve_referred)
+    paths = write_report(twelve_referred, today=REPORT_DAY)
+    assert march_referrals(paths) == "<16"                                           # 12 <= 15: suppressed
+    page = open(paths["html"], encoding="utf-8").read()
+    assert "counts from 1 to 15" in page and "<td>12</td>" not in page
+
+
+def test_report_leaves_out_an_agency_without_evaluation_and_lists_the_agreements_drawn_on(twelve_referred, sign):
+    from pathlib import Path
+
+    from transforms.report import write_report
+
+    sign("police")
+    sign("treatment", purposes="operations")
+    build(twelve_referred)
+    paths = write_report(twelve_referred, today=REPORT_DAY)
+    # Treatment's tables, and those built from every agency (the cohorts), are left out.
+    assert not {"time_to_first_contact", "caseload_monthly", "services_quarterly", "outcomes",
+                "rearrest_2x2"} & set(paths)
+    assert {"referrals_monthly", "jc_arrests_race", "batch_lineage"} <= set(paths)
+    folder = Path(paths["html"]).parent
+    assert not (folder / "PART2_NOTICE.txt").exists()
+    page = (folder / "lead_report.html").read_text(encoding="utf-8")
+    assert "DSA-POLICE-1 (police, 2020-01-01 to 2099-12-31)" in page
+    assert "DSA-TREATMENT-1" not in page
+
+
+def test_report_refuses_when_an_agreement_drawn_on_has_expired_since_publication(twelve_referred, sign):
+    from transforms.report import write_report
+
+    sign("police")
+    sign("treatment")
+    build(twelve_referred)
+    sign("police", end="2023-12-31")
+    with pytest.raises(AgreementError, match=r"agency police: agreement DSA-POLICE-1 .* not in force on 2024-02-01"):
+        write_report(twelve_referred, today=REPORT_DAY)

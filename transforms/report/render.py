@@ -13,7 +13,7 @@ from datetime import date, datetime
 from transforms.rendering import render
 from transforms.report.linkage import LinkageModel
 from transforms.report.model import TREATMENT, Table
-from transforms.report.suppression import SMALL_CELL_MAX, SUPPRESSED, UNSTABLE_EVENTS, WITHHELD
+from transforms.report.suppression import UNSTABLE_EVENTS, WITHHELD, small_cell_max, suppressed_label
 
 EVALUATION_SETTINGS = ("comparison_precincts", "program_start", "program_end", "version")
 
@@ -26,6 +26,7 @@ class ReportContext:
     coverage: list = field(default_factory=list)     # [Coverage], per extract
     demo_note: str | None = None          # only for the synthetic demo data
     linkage: LinkageModel = field(default_factory=LinkageModel)
+    agreements: list = field(default_factory=list)   # [dict] the data-sharing agreements drawn on
 
 
 def needs_part2_notice(tables: list[Table]) -> bool:
@@ -59,5 +60,6 @@ def render_html(tables: list[Table], ctx: ReportContext) -> str:
         part2=needs_part2_notice(tables), period=_period(ctx),
         generated_at=ctx.generated_at.strftime("%Y-%m-%d %H:%M"), demo_note=ctx.demo_note,
         settings={k: ctx.settings.get(k) for k in EVALUATION_SETTINGS}, linkage=ctx.linkage,
-        SMALL_CELL_MAX=SMALL_CELL_MAX, SUPPRESSED=SUPPRESSED, WITHHELD=WITHHELD,
+        SMALL_CELL_MAX=small_cell_max(), SUPPRESSED=suppressed_label(), WITHHELD=WITHHELD,
+        agreements=ctx.agreements,
         UNSTABLE_EVENTS=UNSTABLE_EVENTS)

@@ -2,12 +2,16 @@
 
 Counts from 1 to 10 are shown as "<11"; ``protect`` hides further cells
 wherever a published total would let a suppressed count be worked back by
-subtraction, within a table and across linked tables.
+subtraction, within a table and across linked tables. A data-sharing agreement may
+require a larger threshold: the report applies the largest its agreements require
+(``small_cell_threshold``), never less than SMALL_CELL_MAX.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 SMALL_CELL_MAX = 10
 SUPPRESSED = "<11"          # a count from 1 to SMALL_CELL_MAX
@@ -16,13 +20,36 @@ NOT_APPLICABLE = "n/a"    # not "-": a leading minus is escaped in CSVs
 UNSTABLE_EVENTS = 20       # rates on fewer events are flagged as unstable
 
 
+# The threshold in force while a report is built (see small_cell_threshold).
+_threshold: ContextVar[int] = ContextVar("small_cell_max", default=SMALL_CELL_MAX)
+
+
+@contextmanager
+def small_cell_threshold(largest: int):
+    """Within the block, counts from 1 to ``largest`` (at least SMALL_CELL_MAX) are suppressed."""
+    token = _threshold.set(max(SMALL_CELL_MAX, int(largest)))
+    try:
+        yield
+    finally:
+        _threshold.reset(token)
+
+
+def small_cell_max() -> int:
+    return _threshold.get()
+
+
+def suppressed_label() -> str:
+    """How a suppressed count is shown: "<11" under the usual threshold of 10."""
+    return f"<{small_cell_max() + 1}"
+
+
 def is_small(n: int | None) -> bool:
-    return n is not None and 1 <= n <= SMALL_CELL_MAX
+    return n is not None and 1 <= n <= small_cell_max()
 
 
 def count_cell(n: int) -> str:
-    """A published count: 1 to 10 become "<11"; zero is shown."""
-    return SUPPRESSED if is_small(n) else str(int(n))
+    """A published count: 1 to the threshold (10) become "<11"; zero is shown."""
+    return suppressed_label() if is_small(n) else str(int(n))
 
 
 def derived_cell(value: float | None, counts: tuple[int, ...], fmt: str = "{:.2f}") -> str:
@@ -37,7 +64,7 @@ def derived_cell(value: float | None, counts: tuple[int, ...], fmt: str = "{:.2f
 def part_cell(part: int, whole: int) -> str:
     """A count published beside its total: withheld when the remainder is suppressed."""
     if is_small(part):
-        return SUPPRESSED
+        return suppressed_label()
     return WITHHELD if is_small(whole - part) else str(int(part))
 
 
@@ -120,7 +147,7 @@ class Cells:
         """"<11" for a small count, "suppressed" for a complementary one, else the count."""
         n = self.counts[cell]
         if is_small(n):
-            return SUPPRESSED
+            return suppressed_label()
         return WITHHELD if self.is_hidden(cell) else str(n)
 
 

@@ -15,7 +15,8 @@ from transforms.report.model import (COHORT_LABELS, MEASURES, OFFENSE_TYPES, RE_
                                      REFERRAL_TYPES, Table, fetch_dicts, month_starts, quarter_label)
 from transforms.report.statistics import adjusted_odds_ratio, odds_ratio_woolf
 from transforms.report.suppression import (NOT_APPLICABLE, TOTAL, UNSTABLE_EVENTS, WITHHELD, Cells,
-                                           part_cell, count_cell, derived_cell, is_small, rate_cell)
+                                           part_cell, count_cell, derived_cell, is_small, rate_cell,
+                                           small_cell_max, suppressed_label)
 
 
 def _grid_rows(cells: Cells, name: str, rows: list, labels: list[str], columns: list,
@@ -63,9 +64,9 @@ def referral_tables(con) -> list[Table]:
         cells.sums_to([("quarter", q, t) for q in quarters], ("precinct", TOTAL, t))
     cells.resolve()
 
-    note = ("Referrals counted by referral date, linked to a person or not. \"<11\": 1 to 10 "
-            "referrals; \"suppressed\": withheld so that no small count can be worked out from "
-            "the totals here or in the other referral tables.")
+    note = (f"Referrals counted by referral date, linked to a person or not. \"{suppressed_label()}\": "
+            f"1 to {small_cell_max()} referrals; \"suppressed\": withheld so that no small count can be "
+            "worked out from the totals here or in the other referral tables.")
     monthly = Table(
         name="referrals_monthly", title="LEAD referrals per month, by referral type",
         header=["Month"] + types + [TOTAL],
@@ -390,9 +391,32 @@ def rearrest_tables(con) -> list[Table]:
     return [counts, odds]
 
 
+# Each builder, in report order, with the marts it reads. A snapshot leaves out the marts built
+# from an agency whose agreement does not permit evaluation; their tables are left out with them.
+BUILDERS = (
+    (("referrals_monthly",), referral_tables),
+    (("first_contact",), first_contact_table),
+    (("caseload_monthly",), caseload_table),
+    (("services_monthly",), services_table),
+    (("outcomes_summary",), outcomes_table),
+    (("outcomes", "cohort"), rearrest_tables),
+    (("jc_arrests", "jc_cases", "jc_jail"), justice_counts_tables),
+    (("equity",), equity_tables),
+)
+
+
+def marts_present(con) -> set[str]:
+    return {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() "
+                                      "WHERE database_name = current_database() AND schema_name = 'marts'")
+            .fetchall()}
+
+
 def build_tables(con, coverage: list[Coverage] | None = None) -> list[Table]:
-    """Every published table, in report order."""
-    return [*referral_tables(con), first_contact_table(con), caseload_table(con),
-            services_table(con), outcomes_table(con), *rearrest_tables(con),
-            *justice_counts_tables(con), *equity_tables(con),
-            lineage_table(data_coverage(con) if coverage is None else coverage)]
+    """Every published table whose marts the source holds, in report order."""
+    present = marts_present(con)
+    tables: list[Table] = []
+    for marts, builder in BUILDERS:
+        if set(marts) <= present:
+            built = builder(con)
+            tables.extend(built if isinstance(built, list) else [built])
+    return [*tables, lineage_table(data_coverage(con) if coverage is None else coverage)]

@@ -6,18 +6,20 @@ import shutil
 from datetime import date, datetime
 from pathlib import Path
 
+from leadhub.core.agreements import AgreementError, agreement_for
 from leadhub.core.exports import write_csv
 from leadhub.core.errors import LeadHubError
 from leadhub.core.settings import Settings
-from leadhub.core.warehouse import connect
+from leadhub.core.warehouse import connect, utcnow
 from transforms.notices import PART2_NOTICE
 from transforms.report.coverage import data_coverage
 from transforms.report.demo import planted_effect, planted_effect_text
 from transforms.report.linkage import linkage_model
 from transforms.report.model import TREATMENT, Table, fetch_dicts
 from transforms.report.render import ReportContext, needs_part2_notice, render_html
-from transforms.report.source import has_marts, report_source
-from transforms.report.tables import build_tables, rearrest_estimates
+from transforms.report.source import report_source
+from transforms.report.suppression import small_cell_threshold
+from transforms.report.tables import build_tables, marts_present, rearrest_estimates
 
 
 def csv_rows(table: Table) -> list[list[str]]:
@@ -35,6 +37,35 @@ def csv_rows(table: Table) -> list[list[str]]:
 def _write_csv(path: Path, table: Table) -> None:
     """Through the shared exporter, which escapes cells a spreadsheet would run as formulas."""
     write_csv(path, table.header, csv_rows(table))
+
+
+def drawn_agreements(con, today: date) -> list[dict]:
+    """The data-sharing agreements the report draws on, each still in force on ``today`` and
+    permitting evaluation; AgreementError naming the agency otherwise.
+
+    A snapshot lists the agreements it was published under (ops.agreements) and holds no data of
+    other agencies. The warehouse itself holds every agency's data: read only when every agency
+    with data has an agreement that permits evaluation.
+    """
+    from transforms.publish import evaluation_agreements
+
+    has_list = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                           "AND schema_name = 'ops' AND table_name = 'agreements'").fetchone()[0]
+    if has_list:
+        agencies = [a for (a,) in con.execute("SELECT agency FROM ops.agreements ORDER BY agency").fetchall()]
+    else:
+        drawn, left_out = evaluation_agreements(con)
+        if left_out:
+            raise AgreementError(f"agency {sorted(left_out)[0]}: its agreement does not permit evaluation; "
+                                 "report from a published snapshot (leadhub build), which leaves its data out")
+        agencies = sorted(drawn)
+    found = [agreement_for(agency, today) for agency in agencies]
+    for agreement in found:
+        if not agreement.permits("evaluation"):
+            raise AgreementError(f"agency {agreement.agency}: agreement {agreement.describe()} no longer "
+                                 "permits evaluation; publish a new snapshot (leadhub build)")
+    return [{"reference": a.reference, "agency": a.agency, "effective": a.effective, "end": a.end,
+             "small_cell_threshold": a.small_cell_threshold} for a in found]
 
 
 def _replace_dir(source: Path, target: Path) -> None:
@@ -68,17 +99,23 @@ def write_report(settings: Settings, today: date | None = None) -> dict[str, str
         raise LeadHubError(f"no warehouse at {settings.warehouse_path}; run ingest and build first")
     effect = planted_effect(settings)
     with connect(source, read_only=True) as con:
-        if not has_marts(con):
+        present = marts_present(con)
+        if not present:
             raise LeadHubError("the warehouse has no marts yet; run build before report")
-        coverage = data_coverage(con)
-        tables = build_tables(con, coverage)
+        agreements = drawn_agreements(con, today or utcnow().date())
+        # The largest small-cell threshold any agreement drawn on requires (never below the usual).
+        threshold = max((a["small_cell_threshold"] for a in agreements), default=0)
+        with small_cell_threshold(threshold):
+            coverage = data_coverage(con)
+            tables = build_tables(con, coverage)
         as_of = con.execute("SELECT max(received_at)::DATE FROM ops.batches").fetchone()[0]
         evaluation = fetch_dicts(con, "SELECT * FROM core.evaluation_settings")
-        demo_note = planted_effect_text(rearrest_estimates(con), effect) if effect else None
+        demo_note = (planted_effect_text(rearrest_estimates(con), effect)
+                     if effect and {"outcomes", "cohort"} <= present else None)
         linkage = linkage_model(con, settings.data_dir)
     ctx = ReportContext(latest_received=as_of, generated_at=datetime.now(),
                         settings=evaluation[0] if evaluation else {}, coverage=coverage,
-                        demo_note=demo_note, linkage=linkage)
+                        demo_note=demo_note, linkage=linkage, agreements=agreements)
 
     reports = Path(settings.reports_dir)
     reports.mkdir(parents=True, exist_ok=True)
@@ -87,7 +124,8 @@ def write_report(settings: Settings, today: date | None = None) -> dict[str, str
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir()
-    (staging / "lead_report.html").write_text(render_html(tables, ctx), encoding="utf-8")
+    with small_cell_threshold(threshold):
+        (staging / "lead_report.html").write_text(render_html(tables, ctx), encoding="utf-8")
     for t in tables:
         _write_csv(staging / f"{t.name}.csv", t)
     if needs_part2_notice(tables):
