@@ -462,7 +462,9 @@ def cmd_audit(settings: Settings, args) -> int:
     from leadhub.core import audit
 
     if args.action == "verify":
-        print(f"audit log intact: {audit.verify_audit(settings)} entries, matching {audit.head_path(settings)}")
+        entries, last = audit.verified_head(settings)
+        print(f"audit log intact: {entries} entries, matching {audit.head_path(settings)}; last hash {last} "
+              "(compare with the last 'leadhub-audit head' line in the host's syslog)")
         return 0
     if args.action == "adopt":
         print(f"audit head recorded for {audit.adopt_head(settings)} entries")
