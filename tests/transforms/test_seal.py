@@ -194,3 +194,20 @@ def test_an_order_cut_short_after_its_commit_is_finished_by_running_it_again(cou
     assert seal.verify(county, master_key, order, who="steward") == {}
     with duckdb.connect(str(county.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM ops.sealed_records").fetchone()[0] == 1   # not twice
+
+
+def test_rotation_after_a_seal_replays_the_rewritten_originals_row_for_row(county, master_key, tmp_path):
+    from leadhub.core.keys import MasterKey, create_key_file
+    from transforms.rotate import rotate_key
+
+    # ARR-101's two charges were rows 1 and 2 of the arrests file: ARR-102 (row 3) becomes row 1,
+    # ARR-103 row 2 (then sealed too), so rotation must find P-1's row at its new number.
+    seal.seal(county, master_key, seal.SealOrder("CV-4", "police", records=("ARR-101", "ARR-103")),
+              "court order", who="steward")
+    new = MasterKey.load(create_key_file(tmp_path / "new" / "master.key"))
+    rotate_key(county, master_key, new)
+    with duckdb.connect(str(county.warehouse_path), read_only=True) as con:
+        rows = con.execute("SELECT arrest_id, _row_number, person_token FROM staging.police_arrests "
+                           "ORDER BY arrest_id").fetchall()
+    assert rows == [("ARR-102", 1, Pseudonymizer(new).person_id_token("police", "P-1")),
+                    ("ARR-104", 2, Pseudonymizer(new).person_id_token("police", "P-3"))]
