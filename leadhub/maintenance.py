@@ -129,7 +129,7 @@ def plan_retention(settings: Settings, keep_days: int | None = None, now: dateti
     "empty_extracts": [contract names], "rows": {table: n}, "now"}. Paths are relative to
     the data directory; no value of any row is read.
     """
-    from leadhub.core.redact import batch_row_counts
+    from leadhub.core.redact import row_counts_by_batch
     from leadhub.core.warehouse import connect
 
     default_days = retention_days(None)
@@ -149,9 +149,7 @@ def plan_retention(settings: Settings, keep_days: int | None = None, now: dateti
             "SELECT l.file_id, l.agency, l.file_name, l.status, l.received_at, l.archive_path, b.batch_id, "
             "b.contract, b.row_count FROM ops.file_ledger l LEFT JOIN ops.batches b ON b.file_id = l.file_id "
             "ORDER BY l.received_at, l.file_id").fetchall()
-        latest = dict(con.execute("SELECT contract, arg_max(batch_id, loaded_at) FROM ops.batches "
-                                  "GROUP BY contract").fetchall())
-        known = set()
+        known, live = set(), set()  # live: extracts keeping a batch with rows
         for file_id, agency, name, status, received, archive, batch_id, contract, row_count in entries:
             known.add(archive)
             if agency not in plan["periods"]:
@@ -168,12 +166,13 @@ def plan_retention(settings: Settings, keep_days: int | None = None, now: dateti
                     plan["waiting"].append(archive)
             elif received >= plan["periods"][agency]["cutoff"]:
                 plan["kept_recent"] += on_disk
+                if batch_id is not None:
+                    live.add(contract)
             elif batch_id is not None:
                 plan["expired"].append({
                     "batch_id": batch_id, "file_id": file_id, "agency": agency, "contract": contract,
                     "file": name, "status": status, "received": f"{received:%Y-%m-%d %H:%M}",
-                    "ledger_rows": row_count, "current": latest.get(contract) == batch_id,
-                    "rows": batch_row_counts(con, [batch_id])})
+                    "ledger_rows": row_count})
                 if on_disk:
                     plan["deleted"].append(archive)
             else:  # never loaded (quarantined, duplicate): its files only
@@ -182,8 +181,12 @@ def plan_retention(settings: Settings, keep_days: int | None = None, now: dateti
                 # A quarantined delivery sits in quarantine/ as delivered, with its reason file.
                 plan["deleted"] += sorted(str(q.relative_to(settings.data_dir)) for q in
                                           (settings.quarantine_dir / agency).glob(f"{file_id}__*") if q.is_file())
-        plan["rows"] = batch_row_counts(con, [e["batch_id"] for e in plan["expired"]])
-    plan["empty_extracts"] = sorted({e["contract"] for e in plan["expired"] if e["current"]})
+        per_batch = row_counts_by_batch(con, [e["batch_id"] for e in plan["expired"]])
+    for e in plan["expired"]:
+        e["rows"] = per_batch[e["batch_id"]]
+        for table, n in e["rows"].items():
+            plan["rows"][table] = plan["rows"].get(table, 0) + n
+    plan["empty_extracts"] = sorted({e["contract"] for e in plan["expired"]} - live)
     plan["unaccounted"] = sorted(archive_files - known)
     for period in plan["periods"].values():
         period.pop("cutoff")
@@ -238,11 +241,10 @@ def retention_summary(result: dict) -> str:
     verb = "would expire" if dry else "expired"
     for e in result["expired"]:
         rows = ", ".join(f"{table} {n}" for table, n in e["rows"].items()) or "no rows left"
-        current = "; it is the extract's current delivery" if e["current"] else ""
         lines.append(f"{verb} batch {e['batch_id']} ({e['contract']}, {e['file']}, {e['status']}, received "
-                     f"{e['received']}): rows {rows}{current}")
+                     f"{e['received']}): rows {rows}")
     for contract in result["empty_extracts"]:
-        lines.append(f"{contract}: its latest delivery is past retention, so its current view "
+        lines.append(f"{contract}: every delivery holding rows is past retention, so its current view "
                      f"{'would be' if dry else 'is'} empty until the agency delivers again")
     total = sum(result["rows"].values())
     delete, keep = ("would delete", "would keep") if dry else ("deleted", "kept")

@@ -27,25 +27,33 @@ def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
                             "AND schema_name = ? AND table_name = ?", [schema, table]).fetchall()[0][0])
 
 
+def row_counts_by_batch(con: duckdb.DuckDBPyConnection, batch_ids: Iterable[str],
+                        contracts: dict[str, Contract] | None = None) -> dict[str, dict[str, int]]:
+    """{batch id: {table: rows}} for 'staging.<contract>' and 'core.record_history', zeros left
+    out; one grouped query per table however many batches."""
+    ids = sorted(set(batch_ids))
+    counts: dict[str, dict[str, int]] = {i: {} for i in ids}
+    if not ids:
+        return counts
+    tables = [(f"staging.{c.name}", "_batch_id") for c in (contracts or load_contracts()).values()
+              if _table_exists(con, "staging", c.name)]
+    if _table_exists(con, "core", "record_history"):
+        tables.append((HISTORY, "last_batch_id"))
+    for table, column in tables:
+        for batch_id, n in con.execute(f"SELECT {column}, count(*) FROM {table} WHERE {column} IN "
+                                       "(SELECT unnest(?::VARCHAR[])) GROUP BY 1 ORDER BY 1", [ids]).fetchall():
+            counts[batch_id][table] = n
+    return counts
+
+
 def batch_row_counts(con: duckdb.DuckDBPyConnection, batch_ids: Iterable[str],
                      contracts: dict[str, Contract] | None = None) -> dict[str, int]:
     """Rows of ``batch_ids`` per table ('staging.<contract>', 'core.record_history'), zeros left out."""
-    ids = sorted(set(batch_ids))
-    counts: dict[str, int] = {}
-    if not ids:
-        return counts
-    for c in (contracts or load_contracts()).values():
-        if _table_exists(con, "staging", c.name):
-            n = con.execute(f"SELECT count(*) FROM staging.{c.name} WHERE _batch_id IN "
-                            "(SELECT unnest(?::VARCHAR[]))", [ids]).fetchall()[0][0]
-            if n:
-                counts[f"staging.{c.name}"] = n
-    if _table_exists(con, "core", "record_history"):
-        n = con.execute(f"SELECT count(*) FROM {HISTORY} WHERE last_batch_id IN (SELECT unnest(?::VARCHAR[]))",
-                        [ids]).fetchall()[0][0]
-        if n:
-            counts[HISTORY] = n
-    return counts
+    total: dict[str, int] = {}
+    for per_table in row_counts_by_batch(con, batch_ids, contracts).values():
+        for table, n in per_table.items():
+            total[table] = total.get(table, 0) + n
+    return total
 
 
 def remove_batches(con: duckdb.DuckDBPyConnection, batch_ids: Iterable[str],

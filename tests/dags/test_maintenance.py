@@ -136,7 +136,7 @@ def test_a_full_history_extract_past_retention_is_emptied_not_kept(settings, his
         age(settings, file_id, 400)
     dry = maintenance.archive_retention(settings, 365, now=NOW, dry_run=True)
     assert dry["empty_extracts"] == ["treatment_clients"]
-    assert ("treatment_clients: its latest delivery is past retention, so its current view would be empty "
+    assert ("treatment_clients: every delivery holding rows is past retention, so its current view would be empty "
             "until the agency delivers again") in maintenance.retention_summary(dry).splitlines()
     done = maintenance.archive_retention(settings, 365, now=NOW)
     assert done["rows"] == {"staging.treatment_clients": 3}           # v1: 1 row, v2: 2 rows
