@@ -91,6 +91,8 @@ def staging_counts(settings):
 
 def test_sealed_arrests_and_a_persons_history_are_in_no_store(county, master_key, tmp_path):
     settings = county
+    pipeline.report(settings)
+    report_before = {p.name: p.read_bytes() for p in (settings.reports_dir / "latest").glob("*.csv")}
     before = every_text(settings, master_key)
     assert any(b"ARR-101" in v for v in before.values())        # the scan can find them before
     assert any(b"Zebulon" in v for v in before.values())
@@ -105,6 +107,11 @@ def test_sealed_arrests_and_a_persons_history_are_in_no_store(county, master_key
                        "clean slate", who="steward")
     assert counts["rows"] == 2 and counts["files_rewritten"] == 2    # ARR-104 and REF-2, one file each
 
+    report_after = {p.name: p.read_bytes() for p in (settings.reports_dir / "latest").glob("*.csv")}
+    # The report was written again from the sealed snapshot: the sealed arrests (May 2023) no longer
+    # open the arrests' event period; ARR-102 (July 2023) is all that is left of it.
+    assert b"police_arrests,2023-05,2023-07," in report_before["batch_lineage.csv"]
+    assert b"police_arrests,2023-07,2023-07," in report_after["batch_lineage.csv"]
     after = every_text(settings, master_key)
     for name, data in after.items():
         for ident in SEALED_IDS + [token]:
