@@ -205,10 +205,11 @@ COLUMNS = {
         "size_bytes": "File size in bytes.",
         "sha256": "SHA-256 of the file as delivered.",
         "row_count": "Data rows read from the file.",
-        "status": "received, accepted, duplicate, quarantined, superseded, or held (waiting for a "
-                  "steward's release: it would remove too many current rows).",
+        "status": "received, accepted, duplicate, quarantined, superseded, held (waiting for a "
+                  "steward's release: it would remove too many current rows), or expired (past its "
+                  "agreement's retention: its rows and original were removed, its counts kept).",
         "batch_id": "Batch the file loaded as (ops.batches).",
-        "reason": "Why the file was quarantined, duplicate or superseded (file, row and rule; "
+        "reason": "Why the file was quarantined, duplicate, superseded or expired (file, row and rule; "
                   "never a cell value).",
         "archive_path": "Where the encrypted original is kept, relative to the data directory.",
         "updated_at": "When this row last changed (UTC).",
