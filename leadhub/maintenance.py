@@ -137,7 +137,8 @@ def plan_retention(settings: Settings, keep_days: int | None = None, now: dateti
     now = now or utcnow()
     archive_files = {str(p.relative_to(settings.data_dir)) for p in settings.archive_dir.glob("*/*.enc")
                      if p.is_file()}
-    plan = {"expired": [], "deleted": [], "waiting": [], "unaccounted": [], "kept_recent": 0, "periods": {},
+    plan = {"expired": [], "deleted": [], "waiting": [], "unaccounted": [], "kept_recent": 0, "unfinished": 0,
+            "periods": {},
             "empty_extracts": [], "rows": {}, "now": f"{now:%Y-%m-%d %H:%M} UTC"}
     if not settings.warehouse_path.exists():
         if archive_files:
@@ -161,6 +162,7 @@ def plan_retention(settings: Settings, keep_days: int | None = None, now: dateti
             if status == EXPIRED:  # a run stopped after its commit: finish deleting the original
                 if on_disk:
                     plan["deleted"].append(archive)
+                    plan["unfinished"] += 1
             elif status in WAITING_STATUSES:
                 if on_disk:
                     plan["waiting"].append(archive)
@@ -199,8 +201,9 @@ def archive_retention(settings: Settings, keep_days: int | None = None, now: dat
 
     One transaction removes the expired batches' rows (``leadhub.core.redact.remove_batches``),
     marks their ledger entries 'expired' and rebuilds linkage, core tables and marts from
-    what remains (``leadhub.pipeline.build``); only after it commits are the archived
-    originals deleted and the snapshot published again. A run stopped in between is
+    what remains (``leadhub.pipeline.build``); only after it commits is the steward's
+    crosswalk rebuilt (when there is one; it needs the key), the archived originals
+    deleted and the snapshot published again. A run stopped in between is
     finished by the next one (expired entries' originals are deleted whatever their age).
     Returns ``plan_retention``'s dict with "dry_run" and, after a rebuild, "build" counts.
     """
@@ -225,6 +228,14 @@ def archive_retention(settings: Settings, keep_days: int | None = None, now: dat
                              stamp, e["file_id"]])
 
         plan["build"] = pipeline.build(settings, publish=False, prepare=expire)
+    from transforms.crosswalk import build_crosswalk, crosswalk_path
+
+    if (plan["expired"] or plan["unfinished"]) and crosswalk_path(settings).exists():
+        # The steward's crosswalk holds the agency ids of expired rows: rebuilt from what remains
+        # (it replays only loaded, unexpired originals), before those originals go.
+        from leadhub.core.keys import MasterKey
+
+        plan["crosswalk"] = build_crosswalk(settings, MasterKey.load(settings.key_file))
     for relative in plan["deleted"]:
         (settings.data_dir / relative).unlink(missing_ok=True)
     if plan["expired"]:
@@ -255,8 +266,10 @@ def retention_summary(result: dict) -> str:
     if result["unaccounted"]:
         kept.append(f"{_plural(len(result['unaccounted']), 'file')} the ledger does not know "
                     "(listed above; a person decides)")
-    rebuilt = (" and rebuild core, marts and the snapshot from what remains" if dry else
-               "; core, marts and the snapshot were rebuilt from what remains") if result["expired"] else ""
+    rebuilt = (" and rebuild core, marts, the snapshot and the steward's crosswalk from what remains" if dry
+               else "; core, marts and the snapshot were rebuilt from what remains") if result["expired"] else ""
+    if "crosswalk" in result:
+        rebuilt += ", and the steward's crosswalk"
     lines.append(f"{verb} {_plural(len(result['expired']), 'batch')} ({_plural(total, 'row')})"
                  f"{rebuilt}; {delete} {_plural(len(result['deleted']), 'file')} (archived originals, quarantined "
                  f"deliveries); "

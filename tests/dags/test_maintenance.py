@@ -99,7 +99,8 @@ def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings,
         "default gives 2555); past it: received before 2025-06-01 00:00 UTC",
         f"would expire batch {b1} (treatment_clients, treatment_clients_20240101.csv, superseded, received "
         f"{received}): rows staging.treatment_clients 1",
-        "would expire 1 batch (1 row) and rebuild core, marts and the snapshot from what remains; would delete "
+        "would expire 1 batch (1 row) and rebuild core, marts, the snapshot and the steward's crosswalk from what "
+        "remains; would delete "
         "4 files (archived originals, quarantined deliveries); would keep 1 received within retention and 1 file the ledger does not know "
         "(listed above; a person decides)"])
 

@@ -10,6 +10,7 @@ from leadhub.core.keys import MasterKey, create_key_file
 from leadhub.core.warehouse import connect, utcnow
 from leadhub.pipeline import ingest_agency
 from tests.transforms.test_link import REF_HEADER, drop, load, row
+from transforms.crosswalk import build_crosswalk, lookup
 from transforms.rotate import rotate_key
 
 
@@ -36,6 +37,7 @@ def test_an_expired_batch_leaves_no_row_in_warehouse_or_snapshot_and_rotation_su
          REF_HEADER + row("P3", "Lind", "Cy", "1980-02-02", "", 3))
     assert [o["status"] for o in ingest_agency(settings, "police", master_key)] == ["accepted"]
     pipeline.build(settings)  # links, models and the published snapshot hold all three referrals
+    build_crosswalk(settings, master_key)
     snapshot = settings.data_dir / "published" / "lead.duckdb"
     with connect(settings.warehouse_path) as con:
         (first, file_id), (second, _) = con.execute(
@@ -53,6 +55,8 @@ def test_an_expired_batch_leaves_no_row_in_warehouse_or_snapshot_and_rotation_su
     assert len(gone) == 4 and not gone & kept                 # R1, R2 and their two person tokens
     assert "core.person_link.person_token" in varchar_hits(settings.warehouse_path, gone)
     assert len(people) == 2 and "core.referral.person_key" in varchar_hits(snapshot, people)
+    assert sorted(i for k in people for i in lookup(settings, master_key, k, "check", who="s")) == [
+        ("police", "P1"), ("police", "P2")]
 
     result = maintenance.archive_retention(settings, 30)
     assert [e["batch_id"] for e in result["expired"]] == [first]
@@ -64,6 +68,9 @@ def test_an_expired_batch_leaves_no_row_in_warehouse_or_snapshot_and_rotation_su
     with connect(settings.warehouse_path) as con:
         assert con.execute("SELECT status FROM ops.file_ledger WHERE file_id = ?", [file_id]).fetchall() == [
             ("expired",)]
+    # The steward's crosswalk no longer leads from their person keys to their agency ids.
+    assert "crosswalk" in result
+    assert [lookup(settings, master_key, k, "check", who="s") for k in sorted(people)] == [[], []]
 
     # Rotation replays the batches that hold rows (police batch 2 and the empty jail batch) and
     # never asks for the deleted original.
