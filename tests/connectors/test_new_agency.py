@@ -1,11 +1,11 @@
-"""A fifth agency needs its contract file and nothing else: intake, validation and staging follow."""
+"""A fifth agency needs its contract and its agreement, nothing else: intake, validation and staging follow."""
 
 import os
 
 import duckdb
 import pytest
 
-from leadhub.core import contracts
+from leadhub.core import agreements, contracts
 from leadhub.pipeline import ingest_agency
 
 CONTRACT = """agency: probation
@@ -27,6 +27,14 @@ columns:
   - {name: visit_date, type: date, formats: ["%Y-%m-%d"], nullable: false, description: Date of the visit.}
   - {name: outcome, type: string, nullable: false, known_values: [compliant, violation], description: Result.}
 """
+AGREEMENT = """reference: DSA-PROBATION-1
+agency: probation
+effective: 2020-01-01
+end: 2099-12-31
+purposes: [evaluation, operations]
+retention_days: 2555
+small_cell_threshold: 10
+"""
 
 
 @pytest.fixture
@@ -36,17 +44,20 @@ def fifth_agency():
     path = contracts.CONTRACTS_DIR / "probation" / "visits.yaml"
     path.parent.mkdir()
     path.write_text(CONTRACT)
+    signed = agreements.AGREEMENTS_DIR / "probation.yaml"
+    signed.write_text(AGREEMENT)
     contracts.load_contracts.cache_clear()
     try:
         yield path
     finally:
+        signed.unlink()
         path.unlink()
         path.parent.rmdir()
         contracts.load_contracts.cache_clear()
         validate._gx_suite.cache_clear()
 
 
-def test_a_new_agency_is_taken_in_with_nothing_but_its_contract(fifth_agency, settings, master_key):
+def test_a_new_agency_is_taken_in_with_nothing_but_its_contract_and_agreement(fifth_agency, settings, master_key):
     assert "probation" in contracts.agencies()
     inbox = settings.inbox("probation")
     inbox.mkdir(parents=True)
