@@ -67,12 +67,14 @@ def agreements(monkeypatch):
 
 def staging_batches(settings) -> dict[str, int]:
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        return dict(con.execute("SELECT _batch_id, count(*) FROM staging.treatment_clients GROUP BY 1").fetchall())
+        return dict(con.execute("SELECT _batch_id, count(*) FROM staging.treatment_clients "
+                                "GROUP BY 1").fetchall())
 
 
 def batch_of(settings, file_id: str) -> tuple[str, int]:
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        return con.execute("SELECT batch_id, row_count FROM ops.batches WHERE file_id = ?", [file_id]).fetchall()[0]
+        return con.execute("SELECT batch_id, row_count FROM ops.batches WHERE file_id = ?",
+                           [file_id]).fetchall()[0]
 
 
 def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings, history, agreements):
@@ -99,10 +101,9 @@ def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings,
         "default gives 2555); past it: received before 2025-06-01 00:00 UTC",
         f"would expire batch {b1} (treatment_clients, treatment_clients_20240101.csv, superseded, received "
         f"{received}): rows staging.treatment_clients 1",
-        "would expire 1 batch (1 row) and rebuild core, marts, the snapshot and the steward's crosswalk from what "
-        "remains; would delete "
-        "4 files (archived originals, quarantined deliveries); would keep 1 received within retention and 1 file the ledger does not know "
-        "(listed above; a person decides)"])
+        "would expire 1 batch (1 row) and rebuild core, marts, the snapshot and the steward's crosswalk "
+        "from what remains; would delete 4 files (archived originals, quarantined deliveries); would keep "
+        "1 received within retention and 1 file the ledger does not know (listed above; a person decides)"])
 
     done = maintenance.archive_retention(settings, 365, now=NOW)
     assert staging_batches(settings) == {b2: 2}
@@ -127,7 +128,8 @@ def test_an_agreements_retention_governs_its_agency_and_a_run_can_only_shorten_i
     agreements["police"] = (730, "POL-1")
     monkeypatch.setenv(maintenance.ENV_RETENTION_DAYS, "90")
     assert maintenance.agency_retention("police", 90) == (730, "agreement POL-1")
-    assert maintenance.agency_retention("jail", 90) == (90, "no agreement declares one: the installation default")
+    assert maintenance.agency_retention("jail", 90) == (
+        90, "no agreement declares one: the installation default")
     assert maintenance.agency_retention("police", 90, 30) == (30, "this run's --days; agreement POL-1 gives 730")
     assert maintenance.agency_retention("police", 90, 1000) == (730, "agreement POL-1")
 
@@ -137,7 +139,8 @@ def test_a_full_history_extract_past_retention_is_emptied_not_kept(settings, his
         age(settings, file_id, 400)
     dry = maintenance.archive_retention(settings, 365, now=NOW, dry_run=True)
     assert dry["empty_extracts"] == ["treatment_clients"]
-    assert ("treatment_clients: every delivery holding rows is past retention, so its current view would be empty "
+    assert ("treatment_clients: every delivery holding rows is past retention, so its current view would be "
+            "empty "
             "until the agency delivers again") in maintenance.retention_summary(dry).splitlines()
     done = maintenance.archive_retention(settings, 365, now=NOW)
     assert done["rows"] == {"staging.treatment_clients": 3}           # v1: 1 row, v2: 2 rows
