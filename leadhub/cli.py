@@ -360,7 +360,8 @@ def cmd_seal(settings: Settings, args) -> int:
             return 1
         print(f"order {printable(reference)}: no store holds its records' ids or tokens")
         return 0
-    counts = seal.seal(settings, key, order, args.reason or "", who=args.who or getpass.getuser())
+    counts = seal.seal(settings, key, order, args.reason or "", who=args.who or getpass.getuser(),
+                       renew=args.renew)
     print(f"order {printable(reference)}: sealed {counts['rows']} row(s), rewrote {counts['files_rewritten']} "
           f"archived original(s); snapshot republished")
     return 0
@@ -682,6 +683,8 @@ def parser() -> argparse.ArgumentParser:
     sl.add_argument("--file", help="CSV order file with a record_id and/or person_id column")
     sl.add_argument("--reason", help="why (written to the audit log)")
     sl.add_argument("--who", help="who does it (default: the login name)")
+    sl.add_argument("--renew", action="store_true",
+                    help="after rotate-key: store an earlier order's tokens under the new key")
     sl.set_defaults(func=cmd_seal)
     rt = sub.add_parser("retention", help="expire batches past their agreement's retention: rows, rebuild, originals")
     rt.add_argument("--days", type=int, default=None,

@@ -252,8 +252,14 @@ def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder) -> 
     return prepared
 
 
-def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who: str) -> dict[str, int]:
-    """Carry out a sealing or expungement order everywhere; returns counts (no identifiers)."""
+def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who: str,
+         renew: bool = False) -> dict[str, int]:
+    """Carry out a sealing or expungement order everywhere; returns counts (no identifiers).
+
+    ``renew`` enters an order again after ``rotate-key`` (whose new key no longer yields the
+    stored tokens): ids that match nothing any more are accepted, and the order's tokens are
+    stored under the current key.
+    """
     from transforms.link import link_people
     from transforms.linkage_store import current_model
     from transforms.model import run_models
@@ -268,6 +274,8 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
         already = sealed_tokens(con, order.agency)
         sealed_before = ({r for r in order.records if seal_token(key, order.agency, RECORD, r) in already}
                          | {t for t in person_tokens if seal_token(key, order.agency, PERSON, t) in already})
+        if renew:
+            sealed_before = set(order.records) | set(person_tokens)
         hits = _targets(con, contracts, order, person_tokens, sealed_before)
         prepared = _prepare_rewrites(settings, key, con, contracts, hits, order)
         now, order_token = utcnow(), seal_token(key, order.agency, "order", order.reference)

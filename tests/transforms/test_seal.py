@@ -218,3 +218,25 @@ def test_rotation_after_a_seal_replays_the_rewritten_originals_row_for_row(count
                            "ORDER BY arrest_id").fetchall()
     assert rows == [("ARR-102", 1, Pseudonymizer(new).person_id_token("police", "P-1")),
                     ("ARR-104", 2, Pseudonymizer(new).person_id_token("police", "P-3"))]
+
+
+def test_after_rotation_a_renewed_order_drops_a_redelivery_again(county, master_key, tmp_path):
+    from leadhub.core.keys import MasterKey, create_key_file
+    from transforms.rotate import rotate_key
+
+    seal.seal(county, master_key, seal.SealOrder("CV-5", "police", records=("ARR-101",)), "order", who="s")
+    new = MasterKey.load(create_key_file(tmp_path / "new" / "master.key"))
+    rotate_key(county, master_key, new)
+    county.key_file.write_bytes((tmp_path / "new" / "master.key").read_bytes())
+    with pytest.raises(LeadHubError, match="record #1"):     # gone from the hub: refused without --renew
+        seal.seal(county, new, seal.SealOrder("CV-5", "police", records=("ARR-101",)), "order", who="s")
+    assert main(["seal", "--order", "CV-5", "--agency", "police", "--record", "ARR-101", "--renew",
+                 "--reason", "order, after key rotation"]) == 0
+    drop(county, "police", "police_arrests_20240102.csv",
+         ARREST_HEADER + arrest("ARR-101", 1, "P-1", "Keep", "Ada", "1980-01-02"))
+    (outcome,) = pipeline.ingest_agency(county, "police", new)
+    with duckdb.connect(str(county.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT sealed_dropped FROM ops.file_ledger "
+                           "WHERE file_name = 'police_arrests_20240102.csv'").fetchone() == (1,)
+        assert con.execute("SELECT count(*) FROM staging.police_arrests WHERE arrest_id = 'ARR-101'"
+                           ).fetchone() == (0,)
