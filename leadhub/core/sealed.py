@@ -24,7 +24,13 @@ RECORD, PERSON = "record", "person"
 
 def seal_token(key: MasterKey, agency: str, kind: str, value: str) -> str:
     """The keyed token of one sealed record id (kind ``record``) or person token (``person``)."""
-    return hmac.digest(key.subkey("seal"), f"{kind}:{agency}\x1f{value.strip()}".encode(), "sha256").hex()
+    return _tokens(key, agency, kind)(value)
+
+
+def _tokens(key: MasterKey, agency: str, kind: str):
+    """``seal_token`` for many values: the subkey is derived once (HKDF costs as much as the HMAC)."""
+    subkey, prefix = key.subkey("seal"), f"{kind}:{agency}\x1f"
+    return lambda value: hmac.digest(subkey, f"{prefix}{value.strip()}".encode(), "sha256").hex()
 
 
 def record_column(contract: Contract) -> str | None:
@@ -48,12 +54,13 @@ def drop_sealed(con: duckdb.DuckDBPyConnection, key: MasterKey, contract: Contra
     if not sealed:
         return 0
     table = f"staging.{contract.name}"
+    record_token, person_token = _tokens(key, contract.agency, RECORD), _tokens(key, contract.agency, PERSON)
     conditions, params = [], []
     column = record_column(contract)
     if column:
         ids = [v for (v,) in con.execute(
             f'SELECT DISTINCT "{column}"::VARCHAR FROM {table} WHERE _batch_id = ? AND "{column}" IS NOT NULL',
-            [batch_id]).fetchall() if seal_token(key, contract.agency, RECORD, v) in sealed]
+            [batch_id]).fetchall() if record_token(v) in sealed]
         if ids:
             conditions.append(f'"{column}"::VARCHAR IN (SELECT unnest(?::VARCHAR[]))')
             params.append(ids)
@@ -61,7 +68,7 @@ def drop_sealed(con: duckdb.DuckDBPyConnection, key: MasterKey, contract: Contra
     if any(c.identifier == "agency_person_id" for c in contract.columns):
         people = [t for (t,) in con.execute(
             f"SELECT DISTINCT {person} FROM {table} WHERE _batch_id = ? AND {person} IS NOT NULL",
-            [batch_id]).fetchall() if seal_token(key, contract.agency, PERSON, t) in sealed]
+            [batch_id]).fetchall() if person_token(t) in sealed]
         if people:
             conditions.append(f"{person} IN (SELECT unnest(?::VARCHAR[]))")
             params.append(people)
