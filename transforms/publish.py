@@ -303,6 +303,9 @@ def publish(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) ->
     drawn, left_out = evaluation_agreements(con)
     tables, descriptions, levels = dictionary_inputs(con)
     counts = publish_snapshot(con, snapshot_path(settings), key, descriptions, drawn, left_out)
+    # The dictionary describes what the snapshot holds: not the tables an agreement left out.
+    shown = set(counts) | {"ops.snapshot_info", "ops.agreements"}
+    tables = {table: columns for table, columns in tables.items() if ".".join(table) in shown}
     write_dictionary(published_dir(settings), descriptions, tables, levels)
     return counts
 

@@ -104,6 +104,11 @@ def test_snapshot_leaves_out_an_agency_whose_agreement_does_not_permit_evaluatio
                 if s.startswith("treatment_")]
     assert snapshot(delivered, "SELECT reference, agency, small_cell_threshold FROM ops.agreements") == [
         ("DSA-POLICE-1", "police", 10)]
+    # The data dictionary beside it describes what it holds, not what was left out.
+    from transforms.publish import published_dir
+
+    dictionary = (published_dir(delivered) / "data_dictionary.md").read_text()
+    assert "core.arrest" in dictionary and "core.service_contact" not in dictionary
 
 
 def test_snapshot_with_every_agency_permitted_lists_every_agreement(delivered, sign):
