@@ -317,7 +317,7 @@ def _restore(settings: Settings, key, entry: dict) -> dict:
     archive = settings.data_dir / entry["archive_path"]
     if not archive.is_file():
         raise LeadHubError(f"ledger entry {entry['file_id']} ({name}): archive file {entry['archive_path']} "
-                           "is gone")
+                           "is gone (retention deletes the originals of deliveries past their period)")
     inbox = settings.inbox(agency)
     inbox.mkdir(parents=True, exist_ok=True, mode=0o700)
     target = inbox / name
@@ -375,7 +375,8 @@ def entries_to_backfill(settings: Settings, agency: str, start: date, end: date)
     """Archived entries of ``agency`` received from ``start`` to ``end`` (inclusive) worth re-processing.
 
     Left out: entries whose bytes are loaded now ('accepted' or 'superseded' —
-    the intake would only record a duplicate) and entries without an archive.
+    the intake would only record a duplicate), entries retention expired, and
+    entries without an archive or whose archived original retention deleted.
     Of several entries with the same file name only the latest is taken: the
     inbox holds one file per name.
     """
@@ -387,14 +388,16 @@ def entries_to_backfill(settings: Settings, agency: str, start: date, end: date)
     with connect(settings.warehouse_path, read_only=True) as con:
         ids = [r[0] for r in con.execute(
             "SELECT file_id FROM ops.file_ledger l WHERE agency = ? AND archive_path IS NOT NULL "
-            "AND received_at >= ? AND received_at < ? AND status NOT IN ('duplicate', 'accepted', 'superseded') "
+            "AND received_at >= ? AND received_at < ? "
+            "AND status NOT IN ('duplicate', 'accepted', 'superseded', 'expired') "
             "AND NOT EXISTS (SELECT 1 FROM ops.file_ledger x WHERE x.agency = l.agency AND x.sha256 = l.sha256 "
             "  AND x.status IN ('accepted', 'superseded')) "
             "QUALIFY row_number() OVER (PARTITION BY file_name ORDER BY received_at DESC) = 1 "
             "ORDER BY received_at",
             [agency, datetime.combine(start, datetime.min.time()),
              datetime.combine(end + timedelta(days=1), datetime.min.time())]).fetchall()]
-        return [_ledger_entry(con, i) for i in ids]
+        entries = [_ledger_entry(con, i) for i in ids]
+    return [e for e in entries if (settings.data_dir / e["archive_path"]).is_file()]
 
 
 def restore_period(settings: Settings, key, agency: str, start: date, end: date) -> list[dict]:

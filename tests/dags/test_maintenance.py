@@ -119,6 +119,8 @@ def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings,
         assert snap.execute("SELECT count(*) FROM core.record_history").fetchall() == [(0,)]
     with pytest.raises(LeadHubError, match="expired under retention"):
         maintenance.restore_ledger_entry(settings, maintenance_key(settings), v1[0])
+    day = (NOW - timedelta(days=400)).date()  # a back-fill of that day has nothing left to restore
+    assert maintenance.entries_to_backfill(settings, "treatment", day, day) == []
     # Run again: nothing left to expire.
     again = maintenance.archive_retention(settings, 365, now=NOW)
     assert again["expired"] == [] and again["deleted"] == []
