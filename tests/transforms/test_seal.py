@@ -140,6 +140,14 @@ def test_verify_finds_a_record_still_held(county, master_key):
     assert any(p.startswith("warehouse:staging.police_arrests") for p in findings)
     assert any(p.startswith("archive:") for p in findings)
     assert main(["seal", "verify", "CV-1", "--agency", "police", "--record", "ARR-102"]) == 1
+    # A person still held: their token in staging and in the links, their id in the archived
+    # originals and in the crosswalk (decrypted in memory); the quarantined file never named them.
+    findings = seal.verify(county, master_key, seal.SealOrder("CV-1", "police", persons=("P-3",)), who="s")
+    for place in ("warehouse:staging.police_arrests.person_token", "warehouse:core.person_link.person_token",
+                  "crosswalk"):
+        assert place in findings, (place, findings)
+    assert sum(p.startswith("archive:archive/police/") for p in findings) == 2   # arrests and referrals
+    assert not any(p.startswith("file:quarantine") for p in findings)
 
 
 def test_a_redelivered_sealed_record_is_dropped_and_counted(county, master_key):
