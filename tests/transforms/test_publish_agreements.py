@@ -195,3 +195,15 @@ def test_report_refuses_when_an_agreement_drawn_on_has_expired_since_publication
     sign("police", end="2023-12-31")
     with pytest.raises(AgreementError, match=r"agency police: agreement DSA-POLICE-1 .* not in force on 2024-02-01"):
         write_report(twelve_referred, today=REPORT_DAY)
+
+
+def test_justice_counts_tables_need_the_justice_counts_purpose(twelve_referred, sign):
+    from transforms.report import write_report
+
+    sign("police", purposes="evaluation, operations")
+    sign("treatment")
+    build(twelve_referred)
+    paths = write_report(twelve_referred, today=REPORT_DAY)
+    # jc_arrests is built from police extracts: without justice_counts the Justice Counts tables go.
+    assert not [name for name in paths if name.startswith("jc_")]
+    assert "referrals_monthly" in paths and "outcomes" in paths

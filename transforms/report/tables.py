@@ -391,6 +391,8 @@ def rearrest_tables(con) -> list[Table]:
     return [counts, odds]
 
 
+# The Justice Counts marts: their tables are a purpose of their own in the agreements.
+JUSTICE_COUNTS_MARTS = ("jc_arrests", "jc_cases", "jc_jail")
 # Each builder, in report order, with the marts it reads. A snapshot leaves out the marts built
 # from an agency whose agreement does not permit evaluation; their tables are left out with them.
 BUILDERS = (
@@ -400,7 +402,7 @@ BUILDERS = (
     (("services_monthly",), services_table),
     (("outcomes_summary",), outcomes_table),
     (("outcomes", "cohort"), rearrest_tables),
-    (("jc_arrests", "jc_cases", "jc_jail"), justice_counts_tables),
+    (JUSTICE_COUNTS_MARTS, justice_counts_tables),
     (("equity",), equity_tables),
 )
 
@@ -411,9 +413,9 @@ def marts_present(con) -> set[str]:
             .fetchall()}
 
 
-def build_tables(con, coverage: list[Coverage] | None = None) -> list[Table]:
-    """Every published table whose marts the source holds, in report order."""
-    present = marts_present(con)
+def build_tables(con, coverage: list[Coverage] | None = None, withheld: frozenset[str] = frozenset()) -> list[Table]:
+    """Every published table whose marts the source holds and are not ``withheld``, in report order."""
+    present = marts_present(con) - withheld
     tables: list[Table] = []
     for marts, builder in BUILDERS:
         if set(marts) <= present:

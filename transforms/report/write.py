@@ -19,7 +19,7 @@ from transforms.report.model import TREATMENT, Table, fetch_dicts
 from transforms.report.render import ReportContext, needs_part2_notice, render_html
 from transforms.report.source import report_source
 from transforms.report.suppression import small_cell_threshold
-from transforms.report.tables import build_tables, marts_present, rearrest_estimates
+from transforms.report.tables import JUSTICE_COUNTS_MARTS, build_tables, marts_present, rearrest_estimates
 
 
 def csv_rows(table: Table) -> list[list[str]]:
@@ -65,7 +65,17 @@ def drawn_agreements(con, today: date) -> list[dict]:
             raise AgreementError(f"agency {agreement.agency}: agreement {agreement.describe()} no longer "
                                  "permits evaluation; publish a new snapshot (leadhub build)")
     return [{"reference": a.reference, "agency": a.agency, "effective": a.effective, "end": a.end,
-             "small_cell_threshold": a.small_cell_threshold} for a in found]
+             "purposes": a.purposes, "small_cell_threshold": a.small_cell_threshold} for a in found]
+
+
+def withheld_marts(agreements: list[dict]) -> frozenset[str]:
+    """The Justice Counts marts built from an agency drawn on whose agreement does not permit
+    justice_counts. (Agencies not drawn on sent nothing, or their marts are not in the snapshot.)"""
+    from transforms.publish import model_agencies
+
+    refused = {a["agency"] for a in agreements if "justice_counts" not in a["purposes"]}
+    return frozenset(table for (schema, table), agencies in model_agencies().items()
+                     if schema == "marts" and table in JUSTICE_COUNTS_MARTS and agencies & refused)
 
 
 def _replace_dir(source: Path, target: Path) -> None:
@@ -107,7 +117,7 @@ def write_report(settings: Settings, today: date | None = None) -> dict[str, str
         threshold = max((a["small_cell_threshold"] for a in agreements), default=0)
         with small_cell_threshold(threshold):
             coverage = data_coverage(con)
-            tables = build_tables(con, coverage)
+            tables = build_tables(con, coverage, withheld_marts(agreements))
         as_of = con.execute("SELECT max(received_at)::DATE FROM ops.batches").fetchone()[0]
         evaluation = fetch_dicts(con, "SELECT * FROM core.evaluation_settings")
         demo_note = (planted_effect_text(rearrest_estimates(con), effect)
