@@ -26,7 +26,7 @@ from pathlib import Path
 
 import duckdb
 
-from leadhub.core.archive import decrypt_to, encrypt_file
+from leadhub.core.archive import MAGIC as ARCHIVE_MAGIC, decrypt_to, encrypt_file
 from leadhub.core.audit import append_audit
 from leadhub.core.contracts import Contract, load_contracts
 from leadhub.core.errors import LeadHubError
@@ -357,11 +357,14 @@ def _pattern(needles: list[str]) -> re.Pattern:
 def verify(settings: Settings, key: MasterKey, order: SealOrder, who: str) -> dict[str, int]:
     """Scan every store for the order's ids and person tokens; {store/place: hits}, empty when sealed.
 
-    Stores: the warehouse (every table), the published snapshot, the reports and published
-    files, the archive (each original decrypted in memory), quarantine, and the crosswalk
-    (decrypted in memory). Findings name places and counts, never the ids.
+    The warehouse and the published snapshot are searched table by table, column by column;
+    every other file under the data directory byte by byte: archived originals (of every
+    agency) and the crosswalk decrypted in memory, the rest (quarantine, reports, inboxes,
+    Data Docs, state) as they are. A file that cannot be decrypted is a finding too: it was
+    not proven clean. Findings name places and counts, never the ids.
     """
     from transforms.crosswalk import crosswalk_path
+    from transforms.publish import snapshot_path
 
     _agency_contracts(order)
     # The scan decrypts every archived original: a steward action like any decryption.
@@ -374,26 +377,30 @@ def verify(settings: Settings, key: MasterKey, order: SealOrder, who: str) -> di
     with connect(settings.warehouse_path) as con:
         for place, n in _scan_duckdb(con, needles).items():
             findings[f"warehouse:{place}"] += n
-        archives = [a for (a,) in con.execute(
-            "SELECT archive_path FROM ops.file_ledger WHERE agency = ? AND archive_path IS NOT NULL",
-            [order.agency]).fetchall()]
-    from transforms.publish import snapshot_path
-    snapshot = snapshot_path(settings)
+    snapshot, crosswalk = snapshot_path(settings), crosswalk_path(settings)
     if snapshot.exists():
         with duckdb.connect(str(snapshot), read_only=True) as snap:
             for place, n in _scan_duckdb(snap, needles).items():
                 findings[f"snapshot:{place}"] += n
-    for archive in archives:
-        path = settings.data_dir / archive
-        if path.exists() and (n := len(pattern.findall(_decrypt(path, key)))):
-            findings[f"archive:{archive}"] += n
-    plain_dirs = [settings.reports_dir, snapshot.parent, settings.quarantine_dir]
-    for folder in plain_dirs:
-        for path in sorted(folder.rglob("*")) if folder.exists() else ():
-            if path.is_file() and path != snapshot and (n := len(pattern.findall(path.read_bytes()))):
-                findings[f"file:{path.relative_to(settings.data_dir)}"] += n
-    if crosswalk_path(settings).exists() and (n := len(pattern.findall(_crosswalk_plain(settings, key)))):
-        findings["crosswalk"] += n
+    skip = {settings.warehouse_path, settings.warehouse_path.with_name(settings.warehouse_path.name + ".wal"),
+            snapshot}
+    for path in sorted(settings.data_dir.rglob("*")):
+        if path in skip or not path.is_file():
+            continue
+        place = str(path.relative_to(settings.data_dir))
+        try:
+            if path == crosswalk:
+                data, place = _crosswalk_plain(settings, key), "crosswalk"
+            else:
+                with open(path, "rb") as f:
+                    archived = f.read(len(ARCHIVE_MAGIC)) == ARCHIVE_MAGIC
+                data = _decrypt(path, key) if archived else path.read_bytes()
+                place = f"{'archive' if archived else 'file'}:{place}"
+        except LeadHubError:
+            findings[f"unreadable:{place}"] += 1
+            continue
+        if n := len(pattern.findall(data)):
+            findings[place] += n
     return dict(findings)
 
 
