@@ -345,6 +345,8 @@ def cmd_seal(settings: Settings, args) -> int:
     reference = args.order or args.reference
     if not reference:
         raise LeadHubError("seal needs the order's reference (--order REF)")
+    if args.file and (args.record or args.person):
+        raise LeadHubError("seal takes the order's ids either one by one (--record/--person) or as --file, not both")
     if args.file:
         order = seal.read_order_file(Path(args.file), reference, args.agency)
     else:

@@ -177,6 +177,8 @@ def archive_hashes(settings):
     (["--agency", "police", "--person", "P-404"], "person #1 of the order"),
     (["--agency", "police", "--file", "{bad}"], "row 1: rule 'order_header'"),
     (["--agency", "police", "--file", "{ragged}"], "row 3: rule 'ragged_row'"),
+    (["--agency", "police", "--file", "{ragged}", "--record", "ARR-101"], "not both"),
+    (["--agency", "police"], "names no record and no person"),
 ])
 def test_a_bad_order_changes_nothing(county, master_key, tmp_path, capsys, argv, message):
     (tmp_path / "bad.csv").write_text("arrest\nARR-101\n")
