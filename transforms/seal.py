@@ -311,9 +311,10 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
             replace_durably(r.target, r.original)
         publish(settings, con)
     _refresh_derived(settings, key)
-    return {"rows": sum(len(r) for _, r in hits.values()), "files_rewritten": sum(r.archived for r in prepared),
-            "tokens": len(tokens),
-            "quarantined_rewritten": sum(not r.archived for r in prepared), **{f"removed.{t}": n for t, n in removed.items()}}
+    return {"rows": sum(len(r) for _, r in hits.values()), "tokens": len(tokens),
+            "files_rewritten": sum(r.archived for r in prepared),
+            "quarantined_rewritten": sum(not r.archived for r in prepared),
+            **{f"removed.{t}": n for t, n in removed.items()}}
 
 
 def _refresh_derived(settings: Settings, key: MasterKey) -> None:
