@@ -145,13 +145,15 @@ def _targets(con, contracts: list[Contract], order: SealOrder, person_tokens: li
 
 
 def _rewrite_csv(plain: bytes, contract: Contract, drop: set[int], records: set[str],
-                 persons: set[str]) -> tuple[bytes, tuple[int, ...]]:
-    """The file without its sealed data rows; returns it and the row numbers cut.
+                 persons: set[str], blank: dict[str, set[str]] | None = None
+                 ) -> tuple[bytes, tuple[int, ...], int]:
+    """The file without its sealed data rows; returns it, the row numbers cut, the cells blanked.
 
     A row goes when ``drop`` names its number (numbered as the reader numbers them: data
     rows from 1) or its record id or agency person id is one the order names; the latter
-    reach files no staging row comes from (held, quarantined). Raises ValueError on a file
-    that cannot be parsed as the contract's CSV.
+    reach files no staging row comes from (held, quarantined). ``blank`` ({column: values})
+    empties the cells of another agency's file that quote a sealed record's id. Raises
+    ValueError on a file that cannot be parsed as the contract's CSV.
     """
     fmt = contract.format
     record, person = record_column(contract), next(
@@ -163,15 +165,19 @@ def _rewrite_csv(plain: bytes, contract: Contract, drop: set[int], records: set[
     writer = csv.writer(out, delimiter=fmt.delimiter, quotechar=fmt.quotechar, lineterminator="\n")
     reader = csv.reader(io.StringIO(plain.decode(fmt.encoding), newline=""), delimiter=fmt.delimiter,
                         quotechar=fmt.quotechar, strict=True)
-    cut = []
+    blanks = [(names.index(c), v) for c, v in (blank or {}).items()]
+    cut, blanked = [], 0
     for n, row in enumerate(reader, start=0 if fmt.header else 1):
+        for i, values in blanks if n > 0 else ():
+            if len(row) > i and row[i].strip() in values:
+                row[i], blanked = "", blanked + 1
         if n > 0 and (n in drop
                       or (at_record is not None and len(row) > at_record and row[at_record].strip() in records)
                       or (at_person is not None and len(row) > at_person and row[at_person].strip() in persons)):
             cut.append(n)
             continue
         writer.writerow(row)
-    return out.getvalue().encode(fmt.encoding), tuple(cut)
+    return out.getvalue().encode(fmt.encoding), tuple(cut), blanked
 
 
 def _decrypt(path: Path, key: MasterKey) -> bytes:
@@ -188,28 +194,52 @@ class _Rewrite:
     target: Path          # its rewrite, swapped in once the warehouse has committed
     cut: tuple[int, ...]  # the row numbers removed
     archived: bool
+    blanked: int = 0      # cells of another agency's file that quoted a sealed record's id
 
 
-def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder) -> list[_Rewrite]:
+def _quoting(order: SealOrder) -> dict[str, str]:
+    """{contract: column} of other agencies' extracts quoting the order's record ids (a jail
+    booking's arrest number): a plain column named as the agency's record column. Refuses a
+    column that may not be empty, since blanking it would make the original unreadable."""
+    contracts = load_contracts().values()
+    record_columns = {record_column(c) for c in contracts if c.agency == order.agency} - {None}
+    quoting = {}
+    for c in contracts:
+        for col in c.columns if order.records and c.agency != order.agency else ():
+            if col.name in record_columns and not col.identifier:
+                if not col.nullable:
+                    raise LeadHubError(f"order {order.reference}: {c.name}.{col.name} quotes {order.agency} "
+                                       "record ids and may not be empty, so it cannot be blanked; nothing was sealed")
+                quoting[c.name] = col.name
+    return quoting
+
+
+def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder,
+                      quoting: dict[str, str]) -> list[_Rewrite]:
     """Rewrite, beside the old one, every archived original and quarantined file of the agency
-    that holds a sealed row. Refuses (before anything changed, naming the file and rule) a file
-    holding the order's ids that cannot be rewritten row by row."""
-    by_extract = {c.extract: c for c in contracts}
+    that holds a sealed row, and of the agencies quoting a sealed record id (that cell blanked).
+    Refuses (before anything changed, naming the file and rule) a file holding the order's ids
+    that cannot be rewritten row by row."""
+    every = load_contracts()
+    contracts = [*contracts, *(every[n] for n in quoting)]
+    by_extract = {(c.agency, c.extract): c for c in contracts}
     staged: dict[str, set[int]] = defaultdict(set)
     for name, (_, rows) in hits.items():
         files = dict(con.execute("SELECT batch_id, file_id FROM ops.batches WHERE batch_id IN "
                                  "(SELECT unnest(?::VARCHAR[]))", [sorted({b for b, _ in rows})]).fetchall())
         for b, n in rows:
             staged[files[b]].add(n)
-    ledger = con.execute("SELECT file_id, extract, archive_path FROM ops.file_ledger WHERE agency = ?",
-                         [order.agency]).fetchall()
-    places = [(f, by_extract.get(x), settings.data_dir / a, True) for f, x, a in ledger if a]
-    extracts = {f: by_extract.get(x) for f, x, _ in ledger}
-    qdir = settings.quarantine_dir / order.agency
-    for path in sorted(qdir.iterdir()) if qdir.exists() else ():
-        file_id = path.name.split("__", 1)[0]
-        if path.is_file() and "__" in path.name and not path.name.endswith((".reason.json", ".sealed")):
-            places.append((file_id, extracts.get(file_id), path, False))
+    agencies = sorted({c.agency for c in contracts})
+    ledger = con.execute("SELECT file_id, agency, extract, archive_path FROM ops.file_ledger WHERE agency IN "
+                         "(SELECT unnest(?::VARCHAR[]))", [agencies]).fetchall()
+    places = [(f, by_extract.get((g, x)), settings.data_dir / a, True) for f, g, x, a in ledger if a]
+    extracts = {f: by_extract.get((g, x)) for f, g, x, _ in ledger}
+    for agency in agencies:
+        qdir = settings.quarantine_dir / agency
+        for path in sorted(qdir.iterdir()) if qdir.exists() else ():
+            file_id = path.name.split("__", 1)[0]
+            if path.is_file() and "__" in path.name and not path.name.endswith((".reason.json", ".sealed")):
+                places.append((file_id, extracts.get(file_id), path, False))
     needles = _pattern([*order.records, *order.persons])
     records, persons = set(order.records), set(order.persons)
     prepared: list[_Rewrite] = []
@@ -221,18 +251,23 @@ def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder) -> 
             if not staged.get(file_id) and not needles.search(plain):
                 continue
             where = f"{'archived original' if archived else 'quarantined file'} {file_id}"
+            if contract is not None and contract.agency != order.agency and contract.name not in quoting:
+                continue
             if contract is None or contract.format.type not in REDACTABLE_FORMATS:
                 raise LeadHubError(f"{where}: rule 'redaction' failed: holds an id the order names and "
                                    "cannot be rewritten row by row; nothing was sealed")
             try:
-                new, cut = _rewrite_csv(plain, contract, staged.get(file_id, set()), records, persons)
+                own = contract.agency == order.agency
+                new, cut, blanked = _rewrite_csv(
+                    plain, contract, staged.get(file_id, set()) if own else set(), records if own else set(),
+                    persons if own else set(), None if own else {quoting[contract.name]: records})
             except (ValueError, csv.Error):
                 raise LeadHubError(f"{where}: rule 'redaction' failed: cannot be parsed as "
                                    f"{contract.format.type}; nothing was sealed") from None
             if not set(staged.get(file_id, ())) <= set(cut):
                 raise LeadHubError(f"{where}: rule 'redaction' failed: its rows do not match the "
                                    "warehouse's; nothing was sealed")
-            if not cut:
+            if not cut and not blanked:
                 continue
             target = path.with_name(path.name + ".sealed")
             if archived:
@@ -244,7 +279,7 @@ def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder) -> 
                     os.close(fd)
             else:
                 atomic_write_bytes(target, new)
-            prepared.append(_Rewrite(file_id, contract.name, path, target, cut, archived))
+            prepared.append(_Rewrite(file_id, contract.name, path, target, cut, archived, blanked))
     except BaseException:
         for r in prepared:
             r.target.unlink(missing_ok=True)
@@ -277,7 +312,8 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
         if renew:
             sealed_before = set(order.records) | set(person_tokens)
         hits = _targets(con, contracts, order, person_tokens, sealed_before)
-        prepared = _prepare_rewrites(settings, key, con, contracts, hits, order)
+        quoting = _quoting(order)
+        prepared = _prepare_rewrites(settings, key, con, contracts, hits, order, quoting)
         now, order_token = utcnow(), seal_token(key, order.agency, "order", order.reference)
         tokens = ([seal_token(key, order.agency, RECORD, r) for r in order.records]
                   + [seal_token(key, order.agency, PERSON, t) for t in person_tokens])
@@ -291,10 +327,17 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
                     if c.name in hits:
                         for table, n in remove_records(con, c, hits[c.name][0]).items():
                             removed[table] += n
+                for name, column in quoting.items():  # other agencies' quotes of a sealed record id
+                    (n,) = con.execute(f'SELECT count(*) FROM staging.{name} WHERE "{column}"::VARCHAR IN '
+                                       "(SELECT unnest(?::VARCHAR[]))", [list(order.records)]).fetchone()
+                    con.execute(f'UPDATE staging.{name} SET "{column}" = NULL WHERE "{column}"::VARCHAR IN '
+                                "(SELECT unnest(?::VARCHAR[]))", [list(order.records)])
+                    if n:
+                        removed[f"blanked.staging.{name}.{column}"] += n
                 fresh = [[order_token, order.agency, t, now] for t in dict.fromkeys(tokens) if t not in already]
                 if fresh:
                     con.executemany("INSERT INTO ops.sealed_records VALUES (?, ?, ?, ?)", fresh)
-                for r in filter(lambda r: r.archived, prepared):
+                for r in filter(lambda r: r.archived and r.cut, prepared):
                     con.execute("UPDATE ops.file_ledger SET redacted_rows = coalesce(redacted_rows, 0) + ?, "
                                 "updated_at = ? WHERE file_id = ?", [len(r.cut), now, r.file_id])
                     # The rows left keep pointing at their row of the rewritten original.
@@ -314,6 +357,7 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
     return {"rows": sum(len(r) for _, r in hits.values()), "tokens": len(tokens),
             "files_rewritten": sum(r.archived for r in prepared),
             "quarantined_rewritten": sum(not r.archived for r in prepared),
+            "cells_blanked_in_files": sum(r.blanked for r in prepared),
             **{f"removed.{t}": n for t, n in removed.items()}}
 
 
