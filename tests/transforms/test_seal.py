@@ -173,6 +173,14 @@ def test_a_redelivered_sealed_record_is_dropped_and_counted(county, master_key):
         assert ids == ["ARR-102", "ARR-103", "ARR-105"]          # 2 sealed rows dropped, 1 loaded
         assert con.execute("SELECT row_count, sealed_dropped FROM ops.file_ledger "
                            "WHERE file_name = 'police_arrests_20240102.csv'").fetchone() == (3, 2)
+    # The re-delivery's archived original is the file as delivered: the steward runs the order
+    # again (the ledger's sealed_dropped says which files need it) and the archive is clean too.
+    order = seal.SealOrder("CV-2", "police", records=("ARR-101",), persons=("P-3",))
+    findings = seal.verify(county, master_key, order, who="s")
+    assert len(findings) == 1 and next(iter(findings)).startswith("archive:archive/police/"), findings
+    counts = seal.seal(county, master_key, order, "court order, re-delivery", who="steward")
+    assert (counts["rows"], counts["files_rewritten"]) == (0, 1)
+    assert seal.verify(county, master_key, order, who="s") == {}
 
 
 def archive_hashes(settings):
