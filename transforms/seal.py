@@ -215,11 +215,13 @@ def _quoting(order: SealOrder) -> dict[str, str]:
 
 
 def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder,
-                      quoting: dict[str, str]) -> list[_Rewrite]:
+                      quoting: dict[str, str], committed: bool = False) -> list[_Rewrite]:
     """Rewrite, beside the old one, every archived original and quarantined file of the agency
     that holds a sealed row, and of the agencies quoting a sealed record id (that cell blanked).
     Refuses (before anything changed, naming the file and rule) a file holding the order's ids
-    that cannot be rewritten row by row."""
+    that cannot be rewritten row by row. ``committed``: the order's tokens are stored already, so
+    a rewrite left beside its original by a run cut short after its commit is swapped in as it is
+    (the staging rows were renumbered for it then)."""
     every = load_contracts()
     contracts = [*contracts, *(every[n] for n in quoting)]
     by_extract = {(c.agency, c.extract): c for c in contracts}
@@ -247,6 +249,10 @@ def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder,
         for file_id, contract, path, archived in places:
             if not path.exists():
                 continue
+            target = path.with_name(path.name + ".sealed")
+            if committed and target.exists() and contract is not None:
+                prepared.append(_Rewrite(file_id, contract.name, path, target, (), archived))
+                continue
             plain = _decrypt(path, key) if archived else path.read_bytes()
             if not staged.get(file_id) and not needles.search(plain):
                 continue
@@ -269,7 +275,6 @@ def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder,
                                    "warehouse's; nothing was sealed")
             if not cut and not blanked:
                 continue
-            target = path.with_name(path.name + ".sealed")
             if archived:
                 fd = os.memfd_create("sealed", 0)  # the plaintext never touches a disk
                 try:
@@ -313,10 +318,11 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
             sealed_before = set(order.records) | set(person_tokens)
         hits = _targets(con, contracts, order, person_tokens, sealed_before)
         quoting = _quoting(order)
-        prepared = _prepare_rewrites(settings, key, con, contracts, hits, order, quoting)
         now, order_token = utcnow(), seal_token(key, order.agency, "order", order.reference)
         tokens = ([seal_token(key, order.agency, RECORD, r) for r in order.records]
                   + [seal_token(key, order.agency, PERSON, t) for t in person_tokens])
+        committed = not renew and set(tokens) <= already
+        prepared = _prepare_rewrites(settings, key, con, contracts, hits, order, quoting, committed)
         try:
             append_audit(settings, who=who, action="seal", reason=reason.strip(), order=order.reference,
                          agency=order.agency, records=len(order.records), persons=len(order.persons),

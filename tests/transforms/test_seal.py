@@ -210,7 +210,7 @@ def test_a_bad_order_changes_nothing(county, master_key, tmp_path, capsys, argv,
 
 
 def test_an_order_cut_short_after_its_commit_is_finished_by_running_it_again(county, master_key, monkeypatch):
-    order = seal.SealOrder("CV-3", "police", records=("ARR-103",))
+    order = seal.SealOrder("CV-3", "police", records=("ARR-101",))
 
     def killed(tmp, path):
         raise KeyboardInterrupt  # the process dies after the commit, before any archive swap
@@ -222,11 +222,16 @@ def test_an_order_cut_short_after_its_commit_is_finished_by_running_it_again(cou
     assert findings and all(p.startswith(("archive:", "file:quarantine")) for p in findings)  # warehouse done
     monkeypatch.undo()
     counts = seal.seal(county, master_key, order, "court order, finished", who="steward")
-    # no staging row left to remove; 2 archived originals (accepted, quarantined) + 1 quarantined file
-    assert (counts["rows"], counts["files_rewritten"], counts["quarantined_rewritten"]) == (0, 2, 1)
+    # no staging row left to remove; the rewrites left by the first run are swapped in: the arrests
+    # file and the jail's bookings (B2 quotes ARR-101)
+    assert (counts["rows"], counts["files_rewritten"], counts["quarantined_rewritten"]) == (0, 2, 0)
     assert seal.verify(county, master_key, order, who="steward") == {}
     with duckdb.connect(str(county.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM ops.sealed_records").fetchone()[0] == 1   # not twice
+        # ARR-101 was rows 1 and 2 of 5: the others moved up by two, once, as in the rewritten original
+        # (moved again they would read 1, 1, 1).
+        assert con.execute("SELECT arrest_id, _row_number FROM staging.police_arrests ORDER BY 2").fetchall() == [
+            ("ARR-102", 1), ("ARR-103", 2), ("ARR-104", 3)]
 
 
 def test_rotation_after_a_seal_replays_the_rewritten_originals_row_for_row(county, master_key, tmp_path):
