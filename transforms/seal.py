@@ -197,7 +197,7 @@ class _Rewrite:
     blanked: int = 0      # cells of another agency's file that quoted a sealed record's id
 
 
-def _quoting(order: SealOrder) -> dict[str, str]:
+def _quoting(order: SealOrder, ids: set[str]) -> dict[str, str]:
     """{contract: column} of other agencies' extracts quoting the order's record ids (a jail
     booking's arrest number): a plain column named as the agency's record column. Refuses a
     column that may not be empty, since blanking it would make the original unreadable."""
@@ -205,7 +205,7 @@ def _quoting(order: SealOrder) -> dict[str, str]:
     record_columns = {record_column(c) for c in contracts if c.agency == order.agency} - {None}
     quoting = {}
     for c in contracts:
-        for col in c.columns if order.records and c.agency != order.agency else ():
+        for col in c.columns if ids and c.agency != order.agency else ():
             if col.name in record_columns and not col.identifier:
                 if not col.nullable:
                     raise LeadHubError(f"order {order.reference}: {c.name}.{col.name} quotes {order.agency} "
@@ -214,8 +214,8 @@ def _quoting(order: SealOrder) -> dict[str, str]:
     return quoting
 
 
-def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder,
-                      quoting: dict[str, str], committed: bool = False) -> list[_Rewrite]:
+def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder, quoting: dict[str, str],
+                      quoted: set[str], committed: bool = False) -> list[_Rewrite]:
     """Rewrite, beside the old one, every archived original and quarantined file of the agency
     that holds a sealed row, and of the agencies quoting a sealed record id (that cell blanked).
     Refuses (before anything changed, naming the file and rule) a file holding the order's ids
@@ -242,7 +242,7 @@ def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder,
             file_id = path.name.split("__", 1)[0]
             if path.is_file() and "__" in path.name and not path.name.endswith((".reason.json", ".sealed")):
                 places.append((file_id, extracts.get(file_id), path, False))
-    needles = _pattern([*order.records, *order.persons])
+    needles = _pattern([*order.records, *order.persons, *quoted])
     records, persons = set(order.records), set(order.persons)
     prepared: list[_Rewrite] = []
     try:
@@ -266,7 +266,7 @@ def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder,
                 own = contract.agency == order.agency
                 new, cut, blanked = _rewrite_csv(
                     plain, contract, staged.get(file_id, set()) if own else set(), records if own else set(),
-                    persons if own else set(), None if own else {quoting[contract.name]: records})
+                    persons if own else set(), None if own else {quoting[contract.name]: quoted})
             except (ValueError, csv.Error):
                 raise LeadHubError(f"{where}: rule 'redaction' failed: cannot be parsed as "
                                    f"{contract.format.type}; nothing was sealed") from None
@@ -317,12 +317,15 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
         if renew:
             sealed_before = set(order.records) | set(person_tokens)
         hits = _targets(con, contracts, order, person_tokens, sealed_before)
-        quoting = _quoting(order)
+        # The sealed records' ids, also those of a sealed person's records, as other agencies quote them.
+        quoted = set(order.records) | {str(k[0]) for c in contracts if record_column(c) and c.name in hits
+                                       for k in hits[c.name][0]}
+        quoting = _quoting(order, quoted)
         now, order_token = utcnow(), seal_token(key, order.agency, "order", order.reference)
         tokens = ([seal_token(key, order.agency, RECORD, r) for r in order.records]
                   + [seal_token(key, order.agency, PERSON, t) for t in person_tokens])
         committed = not renew and set(tokens) <= already
-        prepared = _prepare_rewrites(settings, key, con, contracts, hits, order, quoting, committed)
+        prepared = _prepare_rewrites(settings, key, con, contracts, hits, order, quoting, quoted, committed)
         try:
             append_audit(settings, who=who, action="seal", reason=reason.strip(), order=order.reference,
                          agency=order.agency, records=len(order.records), persons=len(order.persons),
@@ -335,9 +338,9 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
                             removed[table] += n
                 for name, column in quoting.items():  # other agencies' quotes of a sealed record id
                     (n,) = con.execute(f'SELECT count(*) FROM staging.{name} WHERE "{column}"::VARCHAR IN '
-                                       "(SELECT unnest(?::VARCHAR[]))", [list(order.records)]).fetchone()
+                                       "(SELECT unnest(?::VARCHAR[]))", [sorted(quoted)]).fetchone()
                     con.execute(f'UPDATE staging.{name} SET "{column}" = NULL WHERE "{column}"::VARCHAR IN '
-                                "(SELECT unnest(?::VARCHAR[]))", [list(order.records)])
+                                "(SELECT unnest(?::VARCHAR[]))", [sorted(quoted)])
                     if n:
                         removed[f"blanked.staging.{name}.{column}"] += n
                 fresh = [[order_token, order.agency, t, now] for t in dict.fromkeys(tokens) if t not in already]

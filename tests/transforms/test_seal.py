@@ -40,10 +40,12 @@ ARRESTS = (arrest("ARR-101", 1, "P-1", "Keep", "Ada", "1980-01-02")
            + arrest("ARR-104", 1, "P-3", "Marsh", "Zebulon", "1990-09-09", ssn="987-65-4329"))
 REFERRALS = referral("REF-1", "P-2", "Quill", "Bo", "1975-03-04") + referral("REF-2", "P-3", "Marsh", "Zebulon",
                                                                                "1990-09-09")
-# The jail quotes arrest numbers: B2 was booked on sealed ARR-101, B3 on kept ARR-102.
+# The jail quotes arrest numbers: B2 was booked on sealed ARR-101, B3 on kept ARR-102, B4 on
+# ARR-104 of sealed person P-3 (the jail's own record of "Zeb Marsh" stays: another agency's).
 JAIL = (booking("J-9", "Other", "Jay", "09/09/1991", "", 1)
         + "B2,1,J-8,Keep,Ada,01/02/1980,,,F,WHITE,05/01/2023 10:00,05/01/2023 18:00,ARR-101,DRG01,felony\n"
-        + "B3,1,J-8,Keep,Ada,01/02/1980,,,F,WHITE,07/01/2023 10:00,07/01/2023 18:00,ARR-102,DRG01,felony\n")
+        + "B3,1,J-8,Keep,Ada,01/02/1980,,,F,WHITE,07/01/2023 10:00,07/01/2023 18:00,ARR-102,DRG01,felony\n"
+        + "B4,1,J-7,Marsh,Zeb,09/09/1990,,,M,WHITE,05/01/2023 10:00,05/01/2023 18:00,ARR-104,DRG01,felony\n")
 SEALED_IDS = ["ARR-101", "ARR-103", "ARR-104", "REF-2", "P-3", "Zebulon", "987-65-4329", "987654329"]
 
 
@@ -108,7 +110,8 @@ def test_sealed_arrests_and_a_persons_history_are_in_no_store(county, master_key
     order_file.write_text("person_id\nP-3\n")
     counts = seal.seal(settings, master_key, seal.read_order_file(order_file, "EXP-7", "police"),
                        "clean slate", who="steward")
-    assert counts["rows"] == 2 and counts["files_rewritten"] == 2    # ARR-104 and REF-2, one file each
+    # ARR-104 and REF-2, one file each; and the jail's bookings, where B4 quotes ARR-104
+    assert counts["rows"] == 2 and counts["files_rewritten"] == 3
 
     report_after = {p.name: p.read_bytes() for p in (settings.reports_dir / "latest").glob("*.csv")}
     # The report was written again from the sealed snapshot: the sealed arrests (May 2023) no longer
@@ -124,13 +127,13 @@ def test_sealed_arrests_and_a_persons_history_are_in_no_store(county, master_key
         assert any(kept in v for k, v in after.items() if k.startswith("archive")), kept
     # The jail's bookings all stay; the one booked on the sealed arrest no longer quotes its number.
     (jail,) = [v for k, v in after.items() if k.startswith("archive/jail/")]
-    assert jail == (BOOK_HEADER + JAIL.replace(",ARR-101,", ",,")).encode()
+    assert jail == (BOOK_HEADER + JAIL.replace(",ARR-101,", ",,").replace(",ARR-104,", ",,")).encode()
     (quarantined,) = [v for k, v in after.items() if k.startswith("quarantine") and k.endswith("0105.csv")]
     assert quarantined == (ARREST_HEADER + arrest("ARR-107", 1, "P-4", "Broken", "Row", "not-a-date")).encode()
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT arrest_id, charge_seq FROM staging.police_arrests").fetchall() == [("ARR-102", 1)]
         assert con.execute("SELECT booking_id, arrest_id FROM staging.jail_bookings ORDER BY 1").fetchall() == [
-            ("B1", None), ("B2", None), ("B3", "ARR-102")]
+            ("B1", None), ("B2", None), ("B3", "ARR-102"), ("B4", None)]
         assert con.execute("SELECT sum(redacted_rows) FROM ops.file_ledger").fetchone()[0] == 6  # 3 + 1 (the quarantined file's archived copy) + 1 + 1
         # 2 record tokens for the first order, 1 person token for the second
         assert con.execute("SELECT count(*), count(DISTINCT order_token) FROM ops.sealed_records").fetchone() == (3, 2)
