@@ -189,11 +189,12 @@ def test_maintenance_fails_naming_every_stale_feed_by_agency_and_extract(hub):
     assert "leadhub_maintenance ended failed at task check_staleness" in message
     assert "agency=jail extract=bookings" in message and "agency=police extract=arrests" in message
     assert "agency=treatment extract=clients" not in message  # delivered just now
-    # The other tasks still ran; retention (a dry run) logged what it would delete and keep: the one
-    # archived delivery is current, so nothing.
+    # The other tasks still ran; retention (a dry run) logged what it would remove and keep: the one
+    # archived delivery was received just now, well within the agreement's period, so nothing.
     logged = (hub.airflow_home / CHILD_LOG).read_text()
-    assert re.search(r"would delete 0 archived originals received before .* \(older than 7 years\); would "
-                     r"keep 1 original of a batch still current", logged), logged[-3000:]
+    assert re.search(r"treatment: retention 2555 days \(agreement [^)]+\); past it: received before ", logged)
+    assert re.search(r"would expire 0 batches \(0 rows\); would delete 0 files .*; would keep 1 received "
+                     r"within retention", logged), logged[-3000:]
 
 
 KILLED_AFTER_COMMIT = '''

@@ -81,6 +81,11 @@ def big_arrests_delivery(demo_files: Path, target_dir: Path, copies: int = 4) ->
     return target
 
 
+def differing(state: dict[str, str], *expected: dict[str, str]) -> list[str]:
+    """Tables of ``state`` that match none of the expected states, for the failure message."""
+    return sorted(t for t in set(state).union(*expected) if all(state.get(t) != e.get(t) for e in expected))
+
+
 def run_cli(settings, tools, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "leadhub.cli", *args], env=tools.hub_env(settings),
                           capture_output=True, text=True, timeout=600)
@@ -156,7 +161,8 @@ def test_a_killed_ingest_leaves_the_previous_state(demo_hub, demo_files, tools, 
         tools.drop(hub, [big])
         code = kill_at(hub, tools, rng.uniform(0.4, 1.0) * duration, "ingest", "--agency", "police")
         state = warehouse_state(hub)
-        assert state in (previous, loaded), f"killed ingest left a third state (exit {code})"
+        assert state in (previous, loaded), \
+            f"killed ingest left a third state (exit {code}): {differing(state, previous, loaded)}"
         seen.append("previous" if state == previous else "loaded")
         # The file is still in the inbox unless it was loaded; the next run finishes the job.
         outcomes = tools.ingest_all(hub)
@@ -185,7 +191,9 @@ def test_a_killed_build_leaves_the_previous_build(demo_hub, demo_files, tools, t
     rng = random.Random(7)
     for _ in range(KILLS):
         code = kill_at(hub, tools, rng.uniform(0.3, 1.0) * duration, "build")
-        assert warehouse_state(hub) in (previous, built), f"killed build left a third state (exit {code})"
+        state = warehouse_state(hub)
+        assert state in (previous, built), \
+            f"killed build left a third state (exit {code}): {differing(state, previous, built)}"
         # The snapshot is the old one or the new one, never a torn file.
         assert fingerprint(snapshot_path(hub), ("core", "marts")) in (previous_published, published)
     build_warehouse(hub)
