@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from leadhub import cli
+from leadhub.cli.demo import _shown, demo_locations
 from leadhub.core.settings import Settings
 
 README = Path(__file__).parents[2] / "README.md"
@@ -31,6 +31,6 @@ def test_the_demo_prints_the_readme_table_of_where_things_are(tmp_path, monkeypa
     home = Path.home()
     settings = Settings(data_dir=tmp_path / "data", key_file=home / ".config" / "leadhub" / "demo.key")
     monkeypatch.delenv("AIRFLOW_HOME", raising=False)
-    printed = [(label, cli._shown(path)) for label, path, _ in cli.demo_locations(settings)]
+    printed = [(label, _shown(path)) for label, path, _ in demo_locations(settings)]
     expected = [(what, re.sub(r"^~", str(home), where).rstrip("/")) for what, where in readme_table()]
     assert [(what, where.rstrip(os.sep)) for what, where in printed] == expected

@@ -1,0 +1,7 @@
+"""`python -m leadhub.cli`: the same as the `leadhub` command."""
+
+import sys
+
+from leadhub.cli import main
+
+sys.exit(main())

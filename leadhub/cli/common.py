@@ -1,0 +1,33 @@
+"""Helpers the command modules share: printing intake outcomes, the steward audit entry."""
+
+from __future__ import annotations
+
+from leadhub.core.errors import LeadHubError
+from leadhub.core.settings import Settings
+
+
+def print_outcomes(outcomes: list[dict]) -> None:
+    from leadhub.core.errors import printable
+
+    for o in outcomes:
+        extra = f" ({o['rows']} rows)" if o.get("rows") is not None else ""
+        reason = f" — {printable(o['reason'])}" if o.get("reason") else ""
+        print(f"  {o['status']:<11} {printable(o['file'])}{extra}{reason}")
+
+
+def audited(settings: Settings, args, action: str, **details) -> None:
+    """Write a steward command's entry to the audit log before it acts (leadhub/core/audit.py);
+    an action whose entry cannot be written does not happen. Details are counts, keys and file
+    names, never a person's identifier. No reason, no action: the why is part of the record."""
+    import getpass
+
+    from leadhub.core.audit import append_audit
+
+    append_audit(settings, who=args.who or getpass.getuser(), action=action, reason=required_reason(args), **details)
+
+
+def required_reason(args) -> str:
+    """The steward's --reason, refused (one line) when missing: the why is part of the record."""
+    if not (args.reason or "").strip():
+        raise LeadHubError(f"{args.command} needs --reason; it is written to the steward audit log")
+    return args.reason.strip()
