@@ -25,7 +25,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("leadhub", "connectors", "expectations", "transforms", "synthetic", "dags")
 STAGES = ("connectors", "expectations", "transforms", "synthetic")
-ENTRY_MODULES = ("leadhub.cli", "leadhub.pipeline", "leadhub.maintenance", "leadhub.airflow_local", "leadhub")
 
 
 def _modules() -> dict[str, Path]:
