@@ -52,6 +52,14 @@ def key_note(command: str) -> str:
     return f"Needs the master key, except that {why}."
 
 
+def _audit_arguments(p: argparse.ArgumentParser,
+                     reason: str = "why (required; written to the steward audit log)",
+                     who: str = "who does it (default: the login name)") -> None:
+    """--reason and --who of a steward command: what its audit entry records."""
+    p.add_argument("--reason", help=reason)
+    p.add_argument("--who", help=who)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="leadhub", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -73,16 +81,14 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decrypt", help="decrypt an archived original (steward only)")
     d.add_argument("archive_file")
     d.add_argument("output")
-    d.add_argument("--reason", help="why (required; written to the steward audit log)")
-    d.add_argument("--who", help="who does it (default: the login name)")
+    _audit_arguments(d)
     d.set_defaults(func=cmd_decrypt)
     sub.add_parser("keygen-drop", help="create the hub key pair agencies encrypt drop files to").set_defaults(
         func=cmd_keygen_drop)
     dd = sub.add_parser("decrypt-drop", help="decrypt a .lhx file with the hub drop key (steward only)")
     dd.add_argument("lhx_file")
     dd.add_argument("output")
-    dd.add_argument("--reason", help="why (required; written to the steward audit log)")
-    dd.add_argument("--who", help="who does it (default: the login name)")
+    _audit_arguments(dd)
     dd.set_defaults(func=cmd_decrypt_drop)
     docs = sub.add_parser("docs", help="build the Data Docs site from stored validation results")
     docs.add_argument("--open", action="store_true", help="open it in a web browser")
@@ -111,8 +117,7 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--force", action="store_true",
                     help="load a superseded entry's archived original again as the current version "
                          "(its bytes were loaded before); audited")
-    rp.add_argument("--reason", help="why (required; written to the steward audit log)")
-    rp.add_argument("--who", help="who does it (default: the login name)")
+    _audit_arguments(rp)
     rp.set_defaults(func=cmd_reprocess)
     rl = sub.add_parser("release", help="load a delivery the volume guard held (steward only, audited)")
     rl.add_argument("file_id", help="the held ledger entry (see 'leadhub status')")
@@ -128,8 +133,7 @@ def parser() -> argparse.ArgumentParser:
     sl.add_argument("--record", action="append", help="an agency record id (arrest, referral...); repeatable")
     sl.add_argument("--person", action="append", help="an agency person id: the whole history; repeatable")
     sl.add_argument("--file", help="CSV order file with a record_id and/or person_id column")
-    sl.add_argument("--reason", help="why (written to the audit log)")
-    sl.add_argument("--who", help="who does it (default: the login name)")
+    _audit_arguments(sl, "why (written to the audit log)")
     sl.add_argument("--renew", action="store_true",
                     help="after rotate-key: store an earlier order's tokens under the new key")
     sl.set_defaults(func=cmd_seal)
@@ -139,8 +143,7 @@ def parser() -> argparse.ArgumentParser:
                          "$LEADHUB_ARCHIVE_RETENTION_DAYS, else 7 years); never lengthens an agreement's")
     rt.add_argument("--dry-run", action="store_true",
                     help="list the batches, row counts per table and files that would go, and why; change nothing")
-    rt.add_argument("--reason", help="why (required unless --dry-run; written to the steward audit log)")
-    rt.add_argument("--who", help="who does it (default: the login name)")
+    _audit_arguments(rt, "why (required unless --dry-run; written to the steward audit log)")
     rt.set_defaults(func=cmd_retention)
     sub.add_parser("publish", help="publish the analysts' read-only snapshot and data dictionary again "
                    "(build does it after every build)").set_defaults(func=cmd_publish)
@@ -150,20 +153,17 @@ def parser() -> argparse.ArgumentParser:
     cw = sub.add_parser("crosswalk", help="steward only: re-identification crosswalk (audited)")
     cw.add_argument("action", choices=["build", "lookup", "verify"])
     cw.add_argument("person_key", nargs="?")
-    cw.add_argument("--reason", help="why this lookup is needed (written to the audit log)")
-    cw.add_argument("--who", help="who is asking (default: the login name)")
+    _audit_arguments(cw, "why this lookup is needed (written to the audit log)", "who is asking (default: the login name)")
     cw.set_defaults(func=cmd_crosswalk)
     lm = sub.add_parser("linkage", help="steward only: train the linkage model, explain a link (audited)")
     lm.add_argument("action", choices=["train", "explain"])
     lm.add_argument("target", nargs="?", help="explain: a person key, or AGENCY:TOKEN,AGENCY:TOKEN")
-    lm.add_argument("--reason", help="explain: why (written to the audit log)")
-    lm.add_argument("--who", help="explain: who is asking (default: the login name)")
+    _audit_arguments(lm, "explain: why (written to the audit log)", "explain: who is asking (default: the login name)")
     lm.set_defaults(func=cmd_linkage)
     rk = sub.add_parser("rotate-key", help="re-pseudonymize everything under a new master key (steward)")
     rk.add_argument("--new-key-file", required=True, help="the new key (see --create)")
     rk.add_argument("--create", action="store_true", help="create the new key file first")
-    rk.add_argument("--reason", help="why (required; written to the steward audit log)")
-    rk.add_argument("--who", help="who does it (default: the login name)")
+    _audit_arguments(rk)
     au = sub.add_parser("audit", help="steward: check the audit trail, or list its entries (audit show)")
     au.add_argument("action", choices=["verify", "show", "adopt"],
                     help="adopt: record the head of a log written before heads were kept")
