@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from leadhub.core.errors import LeadHubError
+from leadhub.core.errors import LeadHubError, printable
 from leadhub.core.settings import Settings
 
 
 def print_outcomes(outcomes: list[dict]) -> None:
-    from leadhub.core.errors import printable
-
     for o in outcomes:
         extra = f" ({o['rows']} rows)" if o.get("rows") is not None else ""
         reason = f" — {printable(o['reason'])}" if o.get("reason") else ""

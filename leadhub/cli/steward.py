@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from leadhub.cli.common import audited, required_reason
-from leadhub.core.errors import LeadHubError
+from leadhub.core.errors import LeadHubError, printable
 from leadhub.core.files import open_private
 from leadhub.core.settings import Settings
 
@@ -169,7 +169,6 @@ def cmd_seal(settings: Settings, args) -> int:
     """Carry out a sealing or expungement order everywhere, or verify one (steward only, audited)."""
     import getpass
 
-    from leadhub.core.errors import LeadHubError, printable
     from leadhub.core.keys import MasterKey
     from transforms import seal
 
@@ -228,7 +227,6 @@ def cmd_audit(settings: Settings, args) -> int:
 
 def cmd_doctor(settings: Settings, args) -> int:
     from leadhub.core.contracts import agencies
-    from leadhub.core.errors import printable
     from leadhub.core.roles import Names, check, fix
 
     names = Names.from_env()
