@@ -17,38 +17,22 @@ worst starts one feed run that finds the file already taken — harmless,
 because the intake is idempotent.
 
 This module is imported at parse time and in the triggerer: standard library,
-``airflow.triggers`` and ``leadhub.core.errors`` (standard library only) only.
+``airflow.triggers``, ``leadhub.core.errors`` and ``connectors.inbox_files`` (no
+duckdb, pyarrow or pandas) only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 from typing import Any, AsyncIterator
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from connectors.inbox_files import is_in_progress
 from leadhub.core.errors import printable
 
-# The same rule as connectors.inbox.is_in_progress (tests/dags/test_inbox_trigger.py
-# keeps them equal); not imported from there because that module loads duckdb
-# and pyarrow, which the triggerer and the DAG processor should not.
-IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".partial", ".filepart", ".crdownload")
-# rsync writes ".<name>.<6 random characters>" while it copies, then renames.
-RSYNC_TEMP = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9._-]*\.[A-Za-z0-9]{6}")
-
 FileKey = tuple[str, int, int]  # name, size, mtime in ns
-
-
-def is_in_progress(name: str) -> bool:
-    """Names the intake leaves alone because they are still being written.
-
-    Any other name counts as an arrival, odd ones included (a stray dotfile):
-    the intake refuses those into quarantine with a reason, so they must not
-    sit unnoticed until the fallback run.
-    """
-    return name.lower().endswith(IN_PROGRESS_SUFFIXES) or RSYNC_TEMP.fullmatch(name) is not None
 
 
 def list_candidates(directory: str) -> set[FileKey]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -21,6 +23,14 @@ NAMES = ["jail_bookings_20241231.csv", "jail_bookings_20241231.csv.part", "x.TMP
 
 def test_temporary_names_follow_the_intakes_rule():
     assert [is_in_progress(n) for n in NAMES] == [intake_is_in_progress(n) for n in NAMES]
+
+
+def test_the_trigger_module_loads_no_dataframe_or_warehouse_library():
+    # The triggerer and the DAG processor import it: duckdb, pyarrow and pandas stay out
+    code = ("import sys, dags.inbox_trigger; "
+            "print(sorted(m for m in ('duckdb', 'pyarrow', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_only_complete_names_and_no_directories_are_candidates(tmp_path):
@@ -53,6 +63,18 @@ def test_trigger_serializes_to_its_importable_class_and_settings():
     assert InboxFilesTrigger(**kwargs).serialize() == (classpath, kwargs)
 
 
+def first_event(directory):
+    """Run the trigger on ``directory`` until its first event."""
+    async def run():
+        events = InboxFilesTrigger(directory=str(directory), agency="jail", poll_seconds=0.01).run()
+        try:
+            return await asyncio.wait_for(anext(events), timeout=30)
+        finally:
+            await events.aclose()
+
+    return asyncio.run(run())
+
+
 def test_trigger_fires_for_a_delivered_file_and_leaves_every_file_in_place(tmp_path):
     (tmp_path / "jail_bookings_20241231.csv.part").write_text("still copying")
     delivered = tmp_path / "jail_bookings_20241230.csv"
@@ -60,14 +82,7 @@ def test_trigger_fires_for_a_delivered_file_and_leaves_every_file_in_place(tmp_p
     os.utime(delivered, (1, 1))
     before = sorted(p.name for p in tmp_path.iterdir())
 
-    async def first_event():
-        events = InboxFilesTrigger(directory=str(tmp_path), agency="jail", poll_seconds=0.01).run()
-        try:
-            return await asyncio.wait_for(anext(events), timeout=30)
-        finally:
-            await events.aclose()
-
-    event = asyncio.run(first_event())
+    event = first_event(tmp_path)
     assert event.payload == {"agency": "jail", "files": ["jail_bookings_20241230.csv"]}
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert delivered.read_text() == "booking_id\n1\n"
@@ -80,13 +95,6 @@ def test_trigger_events_carry_hostile_names_escaped(tmp_path):
         open(path, "wb").close()
         os.utime(path, (1, 1))
 
-    async def first_event():
-        events = InboxFilesTrigger(directory=str(tmp_path), agency="jail", poll_seconds=0.01).run()
-        try:
-            return await asyncio.wait_for(anext(events), timeout=30)
-        finally:
-            await events.aclose()
-
-    event = asyncio.run(first_event())
+    event = first_event(tmp_path)
     assert sorted(event.payload["files"]) == ["jail_bookings_1.csv\\x0aINFO forged", "jail_bookings_\\xff.csv"]
     json.dumps(event.payload).encode("utf-8")  # storable as the event's JSON
