@@ -10,12 +10,20 @@ from leadhub.core.errors import LeadHubError
 from leadhub.core.settings import ENV_DATA_DIR, ENV_KEY_FILE, Settings
 
 
-def cmd_generate(settings: Settings, args) -> int:
+def _generate(settings: Settings, args) -> dict:
+    """The synthetic extracts for --people/--seed; a --people the generator refuses is one line."""
     from synthetic import generate
 
+    try:
+        return generate(settings.inbox_dir, settings.answers_dir, people=args.people, seed=args.seed,
+                        progress=True)
+    except ValueError as e:
+        raise LeadHubError(f"--people {args.people}: {e}") from None
+
+
+def cmd_generate(settings: Settings, args) -> int:
     settings.ensure_dirs()
-    summary = generate(settings.inbox_dir, settings.answers_dir, people=args.people, seed=args.seed,
-                       progress=True)
+    summary = _generate(settings, args)
     print(f"wrote synthetic extracts to {settings.inbox_dir} and the answer file to {settings.answers_dir}")
     for name, rows in sorted(summary.get("files", {}).items()):
         print(f"  {name}: {rows} rows")
@@ -23,14 +31,10 @@ def cmd_generate(settings: Settings, args) -> int:
 
 
 def cmd_demo(settings: Settings, args) -> int:
-    from synthetic import generate
     from leadhub.airflow_local import run_demo_dags
     from leadhub.core.keys import load_or_create
 
-    try:  # first: a --people too small for the evaluation's cohorts leaves no key behind
-        generate(settings.inbox_dir, settings.answers_dir, people=args.people, seed=args.seed, progress=True)
-    except ValueError as e:
-        raise LeadHubError(f"--people {args.people}: {e}") from None
+    _generate(settings, args)  # first: a --people too small for the evaluation's cohorts leaves no key behind
     settings.ensure_dirs()
     os.environ["LEADHUB_DEMO"] = "1"  # the demo may use the demo key it makes; nothing else may
     if ENV_KEY_FILE not in os.environ:

@@ -34,3 +34,24 @@ def test_the_demo_prints_the_readme_table_of_where_things_are(tmp_path, monkeypa
     printed = [(label, _shown(path)) for label, path, _ in demo_locations(settings)]
     expected = [(what, re.sub(r"^~", str(home), where).rstrip("/")) for what, where in readme_table()]
     assert [(what, where.rstrip(os.sep)) for what, where in printed] == expected
+
+
+
+def test_generate_refuses_too_few_people_in_one_line(settings, master_key, capsys):
+    from leadhub.cli import main
+
+    # 1 person cannot hold the evaluation's LEAD and comparison cohorts.
+    assert main(["generate", "--people", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("leadhub: error: --people 1: ") and err.count("\n") == 1, err
+
+
+def test_demo_refuses_too_few_people_in_one_line_before_making_a_key(tmp_path, monkeypatch, capsys):
+    from leadhub.cli import main
+
+    monkeypatch.setenv("LEADHUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LEADHUB_KEY_FILE", str(tmp_path / "demo.key"))
+    assert main(["demo", "--people", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("leadhub: error: --people 1: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "demo.key").exists()
