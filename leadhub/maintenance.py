@@ -111,10 +111,8 @@ def agency_retention(agency: str, default_days: int, keep_days: int | None = Non
 def _agreement_retention(agency: str) -> tuple[int, str] | None:
     """(retention_days, reference) of the agency's agreement, or None where none declares one.
     An agreement past its end still governs how long the data it brought may be kept."""
-    try:
-        from leadhub.core.agreements import load_agreements
-    except ImportError:  # an installation without agreements: the environment default governs
-        return None
+    from leadhub.core.agreements import load_agreements
+
     agreement = load_agreements().get(agency)
     if agreement is None or not agreement.retention_days:
         return None
