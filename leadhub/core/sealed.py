@@ -54,27 +54,23 @@ def drop_sealed(con: duckdb.DuckDBPyConnection, key: MasterKey, contract: Contra
     if not sealed:
         return 0
     table = f"staging.{contract.name}"
-    record_token, person_token = _tokens(key, contract.agency, RECORD), _tokens(key, contract.agency, PERSON)
-    conditions, params = [], []
+    targets = []  # (column expression, its token function)
     column = record_column(contract)
     if column:
-        ids = [v for (v,) in con.execute(
-            f'SELECT DISTINCT "{column}"::VARCHAR FROM {table} WHERE _batch_id = ? AND "{column}" IS NOT NULL',
-            [batch_id]).fetchall() if record_token(v) in sealed]
-        if ids:
-            conditions.append(f'"{column}"::VARCHAR IN (SELECT unnest(?::VARCHAR[]))')
-            params.append(ids)
-    person = TOKEN_COLUMNS["agency_person_id"]
+        targets.append((f'"{column}"::VARCHAR', _tokens(key, contract.agency, RECORD)))
     if any(c.identifier == "agency_person_id" for c in contract.columns):
-        people = [t for (t,) in con.execute(
-            f"SELECT DISTINCT {person} FROM {table} WHERE _batch_id = ? AND {person} IS NOT NULL",
-            [batch_id]).fetchall() if person_token(t) in sealed]
-        if people:
-            conditions.append(f"{person} IN (SELECT unnest(?::VARCHAR[]))")
-            params.append(people)
+        targets.append((TOKEN_COLUMNS["agency_person_id"], _tokens(key, contract.agency, PERSON)))
+    conditions, params = [], []
+    for expr, token in targets:
+        values = [v for (v,) in con.execute(
+            f"SELECT DISTINCT {expr} FROM {table} WHERE _batch_id = ? AND {expr} IS NOT NULL",
+            [batch_id]).fetchall() if token(v) in sealed]
+        if values:
+            conditions.append(f"{expr} IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(values)
     if not conditions:
         return 0
     where = f"_batch_id = ? AND ({' OR '.join(conditions)})"
-    (dropped,) = con.execute(f"SELECT count(*) FROM {table} WHERE {where}", [batch_id, *params]).fetchone()
-    con.execute(f"DELETE FROM {table} WHERE {where}", [batch_id, *params])
+    # DuckDB's DELETE returns the number of rows it deleted.
+    (dropped,) = con.execute(f"DELETE FROM {table} WHERE {where}", [batch_id, *params]).fetchone()
     return dropped
