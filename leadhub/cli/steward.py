@@ -104,10 +104,8 @@ def cmd_crosswalk(settings: Settings, args) -> int:
 
 def cmd_linkage(settings: Settings, args) -> int:
     """Steward only: train a new linkage model on staging, or explain why records linked (audited)."""
-    from leadhub.core.keys import MasterKey
     from transforms import linkage_steward, linkage_store
 
-    MasterKey.load(settings.key_file)  # steward only: the installation's key must be at hand
     if args.action == "train":
         done = linkage_steward.train_model(settings)
         print(linkage_store.format_changes(done["old"], done["new"]))
