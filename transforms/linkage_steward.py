@@ -30,18 +30,22 @@ from transforms.encodings import load_settings
 from transforms.link import _require_one_key, encoded_from_frame, identity_rows
 
 
-def _identity(settings: Settings) -> pd.DataFrame:
+def _read_warehouse(settings: Settings):
     if not settings.warehouse_path.exists():
         raise LeadHubError(f"no warehouse at {settings.warehouse_path}; ingest and build first")
-    with connect(settings.warehouse_path, read_only=True) as con:
-        _require_one_key(con)
-        return identity_rows(con, load_contracts())
+    return connect(settings.warehouse_path, read_only=True)
+
+
+def _identity(con) -> pd.DataFrame:
+    _require_one_key(con)
+    return identity_rows(con, load_contracts())
 
 
 def train_model(settings: Settings, link_settings: dict | None = None) -> dict:
     """Train on the current staging encodings, store the model as current; returns what changed."""
     link_settings = link_settings or load_settings()
-    rows = _identity(settings)
+    with _read_warehouse(settings) as con:
+        rows = _identity(con)
     need = link_settings["training"]["min_records"]
     old = linkage_store.current_model(settings.data_dir)
     if len(rows) < need:
@@ -108,8 +112,8 @@ def explain(settings: Settings, target: str, reason: str, who: str | None = None
     audit.append_audit(settings, who=who or getpass.getuser(), person_key=target, reason=reason.strip(),
                        action="linkage explain")
     link_settings = link_settings or load_settings()
-    rows = _identity(settings)
-    with connect(settings.warehouse_path, read_only=True) as con:
+    with _read_warehouse(settings) as con:
+        rows = _identity(con)
         model = _model_of_last_build(con, settings)
         if person_key:
             nodes = {(a, t) for a, t in con.execute(
