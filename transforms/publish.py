@@ -126,7 +126,7 @@ def _register_functions(con: duckdb.DuckDBPyConnection, key: MasterKey) -> list[
     return list(functions)
 
 
-def _snapshot_info_sql(left_out: frozenset[str] = frozenset()) -> str:
+def snapshot_info_sql(left_out: frozenset[str] = frozenset()) -> str:
     """One SELECT per extract over its current rows: the months they cover and the latest receipt.
     Extracts of the ``left_out`` agencies are not counted."""
     parts = []
@@ -250,7 +250,7 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKe
                 _comment(con, name, descriptions.get((schema, table), {}), columns)
             con.execute(f"""CREATE TABLE snapshot.ops.snapshot_info AS
                 SELECT ?::TIMESTAMP AS published_at, ?::INTEGER AS schema_version, s.*
-                FROM ({_snapshot_info_sql(left_out)}) s ORDER BY s.source""", [utcnow(), SCHEMA_VERSION])
+                FROM ({snapshot_info_sql(left_out)}) s ORDER BY s.source""", [utcnow(), SCHEMA_VERSION])
             con.execute("""CREATE TABLE snapshot.ops.agreements (reference VARCHAR, agency VARCHAR,
                 effective DATE, end_date DATE, purposes VARCHAR[], small_cell_threshold INTEGER)""")
             for a in (drawn or {}).values():

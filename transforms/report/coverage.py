@@ -30,7 +30,7 @@ def _periods(con) -> dict[str, tuple[date | None, date | None]]:
     before the snapshot's own dates were coarsened; on the warehouse itself the same query
     runs over the current rows. A snapshot from before these columns existed has none.
     """
-    from transforms.publish import _snapshot_info_sql
+    from transforms.publish import snapshot_info_sql
 
     columns = {r["column_name"] for r in fetch_dicts(con, """SELECT column_name FROM duckdb_columns()
         WHERE schema_name = 'ops' AND table_name = 'snapshot_info'""")}
@@ -40,7 +40,7 @@ def _periods(con) -> dict[str, tuple[date | None, date | None]]:
             return {}
         source = "ops.snapshot_info"
     elif current:
-        source = f"({_snapshot_info_sql()})"
+        source = f"({snapshot_info_sql()})"
     else:
         return {}
     return {r["source"]: (r["period_first_month"], r["period_last_month"])
