@@ -164,12 +164,12 @@ def parser() -> argparse.ArgumentParser:
     rk.add_argument("--new-key-file", required=True, help="the new key (see --create)")
     rk.add_argument("--create", action="store_true", help="create the new key file first")
     _audit_arguments(rk)
+    rk.set_defaults(func=cmd_rotate_key)
     au = sub.add_parser("audit", help="steward: check the audit trail, or list its entries (audit show)")
     au.add_argument("action", choices=["verify", "show", "adopt"],
                     help="adopt: record the head of a log written before heads were kept")
     au.add_argument("--since", help="show: entries from this day on (YYYY-MM-DD, UTC)")
     au.set_defaults(func=cmd_audit)
-    rk.set_defaults(func=cmd_rotate_key)
     af = sub.add_parser("airflow", help="run Airflow (scheduler, triggerer, API server) on this machine")
     af.add_argument("--port", type=int, default=8080)
     af.set_defaults(func=cmd_airflow)
