@@ -40,9 +40,8 @@ from connectors import dropcrypt
 from leadhub.core.agreements import AgreementError, agreement_for
 from leadhub.core.archive import decrypt_to, encrypt_file
 from leadhub.core.contracts import Contract, ContractError, contract_for_file
-from connectors.inbox_files import (  # noqa: F401  (SAFE_NAME, is_in_progress: for importers)
-    SAFE_NAME, STABLE_SECONDS, check_unchanged, file_sha256, is_in_progress, is_stable, move_aside,
-    open_checked, pending_files)
+from connectors.inbox_files import (
+    SAFE_NAME, STABLE_SECONDS, check_unchanged, file_sha256, is_stable, move_aside, open_checked, pending_files)
 from leadhub.core.readers import CHUNK_ROWS, read_chunks, reopen
 from leadhub.core.errors import LeadHubError, RejectedFile, printable
 from leadhub.core.files import make_private_dir, open_private, transaction

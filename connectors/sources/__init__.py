@@ -225,7 +225,7 @@ def deliver(part: Path, final: Path) -> None:
     file would vanish without a ledger row. The same bytes again are simply dropped.
     """
     if os.path.lexists(final):
-        from connectors.inbox import file_sha256
+        from connectors.inbox_files import file_sha256
 
         same = final.is_file() and not final.is_symlink() and file_sha256(final) == file_sha256(part)
         part.unlink()

@@ -37,7 +37,7 @@ from pathlib import Path
 import paramiko
 
 from leadhub.core.contracts import contract_for_file
-from connectors.inbox import SAFE_NAME, is_in_progress
+from connectors.inbox_files import SAFE_NAME, is_in_progress
 from connectors.sources import (PullError, PullResult, SftpDeclaration, Source, deliver, load_state, open_part,
                                 save_state)
 from leadhub.core.settings import Settings

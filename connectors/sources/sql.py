@@ -57,7 +57,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from leadhub.core.contracts import Column, Contract, load_contracts
-from connectors.inbox import SAFE_NAME
+from connectors.inbox_files import SAFE_NAME
 from connectors.sources import (MARK_TYPES, PullError, PullResult, Source, SqlDeclaration, deliver,
                                 load_state, name_part, open_part, save_state)
 from leadhub.core.settings import Settings

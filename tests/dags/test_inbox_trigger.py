@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from connectors.inbox import is_in_progress as intake_is_in_progress
+from connectors.inbox_files import is_in_progress as intake_is_in_progress
 from dags.inbox_trigger import InboxFilesTrigger, InboxScan, is_in_progress, list_candidates
 
 NAMES = ["jail_bookings_20241231.csv", "jail_bookings_20241231.csv.part", "x.TMP", ".hidden.csv",
