@@ -34,7 +34,6 @@ from leadhub.core.settings import Settings
 
 SOURCES_DIR = Path(__file__).parent
 ENV_SOURCES_DIR = "LEADHUB_SOURCES_DIR"
-KINDS = ("sql", "sftp")
 MARK_TYPES = ("timestamp", "integer")
 DEFAULT_BATCH_SIZE = 50_000
 DEFAULT_SCHEDULE = "@hourly"
@@ -93,6 +92,7 @@ class SftpDeclaration(_Declaration):
 
 
 DECLARATIONS = {"sql": SqlDeclaration, "sftp": SftpDeclaration}
+KINDS = tuple(DECLARATIONS)
 
 
 @dataclass(frozen=True)
