@@ -17,14 +17,9 @@ import duckdb
 import pandas as pd
 
 from leadhub.core.contracts import Contract, load_contracts
-from leadhub.core.warehouse import staging_key
+from leadhub.core.warehouse import staging_key, table_exists
 
 HISTORY = "core.record_history"
-
-
-def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-                            "AND schema_name = ? AND table_name = ?", [schema, table]).fetchall()[0][0])
 
 
 def row_counts_by_batch(con: duckdb.DuckDBPyConnection, batch_ids: Iterable[str],
@@ -36,8 +31,8 @@ def row_counts_by_batch(con: duckdb.DuckDBPyConnection, batch_ids: Iterable[str]
     if not ids:
         return counts
     tables = [(f"staging.{c.name}", "_batch_id") for c in (contracts or load_contracts()).values()
-              if _table_exists(con, "staging", c.name)]
-    if _table_exists(con, "core", "record_history"):
+              if table_exists(con, "staging", c.name)]
+    if table_exists(con, "core", "record_history"):
         tables.append((HISTORY, "last_batch_id"))
     for table, column in tables:
         for batch_id, n in con.execute(f"SELECT {column}, count(*) FROM {table} WHERE {column} IN "
@@ -87,7 +82,7 @@ def remove_records(con: duckdb.DuckDBPyConnection, contract: Contract,
     if any(len(k) != len(columns) for k in rows):
         raise ValueError(f"{contract.name}: a record key has {len(columns)} part(s) ({', '.join(columns)})")
     counts: dict[str, int] = {}
-    if not rows or not _table_exists(con, "staging", contract.name):
+    if not rows or not table_exists(con, "staging", contract.name):
         return counts
     frame = pd.DataFrame(rows, columns=columns).astype(str)
     con.register("redact_keys", frame)
@@ -98,7 +93,7 @@ def remove_records(con: duckdb.DuckDBPyConnection, contract: Contract,
         if n:
             con.execute(f"DELETE FROM staging.{contract.name} s WHERE {where}")
             counts[f"staging.{contract.name}"] = n
-        if _table_exists(con, "core", "record_history") and not any(
+        if table_exists(con, "core", "record_history") and not any(
                 contract.column(k).identifier for k in contract.primary_key):
             text = " || '|' || ".join(f'k."{c}"' for c in columns)
             hist = (f"contract = ? AND record_key IN (SELECT {text} FROM redact_keys k)")

@@ -316,12 +316,16 @@ LOCK_POLL_SECONDS = 0.2
 STORAGE_COMPATIBILITY = "v1.4.0"
 
 
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether ``schema.table`` is a table of the connection's own database."""
+    # fetchall, not fetchone: an unfinished result makes DuckDB refuse a later con.register.
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                            "AND schema_name = ? AND table_name = ?", [schema, table]).fetchall()[0][0])
+
+
 def applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
     """Schema versions recorded in this warehouse (empty for a new file)."""
-    exists = con.execute("""SELECT count(*) FROM duckdb_tables()
-        WHERE database_name = current_database() AND schema_name = 'ops'
-          AND table_name = 'schema_version'""").fetchone()[0]
-    if not exists:
+    if not table_exists(con, "ops", "schema_version"):
         return set()
     return {v for (v,) in con.execute("SELECT DISTINCT version FROM ops.schema_version").fetchall()}
 
