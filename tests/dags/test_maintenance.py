@@ -77,7 +77,7 @@ def batch_of(settings, file_id: str) -> tuple[str, int]:
                            [file_id]).fetchall()[0]
 
 
-def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings, history, agreements):
+def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings, history, agreements, master_key):
     v1, v2, bad = (history[f"treatment_clients_2024{m}01.csv"] for m in ("01", "02", "03"))
     for file_id, _, _ in (v1, bad):
         age(settings, file_id, 400)
@@ -118,7 +118,7 @@ def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings,
     with duckdb.connect(str(settings.data_dir / "published" / "lead.duckdb"), read_only=True) as snap:
         assert snap.execute("SELECT count(*) FROM core.record_history").fetchall() == [(0,)]
     with pytest.raises(LeadHubError, match="expired under retention"):
-        maintenance.restore_ledger_entry(settings, maintenance_key(settings), v1[0])
+        maintenance.restore_ledger_entry(settings, master_key, v1[0])
     day = (NOW - timedelta(days=400)).date()  # a back-fill of that day has nothing left to restore
     assert maintenance.entries_to_backfill(settings, "treatment", day, day) == []
     # Run again: nothing left to expire.
@@ -170,9 +170,9 @@ def test_retention_without_a_ledger_deletes_nothing(settings, history):
     assert len(list(settings.archive_dir.glob("*/*.enc"))) == 3
 
 
-def test_reprocessing_an_entry_restores_the_original_and_the_intake_retakes_it(settings, history):
+def test_reprocessing_an_entry_restores_the_original_and_the_intake_retakes_it(settings, history, master_key):
     file_id, _, _ = history["treatment_clients_20240301.csv"]
-    restored = maintenance.restore_ledger_entry(settings, maintenance_key(settings), file_id, "treatment")
+    restored = maintenance.restore_ledger_entry(settings, master_key, file_id, "treatment")
     assert (restored["file"], restored["status_before"]) == ("treatment_clients_20240301.csv", "quarantined")
     inbox_file = settings.inbox("treatment") / "treatment_clients_20240301.csv"
     assert inbox_file.read_text() == BAD
@@ -184,9 +184,9 @@ def test_reprocessing_an_entry_restores_the_original_and_the_intake_retakes_it(s
     assert statuses == ["quarantined", "quarantined"]  # history kept: a new entry, the old one untouched
 
 
-def test_reprocessing_a_loaded_entry_never_loads_it_twice(settings, history):
+def test_reprocessing_a_loaded_entry_never_loads_it_twice(settings, history, master_key):
     file_id, _, _ = history["treatment_clients_20240201.csv"]
-    restored = maintenance.restore_ledger_entry(settings, maintenance_key(settings), file_id)
+    restored = maintenance.restore_ledger_entry(settings, master_key, file_id)
     assert "duplicate" in restored["restored"]
     [outcome] = pipeline.ingest(settings, "treatment")
     assert outcome["status"] == "duplicate"
@@ -195,9 +195,9 @@ def test_reprocessing_a_loaded_entry_never_loads_it_twice(settings, history):
         assert con.execute("SELECT count(*) FROM staging.treatment_clients").fetchone() == (3,)  # v1 + v2
 
 
-def test_reprocessing_refuses_to_overwrite_a_waiting_delivery_or_cross_agencies(settings, history):
+def test_reprocessing_refuses_to_overwrite_a_waiting_delivery_or_cross_agencies(settings, history, master_key):
     file_id, _, _ = history["treatment_clients_20240301.csv"]
-    key = maintenance_key(settings)
+    key = master_key
     with pytest.raises(LeadHubError, match="belongs to treatment, not police"):
         maintenance.restore_ledger_entry(settings, key, file_id, "police")
     waiting = settings.inbox("treatment") / "treatment_clients_20240301.csv"
@@ -209,7 +209,7 @@ def test_reprocessing_refuses_to_overwrite_a_waiting_delivery_or_cross_agencies(
         maintenance.restore_ledger_entry(settings, key, "nope")
 
 
-def test_backfill_selects_entries_of_the_period_whose_bytes_are_not_loaded(settings, history):
+def test_backfill_selects_entries_of_the_period_whose_bytes_are_not_loaded(settings, history, master_key):
     for name, days in (("treatment_clients_20240101.csv", 40), ("treatment_clients_20240201.csv", 30),
                        ("treatment_clients_20240301.csv", 20)):
         age(settings, history[name][0], days)
@@ -217,7 +217,7 @@ def test_backfill_selects_entries_of_the_period_whose_bytes_are_not_loaded(setti
     everything = maintenance.entries_to_backfill(settings, "treatment", date(2020, 1, 1), NOW.date())
     assert [e["file_name"] for e in everything] == ["treatment_clients_20240301.csv"]  # loaded bytes left out
     assert maintenance.entries_to_backfill(settings, "treatment", day - timedelta(days=5), day - timedelta(days=1)) == []
-    restored = maintenance.restore_period(settings, maintenance_key(settings), "treatment", day, day)
+    restored = maintenance.restore_period(settings, master_key, "treatment", day, day)
     assert [r["file"] for r in restored] == ["treatment_clients_20240301.csv"]
     assert (settings.inbox("treatment") / "treatment_clients_20240301.csv").read_text() == BAD
 
@@ -229,12 +229,6 @@ def test_staleness_names_agency_and_extract(settings, history):
     message = maintenance.staleness_message(stale)
     assert "agency=jail extract=bookings: nothing accepted for 48 h (last accepted: never)" in message
     assert maintenance.staleness_message([]) is None
-
-
-def maintenance_key(settings):
-    from leadhub.core.keys import MasterKey
-
-    return MasterKey.load(settings.key_file)
 
 
 def test_the_cli_reprocesses_and_reports_retention(settings, history, capsys):
@@ -285,20 +279,20 @@ def test_a_pull_backfill_moves_the_mark_back_and_never_forward(settings, tmp_pat
     assert load_state(settings, "jms")["mark"] == "2024-02-29T23:59:59.999999"
 
 
-def test_reprocessing_never_writes_through_a_link_planted_in_the_inbox(settings, history):
+def test_reprocessing_never_writes_through_a_link_planted_in_the_inbox(settings, history, master_key):
     file_id, _, _ = history["treatment_clients_20240301.csv"]
     victim = settings.data_dir / "victim.txt"
     victim.write_text("keep me")
     inbox = settings.inbox("treatment")
     (inbox / ".treatment_clients_20240301.csv.restore.part").symlink_to(victim)
-    maintenance.restore_ledger_entry(settings, maintenance_key(settings), file_id)
+    maintenance.restore_ledger_entry(settings, master_key, file_id)
     assert victim.read_text() == "keep me"
     restored = inbox / "treatment_clients_20240301.csv"
     assert restored.read_text() == BAD and (restored.stat().st_mode & 0o777) == 0o600
     (inbox / "treatment_clients_20240301.csv").unlink()
     (inbox / "treatment_clients_20240301.csv").symlink_to(victim)
     with pytest.raises(LeadHubError, match="never overwritten"):
-        maintenance.restore_ledger_entry(settings, maintenance_key(settings), file_id)
+        maintenance.restore_ledger_entry(settings, master_key, file_id)
     assert victim.read_text() == "keep me"
 
 
@@ -323,7 +317,8 @@ def test_the_crosswalk_still_builds_after_retention_expired_a_superseded_batch(s
         ("treatment", "C00001")]
 
 
-def test_reprocessing_never_overwrites_a_delivery_that_lands_while_restoring(settings, history, monkeypatch):
+def test_reprocessing_never_overwrites_a_delivery_that_lands_while_restoring(settings, history, master_key,
+                                                                            monkeypatch):
     file_id, _, _ = history["treatment_clients_20240301.csv"]
     waiting = settings.inbox("treatment") / "treatment_clients_20240301.csv"
     real_sha = maintenance._sha256
@@ -336,6 +331,6 @@ def test_reprocessing_never_overwrites_a_delivery_that_lands_while_restoring(set
 
     monkeypatch.setattr(maintenance, "_sha256", clerk_uploads_meanwhile)
     with pytest.raises(LeadHubError, match="never overwritten"):
-        maintenance.restore_ledger_entry(settings, maintenance_key(settings), file_id)
+        maintenance.restore_ledger_entry(settings, master_key, file_id)
     assert waiting.read_text() == V2
     assert [p.name for p in settings.inbox("treatment").iterdir()] == [waiting.name]  # no .part left

@@ -37,7 +37,7 @@ def test_the_demo_prints_the_readme_table_of_where_things_are(tmp_path, monkeypa
 
 
 
-def test_generate_refuses_too_few_people_in_one_line(settings, master_key, capsys):
+def test_generate_refuses_too_few_people_in_one_line(settings, capsys):
     from leadhub.cli import main
 
     # 1 person cannot hold the evaluation's LEAD and comparison cohorts.
