@@ -71,6 +71,6 @@ def drop_sealed(con: duckdb.DuckDBPyConnection, key: MasterKey, contract: Contra
     if not conditions:
         return 0
     where = f"_batch_id = ? AND ({' OR '.join(conditions)})"
-    # DuckDB's DELETE returns the number of rows it deleted.
-    (dropped,) = con.execute(f"DELETE FROM {table} WHERE {where}", [batch_id, *params]).fetchone()
+    # DuckDB's DELETE returns the number of rows it deleted (fetchall: no result left open).
+    (dropped,) = con.execute(f"DELETE FROM {table} WHERE {where}", [batch_id, *params]).fetchall()[0]
     return dropped
