@@ -13,21 +13,13 @@ build used and show its match weights (``linkage``).
 """
 
 from transforms.notices import PART2_NOTICE
-from transforms.report.coverage import Coverage, data_coverage, lineage_table
 from transforms.report.demo import planted_effect, planted_effect_line, planted_effect_text
-from transforms.report.linkage import LinkageModel, linkage_model
 from transforms.report.model import Table
-from transforms.report.render import ReportContext, needs_part2_notice, render_html
-from transforms.report.statistics import (LogisticFit, adjusted_odds_ratio, fit_logistic,
-                                          odds_ratio_woolf)
-from transforms.report.suppression import (NOT_APPLICABLE, SMALL_CELL_MAX, SUPPRESSED, WITHHELD, Cells,
-                                           part_cell, count_cell, derived_cell, protect)
-from transforms.report.tables import RearrestEstimates, build_tables, rearrest_estimates
-from transforms.report.write import csv_rows, write_report
+from transforms.report.render import ReportContext, render_html
+from transforms.report.suppression import NOT_APPLICABLE, SUPPRESSED, WITHHELD, count_cell
+from transforms.report.tables import RearrestEstimates
+from transforms.report.write import write_report
 
-__all__ = ["PART2_NOTICE", "Coverage", "data_coverage", "lineage_table", "planted_effect",
-           "planted_effect_line", "planted_effect_text", "LinkageModel", "linkage_model", "Table",
-           "ReportContext", "needs_part2_notice", "render_html", "LogisticFit", "adjusted_odds_ratio",
-           "fit_logistic", "odds_ratio_woolf", "NOT_APPLICABLE", "SMALL_CELL_MAX", "SUPPRESSED",
-           "WITHHELD", "Cells", "part_cell", "count_cell", "derived_cell", "protect",
-           "RearrestEstimates", "build_tables", "rearrest_estimates", "csv_rows", "write_report"]
+__all__ = ["PART2_NOTICE", "planted_effect", "planted_effect_line", "planted_effect_text", "Table",
+           "ReportContext", "render_html", "NOT_APPLICABLE", "SUPPRESSED", "WITHHELD", "count_cell",
+           "RearrestEstimates", "write_report"]
