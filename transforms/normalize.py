@@ -259,10 +259,6 @@ def sex(text: str | None) -> str | None:
     return {"M": "M", "F": "F", "X": "X", "U": None}.get(code)
 
 
-def iso_date(d: date | None) -> str | None:
-    return d.isoformat() if d else None
-
-
 def age_on(dob: date | None, when: date | None) -> int | None:
     if not dob or not when:
         return None
