@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Iterator
 
 from leadhub.core.errors import LeadHubError
-from leadhub.core.files import PRIVATE_FILE_MODE, append_durably, atomic_write, make_private_dir, open_private
+from leadhub.core.files import PRIVATE_FILE_MODE, append_durably, atomic_write_text, make_private_dir, open_private
 from leadhub.core.settings import Settings
 
 GENESIS = "0" * 64
@@ -99,8 +99,7 @@ def _read_head(settings: Settings) -> dict | None:
 def _write_head(settings: Settings, entries: int, last_hash: str) -> None:
     path = head_path(settings)
     make_private_dir(path.parent)
-    with atomic_write(path, text=True) as f:
-        f.write(json.dumps({"entries": entries, "hash": last_hash}) + "\n")
+    atomic_write_text(path, json.dumps({"entries": entries, "hash": last_hash}) + "\n")
     message = f"leadhub-audit head entries={entries} hash={last_hash}"
     syslog.syslog(syslog.LOG_AUTHPRIV | syslog.LOG_INFO, message)  # counts and a hash: nothing identifying
     log.info(message)
