@@ -7,8 +7,8 @@ from pathlib import Path
 from leadhub.core.settings import Settings
 from leadhub.core.warehouse import connect
 from transforms.report.model import RE_ARREST_WINDOW
-from transforms.report.source import has_marts, report_source
-from transforms.report.tables import RearrestEstimates, rearrest_estimates
+from transforms.report.source import report_source
+from transforms.report.tables import RearrestEstimates, marts_present, rearrest_estimates
 
 
 TRUTH_FILE = "truth.json"
@@ -70,6 +70,6 @@ def planted_effect_line(settings: Settings) -> str | None:
     if effect is None or source is None:
         return None
     with connect(source, read_only=True) as con:
-        if not has_marts(con):
+        if "outcomes_summary" not in marts_present(con):
             return None
         return planted_effect_text(rearrest_estimates(con), effect)

@@ -15,8 +15,3 @@ def report_source(settings: Settings) -> Path | None:
         if source.is_file():
             return source
     return None
-
-
-def has_marts(con) -> bool:
-    return bool(con.execute("""SELECT count(*) FROM duckdb_tables()
-        WHERE schema_name = 'marts' AND table_name = 'outcomes_summary'""").fetchone()[0])
