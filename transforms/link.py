@@ -354,6 +354,15 @@ def _record_run(con: duckdb.DuckDBPyConnection, model_version: str, settings_ver
     con.execute("INSERT INTO ops.linkage_runs VALUES (?, ?, ?, ?, ?, ?)", [utcnow(), *state])
 
 
+def last_model_version(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The model version of the last row of ops.linkage_runs; None before any build recorded one."""
+    has_runs = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops' "
+                           "AND table_name = 'linkage_runs'").fetchone()[0]
+    row = con.execute("SELECT model_version FROM ops.linkage_runs ORDER BY linked_at DESC LIMIT 1"
+                      ).fetchone() if has_runs else None
+    return row[0] if row else None
+
+
 # -- any two files (the ``leadhub link`` command) ------------------------------------------------
 
 def link_files(left_csv, right_csv, mapping: dict, out_csv, similarity_key: bytes,

@@ -27,7 +27,7 @@ from leadhub.core.warehouse import connect
 from leadhub.core import audit
 from transforms import linkage_model, linkage_store
 from transforms.encodings import load_settings
-from transforms.link import _require_one_key, encoded_from_frame, identity_rows
+from transforms.link import _require_one_key, encoded_from_frame, identity_rows, last_model_version
 
 
 def _read_warehouse(settings: Settings):
@@ -70,13 +70,10 @@ def train_model(settings: Settings, link_settings: dict | None = None) -> dict:
 
 def _model_of_last_build(con, settings: Settings) -> dict:
     """The model that linked the current build (the current model if no build recorded one)."""
-    has_runs = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'ops' "
-                           "AND table_name = 'linkage_runs'").fetchall()[0][0]
-    last = con.execute("SELECT model_version FROM ops.linkage_runs ORDER BY linked_at DESC LIMIT 1"
-                       ).fetchall() if has_runs else []
-    if not last:
+    version = last_model_version(con)
+    if version is None:
         return linkage_store.current_model(settings.data_dir)
-    return linkage_store.model_version(settings.data_dir, last[0][0])
+    return linkage_store.model_version(settings.data_dir, version)
 
 
 def _parse_target(target: str) -> tuple[str | None, list[tuple[str, str]]]:
