@@ -69,8 +69,7 @@ def build_crosswalk(settings: Settings, key: MasterKey, progress: bool = False) 
                            f"{key.key_id}; the crosswalk was left as it is")
     ids_of_key: dict[str, set] = defaultdict(set)
     replayed = skipped = 0
-    work = Path(tempfile.mkdtemp(prefix="leadhub-crosswalk-"))
-    os.chmod(work, 0o700)
+    work = Path(tempfile.mkdtemp(prefix="leadhub-crosswalk-"))  # mkdtemp makes it 0700
     try:
         log.info("crosswalk: replaying %d archived files under key %s", len(files), key.key_id)
         for agency, extract, archive in tqdm(files, desc="crosswalk", unit="file", disable=not progress):

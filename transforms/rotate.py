@@ -23,7 +23,6 @@ It takes minutes on a large archive: each stage writes one log line, and with
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -55,8 +54,7 @@ def rotate_key(settings: Settings, old: MasterKey, new: MasterKey, progress: boo
         raise LeadHubError("the new key is the current key; nothing to rotate")
     contracts = load_contracts()
     pseudo = Pseudonymizer(new)
-    work = Path(tempfile.mkdtemp(prefix="leadhub-rotate-"))
-    os.chmod(work, 0o700)
+    work = Path(tempfile.mkdtemp(prefix="leadhub-rotate-"))  # mkdtemp makes it 0700
     rows_done = 0
     archives: list[Path] = []
     try:
