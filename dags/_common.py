@@ -13,20 +13,15 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from airflow.sdk import Asset, AssetAlias, AssetWatcher, ExceptionRetryPolicy, RetryAction, RetryRule
+from airflow.sdk import Asset, AssetAlias, AssetWatcher, ExceptionRetryPolicy, RetryAction, RetryRule, task
 
 from leadhub.core.contracts import ContractError
+from leadhub.core.deployment import WAREHOUSE_POOL, WAREHOUSE_QUEUE
 from dags.inbox_trigger import InboxFilesTrigger
 from leadhub.core.errors import KeyError_, LeadHubError, printable
 from leadhub.core.settings import Environment, Settings
 
 OWNER = "leadhub-steward"
-
-# DuckDB lets one process write, and a read-only open fails while a writer holds
-# the file. Every task that opens the warehouse (ingest and build write, report
-# reads) takes a slot of this pool, which has exactly one (created by
-# docker-compose's airflow-init and by leadhub.airflow_local), so they never overlap.
-WAREHOUSE_POOL = "leadhub_warehouse"
 
 # Fixed and in the past so schedules start at once; catchup stays off everywhere.
 START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -97,6 +92,20 @@ def default_args(agency: str | None = None) -> dict[str, Any]:
         "retry_policy": RETRY_POLICY,
         "on_failure_callback": functools.partial(log_failure, agency),
     }
+
+
+def warehouse_task(**kwargs: Any) -> Callable:
+    """``@task`` for a task that opens the warehouse: its queue and its pool say so.
+
+    DuckDB lets one process write, and a read-only open fails while a writer holds
+    the file. Every task that opens the warehouse (ingest and build write, report
+    reads) takes the one slot of the warehouse pool (created by docker-compose's
+    airflow-init and by leadhub.airflow_local), so they never overlap, and goes to
+    the warehouse queue, which only workers on the host holding the warehouse file
+    serve (leadhub.core.deployment). Executors without queues (LocalExecutor,
+    ``dag.test()``) ignore the queue.
+    """
+    return task(pool=WAREHOUSE_POOL, queue=WAREHOUSE_QUEUE, **kwargs)
 
 
 def tags(scope: str) -> list[str]:

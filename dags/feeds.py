@@ -31,8 +31,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from leadhub.core.contracts import agencies
 from dags._common import (
-    START_DATE, WAREHOUSE_POOL, default_args, inbox_asset, quarantine_message, run_stage,
-    staging_alias, staging_asset, summarize, tags,
+    START_DATE, default_args, inbox_asset, quarantine_message, run_stage, staging_alias, staging_asset,
+    summarize, tags, warehouse_task,
 )
 
 FALLBACK_CRON = "*/15 * * * *"
@@ -87,12 +87,12 @@ def feed_dag(agency: str) -> DAG:
         doc_md=__doc__,
     )
     def feed():
-        @task(pool=WAREHOUSE_POOL)
+        @warehouse_task()
         def restore_requested(*, params=None) -> list[dict]:
             """Re-process parameters only: decrypt archived originals back into the inbox (reads the ledger)."""
             return run_stage(f"{agency} restore", restore_requested_files, agency, dict(params or {}))
 
-        @task(pool=WAREHOUSE_POOL, outlets=[alias])
+        @warehouse_task(outlets=[alias])
         def ingest(*, outlet_events=None) -> list[dict]:
             """Returns per-file summaries (the XCom); records an asset event only if a file was accepted."""
             from leadhub.pipeline import ingest as ingest_stage

@@ -18,10 +18,10 @@ removing it.
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from dags._common import START_DATE, WAREHOUSE_POOL, default_args, log, run_stage, tags
+from dags._common import START_DATE, default_args, log, run_stage, tags, warehouse_task
 
 
 def _staleness() -> list[dict]:
@@ -53,12 +53,12 @@ def _staleness() -> list[dict]:
     doc_md=__doc__,
 )
 def leadhub_maintenance():
-    @task(pool=WAREHOUSE_POOL)
+    @warehouse_task()
     def check_staleness() -> list[dict]:
         """Fails, naming agency and extract, when a feed has had nothing accepted within its window."""
         return _staleness()
 
-    @task(pool=WAREHOUSE_POOL)
+    @warehouse_task()
     def publish_snapshot() -> object:
         """Publishes the analysts' snapshot; skipped where no publication stage is installed."""
         from leadhub.maintenance import PublicationUnavailable, publish_snapshot as publish
@@ -69,7 +69,7 @@ def leadhub_maintenance():
         except PublicationUnavailable as e:
             raise AirflowSkipException(str(e)) from None
 
-    @task(pool=WAREHOUSE_POOL)
+    @warehouse_task()
     def apply_archive_retention(*, params=None) -> dict:
         """Expires batches past retention (rows, rebuild, originals); returns what went and why."""
         from leadhub.maintenance import archive_retention, retention_summary

@@ -7,9 +7,9 @@ with ingest and build makes it wait instead of failing.
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
-from dags._common import START_DATE, WAREHOUSE_POOL, default_args, run_stage, tags
+from dags._common import START_DATE, default_args, run_stage, tags, warehouse_task
 
 
 @dag(
@@ -24,7 +24,7 @@ from dags._common import START_DATE, WAREHOUSE_POOL, default_args, run_stage, ta
     doc_md=__doc__,
 )
 def lead_report():
-    @task(pool=WAREHOUSE_POOL)
+    @warehouse_task()
     def report() -> dict[str, str]:
         """Returns the written files' paths (the XCom)."""
         from leadhub.pipeline import report as report_stage

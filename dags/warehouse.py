@@ -8,10 +8,10 @@ sees together start one build, and max_active_runs=1 keeps builds in series.
 
 from __future__ import annotations
 
-from airflow.sdk import AssetAny, dag, task
+from airflow.sdk import AssetAny, dag
 
 from leadhub.core.contracts import agencies
-from dags._common import START_DATE, WAREHOUSE_POOL, default_args, run_stage, staging_asset, tags
+from dags._common import START_DATE, default_args, run_stage, staging_asset, tags, warehouse_task
 
 
 @dag(
@@ -26,7 +26,7 @@ from dags._common import START_DATE, WAREHOUSE_POOL, default_args, run_stage, st
     doc_md=__doc__,
 )
 def warehouse_build():
-    @task(pool=WAREHOUSE_POOL)
+    @warehouse_task()
     def build() -> dict[str, int]:
         """Returns row counts per table (the XCom)."""
         from leadhub.pipeline import build as build_stage

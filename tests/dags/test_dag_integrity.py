@@ -72,6 +72,7 @@ for dag in bag.dags.values():
             "retry_delay": t.retry_delay.total_seconds(),
             "retry_exponential_backoff": t.retry_exponential_backoff,
             "pool": t.pool,
+            "queue": t.queue,
             "outlets": [type(o).__name__ + ":" + o.name for o in t.outlets],
             "upstream": sorted(t.upstream_task_ids),
             "on_failure_callback": bool(t.on_failure_callback),
@@ -172,6 +173,21 @@ def test_every_task_that_opens_the_warehouse_takes_the_one_slot_pool(parsed):
             expected = "leadhub_warehouse" if (dag_id, task_id) in WAREHOUSE_TASKS else "default_pool"
             assert t["pool"] == expected, f"{dag_id}.{task_id}"
     assert all(task_id in dags[dag_id]["tasks"] for dag_id, task_id in WAREHOUSE_TASKS)
+
+
+def test_every_task_that_opens_the_warehouse_is_routed_to_the_warehouse_host(parsed):
+    """Taking the warehouse pool is how a task declares that it opens the warehouse
+    (dags._common.warehouse_task sets both); each such task, and no other, goes to the
+    queue only the workers on the warehouse's host serve. Everything else takes the
+    default queue, whatever host serves it."""
+    from leadhub.core.deployment import DEFAULT_QUEUE, WAREHOUSE_POOL, WAREHOUSE_QUEUE
+
+    tasks = {(d, t): info for d, dag in parsed["dags"].items() for t, info in dag["tasks"].items()}
+    opens_warehouse = {k for k, t in tasks.items() if t["pool"] == WAREHOUSE_POOL}
+    on_warehouse_queue = {k for k, t in tasks.items() if t["queue"] == WAREHOUSE_QUEUE}
+    assert opens_warehouse == on_warehouse_queue
+    assert opens_warehouse >= {("warehouse_build", "build"), ("police_feed", "ingest")}  # the check can fail
+    assert {t["queue"] for k, t in tasks.items() if k not in opens_warehouse} == {DEFAULT_QUEUE}
 
 
 def test_feeds_start_on_file_arrival_with_a_quarter_hour_fallback(parsed):
