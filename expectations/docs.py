@@ -37,6 +37,7 @@ from expectations.history import NULL_SHARE_CHECK, ROW_COUNT_CHECK  # noqa: E402
 from expectations.suites import CRITICAL, suite_for  # noqa: E402
 from expectations.validate import BIRTH_DATE_CHECK  # noqa: E402
 from leadhub.core.errors import LeadHubError  # noqa: E402
+from leadhub.core.files import replace_dir  # noqa: E402
 from leadhub.core.settings import Settings  # noqa: E402
 
 SITE_NAME = "leadhub"
@@ -331,12 +332,7 @@ def build_docs(settings: Settings, max_batches: int = DEFAULT_MAX_BATCHES) -> Pa
     context.build_data_docs(site_names=[SITE_NAME])
     _localize_site(building)
 
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    building.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(building, target)
     return target / "index.html"
 
 

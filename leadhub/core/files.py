@@ -13,6 +13,7 @@ Inboxes (agencies upload into them), reports and the published snapshot
 from __future__ import annotations
 
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
@@ -90,6 +91,29 @@ def replace_durably(tmp: Path, path: Path) -> None:
     fsync_path(tmp)
     os.replace(tmp, path)
     fsync_path(Path(path).parent)
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Swap a finished folder ``new`` into place as ``target`` (same parent folder), the old one removed after.
+
+    Everything under ``new`` is fsynced before the swap and the parent folder after it, so a power cut
+    leaves the old folder or the whole new one. The old folder is renamed aside to the hidden
+    ``.<name>.old`` before it is deleted: a run killed while deleting leaves a partial folder only
+    under that name, never under ``target``; the next swap clears it.
+    """
+    new, target = Path(new), Path(target)
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    for folder, _, names in os.walk(new):
+        for name in names:
+            fsync_path(Path(folder) / name)
+        fsync_path(Path(folder))
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    fsync_path(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE_FILE_MODE) -> None:

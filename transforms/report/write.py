@@ -9,8 +9,9 @@ from pathlib import Path
 from leadhub.core.agreements import AgreementError, agreement_for
 from leadhub.core.exports import write_csv
 from leadhub.core.errors import LeadHubError
+from leadhub.core.files import replace_dir
 from leadhub.core.settings import Settings
-from leadhub.core.warehouse import connect, utcnow
+from leadhub.core.warehouse import connect, table_exists, utcnow
 from transforms.notices import PART2_NOTICE
 from transforms.report.coverage import data_coverage
 from transforms.report.demo import planted_effect, planted_effect_text
@@ -49,9 +50,7 @@ def drawn_agreements(con, today: date) -> list[dict]:
     """
     from transforms.publish import evaluation_agreements
 
-    has_list = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-                           "AND schema_name = 'ops' AND table_name = 'agreements'").fetchone()[0]
-    if has_list:
+    if table_exists(con, "ops", "agreements"):
         agencies = [a for (a,) in con.execute("SELECT agency FROM ops.agreements ORDER BY agency").fetchall()]
     else:
         drawn, left_out = evaluation_agreements(con)
@@ -76,22 +75,6 @@ def withheld_marts(agreements: list[dict]) -> frozenset[str]:
     refused = {a["agency"] for a in agreements if "justice_counts" not in a["purposes"]}
     return frozenset(table for (schema, table), agencies in model_agencies().items()
                      if schema == "marts" and table in JUSTICE_COUNTS_MARTS and agencies & refused)
-
-
-def _replace_dir(source: Path, target: Path) -> None:
-    """Put a finished folder in place, so readers never see a half-written report.
-
-    The previous folder is renamed aside (atomic) before it is deleted: a run
-    killed while deleting leaves a partial folder only under the hidden ``.old``
-    name, never under ``target``.
-    """
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    source.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_report(settings: Settings, today: date | None = None) -> dict[str, str]:
@@ -146,8 +129,8 @@ def write_report(settings: Settings, today: date | None = None) -> dict[str, str
     if latest_staging.exists():
         shutil.rmtree(latest_staging)
     shutil.copytree(staging, latest_staging)
-    _replace_dir(staging, final)
-    _replace_dir(latest_staging, reports / "latest")
+    replace_dir(staging, final)
+    replace_dir(latest_staging, reports / "latest")
 
     paths = {"html": str(final / "lead_report.html")}
     paths.update({t.name: str(final / f"{t.name}.csv") for t in tables})

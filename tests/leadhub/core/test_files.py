@@ -6,8 +6,8 @@ import stat
 import duckdb
 import pytest
 
-from leadhub.core.files import (append_durably, atomic_write, atomic_write_bytes, open_private, replace_durably,
-                           transaction)
+from leadhub.core.files import (append_durably, atomic_write, atomic_write_bytes, open_private, replace_dir,
+                           replace_durably, transaction)
 
 
 def mode_of(path):
@@ -66,6 +66,34 @@ def test_replace_durably_swaps_a_finished_file_in(tmp_path):
     replace_durably(tmp_path / ".lead.duckdb.1.tmp", tmp_path / "lead.duckdb")
     assert [p.name for p in tmp_path.iterdir()] == ["lead.duckdb"]
     assert (tmp_path / "lead.duckdb").read_bytes() == b"new"
+
+
+def test_replace_dir_swaps_a_finished_folder_in_and_removes_the_old_one(tmp_path):
+    target = tmp_path / "latest"
+    (target / "sub").mkdir(parents=True)
+    (target / "old.html").write_text("old")
+    (target / "sub" / "old.csv").write_text("old")
+    new = tmp_path / ".latest.partial"
+    (new / "sub").mkdir(parents=True)
+    (new / "report.html").write_text("new")
+    (new / "sub" / "table.csv").write_text("a,b")
+    replace_dir(new, target)
+    # The target holds exactly the new tree; the staging name and the hidden .old are gone.
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*")) == ["report.html", "sub", "sub/table.csv"]
+    assert (target / "report.html").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest"]
+
+
+def test_replace_dir_puts_a_first_folder_in_place_and_clears_a_killed_runs_leftover(tmp_path):
+    leftover = tmp_path / ".docs.old"          # a run killed while deleting the previous folder
+    leftover.mkdir()
+    (leftover / "half.html").write_text("half")
+    new = tmp_path / "docs.building"
+    new.mkdir()
+    (new / "index.html").write_text("site")
+    replace_dir(new, tmp_path / "docs")
+    assert (tmp_path / "docs" / "index.html").read_text() == "site"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs"]
 
 
 def test_a_transaction_commits_or_rolls_back_also_on_keyboard_interrupt():
