@@ -6,6 +6,10 @@ batch can be checked for them:
 * referral before intake: a treatment episode referred by LEAD should not
   start before the person's first police LEAD referral (police referrals and
   treatment episodes only meet through ``core.person_link``);
+* assessment of a known client: every case-management assessment belongs to
+  a client the provider's clients extract lists (the two extracts only meet
+  on the client's token, so an assessment of an unknown client would be
+  counted by no mart that needs the client's consent);
 * jail days consistent with timestamps: ``core.booking.jail_days`` must be at
   least one day and, for released people, equal the calendar days from
   booking to release, both ends counted.
@@ -21,10 +25,11 @@ from datetime import datetime
 
 from expectations.suites import WARNING
 from expectations.validate import count
-from leadhub.core.warehouse import record_validation_results, utcnow
+from leadhub.core.warehouse import record_validation_results, table_exists, utcnow
 
 REFERRAL_BEFORE_INTAKE = "expect_lead_referral_before_treatment_intake"
 JAIL_DAYS_CONSISTENT = "expect_jail_days_to_match_booking_and_release"
+ASSESSMENT_CLIENT_KNOWN = "expect_assessment_client_in_treatment_clients"
 
 # name -> (core table, column(s) for the results, description, SQL giving (unexpected, checked))
 BUILD_CHECKS = {
@@ -51,15 +56,16 @@ BUILD_CHECKS = {
                count(*)
         FROM core.booking
         """),
+    ASSESSMENT_CLIENT_KNOWN: (
+        "core.assessment", "person_key",
+        "assessed client is listed in the treatment clients extract",
+        """
+        SELECT count(*) FILTER (WHERE c.person_token IS NULL), count(*)
+        FROM current.treatment_assessments a
+        LEFT JOIN core.consent c ON c.person_token = a.person_token
+        """),
 }
 BUILD_DESCRIPTIONS = {name: check[2] for name, check in BUILD_CHECKS.items()}
-
-
-def _table_exists(con, qualified: str) -> bool:
-    schema, table = qualified.split(".")
-    return bool(con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = ? AND table_name = ?", [schema, table]).fetchone()[0])
 
 
 def build_checks(con) -> list[dict]:
@@ -69,7 +75,7 @@ def build_checks(con) -> list[dict]:
     """
     results = []
     for name, (table, column, description, sql) in BUILD_CHECKS.items():
-        if not all(_table_exists(con, t) for t in _tables_of(sql) | {table}):
+        if not all(table_exists(con, *t.split(".")) for t in _tables_of(sql) | {table}):
             continue
         unexpected, checked = con.execute(sql).fetchone()
         results.append(count({

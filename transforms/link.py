@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter, defaultdict
+from datetime import datetime
 
 import duckdb
 import numpy as np
@@ -40,7 +41,7 @@ import pandas as pd
 from leadhub.core.contracts import Contract, load_contracts
 from leadhub.core.exports import write_frame
 from leadhub.core.errors import LeadHubError
-from leadhub.core.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS, staging_columns, utcnow
+from leadhub.core.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS, staging_columns, table_exists, utcnow
 from transforms import linkage_model
 from transforms.encodings import field_width, from_text, load_settings
 from transforms.linkage_model import Encoded
@@ -191,8 +192,7 @@ class _Clusters:
 
 
 def _previous_links(con: duckdb.DuckDBPyConnection) -> dict:
-    if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'core' "
-                       "AND table_name = 'person_link'").fetchall()[0][0]:
+    if not table_exists(con, "core", "person_link"):
         return {}
     return {(a, t): k for a, t, k in con.execute(
         "SELECT agency, person_token, person_key FROM core.person_link").fetchall()}
@@ -354,13 +354,13 @@ def _record_run(con: duckdb.DuckDBPyConnection, model_version: str, settings_ver
     con.execute("INSERT INTO ops.linkage_runs VALUES (?, ?, ?, ?, ?, ?)", [utcnow(), *state])
 
 
-def last_model_version(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The model version of the last row of ops.linkage_runs; None before any build recorded one."""
-    has_runs = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops' "
-                           "AND table_name = 'linkage_runs'").fetchone()[0]
-    row = con.execute("SELECT model_version FROM ops.linkage_runs ORDER BY linked_at DESC LIMIT 1"
-                      ).fetchone() if has_runs else None
-    return row[0] if row else None
+def last_linkage_run(con: duckdb.DuckDBPyConnection) -> tuple[str, datetime] | None:
+    """(model version, linked at) of the last row of ops.linkage_runs; None before any build recorded one."""
+    if not table_exists(con, "ops", "linkage_runs"):
+        return None
+    row = con.execute("SELECT model_version, linked_at FROM ops.linkage_runs "
+                      "ORDER BY linked_at DESC LIMIT 1").fetchall()
+    return (row[0][0], row[0][1]) if row else None
 
 
 # -- any two files (the ``leadhub link`` command) ------------------------------------------------

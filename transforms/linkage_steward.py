@@ -27,7 +27,7 @@ from leadhub.core.warehouse import connect
 from leadhub.core import audit
 from transforms import linkage_model, linkage_store
 from transforms.encodings import load_settings
-from transforms.link import _require_one_key, encoded_from_frame, identity_rows, last_model_version
+from transforms.link import _require_one_key, encoded_from_frame, identity_rows, last_linkage_run
 
 
 def _read_warehouse(settings: Settings):
@@ -70,10 +70,10 @@ def train_model(settings: Settings, link_settings: dict | None = None) -> dict:
 
 def _model_of_last_build(con, settings: Settings) -> dict:
     """The model that linked the current build (the current model if no build recorded one)."""
-    version = last_model_version(con)
-    if version is None:
+    run = last_linkage_run(con)
+    if run is None:
         return linkage_store.current_model(settings.data_dir)
-    return linkage_store.model_version(settings.data_dir, version)
+    return linkage_store.model_version(settings.data_dir, run[0])
 
 
 def _parse_target(target: str) -> tuple[str | None, list[tuple[str, str]]]:

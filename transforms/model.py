@@ -21,7 +21,7 @@ import yaml
 
 from leadhub.core.contracts import Contract, load_contracts
 from leadhub.core.errors import LeadHubError
-from leadhub.core.warehouse import staging_key
+from leadhub.core.warehouse import staging_key, table_exists
 
 TRANSFORMS_DIR = Path(__file__).parent
 SQL_DIR = TRANSFORMS_DIR / "sql"
@@ -70,10 +70,7 @@ def load_evaluation_settings(con: duckdb.DuckDBPyConnection, path: Path = EVALUA
 
 def _check_person_link(con: duckdb.DuckDBPyConnection) -> None:
     """Fail loudly rather than build marts without people or with duplicated rows."""
-    exists = con.execute("""SELECT count(*) FROM duckdb_tables()
-        WHERE database_name = current_database() AND schema_name = 'core'
-          AND table_name = 'person_link'""").fetchone()[0]
-    if not exists:
+    if not table_exists(con, "core", "person_link"):
         raise LeadHubError("core.person_link is missing: run person linkage before the models")
     dupes = con.execute("""SELECT count(*) FROM (SELECT agency, person_token FROM core.person_link
         GROUP BY ALL HAVING count(*) > 1)""").fetchone()[0]

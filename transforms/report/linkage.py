@@ -1,8 +1,9 @@
 """Which linkage model linked the people the report counts, and its match-weight chart.
 
 The build records the model it used in ``ops.linkage_runs`` (the last row is the
-current build's); the model itself lives beside the warehouse, never in the
-snapshot, and is read with the linkage store's functions.
+current build's, read by ``transforms.link.last_linkage_run``); the model itself
+lives beside the warehouse, never in the snapshot, and is read with the linkage
+store's functions.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from leadhub.core.errors import LeadHubError
 from transforms import linkage_store
+from transforms.link import last_linkage_run
 
 
 @dataclass(frozen=True)
@@ -22,17 +24,6 @@ class LinkageModel:
     linked_at: datetime | None = None
     chart_svg: str | None = None          # inline SVG, or None with ``missing`` saying why
     missing: str = ""
-
-
-def last_linkage_run(con) -> tuple[str, datetime] | None:
-    """(model version, linked at) of the last row of ops.linkage_runs, or None."""
-    has_runs = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops' "
-                           "AND table_name = 'linkage_runs'").fetchone()[0]
-    if not has_runs:
-        return None
-    row = con.execute("SELECT model_version, linked_at FROM ops.linkage_runs "
-                      "ORDER BY linked_at DESC LIMIT 1").fetchone()
-    return (row[0], row[1]) if row else None
 
 
 def linkage_model(con, data_dir: Path) -> LinkageModel:
