@@ -1,4 +1,4 @@
-"""Fixtures every test folder shares: an isolated data directory and key."""
+"""Fixtures every test folder shares: an isolated data directory and key, and real servers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 
 from leadhub.core.keys import MasterKey, create_key_file
 from leadhub.core.settings import Settings
+from tests.servers import pg_server, redis_server  # noqa: F401 (session fixtures, started on first use)
 
 
 @pytest.fixture

@@ -1,22 +1,19 @@
-"""Real servers for the pull-connector tests: PostgreSQL and OpenSSH on 127.0.0.1.
+"""Real servers for the pull-connector tests: OpenSSH on 127.0.0.1 (PostgreSQL is in tests/servers.py).
 
-Both are started once per test session from the Debian packages (``postgresql``,
-``openssh-server``) in throwaway folders on a free port, and stopped at the end.
-If the binaries are missing the fixtures try to install them (only as root with
-apt-get, as in CI); a test is skipped only when that is impossible, with the
-reason spelled out. Nothing here touches a system-wide server.
+It is started once per test session from the Debian package ``openssh-server``
+in a throwaway folder on a free port, and stopped at the end. If the binary is
+missing the fixture tries to install it (only as root with apt-get, as in CI);
+a test is skipped only when that is impossible, with the reason spelled out.
+Nothing here touches a system-wide server.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,99 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-PG_ADMIN = "leadhub_admin"
-STARTUP_SECONDS = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen | None = None) -> None:
-    """Wait until a freshly started server accepts connections (startup only, never asserted on)."""
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode} during startup")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {STARTUP_SECONDS} s")
-
-
-def _apt_install(package: str) -> bool:
-    """Install a Debian package when we may (root with apt-get); False when we cannot."""
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return False
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]
-    if subprocess.run(cmd, env=env, capture_output=True).returncode == 0:
-        return True
-    subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-    return subprocess.run(cmd, env=env, capture_output=True).returncode == 0
-
-
-# --- PostgreSQL ------------------------------------------------------------------
-
-def _pg_bindir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[4]))
-    return Path(found[-1]).parent if found else None
-
-
-@dataclass
-class PgServer:
-    port: int
-    admin_password: str
-
-    def url(self, database: str, user: str = PG_ADMIN, password: str | None = None) -> str:
-        password = self.admin_password if password is None else password
-        return f"postgresql+psycopg2://{user}:{password}@127.0.0.1:{self.port}/{database}"
-
-
-@pytest.fixture(scope="session")
-def pg_server():
-    """A private PostgreSQL cluster on 127.0.0.1 with password (scram) logins over TCP."""
-    bindir = _pg_bindir()
-    if bindir is None and _apt_install("postgresql"):
-        bindir = _pg_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries are not in /usr/lib/postgresql/*/bin and cannot be "
-                    "installed here (needs root and apt-get); run .ci/run or apt-get install postgresql")
-    run_as: list[str] = []
-    owner = None
-    if os.geteuid() == 0:
-        # initdb and postgres refuse to run as root: run them as the packaged 'postgres' user.
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
-            owner = pwd.getpwnam("postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
-    base = Path(tempfile.mkdtemp(prefix="leadhub-pg-"))
-    data, log = base / "data", base / "server.log"
-    password = "admin-test-password"
-    (base / "pw").write_text(password + "\n")
-    if owner is not None:
-        os.chown(base, owner.pw_uid, owner.pw_gid)
-        os.chown(base / "pw", owner.pw_uid, owner.pw_gid)
-    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", PG_ADMIN, "-E", "UTF8",
-                    "--no-sync", "--auth-local=trust", "--auth-host=scram-sha-256",
-                    f"--pwfile={base / 'pw'}"], check=True, capture_output=True)
-    port = _free_port()
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
-                    "-o", options, "start"], check=True, capture_output=True)
-    try:
-        _wait_for_port(port)
-        yield PgServer(port, password)
-    finally:
-        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                       capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+from tests.servers import apt_install as _apt_install, free_port as _free_port, wait_for_port as _wait_for_port
 
 
 # --- OpenSSH -----------------------------------------------------------------------
