@@ -18,8 +18,10 @@ removing it.
 
 from __future__ import annotations
 
+import functools
+
 from airflow.sdk import Param, dag
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 
 from dags._common import START_DATE, default_args, log, run_stage, tags, warehouse_task
 
@@ -60,14 +62,11 @@ def leadhub_maintenance():
 
     @warehouse_task()
     def publish_snapshot() -> object:
-        """Publishes the analysts' snapshot; skipped where no publication stage is installed."""
-        from leadhub.maintenance import PublicationUnavailable, publish_snapshot as publish
+        """Publishes the analysts' snapshot again, repairing one a failed publication left stale."""
+        from leadhub.maintenance import publish_snapshot as publish
         from leadhub.core.settings import Settings
 
-        try:
-            return run_stage("snapshot publication", publish, Settings.from_env())
-        except PublicationUnavailable as e:
-            raise AirflowSkipException(str(e)) from None
+        return run_stage("snapshot publication", publish, Settings.from_env())
 
     @warehouse_task()
     def apply_archive_retention(*, params=None) -> dict:
@@ -76,13 +75,9 @@ def leadhub_maintenance():
         from leadhub.core.settings import Settings
 
         params = params or {}
-        settings = Settings.from_env()
-        if not params.get("dry_run"):  # on the steward audit trail before anything goes, as from the CLI
-            from leadhub.core.audit import append_audit
-
-            append_audit(settings, who="airflow:leadhub_maintenance", action="retention",
-                         reason="scheduled retention", days=params.get("retention_days"))
-        result = run_stage("retention", archive_retention, settings, params.get("retention_days"),
+        scheduled = functools.partial(archive_retention, who="airflow:leadhub_maintenance",
+                                      reason="scheduled retention")  # on the steward audit trail, as from the CLI
+        result = run_stage("retention", scheduled, Settings.from_env(), params.get("retention_days"),
                            None, bool(params.get("dry_run")))
         log.info(retention_summary(result))  # batch ids, file names, dates and counts; no row values
         return result

@@ -194,9 +194,12 @@ def plan_retention(settings: Settings, keep_days: int | None = None, now: dateti
 
 
 def archive_retention(settings: Settings, keep_days: int | None = None, now: datetime | None = None,
-                      dry_run: bool = False) -> dict:
+                      dry_run: bool = False, *, who: str | None = None, reason: str | None = None) -> dict:
     """Apply retention (see the rules above); with ``dry_run`` only say what it would do.
 
+    A real run first writes the steward audit entry (``who``, ``reason``, the days asked for and
+    the counts of batches, rows and files that will go), so the CLI and the scheduled run are
+    on the trail alike and nothing goes unless the entry is written; a dry run writes none.
     One transaction removes the expired batches' rows (``leadhub.core.redact.remove_batches``),
     marks their ledger entries 'expired' and rebuilds linkage, core tables and marts from
     what remains (``leadhub.pipeline.build``); only after it commits is the steward's
@@ -211,6 +214,12 @@ def archive_retention(settings: Settings, keep_days: int | None = None, now: dat
     plan["dry_run"] = dry_run
     if dry_run:
         return plan
+    if not (who or "").strip() or not (reason or "").strip():
+        raise LeadHubError("retention needs who runs it and why: both go to the steward audit log")
+    from leadhub.core.audit import append_audit
+
+    append_audit(settings, who=who, action="retention", reason=reason.strip(), days=keep_days,
+                 batches=len(plan["expired"]), rows=sum(plan["rows"].values()), files=len(plan["deleted"]))
     if plan["expired"]:
         from leadhub.core.redact import remove_batches
 
@@ -473,26 +482,13 @@ def _naive_like(value: datetime, like: datetime) -> datetime:
 
 # --- snapshot publication ----------------------------------------------------------
 
-class PublicationUnavailable(LeadHubError):
-    """This installation has no snapshot publication stage yet."""
-
-
-def publish_snapshot(settings: Settings):
+def publish_snapshot(settings: Settings) -> dict[str, int]:
     """Publish the analysts' snapshot again from the warehouse as it stands.
 
     ``warehouse_build`` already publishes after every build; the daily run
     repairs a snapshot that is missing or stale because a publication failed
-    after its build committed. Uses the pipeline's stage when there is one
-    (``leadhub.pipeline.publish``), else ``transforms.publish.publish``; raises
-    PublicationUnavailable on an installation with neither.
+    after its build committed.
     """
-    from leadhub import pipeline
+    from transforms.publish import publish
 
-    stage = getattr(pipeline, "publish", None)
-    if stage is None:
-        try:
-            from transforms.publish import publish as stage
-        except ImportError:
-            raise PublicationUnavailable("no snapshot publication stage is installed "
-                                         "(leadhub.pipeline.publish / transforms.publish.publish)") from None
-    return stage(settings)
+    return publish(settings)

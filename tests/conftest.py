@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from leadhub.core.audit import audit_path
 from leadhub.core.keys import MasterKey, create_key_file
 from leadhub.core.settings import Settings
 from tests.servers import pg_server, redis_server  # noqa: F401 (session fixtures, started on first use)
@@ -25,3 +28,13 @@ def settings(tmp_path, monkeypatch) -> Settings:
 @pytest.fixture
 def master_key(settings) -> MasterKey:
     return MasterKey.load(settings.key_file)
+
+
+@pytest.fixture
+def audit_entries(settings):
+    """``audit_entries()``: the steward audit log of the test's data directory, one dict per JSON line
+    ([] before the first entry)."""
+    def read() -> list[dict]:
+        path = audit_path(settings)
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return read

@@ -17,11 +17,16 @@ def audited(settings: Settings, args, action: str, **details) -> None:
     """Write a steward command's entry to the audit log before it acts (leadhub/core/audit.py);
     an action whose entry cannot be written does not happen. Details are counts, keys and file
     names, never a person's identifier. No reason, no action: the why is part of the record."""
-    import getpass
-
     from leadhub.core.audit import append_audit
 
-    append_audit(settings, who=args.who or getpass.getuser(), action=action, reason=required_reason(args), **details)
+    append_audit(settings, who=acting_steward(args), action=action, reason=required_reason(args), **details)
+
+
+def acting_steward(args) -> str:
+    """Who the audit entry names: the steward's --who, else the login name."""
+    import getpass
+
+    return args.who or getpass.getuser()
 
 
 def required_reason(args) -> str:

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from leadhub.cli.common import audited, required_reason
+from leadhub.cli.common import acting_steward, audited, required_reason
 from leadhub.core.errors import LeadHubError, printable
 from leadhub.core.files import open_private
 from leadhub.core.settings import Settings
@@ -149,11 +149,9 @@ def cmd_rotate_key(settings: Settings, args) -> int:
 def cmd_retention(settings: Settings, args) -> int:
     from leadhub.maintenance import archive_retention, retention_summary
 
-    if not args.dry_run:
-        plan = archive_retention(settings, args.days, dry_run=True)  # the entry counts what will go
-        audited(settings, args, "retention", days=args.days, batches=len(plan["expired"]),
-                 rows=sum(plan["rows"].values()), files=len(plan["deleted"]))
-    result = archive_retention(settings, args.days, dry_run=args.dry_run)
+    # A real run writes its audit entry itself (as the scheduled run does); a dry run writes none.
+    who, reason = (None, None) if args.dry_run else (acting_steward(args), required_reason(args))
+    result = archive_retention(settings, args.days, dry_run=args.dry_run, who=who, reason=reason)
     verb = "would delete" if args.dry_run else "deleted"
     for path in result["deleted"]:
         print(f"  {verb} {path}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import duckdb
@@ -12,7 +11,6 @@ from leadhub.pipeline import ingest_agency
 from leadhub import cli, pipeline
 from leadhub.core.errors import LeadHubError
 from leadhub.maintenance import restore_ledger_entry
-from leadhub.core.audit import audit_path
 
 CLIENTS_HEADER = "client_id,last_name,first_name,dob,ssn,phone,address,sex,consent_status,consent_date\n"
 CONTACTS_HEADER = "contact_id,client_id,contact_date,service_type\n"
@@ -91,7 +89,7 @@ def test_a_correction_that_adds_rows_loads_as_usual(settings, master_key):
     assert query(settings, "SELECT count(*) FROM current.treatment_contacts") == [(12,)]
 
 
-def test_release_loads_a_held_delivery_and_audits_who_when_and_why(settings, master_key, capsys):
+def test_release_loads_a_held_delivery_and_audits_who_when_and_why(settings, master_key, capsys, audit_entries):
     deliver(settings, master_key, "treatment_clients_20240101.csv", clients(20))
     held = deliver(settings, master_key, "treatment_clients_20240201.csv", clients(3))
     assert cli.main(["status"]) == 1
@@ -104,7 +102,7 @@ def test_release_loads_a_held_delivery_and_audits_who_when_and_why(settings, mas
     assert "accepted" in out and "(3 rows)" in out
     assert status(settings, held["file_id"]) == "accepted"
     assert query(settings, "SELECT count(*) FROM current.treatment_clients") == [(3,)]
-    [entry] = [json.loads(line) for line in audit_path(settings).read_text().splitlines()]
+    [entry] = audit_entries()
     assert (entry["action"], entry["file_id"], entry["who"], entry["reason"]) == (
         "release", held["file_id"], "steward-a", "agency confirmed the roster shrank")
     [(reason,)] = query(settings, "SELECT reason FROM ops.file_ledger WHERE file_id = ?", [held["file_id"]])
@@ -122,7 +120,7 @@ def test_a_held_delivery_stays_held_without_a_release(settings, master_key):
     assert query(settings, "SELECT count(*) FROM current.treatment_clients") == [(20,)]
 
 
-def test_reprocess_force_makes_an_earlier_delivery_current_again(settings, master_key, capsys):
+def test_reprocess_force_makes_an_earlier_delivery_current_again(settings, master_key, capsys, audit_entries):
     good = deliver(settings, master_key, "treatment_clients_20240101.csv", clients(20))
     # a cut file slipped through a release by mistake: 3 rows are current
     held = deliver(settings, master_key, "treatment_clients_20240201.csv", clients(3))
@@ -143,7 +141,7 @@ def test_reprocess_force_makes_an_earlier_delivery_current_again(settings, maste
     assert reason.startswith(f"re-loaded from {good['file_id']} by a steward at ")
     assert (settings.data_dir / archive).is_file()
     assert status(settings, held["file_id"]) == "superseded"
-    actions = [json.loads(line)["action"] for line in audit_path(settings).read_text().splitlines()]
+    actions = [entry["action"] for entry in audit_entries()]
     assert actions == ["release", "reload"]
     # only a superseded entry can be re-loaded this way
     with pytest.raises(LeadHubError, match="superseded"):

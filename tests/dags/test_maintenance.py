@@ -77,7 +77,8 @@ def batch_of(settings, file_id: str) -> tuple[str, int]:
                            [file_id]).fetchall()[0]
 
 
-def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings, history, agreements, master_key):
+def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings, history, agreements, master_key,
+                                                                       audit_entries):
     v1, v2, bad = (history[f"treatment_clients_2024{m}01.csv"] for m in ("01", "02", "03"))
     for file_id, _, _ in (v1, bad):
         age(settings, file_id, 400)
@@ -105,8 +106,14 @@ def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings,
         "from what remains; would delete 4 files (archived originals, quarantined deliveries); would keep "
         "1 received within retention and 1 file the ledger does not know (listed above; a person decides)"])
 
-    done = maintenance.archive_retention(settings, 365, now=NOW)
+    assert audit_entries() == []                                      # a dry run is not on the trail
+    done = maintenance.archive_retention(settings, 365, now=NOW, who="steward-a", reason="retention test")
     assert staging_batches(settings) == {b2: 2}
+    # Its entry counts what the dry run listed: batch b1, its 1 row, 4 files (v1, bad, 2 quarantined).
+    [entry] = audit_entries()
+    assert (entry["who"], entry["action"], entry["reason"], entry["days"]) == (
+        "steward-a", "retention", "retention test", 365)
+    assert (entry["batches"], entry["rows"], entry["files"]) == (1, 1, 4)
     assert batch_of(settings, v1[0]) == (b1, 1)                       # the batch's count is kept
     status = {file_id: status for file_id, _, status, _ in ledger(settings)}
     assert (status[v1[0]], status[v2[0]], status[bad[0]]) == ("expired", "accepted", "quarantined")
@@ -122,7 +129,7 @@ def test_retention_expires_an_old_batch_with_its_rows_and_its_original(settings,
     day = (NOW - timedelta(days=400)).date()  # a back-fill of that day has nothing left to restore
     assert maintenance.entries_to_backfill(settings, "treatment", day, day) == []
     # Run again: nothing left to expire.
-    again = maintenance.archive_retention(settings, 365, now=NOW)
+    again = maintenance.archive_retention(settings, 365, now=NOW, who="steward-a", reason="retention test")
     assert again["expired"] == [] and again["deleted"] == []
 
 
@@ -144,7 +151,7 @@ def test_a_full_history_extract_past_retention_is_emptied_not_kept(settings, his
     assert ("treatment_clients: every delivery holding rows is past retention, so its current view would be "
             "empty "
             "until the agency delivers again") in maintenance.retention_summary(dry).splitlines()
-    done = maintenance.archive_retention(settings, 365, now=NOW)
+    done = maintenance.archive_retention(settings, 365, now=NOW, who="steward-a", reason="retention test")
     assert done["rows"] == {"staging.treatment_clients": 3}           # v1: 1 row, v2: 2 rows
     assert staging_batches(settings) == {}
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
@@ -305,7 +312,8 @@ def test_the_crosswalk_still_builds_after_retention_expired_a_superseded_batch(s
     v1, v2, bad = (history[f"treatment_clients_2024{m}01.csv"] for m in ("01", "02", "03"))
     for file_id, _, _ in (v1, bad):
         age(settings, file_id, 400)
-    assert v1[2] in maintenance.archive_retention(settings, 365, now=NOW)["deleted"]
+    done = maintenance.archive_retention(settings, 365, now=NOW, who="steward-a", reason="retention test")
+    assert v1[2] in done["deleted"]
     with connect(settings.warehouse_path) as con:
         link_people(con)
         (person_key,) = {k for (k,) in con.execute(

@@ -9,11 +9,6 @@ from leadhub.core import audit
 from leadhub.core.archive import encrypt_file
 
 
-def entries(settings) -> list[dict]:
-    path = audit.audit_path(settings)
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
 # (argv after the command's own arguments are filled in, the action and details its entry must carry).
 # The data directory is empty, so most actions find nothing to act on: what counts is that the
 # entry is on the log whatever the action then does.
@@ -28,7 +23,7 @@ STEWARD_COMMANDS = {
 
 
 @pytest.mark.parametrize("name", STEWARD_COMMANDS)
-def test_each_steward_command_writes_an_audit_entry(settings, master_key, tmp_path, name):
+def test_each_steward_command_writes_an_audit_entry(settings, master_key, tmp_path, name, audit_entries):
     argv, action, details = STEWARD_COMMANDS[name]
     archived = tmp_path / "x.enc"
     src = tmp_path / "police_20240101.csv"
@@ -36,7 +31,7 @@ def test_each_steward_command_writes_an_audit_entry(settings, master_key, tmp_pa
     encrypt_file(src, archived, master_key)
     argv = [a.format(tmp=tmp_path, archived=archived) for a in argv]
     cli.main([*argv, "--reason", "court order 17", "--who", "steward-c"])
-    [entry] = entries(settings)
+    [entry] = audit_entries()
     assert entry["action"] == action and entry["who"] == "steward-c" and entry["reason"] == "court order 17"
     assert {k: entry[k] for k in details} == details
     assert "QUILL" not in json.dumps(entry) and "P1" not in json.dumps(entry)
@@ -45,16 +40,16 @@ def test_each_steward_command_writes_an_audit_entry(settings, master_key, tmp_pa
 
 @pytest.mark.parametrize("name", STEWARD_COMMANDS)
 def test_each_steward_command_refuses_without_a_reason_and_writes_nothing(settings, master_key, tmp_path,
-                                                                          name, capsys):
+                                                                          name, capsys, audit_entries):
     argv = [a.format(tmp=tmp_path, archived=tmp_path / "x.enc") for a in STEWARD_COMMANDS[name][0]]
     assert cli.main([*argv, "--reason", "  "]) == 2
     assert "needs --reason" in capsys.readouterr().err
-    assert entries(settings) == [] and not (tmp_path / "new.key").exists()
+    assert audit_entries() == [] and not (tmp_path / "new.key").exists()
 
 
-def test_a_dry_run_of_retention_writes_no_entry(settings):
+def test_a_dry_run_of_retention_writes_no_entry(settings, audit_entries):
     assert cli.main(["retention", "--days", "30", "--dry-run"]) == 0
-    assert entries(settings) == []
+    assert audit_entries() == []
 
 
 def test_a_broken_log_stops_the_steward_command_before_it_acts(settings, master_key, tmp_path):

@@ -23,7 +23,7 @@ def linked(settings, master_key):
     return person_key
 
 
-def test_lookup_returns_the_agency_ids_and_is_audited(settings, master_key, linked):
+def test_lookup_returns_the_agency_ids_and_is_audited(settings, master_key, linked, audit_entries):
     counts = crosswalk.build_crosswalk(settings, master_key)
     assert counts["person_keys"] == 1 and counts["files_replayed"] == 2
     blob = crosswalk.crosswalk_path(settings).read_bytes()
@@ -32,7 +32,7 @@ def test_lookup_returns_the_agency_ids_and_is_audited(settings, master_key, link
 
     ids = crosswalk.lookup(settings, master_key, linked, "correction request 2024-17", who="steward-a")
     assert sorted(ids) == [("jail", "J55"), ("police", "P77")]
-    entries = [json.loads(line) for line in audit.audit_path(settings).read_text().splitlines()]
+    entries = audit_entries()
     assert entries[-1]["who"] == "steward-a" and entries[-1]["reason"] == "correction request 2024-17"
     assert entries[-1]["person_key"] == linked and "P77" not in json.dumps(entries)
     assert audit.verify_audit(settings) == 1
@@ -58,13 +58,13 @@ def test_cli_build_lookup_verify_and_an_edited_log_is_detected(settings, master_
     assert main(["crosswalk", "lookup", linked, "--reason", "fourth"]) == 2   # blocked until investigated
 
 
-def test_an_audit_entry_longer_than_the_tail_window_keeps_the_chain(settings, master_key, linked):
+def test_an_audit_entry_longer_than_the_tail_window_keeps_the_chain(settings, master_key, linked, audit_entries):
     crosswalk.build_crosswalk(settings, master_key)
     long_reason = "court order 2024-CV-0917: " + "records for the named case; " * 400
     crosswalk.lookup(settings, master_key, linked, long_reason, who="steward-a")
     crosswalk.lookup(settings, master_key, linked, "follow-up", who="steward-a")
     assert audit.verify_audit(settings) == 2
-    entries = [json.loads(line) for line in audit.audit_path(settings).read_text().splitlines()]
+    entries = audit_entries()
     assert entries[0]["reason"] == long_reason.strip() and entries[1]["reason"] == "follow-up"
 
 

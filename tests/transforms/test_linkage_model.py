@@ -16,7 +16,7 @@ from synthetic import generate
 from leadhub.cli import main
 from leadhub.core.warehouse import connect
 from transforms import linkage_model, linkage_store
-from leadhub.core.audit import audit_path, verify_audit
+from leadhub.core.audit import verify_audit
 from transforms.encodings import Encoder, encode_frame, fields_of, load_settings, read_mapping
 from transforms.link import _hand_over_keys, link_people
 from transforms.linkage_model import Encoded
@@ -196,7 +196,7 @@ def test_train_stores_a_private_versioned_model_that_builds_use_and_record(setti
     assert used == [first["model"], version]
 
 
-def test_explain_is_audited_and_shows_weights_without_clear_text(settings, master_key, capsys):
+def test_explain_is_audited_and_shows_weights_without_clear_text(settings, master_key, capsys, audit_entries):
     names = _county(settings, master_key, people_n=400, seed=4)
     with connect(settings.warehouse_path) as con:
         link_people(con)
@@ -207,7 +207,7 @@ def test_explain_is_audited_and_shows_weights_without_clear_text(settings, maste
     assert main(["linkage", "explain", key, "--reason", "correction request 7", "--who", "steward1"]) == 0
     out = capsys.readouterr().out
     assert "dob: exact" in out and "prior" in out and "match weight" in out
-    entries = [json.loads(line) for line in audit_path(settings).read_text().splitlines()]
+    entries = audit_entries()
     assert entries[-1]["action"] == "linkage explain" and entries[-1]["person_key"] == key
     assert entries[-1]["who"] == "steward1" and verify_audit(settings) == len(entries)
     words = set(out.upper().replace(":", " ").split())

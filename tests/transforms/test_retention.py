@@ -58,7 +58,7 @@ def test_an_expired_batch_leaves_no_row_in_warehouse_or_snapshot_and_rotation_su
     assert sorted(i for k in people for i in lookup(settings, master_key, k, "check", who="s")) == [
         ("police", "P1"), ("police", "P2")]
 
-    result = maintenance.archive_retention(settings, 30)
+    result = maintenance.archive_retention(settings, 30, who="steward-a", reason="retention test")
     assert [e["batch_id"] for e in result["expired"]] == [first]
     assert result["rows"] == {"staging.police_referrals": 2}
     assert varchar_hits(settings.warehouse_path, gone | people) == []

@@ -31,12 +31,12 @@ for i in range(int(sys.argv[2])):
 """
 
 
-def test_two_processes_appending_at_once_keep_one_chain(settings):
+def test_two_processes_appending_at_once_keep_one_chain(settings, audit_entries):
     # 2 processes x 150 entries = 300 entries, each chained onto exactly one predecessor.
     procs = [subprocess.Popen([sys.executable, "-c", APPENDER, who, "150"]) for who in ("p1", "p2")]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     assert audit.verify_audit(settings) == 300
-    records = [json.loads(line) for line in lines(settings)]
+    records = audit_entries()
     assert len({r["prev"] for r in records}) == 300              # no two entries share a parent: no fork
     for who in ("p1", "p2"):                                     # each process's entries all there, in order
         assert [r["n"] for r in records if r["who"] == who] == list(range(150))
@@ -100,9 +100,9 @@ def test_an_append_interrupted_before_its_head_is_accepted_and_repaired(settings
     assert json.loads(audit.head_path(settings).read_text())["entries"] == 4
 
 
-def test_show_since_lists_entries_from_that_day(settings):
+def test_show_since_lists_entries_from_that_day(settings, audit_entries):
     write(settings, 2)
-    records = [json.loads(line) for line in lines(settings)]
+    records = audit_entries()
     records[0]["at"] = "2025-01-31T23:59:59+00:00"               # re-chain by hand: an older entry
     prev = audit.GENESIS
     rebuilt = []
