@@ -202,7 +202,8 @@ def _row_filter(columns: list[str], left_out: frozenset[str]) -> str:
 
 def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKey,
                      descriptions: dict | None = None, drawn: dict[str, Agreement] | None = None,
-                     left_out: frozenset[str] = frozenset()) -> dict[str, int]:
+                     left_out: frozenset[str] = frozenset(),
+                     disclosures: dict[tuple[str, str], dict[str, Disclosure]] | None = None) -> dict[str, int]:
     """Copy the published tables of the warehouse open on ``con`` to ``target``, atomically.
 
     ``con`` must not be inside an open transaction: the snapshot shows what is
@@ -212,7 +213,8 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKe
     Evaluation may use only the agencies whose agreements are ``drawn`` on: a model table built
     from a ``left_out`` agency's extracts is not published, and a table with an ``agency`` or
     ``contract`` column (core.record_history, ops.batches, ops.file_ledger, ...) loses that
-    agency's rows. ``ops.agreements`` lists the agreements drawn on.
+    agency's rows. ``ops.agreements`` lists the agreements drawn on. ``disclosures`` is
+    ``published_disclosures(con)`` when the caller already has it.
     Returns {'schema.table': rows}.
     """
     target = Path(target)
@@ -222,7 +224,7 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKe
     # hub's writer lock, so no other publisher can be using one.
     for leftover in target.parent.glob(f".{target.name}.*.tmp*"):
         leftover.unlink(missing_ok=True)
-    tables = published_disclosures(con)
+    tables = dict(published_disclosures(con) if disclosures is None else disclosures)
     tables.pop(("ops", "snapshot_info"), None)
     types = {(s, t, c): d for s, t, c, d in con.execute(
         "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() "
@@ -301,8 +303,9 @@ def publish(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) ->
             return publish(settings, own)
     key = MasterKey.load(settings.key_file)
     drawn, left_out = evaluation_agreements(con)
-    tables, descriptions, levels = dictionary_inputs(con)
-    counts = publish_snapshot(con, snapshot_path(settings), key, descriptions, drawn, left_out)
+    disclosures = published_disclosures(con)
+    tables, descriptions, levels = dictionary_inputs(con, disclosures)
+    counts = publish_snapshot(con, snapshot_path(settings), key, descriptions, drawn, left_out, disclosures)
     # The dictionary describes what the snapshot holds: not the tables an agreement left out.
     shown = set(counts) | {"ops.snapshot_info", "ops.agreements"}
     tables = {table: columns for table, columns in tables.items() if ".".join(table) in shown}
@@ -310,12 +313,13 @@ def publish(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) ->
     return counts
 
 
-def dictionary_inputs(con: duckdb.DuckDBPyConnection) -> tuple[dict, dict, dict]:
+def dictionary_inputs(con: duckdb.DuckDBPyConnection, disclosures: dict | None = None) -> tuple[dict, dict, dict]:
     """(tables, descriptions, disclosure labels) of the snapshot of the warehouse (or snapshot)
-    open on ``con``, as transforms.dictionary.write_dictionary takes them."""
+    open on ``con``, as transforms.dictionary.write_dictionary takes them; ``disclosures`` is
+    ``published_disclosures(con)`` when the caller already has it."""
     from transforms.dictionary import describe
 
-    disclosures = published_disclosures(con)
+    disclosures = dict(published_disclosures(con) if disclosures is None else disclosures)
     disclosures[("ops", "snapshot_info")] = {c: snapshot_info_disclosure(c) for c in SNAPSHOT_INFO_COLUMNS}
     disclosures[("ops", "agreements")] = {c: Disclosure("plain") for c in AGREEMENTS_COLUMNS}
     tables = {table: list(columns) for table, columns in disclosures.items()}
