@@ -2,7 +2,8 @@
 
 Every durable file the hub writes goes through ``atomic_write`` (temporary
 name in the same folder, fsync, rename, fsync of the folder): a reader or a
-crash sees the old file or the new one, never half of one. Files holding
+crash sees the old file or the new one, never half of one; ``replace_dir`` does the
+same for a finished folder (the report, the Data Docs site). Files holding
 anything about people are created 0600 and their folders 0700 before a byte is
 written, so there is no moment when they are readable by others.
 Inboxes (agencies upload into them), reports and the published snapshot
