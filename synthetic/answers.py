@@ -12,8 +12,9 @@ from leadhub.core.files import atomic_write
 from synthetic.arrays import _date, _day, _obj, _ymd
 from synthetic.extracts import _AtomicCsv
 from synthetic.parameters import (
-    COHORT_NAMES, DATA_END, DATA_START, MODEL, NONE, NULL_DAY, ODDS_RATIO_LEAD, REFERRAL_TYPES,
-    TARGET_COMPARISON_REARREST,
+    CONTACTS_LOG_ODDS, COHORT_NAMES, DATA_END, DATA_START, DAYS_PER_MONTH, HOUSED_ARREST_RATE_RATIO,
+    HOUSED_EFFECT_DAYS, LIFE_LOGIT, LIFE_PERSON_SD, MODEL, NONE, NULL_DAY, ODDS_RATIO_LEAD,
+    REFERRAL_TYPES, TARGET_COMPARISON_REARREST,
 )
 from synthetic.people import _People
 from synthetic.world import _World
@@ -102,6 +103,65 @@ def _odds_ratio(outcomes: dict, window: str) -> float | None:
     return round(lead / comparison, 4) if lead and comparison else None
 
 
+def _population_averaged_slope(at_referral: float, per_month: float, sd: float,
+                                months: tuple[int, int] = (-1, 18)) -> float:
+    """The slope a marginal (GEE) logistic model of the outcome on months since referral estimates.
+
+    A random intercept flattens the population's curve: the share at month t is the average of
+    expit(a + b*t + u) over u ~ N(0, sd), computed here by Gauss-Hermite quadrature, and the
+    logistic line fitted to those shares at months -1..18, equally weighted (Newton steps on the
+    score equations of a logistic fit), has this slope.
+    """
+    nodes, weights = np.polynomial.hermite_e.hermegauss(60)
+    weights = weights / weights.sum()
+    t = np.arange(months[0], months[1] + 1, dtype=float)
+    share = (weights[None, :] / (1 + np.exp(-(at_referral + per_month * t[:, None]
+                                               + sd * nodes[None, :])))).sum(axis=1)
+    x = np.column_stack([np.ones_like(t), t])
+    beta = np.zeros(2)
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-x @ beta))
+        beta += np.linalg.solve(x.T @ (x * (p * (1 - p))[:, None]), x.T @ (share - p))
+    return float(beta[1])
+
+
+def _life_outcomes() -> dict:
+    """The planted assessment model and housing-arrests link, as truth.json states them."""
+    return {
+        "months": f"months since the first LEAD referral, in {DAYS_PER_MONTH}-day months "
+                  "(assessment date - index date) / 30.4375",
+        "model": "logit P(status at an assessment) = at_referral + per_month*months + u, u ~ N(0, "
+                 "person_intercept_sd) drawn once per person and outcome, independently; statuses "
+                 "at different assessments are independent given u",
+        "outcomes": {
+            "housed": "housing_status transitional or permanent",
+            "employed": "employment_status part_time or full_time",
+            "income": "income_source employment, benefits or both",
+        },
+        "log_odds_at_referral": {k: a for k, (a, _) in LIFE_LOGIT.items()},
+        "log_odds_per_month": {k: b for k, (_, b) in LIFE_LOGIT.items()},
+        "odds_ratio_per_month": {k: round(float(np.exp(b)), 6) for k, (_, b) in LIFE_LOGIT.items()},
+        "person_intercept_sd": LIFE_PERSON_SD,
+        "population_averaged_log_odds_per_month": {
+            k: round(_population_averaged_slope(a, b, LIFE_PERSON_SD), 6) for k, (a, b) in LIFE_LOGIT.items()},
+        "contacts_log_odds_per_contact": {k: CONTACTS_LOG_ODDS for k in LIFE_LOGIT},
+        "unknown_statuses": "recorded 'unknown' at random (4% per status), whatever the true status",
+        "housed_arrest_rate_ratio": HOUSED_ARREST_RATE_RATIO,
+        "housed_effect_days": HOUSED_EFFECT_DAYS,
+        "housed_arrests_model": "an assessment finding the person housed multiplies their arrest hazard "
+                                "by housed_arrest_rate_ratio on each of the housed_effect_days days after "
+                                "it; effects of successive housed assessments multiply. In the 365 days "
+                                "after index the participant's number of arrests is the re-arrest model's "
+                                "and only their days follow the hazard; after that, background arrests "
+                                "are thinned by it. So the ratio is within-person: arrests in the "
+                                f"{HOUSED_EFFECT_DAYS} days after an assessment on housed at it, with the "
+                                "person as a fixed (conditional Poisson) or random effect and months since "
+                                "referral, estimate it; a marginal model without the person does not",
+        "employed_arrest_rate_ratio": 1.0,
+        "income_arrest_rate_ratio": 1.0,
+    }
+
+
 def _write_answers(w: _World, answers_dir: Path, truth: _Truth, outcomes: dict, files: dict) -> None:
     persons = _AtomicCsv(answers_dir / "persons.csv",
                          ["true_person_id", "cohort", "index_date", "sex", "race", "ethnicity",
@@ -128,6 +188,7 @@ def _write_answers(w: _World, answers_dir: Path, truth: _Truth, outcomes: dict, 
             "coefficients": {"intercept": round(w.intercept, 6),
                              **{k: round(v, 6) for k, v in MODEL.items()}},
             "target_comparison_rearrest_365": TARGET_COMPARISON_REARREST,
+            "life_outcomes": _life_outcomes(),
         },
         "counts": {
             "lead": w.lead, "comparison": w.comparison, "none": w.people - w.lead - w.comparison,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from synthetic.events import _arrests, _bookings, _cases, _referrals, _treatment
+from synthetic.life import _assessment_rows, _life
 from synthetic.noise import _blank_dobs, _duplicates, _identities, _recorded
 from synthetic.parameters import VARIANT_RATES
 from synthetic.people import _People, _people
@@ -23,7 +24,8 @@ def _block(w: _World, b: int, g0: int, n: int) -> tuple[dict, _People, dict]:
     random stream; returns rows per contract, the people, and the events."""
     rng = np.random.default_rng([w.seed, 1, b])
     P = _people(w, rng, g0, n)
-    A = _arrests(w, rng, P)
+    L = _life(np.random.default_rng([w.seed, 3, b]), P, w.d1)
+    A = _arrests(w, rng, P, L)
     J = _bookings(w, rng, P, A)
     K = _cases(w, rng, P, A)
     R = _referrals(w, rng, P)
@@ -88,6 +90,12 @@ def _block(w: _World, b: int, g0: int, n: int) -> tuple[dict, _People, dict]:
     rows["treatment_contacts"] = ({"agency_person_id": treatment["agency_person_id"][ce]}, {
         "contact_id": T["contact_id"], "contact_date": T["contact_day"], "service_type": T["service"]},
         T["who"][ce])
+    client_of = np.full(P.n, None, dtype=object)
+    client_of[T["who"]] = treatment["agency_person_id"]
+    V = _assessment_rows(L, lambda k: w.record_ids("assessment", k))
+    rows["treatment_assessments"] = ({"agency_person_id": client_of[V["who"]]}, {
+        "assessment_id": V["id"], "assessment_date": V["day"], "housing_status": V["housing_status"],
+        "employment_status": V["employment_status"], "income_source": V["income_source"]}, V["who"])
     for name, (ident, plain, who) in rows.items():
         rows[name] = (_blank_dobs(w.contracts[name], ident), plain, who)
-    return rows, P, {"arrests": A, "bookings": J, "referrals": R}
+    return rows, P, {"arrests": A, "bookings": J, "referrals": R, "life": L}

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from synthetic.arrays import _expand, _obj, _pick, _seq
+from synthetic.life import _Life
 from synthetic.parameters import (
     BOOKED_SHARE, CHARGES_P, CLIENT_SOURCES, COMPARISON, CONSENT, CONTACTS_PER_DAY, DECISION_P,
     DECISION_P_LEAD, DECISIONS, DISPOSITION_P, DISPOSITIONS, EXIT_REASONS, EXTRA_BOOKINGS, EXTRA_CASES,
@@ -17,8 +18,27 @@ from synthetic.people import _People
 from synthetic.world import _World
 
 
-def _arrests(w: _World, rng: np.random.Generator, P: _People) -> dict:
-    """Arrests (one entry each, sorted by date) and their charges."""
+def _housed_days(L: _Life, who: np.ndarray) -> np.ndarray:
+    """Days 1..FOLLOW_UP_DAYS after index for the after-index arrests of participants, drawn with
+    density proportional to their arrest-hazard multiplier (lower while housed)."""
+    days = np.arange(1, FOLLOW_UP_DAYS + 1)
+    weight = L.table[:, days]
+    cumulative = np.cumsum(weight, axis=1)
+    row = L.row[who]
+    # One increasing scale over all rows: row r's days occupy (base[r], base[r] + total[r]].
+    base = np.concatenate([[0.0], np.cumsum(cumulative[:, -1])[:-1]])
+    target = base[row] + L.rng.random(len(who)) * cumulative[row, -1]
+    position = np.searchsorted((cumulative + base[:, None]).ravel(), target, side="right")
+    return days[np.clip(position - row * FOLLOW_UP_DAYS, 0, FOLLOW_UP_DAYS - 1)]
+
+
+def _arrests(w: _World, rng: np.random.Generator, P: _People, L: _Life) -> dict:
+    """Arrests (one entry each, sorted by date) and their charges.
+
+    The participants' arrests after index are where being housed acts: the planted number in the
+    follow-up year (``P.after``, from the re-arrest model) is kept and only placed by the hazard
+    multiplier, and background arrests past that year are thinned by it.
+    """
     n, total = P.n, w.d1 - w.d0 + 1
     cohort = P.cohort != NONE
     index = np.where(cohort, P.index, 0)
@@ -33,11 +53,15 @@ def _arrests(w: _World, rng: np.random.Generator, P: _People) -> dict:
     u = np.floor(rng.random(len(who_bg)) * outside[who_bg]).astype(np.int64)
     after_band = band_start[who_bg] + band[who_bg] + (u - before_band[who_bg])
     day_bg = np.where(u < before_band[who_bg], w.d0 + u, after_band)
+    kept = L.rng.random(len(who_bg)) < L.multiplier(who_bg, day_bg, P.index)
+    who_bg, day_bg = who_bg[kept], day_bg[kept]
 
     who_prior = np.repeat(np.arange(n), P.prior)
     day_prior = P.index[who_prior] - rng.integers(1, FOLLOW_UP_DAYS + 1, len(who_prior))
     who_after = np.repeat(np.arange(n), P.after)
     day_after = P.index[who_after] + rng.integers(1, FOLLOW_UP_DAYS + 1, len(who_after))
+    placed = L.row[who_after] >= 0
+    day_after[placed] = P.index[who_after[placed]] + _housed_days(L, who_after[placed])
     who_index = np.flatnonzero(P.cohort == COMPARISON)
 
     who = np.concatenate([who_bg, who_prior, who_after, who_index])

@@ -65,6 +65,43 @@ DECISION_P_LEAD = (0.36, 0.22, 0.32, 0.10)    # LEAD participants' cases after t
 DISPOSITIONS = ("convicted", "dismissed", "acquitted", "pending")
 DISPOSITION_P = (0.60, 0.25, 0.05, 0.10)
 
+# --- case managers' assessments: housing, employment, income --------------------------------------
+# The University of Washington LEAD evaluation (Clifasefi, Lonczak & Collins, housing, employment and
+# income/benefits report, 2016; Crime & Delinquency, 2017) followed participants month by month over
+# the 18 months after referral against the month before it: they became more likely to be housed,
+# employed and to have legitimate income or benefits, and attaining housing went with fewer later
+# arrests. The sizes below only share that direction; they are illustrative, not its estimates.
+#
+# Each assessment reports the person's status when it was made. For outcome k, with t the months
+# (DAYS_PER_MONTH days) from the referral to the assessment and u_k a person's own intercept
+# drawn once, N(0, LIFE_PERSON_SD):  logit P(k) = LIFE_LOGIT[k][0] + LIFE_LOGIT[k][1] * t + u_k.
+DAYS_PER_MONTH = 30.4375
+LIFE_LOGIT = {                   # (log-odds at referral, log-odds per month since referral)
+    "housed": (-1.2, 0.08),      # ~23% housed at referral; odds x4.2 over 18 months
+    "employed": (-2.2, 0.05),    # ~10% employed at referral; odds x2.5 over 18 months
+    "income": (-0.6, 0.06),      # ~35% with income or benefits at referral; odds x2.9
+}
+LIFE_PERSON_SD = 1.0             # SD of each person's intercept, log-odds; drawn per outcome, independent
+# How a status is written: (share of the 'yes' side, its categories), (the 'no' side, its categories).
+HOUSING_STATUS = ({"transitional": 0.55, "permanent": 0.45}, {"street": 0.6, "shelter": 0.4})
+EMPLOYMENT_STATUS = ({"part_time": 0.6, "full_time": 0.4}, {"unemployed": 0.75, "unable_to_work": 0.25})
+INCOME_WITH_WORK = {"employment": 0.6, "both": 0.4}   # income, and employed; otherwise 'benefits'
+CONTACTS_LOG_ODDS = 0.0          # no planted effect of case-manager contacts on any outcome
+# Being housed lowers arrests: an assessment that finds the person housed multiplies their arrest
+# hazard by HOUSED_ARREST_RATE_RATIO on each of the HOUSED_EFFECT_DAYS days after it; the effects
+# of successive housed assessments multiply (three housed months running: 0.8^3 = 0.51).
+# Employment and income have no planted effect on arrests.
+HOUSED_ARREST_RATE_RATIO = 0.8
+HOUSED_EFFECT_DAYS = 91
+# When case managers assess: the first 15-45 days before referral, then about monthly (gaps of
+# N(30, 7) days, at least 14), a month skipped now and then, until 18 months and 45 days after.
+ASSESS_FIRST_DAYS = (15, 45)
+ASSESS_GAP_DAYS = (30.0, 7.0)
+ASSESS_SKIP_SHARE = 0.12
+ASSESS_UNTIL_DAYS = 593
+UNKNOWN_STATUS_SHARE = 0.04      # per status: recorded as 'unknown'
+DUPLICATE_ASSESSMENT_SHARE = 0.01   # entered twice, under a second assessment number
+
 # --- people --------------------------------------------------------------------------------------
 SEX_P = {"M": 0.72, "F": 0.27, "X": 0.01}
 RACE_P = {"WHITE": 0.46, "BLACK": 0.30, "ASIAN": 0.08, "NATIVE": 0.06, "PACIFIC": 0.03, "OTHER": 0.07}
@@ -114,7 +151,7 @@ AGENCY_STYLE = {
 # Person numbers: prefix and digits. Numbers are scrambled so they say nothing about order.
 PERSON_ID_SCHEMES = {"police": ("P", 7), "prosecutor": ("D", 6), "jail": ("J", 8), "treatment": ("C", 5)}
 RECORD_ID_SCHEMES = {"referral": ("R", 6), "arrest": ("A", 8), "booking": ("B", 8), "case": ("K", 7),
-                     "episode": ("E", 6), "contact": ("S", 8)}
+                     "episode": ("E", 6), "contact": ("S", 8), "assessment": ("V", 7)}
 
 # --- name pools (roughly by frequency, most common first) --------------------------------------------
 # No name equals a code value of any extract (race WHITE or BLACK, say), so checking that no

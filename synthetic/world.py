@@ -50,7 +50,8 @@ class _World:
         self.people, self.seed, self.lead, self.comparison = people, seed, lead, comparison
         self.contracts = load_contracts()
         expected = {"police_referrals", "police_arrests", "prosecutor_cases", "jail_bookings",
-                    "treatment_clients", "treatment_episodes", "treatment_contacts"}
+                    "treatment_clients", "treatment_episodes", "treatment_contacts",
+                    "treatment_assessments"}
         if set(self.contracts) != expected:
             unknown = sorted(set(self.contracts) ^ expected)
             raise ValueError(f"the synthetic generator does not know how to fill: {', '.join(unknown)}")

@@ -30,6 +30,7 @@ from transforms.rendering import render
 UNDESCRIBED = "(no description yet)"
 # Tables drawn from treatment records: their descriptions carry the Part 2 notice.
 PART2_TABLES = {("core", "consent"), ("core", "treatment_episode"), ("core", "service_contact"),
+                ("core", "assessment"),
                 ("marts", "first_contact"), ("marts", "caseload_monthly"), ("marts", "services_monthly")}
 
 # Tables not built from a transforms/sql file.
@@ -90,6 +91,9 @@ COLUMNS = {
         "person_key": "Person key of the client while their 42 CFR Part 2 consent is active, else NULL.",
     },
     ("core", "service_contact"): {
+        "person_key": "Person key of the client while their 42 CFR Part 2 consent is active, else NULL.",
+    },
+    ("core", "assessment"): {
         "person_key": "Person key of the client while their 42 CFR Part 2 consent is active, else NULL.",
     },
     ("core", "person"): {

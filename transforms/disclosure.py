@@ -52,6 +52,7 @@ TABLE_SOURCES = {
     ("core", "consent"): "treatment_clients",
     ("core", "treatment_episode"): "treatment_episodes",
     ("core", "service_contact"): "treatment_contacts",
+    ("core", "assessment"): "treatment_assessments",
 }
 # Published columns computed from one contract column under another name.
 DERIVED = {

@@ -30,14 +30,14 @@ def test_docs_show_every_stored_run_and_the_cli_opens_them(settings, master_key,
     build_warehouse(settings)
     with connect(settings.warehouse_path) as con:
         build_id, results = record_build_checks(con)
-    # Clean synthetic data passes both cross-extract checks, and they did check something.
-    assert [r["success"] for r in results] == [True, True]
+    # Clean synthetic data passes the three cross-extract checks, and they did check something.
+    assert [r["success"] for r in results] == [True, True, True]
     assert all(not r["observed"].startswith("unexpected 0 of 0 ") for r in results)
 
     index = build_docs(settings)
     assert index == index_path(settings) == settings.data_dir / "docs" / "index.html"
     runs = deliveries.query(settings, "SELECT DISTINCT contract, batch_id FROM ops.data_quality")
-    assert len(runs) == len(load_contracts()) + 2  # one batch per extract, two core tables checked
+    assert len(runs) == len(load_contracts()) + 3  # one batch per extract, three core tables checked
     pages = list((index.parent / "validations").rglob("*.html"))
     assert len(pages) == len(runs)  # every run rendered: GX logs a page it cannot draw and goes on
     assert {p.stem for p in pages} == {batch_id for _, batch_id in runs}
@@ -46,6 +46,7 @@ def test_docs_show_every_stored_run_and_the_cli_opens_them(settings, master_key,
     build_pages = " ".join(p.read_text() for p in pages if p.stem == build_id)
     assert "jail days are at least 1" in build_pages
     assert "LEAD-referred intake is not before" in build_pages
+    assert "assessed client is listed in the treatment clients extract" in build_pages
     suite_page = (index.parent / "expectations" / "jail_bookings.html").read_text()
     assert "release is not before booking" in suite_page
 

@@ -34,3 +34,16 @@ SELECT s.contact_id,
 FROM current.treatment_contacts s
 LEFT JOIN core.consent c ON c.person_token = s.person_token AND c.consent_status = 'active'
 ORDER BY s.contact_id;
+
+-- core.assessment: one row per case manager's assessment of housing, employment
+-- and income, with the person only while the client's consent is active.
+CREATE OR REPLACE TABLE core.assessment AS
+SELECT a.assessment_id,
+       c.person_key,
+       a.assessment_date,
+       a.housing_status,
+       a.employment_status,
+       a.income_source
+FROM current.treatment_assessments a
+LEFT JOIN core.consent c ON c.person_token = a.person_token AND c.consent_status = 'active'
+ORDER BY a.assessment_id;
