@@ -1,6 +1,7 @@
-"""The cross-agency report: monthly, and whenever a steward triggers it by hand.
+"""The cross-agency report and the Justice Counts bulk-upload files: monthly, and whenever a
+steward triggers it by hand.
 
-``report`` only reads the warehouse but still takes the warehouse pool: DuckDB
+Both tasks only read the warehouse but still take the warehouse pool: DuckDB
 refuses a read-only open while another process writes, so sharing the one slot
 with ingest and build makes it wait instead of failing.
 """
@@ -14,7 +15,7 @@ from dags._common import START_DATE, default_args, run_stage, tags, warehouse_ta
 
 @dag(
     dag_id="lead_report",
-    description="Write the cross-agency report (HTML and one CSV per table)",
+    description="Write the cross-agency report (HTML and one CSV per table) and the Justice Counts files",
     schedule="@monthly",
     start_date=START_DATE,
     catchup=False,
@@ -32,7 +33,17 @@ def lead_report():
 
         return run_stage("report", report_stage, Settings.from_env())
 
+    @warehouse_task()
+    def justice_counts() -> dict:
+        """The Justice Counts bulk-upload files in reports/justice_counts/, per sector, for a
+        steward to send; returns their paths and the sectors or metrics left out (the XCom)."""
+        from leadhub.pipeline import justice_counts as justice_counts_stage
+        from leadhub.core.settings import Settings
+
+        return run_stage("justice_counts", justice_counts_stage, Settings.from_env())
+
     report()
+    justice_counts()
 
 
 lead_report()

@@ -124,3 +124,23 @@ def report(settings: Settings) -> dict[str, str]:
     from transforms.report import write_report
 
     return write_report(settings)
+
+
+def justice_counts(settings: Settings, out_dir=None, year: int | None = None) -> dict:
+    """Write the Justice Counts bulk-upload files per sector into ``out_dir`` (default
+    reports/justice_counts); returns {"files": {sector: [path, ...]}, "notes": [line, ...]}.
+
+    Reads the warehouse itself, not the snapshot: the snapshot follows the ``evaluation``
+    purpose, these files the ``justice_counts`` purpose of each agency's agreement.
+    """
+    from pathlib import Path
+
+    from leadhub.core.errors import LeadHubError
+    from leadhub.core.warehouse import connect, utcnow
+    from transforms.justice_counts import write_justice_counts
+
+    if not settings.warehouse_path.is_file():
+        raise LeadHubError(f"no warehouse at {settings.warehouse_path}; run ingest and build first")
+    target = Path(out_dir) if out_dir is not None else settings.reports_dir / "justice_counts"
+    with connect(settings.warehouse_path, read_only=True) as con:
+        return write_justice_counts(con, target, utcnow().date(), year)

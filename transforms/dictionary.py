@@ -176,22 +176,47 @@ COLUMNS = {
         "people_linked": "Distinct consented clients reached (contacts without consent carry no person).",
     },
     ("marts", "jc_arrests"): {
+        "metric": "Justice Counts metric key: LAW_ENFORCEMENT_ARRESTS.",
         "year": "Calendar year of the arrest date.",
-        "offense_type": "Offense type of the arrest's most serious charge (other when unknown).",
-        "race": "Race as recorded on the arrest.",
-        "sex": "Sex as recorded on the arrest.",
-        "arrests": "Police arrests.",
+        "month": "Calendar month (1-12) of the arrest date.",
+        "offense_type": "Offense type of the arrest's most serious charge, ranked person > property > "
+                        "public order > drug > other > unknown, in the Publisher's labels (Person "
+                        "Offenses, ..., Unknown Offenses for a code missing from the reference table).",
+        "race_ethnicity": "Race and ethnicity recorded on the arrest, in the Publisher's combined "
+                          "categories (e.g. Black / Not Hispanic or Latino).",
+        "biological_sex": "Sex recorded on the arrest: Male, Female or Unknown Biological Sex (X or blank).",
+        "arrests": "Arrest events (linked to a person or not).",
     },
     ("marts", "jc_cases"): {
-        "year": "Calendar year the case was referred to the prosecutor.",
-        "outcome": "prosecuted (a charge filed), diverted, declined (every charge declined) or pending.",
-        "cases": "Cases referred to the prosecutor.",
+        "metric": "Justice Counts metric key: PROSECUTION_CASES REFERRED (by referral date), "
+                  "PROSECUTION_CASES_DECLINED (every charge declined; last decision date), "
+                  "PROSECUTION_CASES_DIVERTED (any charge diverted; first diversion date), "
+                  "PROSECUTION_CASES_PROSECUTED (any charge filed; first filing date) or "
+                  "PROSECUTION_CASES_DISPOSED (last disposition date, or diversion date when never filed).",
+        "year": "Calendar year of the metric's event; NULL when that event has no date.",
+        "month": "Calendar month (1-12) of the metric's event; NULL when it has no date.",
+        "case_severity": "The case's most serious charge level in the metric's labels (e.g. Felony "
+                         "Cases Declined); NULL for cases disposed.",
+        "disposition_type": "Cases disposed only: Cases Disposed by Dismissal, Cases Resolved at Trial "
+                            "(an acquittal), Unknown Disposition (a conviction: plea or trial is not "
+                            "recorded) or Other Disposition (diverted, never filed).",
+        "race_ethnicity": "Race and ethnicity recorded on the police arrest that started the case "
+                          "(Unknown / Unknown Ethnicity without one).",
+        "biological_sex": "Sex recorded on the police arrest that started the case (Unknown "
+                          "Biological Sex without one).",
+        "cases": "Cases (case numbers, their charges together).",
     },
     ("marts", "jc_jail"): {
-        "year": "Calendar year.",
-        "admissions": "Jail bookings by booking date.",
-        "releases": "Releases by release date.",
-        "readmissions_365": "Bookings of a linked person within 365 days after their previous release.",
+        "metric": "Justice Counts metric key: JAILS_TOTAL_ADMISSIONS, JAILS_TOTAL_RELEASES, "
+                  "JAILS_READMISSIONS (annual in the upload) or JAILS_TOTAL_POPULATION.",
+        "year": "Calendar year of the booking, the release, or the population's count day.",
+        "month": "Calendar month (1-12); for the population, the month whose last day is counted.",
+        "offense_type": "Offense type of the booking's most serious charge, ranked person > property > "
+                        "public order > drug > other > unknown, in the Publisher's labels.",
+        "race_ethnicity": "Race recorded by the jail with Unknown Ethnicity (the jail records none).",
+        "biological_sex": "Sex recorded by the jail: Male, Female or Unknown Biological Sex.",
+        "value": "Bookings, releases or readmissions; for the population, people in custody at the "
+                 "end of the month's last day.",
     },
     ("marts", "equity"): {
         "population": "referred (LEAD referrals in the program window) or arrested (arrests in the "

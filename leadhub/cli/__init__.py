@@ -8,6 +8,7 @@ import sys
 
 from leadhub.cli.demo import cmd_airflow, cmd_demo, cmd_generate
 from leadhub.cli.intake import cmd_ingest, cmd_pull, cmd_quality, cmd_release, cmd_reprocess, cmd_status
+from leadhub.cli.justice_counts import cmd_justice_counts
 from leadhub.cli.link import cmd_link
 from leadhub.cli.steward import (cmd_audit, cmd_crosswalk, cmd_decrypt, cmd_decrypt_drop, cmd_doctor, cmd_keygen,
                                  cmd_keygen_drop, cmd_linkage, cmd_retention, cmd_rotate_key, cmd_seal)
@@ -74,6 +75,10 @@ def parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_ingest)
     sub.add_parser("build", help="link people and rebuild core tables and marts").set_defaults(func=cmd_build)
     sub.add_parser("report", help="write the cross-agency report").set_defaults(func=cmd_report)
+    jc = sub.add_parser("justice-counts", help="write the Justice Counts bulk-upload files, one folder per sector")
+    jc.add_argument("--out", required=True, help="folder for <sector>/<metric file>.csv")
+    jc.add_argument("--year", type=int, help="only this calendar year (default: every year with data)")
+    jc.set_defaults(func=cmd_justice_counts)
     sub.add_parser("status", help="feeds, ledger counts and staleness").set_defaults(func=cmd_status)
     pl = sub.add_parser("pull", help="fetch from declared agency databases and SFTP servers into the inboxes")
     pl.add_argument("--source", help="only this source (a file name in connectors/sources/, without .yaml)")

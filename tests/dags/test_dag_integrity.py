@@ -160,6 +160,7 @@ WAREHOUSE_TASKS = {
     **{(f, t): True for f in feed_ids() for t in ("restore_requested", "ingest")},
     ("warehouse_build", "build"): True,
     ("lead_report", "report"): True,
+    ("lead_report", "justice_counts"): True,
     ("leadhub_maintenance", "check_staleness"): True,
     ("leadhub_maintenance", "publish_snapshot"): True,
     ("leadhub_maintenance", "apply_archive_retention"): True,
@@ -238,6 +239,9 @@ def test_report_is_monthly(parsed):
     info = parsed["dags"]["lead_report"]
     assert info["schedule"] == {"kind": "cron", "value": "@monthly"}
     assert info["catchup"] is False
+    # The report and the Justice Counts files: independent, so one failing leaves the other.
+    assert set(info["tasks"]) == {"report", "justice_counts"}
+    assert info["tasks"]["justice_counts"]["upstream"] == []
 
 
 def test_missing_key_fails_at_once_and_other_errors_retry(parsed):

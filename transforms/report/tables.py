@@ -11,7 +11,7 @@ import numpy as np
 
 from transforms.report.charts import line_chart, outcomes_chart
 from transforms.report.coverage import Coverage, data_coverage, lineage_table
-from transforms.report.model import (COHORT_LABELS, MEASURES, OFFENSE_TYPES, RE_ARREST_WINDOW,
+from transforms.report.model import (COHORT_LABELS, MEASURES, RE_ARREST_WINDOW,
                                      REFERRAL_TYPES, Table, fetch_dicts, month_starts, quarter_label)
 from transforms.report.statistics import adjusted_odds_ratio, odds_ratio_woolf
 from transforms.report.suppression import (NOT_APPLICABLE, TOTAL, UNSTABLE_EVENTS, WITHHELD, Cells,
@@ -210,23 +210,41 @@ def services_table(con) -> Table:
              "consented clients or not.")
 
 
-ARREST_BREAKDOWNS = (("offense_type", "offense type", OFFENSE_TYPES),
-                     ("race", "race", ()), ("sex", "sex", ()))
+JC_OFFENSE_TYPES = ("Person Offenses", "Property Offenses", "Public Order Offenses", "Drug Offenses",
+                    "Other Offenses", "Unknown Offenses")
+JC_BIOLOGICAL_SEX = ("Male Biological Sex", "Female Biological Sex", "Unknown Biological Sex")
+ARREST_BREAKDOWNS = (("offense_type", "offense type", JC_OFFENSE_TYPES),
+                     ("race_ethnicity", "race/ethnicity", ()), ("biological_sex", "biological sex", JC_BIOLOGICAL_SEX))
+# The report's names of the arrest tables (kept from before the marts followed the definitions).
+ARREST_TABLE_NAMES = {"offense_type": "arrests_offense_type", "race_ethnicity": "arrests_race",
+                      "biological_sex": "arrests_sex"}
+CASE_MEASURES = (("PROSECUTION_CASES REFERRED", "Referred"), ("PROSECUTION_CASES_DECLINED", "Declined"),
+                 ("PROSECUTION_CASES_DIVERTED", "Diverted/deferred"),
+                 ("PROSECUTION_CASES_PROSECUTED", "Prosecuted"), ("PROSECUTION_CASES_DISPOSED", "Disposed"))
+JAIL_MEASURES = (("JAILS_TOTAL_ADMISSIONS", "Admissions"), ("JAILS_TOTAL_RELEASES", "Releases"),
+                 ("JAILS_READMISSIONS", "Readmissions"))
 
 
 def justice_counts_tables(con) -> list[Table]:
-    """Justice Counts-aligned annual counts: arrests by offense type, race and sex; cases; jail."""
-    arrests = fetch_dicts(con, "SELECT year, offense_type, race, sex, arrests FROM marts.jc_arrests")
+    """The Justice Counts marts per year: arrests by offense type, race/ethnicity and biological
+    sex; prosecution cases by metric; jail admissions, releases, readmissions and population.
+
+    The marts are monthly and hold the Publisher's labels (transforms/sql/
+    75_marts_justice_counts.sql); the report sums them per year, where counts are large
+    enough to show. The bulk-upload files (leadhub justice-counts) carry the months.
+    """
+    arrests = fetch_dicts(con, """SELECT year, offense_type, race_ethnicity, biological_sex, arrests
+                                  FROM marts.jc_arrests WHERE year IS NOT NULL""")
     years = sorted({r["year"] for r in arrests})
     cells = Cells()
     tables = []
     for column, label, preferred in ARREST_BREAKDOWNS:
         found = sorted({r[column] for r in arrests})
-        values_ = list(preferred) + [v for v in found if v not in preferred]
+        values_ = [v for v in preferred if v in found] + [v for v in found if v not in preferred]
         counts: dict = {}
         for r in arrests:
             counts[(r["year"], r[column])] = counts.get((r["year"], r[column]), 0) + r["arrests"]
-        name = f"arrests_{column}"
+        name = ARREST_TABLE_NAMES[column]
         cells.grid(name, years, values_, counts)
         tables.append((name, label, values_))
     # The three tables share their yearly and overall totals.
@@ -239,38 +257,50 @@ def justice_counts_tables(con) -> list[Table]:
                  header=["Year", *values_, TOTAL],
                  rows=_grid_rows(cells, name, years, [str(y) for y in years], values_),
                  sources=frozenset({"police"}),
-                 note="Police arrests by arrest date; an arrest counts once, under the offense "
-                      "type of its most serious charge; race and sex as recorded on the arrest.")
+                 note="Police arrests by arrest date (metric LAW_ENFORCEMENT_ARRESTS); an arrest counts "
+                      "once, under the offense type of its most serious charge ranked person > property "
+                      "> public order > drug > other > unknown; race/ethnicity and biological sex as "
+                      "recorded on the arrest.")
            for name, label, values_ in tables]
 
-    cases = fetch_dicts(con, "SELECT year, outcome, cases FROM marts.jc_cases")
-    case_years = sorted({r["year"] for r in cases})
-    outcomes = ["declined", "diverted", "prosecuted", "pending"]
-    case_cells = Cells()
-    case_cells.grid("cases", case_years, outcomes,
-                    {(r["year"], r["outcome"]): r["cases"] for r in cases})
-    case_cells.resolve()
-    case_rows = _grid_rows(case_cells, "cases", case_years, [str(y) for y in case_years], outcomes)
+    cases = fetch_dicts(con, """SELECT year, metric, sum(cases)::BIGINT AS n FROM marts.jc_cases
+                                WHERE year IS NOT NULL GROUP BY ALL""")
+    case_counts = {(r["year"], r["metric"]): r["n"] for r in cases}
     out.append(Table(
-        name="jc_prosecutor_cases", title="Cases referred to the prosecutor per year, by decision "
-                                          "(Justice Counts)",
-        header=["Year", "Declined", "Diverted", "Prosecuted", "Pending", "Referred"],
-        rows=case_rows, sources=frozenset({"prosecutor"}),
-        note="A case counts once, in the year it was referred: prosecuted when any charge was "
-             "filed, else diverted when any charge was diverted, else declined when every charge "
-             "was declined, else pending. Referred = all cases."))
+        name="jc_prosecutor_cases", title="Prosecution cases per year, by metric (Justice Counts)",
+        header=["Year", *(label for _, label in CASE_MEASURES)],
+        rows=[[str(y), *(count_cell(case_counts.get((y, m), 0)) for m, _ in CASE_MEASURES)]
+              for y in sorted({r["year"] for r in cases})],
+        sources=frozenset({"prosecutor"}),
+        note="Each column is its own Justice Counts metric, dated by its own event, and they do not "
+             "add up: referred by referral date; declined (every charge declined) by the last "
+             "decision date; diverted/deferred (any charge diverted, before or after filing) and "
+             "prosecuted (any charge filed) by the first such decision; disposed by the last "
+             "disposition date, or by diversion for a case diverted and never filed."))
 
-    jail = fetch_dicts(con, "SELECT * FROM marts.jc_jail ORDER BY year")
+    jail = fetch_dicts(con, """SELECT year, month, metric, sum(value)::BIGINT AS n FROM marts.jc_jail
+                               WHERE year IS NOT NULL GROUP BY ALL""")
+    jail_counts: dict = {}
+    for r in jail:
+        key_ = (r["year"], r["metric"])
+        if r["metric"] == "JAILS_TOTAL_POPULATION":
+            if r["month"] == 12:
+                jail_counts[key_] = r["n"]
+        else:
+            jail_counts[key_] = jail_counts.get(key_, 0) + r["n"]
     out.append(Table(
-        name="jc_jail", title="Jail admissions, releases and readmissions per year (Justice Counts)",
-        header=["Year", "Admissions", "Releases", "Readmissions within 365 days"],
-        rows=[[str(r["year"]), count_cell(r["admissions"]), count_cell(r["releases"]),
-               count_cell(r["readmissions_365"])] for r in jail],
+        name="jc_jail", title="Jail admissions, releases, readmissions and population per year (Justice Counts)",
+        header=["Year", *(label for _, label in JAIL_MEASURES), "Population on 31 December"],
+        rows=[[str(y), *(count_cell(jail_counts.get((y, m), 0)) for m, _ in JAIL_MEASURES),
+               count_cell(jail_counts[(y, "JAILS_TOTAL_POPULATION")])
+               if (y, "JAILS_TOTAL_POPULATION") in jail_counts else NOT_APPLICABLE]
+              for y in sorted({r["year"] for r in jail})],
         sources=frozenset({"jail"}),
-        note="Admissions: bookings by booking date. Releases: by release date. Readmission: a "
-             "booking within 365 days after the same person's previous release (bookings that "
-             "could not be linked to a person are never readmissions). The columns are separate "
-             "counts and are not added up."))
+        note="Admissions: bookings by booking date. Releases: by release date. Readmissions: "
+             "bookings of a person incarcerated at any time in the 365 days before (bookings that "
+             "could not be linked to a person are never readmissions). Population: people in "
+             f"custody at the end of 31 December ({NOT_APPLICABLE} when the extract does not reach "
+             "past it). The columns are separate counts and are not added up."))
     return out
 
 
