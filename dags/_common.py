@@ -79,14 +79,15 @@ def staging_alias(agency: str) -> AssetAlias:
 
 
 def default_args(agency: str | None = None) -> dict[str, Any]:
-    """Task defaults: two retries for transient faults (a locked file, a busy disk).
+    """Task defaults: two retries for transient faults (a locked file, a busy disk, a lost worker).
 
-    Backoff is the 3.x multiplier (2.0 doubles each wait: 1, 2 minutes), not a bool.
+    The first retry waits $LEADHUB_RETRY_DELAY_SECONDS (default 60; Airflow adds up to as
+    much again). Backoff is the 3.x multiplier (2.0 doubles each wait), not a bool.
     """
     return {
         "owner": OWNER,
         "retries": 2,
-        "retry_delay": timedelta(minutes=1),
+        "retry_delay": timedelta(seconds=Environment.read().LEADHUB_RETRY_DELAY_SECONDS),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=10),
         "retry_policy": RETRY_POLICY,

@@ -39,6 +39,8 @@ class Environment(BaseModel):
     AIRFLOW_HOME: Path | None = Field(None, description="a folder path")
     # How often the Airflow inbox trigger looks for new files.
     LEADHUB_INBOX_POLL_SECONDS: float = Field(30.0, gt=0, description="a number of seconds above 0")
+    # How long an Airflow task waits before its first retry; each further retry waits twice as long.
+    LEADHUB_RETRY_DELAY_SECONDS: float = Field(60.0, gt=0, description="a number of seconds above 0")
 
     @classmethod
     def read(cls) -> "Environment":
