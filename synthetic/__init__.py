@@ -12,6 +12,17 @@ Planted effect: the odds of any re-arrest within 365 days of the index date are
 ``ODDS_RATIO_LEAD`` (0.42) times as high for LEAD participants as for the
 comparison group, adjusted for prior arrests, age and sex (see ``MODEL``).
 
+Planted life outcomes (``synthetic/life.py``): case managers assess every participant about
+monthly, from about a month before referral to 18 months after (irregular gaps, some months
+skipped, none after the data end). At each assessment the log-odds of being housed, employed and
+having income or benefits rise linearly with months since referral (``LIFE_LOGIT``), around a
+random intercept per person. An assessment that finds the person housed multiplies their arrest
+hazard by ``HOUSED_ARREST_RATE_RATIO`` (0.8) on each of the 91 days after it, compounding over
+housed months running: the participant's number of re-arrests in the follow-up year stays the
+re-arrest model's (so the 0.42 odds ratio holds) and only their days follow the hazard; later
+background arrests are thinned by it. Case-manager contacts have no planted effect. About 4% of
+statuses are recorded 'unknown' and 1% of assessments are entered twice under a second number.
+
 Cohorts are built so that the pipeline's cohort rule finds exactly the true
 ones when linkage is right: only LEAD people are referred, and the only
 arrests with a LEAD-eligible charge in a comparison precinct inside the
@@ -23,7 +34,16 @@ Answers (no name, date of birth, SSN, address, phone or agency id in any of them
   persons.csv  the LEAD and comparison people: cohort, index date, sex, race,
                ethnicity, age at index, arrests in the 365 days before index
   truth.json   the planted model and the true outcome aggregates per cohort and
-               window, counted as marts.outcomes counts them; referrals by month
+               window, counted as marts.outcomes counts them; referrals by month.
+               planted.life_outcomes: the assessment model (log_odds_at_referral,
+               log_odds_per_month and odds_ratio_per_month per outcome housed /
+               employed / income, person_intercept_sd: the within-person, conditional
+               values a mixed-effects model estimates), population_averaged_log_odds_per_month
+               (what a marginal GEE model over months -1..18 estimates),
+               contacts_log_odds_per_contact (0: none planted), housed_arrest_rate_ratio
+               and housed_effect_days (within-person: a model of arrests in the 91 days
+               after an assessment with the person as a fixed or random effect recovers
+               it), employed_ and income_arrest_rate_ratio (1: none planted)
 
 Hardness: agencies write people the way real administrative data does, so linkage
 meets what it meets in practice (rates are per record unless said otherwise; see
