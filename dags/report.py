@@ -35,7 +35,7 @@ def lead_report():
 
     @warehouse_task()
     def justice_counts() -> dict:
-        """The Justice Counts bulk-upload files in reports/justice_counts/, per sector, for a
+        """The Justice Counts bulk-upload files in steward/justice_counts/, per sector, for a
         steward to send; returns their paths and the sectors or metrics left out (the XCom)."""
         from leadhub.pipeline import justice_counts as justice_counts_stage
         from leadhub.core.settings import Settings

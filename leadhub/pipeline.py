@@ -128,11 +128,14 @@ def report(settings: Settings) -> dict[str, str]:
 
 def justice_counts(settings: Settings, out_dir=None, year: int | None = None) -> dict:
     """Write the Justice Counts bulk-upload files per sector into ``out_dir`` (default
-    reports/justice_counts); returns {"files": {sector: [path, ...]}, "notes": [line, ...]}.
+    steward/justice_counts); returns {"files": {sector: [path, ...]}, "notes": [line, ...]}.
 
     Reads the warehouse itself, not the snapshot: the snapshot follows the ``evaluation``
-    purpose, these files the ``justice_counts`` purpose of each agency's agreement.
+    purpose, these files the ``justice_counts`` purpose of each agency's agreement. For the
+    same reason they go to the steward's folder, not to the reports the analysts read.
+    from leadhub.core.audit import steward_dir
     """
+    from leadhub.core.files import make_private_dir
     from pathlib import Path
 
     from leadhub.core.errors import LeadHubError
@@ -141,6 +144,6 @@ def justice_counts(settings: Settings, out_dir=None, year: int | None = None) ->
 
     if not settings.warehouse_path.is_file():
         raise LeadHubError(f"no warehouse at {settings.warehouse_path}; run ingest and build first")
-    target = Path(out_dir) if out_dir is not None else settings.reports_dir / "justice_counts"
+    target = Path(out_dir) if out_dir is not None else make_private_dir(steward_dir(settings)) / "justice_counts"
     with connect(settings.warehouse_path, read_only=True) as con:
         return write_justice_counts(con, target, utcnow().date(), year)

@@ -15,6 +15,8 @@ written only when the agreement of every agency its mart is built from permits
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 from dataclasses import dataclass
 from datetime import date
@@ -23,8 +25,8 @@ from pathlib import Path
 import duckdb
 
 from leadhub.core.agreements import AgreementError, agreement_for
-from leadhub.core.exports import write_csv
-from leadhub.core.files import make_private_dir, replace_dir
+from leadhub.core.exports import escape_cell
+from leadhub.core.files import atomic_write_text, make_private_dir, replace_dir
 from leadhub.core.warehouse import table_exists
 
 
@@ -97,6 +99,15 @@ JUSTICE_COUNTS_MARTS = tuple(s.mart for s in SECTORS)
 
 def header(f: MetricFile) -> list[str]:
     return ["year", *(["month"] if f.monthly else []), *([f.breakdown] if f.breakdown else []), "value"]
+
+
+def write_file(path: Path, f: MetricFile, rows: list[list]) -> None:
+    """One upload file, private (0600) and written atomically: the counts are whole, small ones too."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header(f))
+    writer.writerows([escape_cell(v) for v in row] for row in rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def _periods(dated: list[tuple], monthly: bool) -> list[tuple]:
@@ -175,11 +186,11 @@ def write_justice_counts(con: duckdb.DuckDBPyConnection, out_dir: Path, today: d
     """Write <out_dir>/<sector>/<canonical file name>.csv for every sector that may be sent.
 
     Each sector's folder is written aside and swapped in whole, so it never mixes files of two
-    runs. Returns {"files": {sector: [path, ...]}, "notes": [one line per sector left out or
+    runs. Folders are 0700 and files 0600: only the steward reads them, not the analysts, whose
+    snapshot follows the evaluation purpose instead. Returns {"files": {sector: [path, ...]}, "notes": [one line per sector left out or
     per metric with undated events]}.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_private_dir(Path(out_dir))
     written: dict[str, list[str]] = {}
     notes: list[str] = []
     for sector in SECTORS:
@@ -199,7 +210,7 @@ def write_justice_counts(con: duckdb.DuckDBPyConnection, out_dir: Path, today: d
         for f in sector.files:
             rows, undated[f.metric] = file_rows(con, sector, f, year)
             if rows:
-                write_csv(staging / f"{f.name}.csv", header(f), rows)
+                write_file(staging / f"{f.name}.csv", f, rows)
                 names.append(f"{f.name}.csv")
         for metric, n in undated.items():
             if n:

@@ -320,13 +320,21 @@ def test_the_command_writes_the_files_and_needs_the_key(settings, built, tmp_pat
     assert not (tmp_path / "again").exists()
 
 
-def test_the_pipeline_writes_into_the_reports_folder(settings, built):
+def test_the_pipeline_writes_into_the_stewards_folder_for_the_steward_only(settings, built):
+    """Not into reports/, which analysts read: an agency may permit justice_counts but not evaluation."""
+    import stat
+
+    from leadhub.core.audit import steward_dir
     from leadhub.pipeline import justice_counts
 
     built.close()
     result = justice_counts(settings)
-    folder = settings.reports_dir / "justice_counts"
+    folder = steward_dir(settings) / "justice_counts"
     assert result["files"]["jails"][0].startswith(str(folder))
-    assert (folder / "law_enforcement" / "arrests_by_biological_sex.csv").is_file()
+    written = folder / "law_enforcement" / "arrests_by_biological_sex.csv"
+    assert written.is_file() and not (settings.reports_dir / "justice_counts").exists()
+    for path in (steward_dir(settings), folder, folder / "law_enforcement"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM marts.jc_jail").fetchone()[0] > 0

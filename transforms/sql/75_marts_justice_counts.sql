@@ -69,7 +69,8 @@ ORDER BY ALL;
 -- A case whose event has no date is kept with year and month NULL (the export names them).
 -- case_severity is the case's most serious charge level in the metric's own labels.
 -- Race/ethnicity and sex are those recorded on the police arrest that started the case
--- (the prosecutor sends none); cases without one are unknown.
+-- (the prosecutor sends none); cases without one are unknown. Not supported by the
+-- extracts: whether a conviction came by plea or at trial, and open caseloads per attorney.
 CREATE OR REPLACE TABLE marts.jc_cases AS
 WITH cases AS (
     SELECT case_id,
