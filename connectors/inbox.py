@@ -46,7 +46,7 @@ from leadhub.core.readers import CHUNK_ROWS, read_chunks, reopen
 from leadhub.core.errors import LeadHubError, RejectedFile, printable
 from leadhub.core.files import make_private_dir, open_private, transaction
 from leadhub.core.keys import MasterKey
-from leadhub.core.sealed import drop_sealed
+from leadhub.core.sealed import drop_sealed, redact_archived
 from leadhub.core.settings import Settings
 from leadhub.core.warehouse import connect, record_validation_results, staging_columns, staging_key, utcnow
 
@@ -432,7 +432,8 @@ class Intake:
         started = time.perf_counter()
         try:
             self._insert_streamed(d, check, spent)
-            d.sealed = drop_sealed(self.con, self.key, d.contract, d.batch_id)  # never loaded
+            dropped = drop_sealed(self.settings, self.con, self.key, d.contract, d.batch_id)  # never loaded
+            d.sealed = len(dropped.rows)
             outcome = check.outcome(self.con, d.batch_id)
             removal = self._removal(d.contract, d.name, d.batch_id) if self.volume_guard else None
         except RejectedFile as err:
@@ -454,6 +455,8 @@ class Intake:
             self.con.execute("ROLLBACK")  # the staging rows go; the verdict is recorded by _reject
             return self._reject(d, outcome)
         try:
+            # The archived original loses what an order sealed too, before the commit.
+            redact_archived(self.settings, self.con, self.key, d.contract, d.file_id, d.batch_id, d.source, dropped)
             accepted = self._commit(d, outcome)
         except BaseException:
             self.con.execute("ROLLBACK")

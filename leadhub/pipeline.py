@@ -46,13 +46,10 @@ def _audited(settings: Settings, action: str, file_id: str, reason: str, who: st
     no person and quotes no reason (the ledger reaches the analysts' snapshot); the log does."""
     import getpass
 
-    from leadhub.core.errors import LeadHubError
-    from leadhub.core.audit import append_audit
+    from leadhub.core.audit import append_audit, required_reason
 
-    if not reason or not reason.strip():
-        raise LeadHubError(f"{action} needs a reason; it is written to the audit log")
-    who = who or getpass.getuser()
-    entry = append_audit(settings, who=who, action=action, file_id=file_id, reason=reason.strip())
+    entry = append_audit(settings, who=who or getpass.getuser(), action=action, file_id=file_id,
+                         reason=required_reason(reason, action))
     done = {"release": "released", "reload": f"re-loaded from {file_id}"}[action]
     return f"{done} by a steward at {entry['at']} (see the steward audit log)"
 

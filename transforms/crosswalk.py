@@ -13,6 +13,10 @@ that possible without putting identifiers in the warehouse:
 * Every lookup first appends who, when, why and which key to the steward's
   hash-chained audit log (leadhub/core/audit.py). A lookup whose audit entry
   cannot be written does not happen.
+* Re-identifying a person for the program's case work is the ``operations``
+  purpose of the data-sharing agreements: the crosswalk holds the ids of an
+  agency only while its agreement is in force and permits ``operations``, and a
+  lookup checks that again on its own day (``operational_agencies``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tqdm import tqdm
 
+from leadhub.core.agreements import load_agreements
 from leadhub.core.archive import decrypt_to
 from leadhub.core.contracts import load_contracts
 from leadhub.core.readers import read_chunks
@@ -36,8 +41,8 @@ from leadhub.core.errors import LeadHubError
 from leadhub.core.files import atomic_write, make_private_dir
 from leadhub.core.keys import MasterKey
 from leadhub.core.settings import Settings
-from leadhub.core.warehouse import connect
-from leadhub.core.audit import append_audit, steward_dir, utc_now_seconds, verify_audit
+from leadhub.core.warehouse import connect, utcnow
+from leadhub.core.audit import append_audit, required_reason, steward_dir, utc_now_seconds, verify_audit
 from transforms.pseudonymize import Pseudonymizer
 
 MAGIC = b"LHX1"
@@ -48,10 +53,19 @@ def crosswalk_path(settings: Settings) -> Path:
     return steward_dir(settings) / "crosswalk.enc"
 
 
+def operational_agencies(agencies) -> set[str]:
+    """Those of ``agencies`` whose agreement is in force today and permits ``operations``."""
+    today, agreements = utcnow().date(), load_agreements()
+    return {a for a in agencies if a in agreements and agreements[a].in_force(today)
+            and agreements[a].permits("operations")}
+
+
 def build_crosswalk(settings: Settings, key: MasterKey, progress: bool = False) -> dict[str, int]:
     """Replay the archive, map agency ids to person keys, write the encrypted crosswalk.
 
-    One log line per stage; with ``progress`` (a terminal) tqdm shows the files as they are replayed.
+    Only agencies whose agreement permits ``operations`` today are replayed; the others are
+    counted in ``agencies_left_out``. One log line per stage; with ``progress`` (a terminal)
+    tqdm shows the files as they are replayed.
     """
     contracts = load_contracts()
     pseudo = Pseudonymizer(key)
@@ -62,6 +76,9 @@ def build_crosswalk(settings: Settings, key: MasterKey, progress: bool = False) 
             "SELECT agency, extract, archive_path FROM ops.file_ledger WHERE status IN ('accepted', 'superseded') "
             "AND archive_path IS NOT NULL ORDER BY received_at").fetchall()
         key_ids = {k for (k,) in con.execute("SELECT DISTINCT key_id FROM ops.batches").fetchall()}
+    held = {agency for agency, _, _ in files}
+    allowed = operational_agencies(held)
+    files = [f for f in files if f[0] in allowed]
     if key_ids and key_ids != {key.key_id}:
         # Another key's tokens match no link and its archive does not open: the crosswalk would be
         # rebuilt empty over the good one.
@@ -107,25 +124,37 @@ def build_crosswalk(settings: Settings, key: MasterKey, progress: bool = False) 
         f.write(blob)
     log.info("crosswalk: %d person keys from %d files (%d skipped) written to %s",
              len(ids_of_key), replayed, skipped, target)
-    return {"files_replayed": replayed, "files_skipped": skipped, "person_keys": len(ids_of_key)}
+    return {"files_replayed": replayed, "files_skipped": skipped, "person_keys": len(ids_of_key),
+            "agencies_left_out": len(held - allowed)}
 
 
-def lookup(settings: Settings, key: MasterKey, person_key: str, reason: str,
-           who: str | None = None) -> list[tuple[str, str]]:
-    """(agency, agency person id) of one person key; audited before anything is decrypted."""
-    if not reason or not reason.strip():
-        raise LeadHubError("a crosswalk lookup needs a --reason; it is written to the audit log")
+def crosswalk_plaintext(settings: Settings, key: MasterKey) -> bytes:
+    """The crosswalk decrypted in memory; LeadHubError if it is missing, not a crosswalk, or
+    does not open with ``key``. The one reader of the file's layout (MAGIC, nonce, AES-GCM)."""
     path = crosswalk_path(settings)
     if not path.exists():
         raise LeadHubError(f"no crosswalk at {path}; build it with 'leadhub crosswalk build'")
-    verify_audit(settings)
-    append_audit(settings, who=who or getpass.getuser(), person_key=person_key, reason=reason.strip(),
-                 action="lookup")
     blob = path.read_bytes()
     if blob[:4] != MAGIC:
         raise LeadHubError(f"{path} is not a crosswalk file")
     try:
-        payload = AESGCM(key.subkey("crosswalk")).decrypt(blob[4:16], blob[16:], MAGIC)
+        return AESGCM(key.subkey("crosswalk")).decrypt(blob[4:16], blob[16:], MAGIC)
     except Exception:
         raise LeadHubError(f"{path} cannot be decrypted with this key (wrong key or tampered file)") from None
-    return [tuple(x) for x in json.loads(payload)["people"].get(person_key, [])]
+
+
+def lookup(settings: Settings, key: MasterKey, person_key: str, reason: str,
+           who: str | None = None) -> list[tuple[str, str]]:
+    """(agency, agency person id) of one person key; audited before anything is decrypted.
+
+    Ids of an agency whose agreement no longer permits ``operations`` on the lookup's day are
+    withheld, even though the crosswalk was built while it did."""
+    reason = required_reason(reason, "a crosswalk lookup")
+    path = crosswalk_path(settings)
+    if not path.exists():
+        raise LeadHubError(f"no crosswalk at {path}; build it with 'leadhub crosswalk build'")
+    verify_audit(settings)
+    append_audit(settings, who=who or getpass.getuser(), person_key=person_key, reason=reason, action="lookup")
+    ids = [tuple(x) for x in json.loads(crosswalk_plaintext(settings, key))["people"].get(person_key, [])]
+    allowed = operational_agencies({agency for agency, _ in ids})
+    return [(agency, pid) for agency, pid in ids if agency in allowed]

@@ -12,6 +12,15 @@ and duplicate deliveries included) re-encrypted under the new archive subkey
 (each file replaced atomically; its header names the key id, so a run stopped
 half-way is finished by running it again with the same two keys).
 
+Sealing orders are remembered as HMACs of the sealed ids, which no archive holds
+any more, so they cannot be recomputed: the old key's ``seal`` subkey is carried
+forward instead, encrypted under the new key in the steward folder
+(``leadhub.core.sealed.carry_seal_keys``, written before the warehouse moves), and
+intake looks sealed record ids up under every generation. ``ops.sealed_records``
+stays as it is. A person order's person token is keyed by the pseudonymization key,
+so after rotation only the person's known records stay sealed, until the order is
+entered again with ``leadhub seal --renew`` (docs/governance.md).
+
 Rotation refuses to start if any staging row cannot be traced to a replayable
 archived file: a half-rotated warehouse would silently break links. Batches
 retention expired hold no rows and no original, so they are skipped.
@@ -36,6 +45,7 @@ from leadhub.core.readers import read_chunks
 from leadhub.core.errors import LeadHubError
 from leadhub.core.files import transaction
 from leadhub.core.keys import MasterKey
+from leadhub.core.sealed import carry_seal_keys, drop_old_keyring
 from leadhub.core.settings import Settings
 from leadhub.core.warehouse import connect, staging_columns
 from transforms.pseudonymize import Pseudonymizer
@@ -65,6 +75,8 @@ def rotate_key(settings: Settings, old: MasterKey, new: MasterKey, progress: boo
                 "ORDER BY b.loaded_at").fetchall()
             log.info("key rotation %s -> %s: replaying %d loaded batches from the archive",
                      old.key_id, new.key_id, len(batches))
+            (sealed,) = con.execute("SELECT count(*) FROM ops.sealed_records").fetchone()
+            generations = carry_seal_keys(settings, old, new)
             with transaction(con):
                 token_map = []
                 for batch_id, contract_name, archive in tqdm(batches, desc="re-pseudonymize", unit="batch",
@@ -100,11 +112,13 @@ def rotate_key(settings: Settings, old: MasterKey, new: MasterKey, progress: boo
         for path in tqdm(old_files, desc="re-encrypt archive", unit="file", disable=not progress):
             _reencrypt(path, old, new, work)
             archives.append(path)
+        drop_old_keyring(settings, old)  # its keys are in the new key's file now
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log.info("key rotation to %s done: %d rows in %d batches, %d archived originals",
              new.key_id, rows_done, len(batches), len(archives))
-    return {"batches": len(batches), "rows": rows_done, "archive_files": len(set(archives))}
+    return {"batches": len(batches), "rows": rows_done, "archive_files": len(set(archives)),
+            "sealed_tokens": sealed, "seal_key_generations": generations}
 
 
 def _archive_key_id(path: Path) -> str | None:

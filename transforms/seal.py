@@ -18,27 +18,28 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from collections import defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from leadhub.core.archive import MAGIC as ARCHIVE_MAGIC, decrypt_to, encrypt_file
-from leadhub.core.audit import append_audit
+from leadhub.core.archive import MAGIC as ARCHIVE_MAGIC, decrypt_to
+from leadhub.core.audit import append_audit, required_reason, started_and_done
 from leadhub.core.contracts import Contract, load_contracts
 from leadhub.core.errors import LeadHubError
 from leadhub.core.files import atomic_write_bytes, replace_durably, transaction
 from leadhub.core.keys import MasterKey
-from leadhub.core.redact import remove_records
-from leadhub.core.sealed import PERSON, RECORD, record_column, seal_token, sealed_tokens
+from leadhub.core.redact import (REDACTABLE_FORMATS, encrypt_bytes, person_column, record_column, remove_records,
+                                 renumber_rows, rewrite_original)
+from leadhub.core.sealed import (PERSON, RECORD, earlier_seal_keys, quoting_columns, seal_token, sealed_tokens,
+                                 _tokens)
 from leadhub.core.settings import Settings
 from leadhub.core.warehouse import TOKEN_COLUMNS, connect, staging_key, utcnow
 
 ORDER_COLUMNS = ("record_id", "person_id")
-REDACTABLE_FORMATS = ("csv", "tsv")
 
 
 @dataclass(frozen=True)
@@ -110,29 +111,27 @@ def _targets(con, contracts: list[Contract], order: SealOrder, person_tokens: li
         if column and order.records:
             conditions.append(f'"{column}"::VARCHAR IN (SELECT unnest(?::VARCHAR[]))')
             params.append(list(order.records))
-        has_person = any(col.identifier == "agency_person_id" for col in c.columns)
+        has_person = person_column(c) is not None
         if has_person and person_tokens:
             conditions.append(f"{person} IN (SELECT unnest(?::VARCHAR[]))")
             params.append(person_tokens)
         if not conditions:
             continue
-        key = ", ".join(f's."{k}"' for k in staging_key(c))
-        record_sql = f'"{column}"::VARCHAR' if column else "NULL"
-        matched = con.execute(
-            f"SELECT DISTINCT {record_sql}, {person if has_person else 'NULL'} FROM staging.{c.name} "
-            f"WHERE {' OR '.join(conditions)}", params).fetchall()
-        seen_records |= {r for r, _ in matched}
-        seen_persons |= {p for _, p in matched}
-        keys = con.execute(f"SELECT DISTINCT {key} FROM staging.{c.name} s WHERE {' OR '.join(conditions)}",
-                           params).fetchall()
-        if not keys:
+        key = [f'"{k}"' for k in staging_key(c)]
+        same = " AND ".join(f"s.{k}::VARCHAR = m.{k}::VARCHAR" for k in key)
+        record_sql = f's."{column}"::VARCHAR' if column else "NULL"
+        person_sql = f"s.{person}" if has_person else "NULL"
+        # Every version of every record a row names, with its ids (the WHERE runs once).
+        found = con.execute(
+            f"WITH m AS (SELECT DISTINCT {', '.join(key)} FROM staging.{c.name} WHERE {' OR '.join(conditions)}) "
+            f"SELECT s._batch_id, s._row_number, {record_sql}, {person_sql}, {', '.join(f's.{k}' for k in key)} "
+            f"FROM staging.{c.name} s WHERE EXISTS (SELECT 1 FROM m WHERE {same})", params).fetchall()
+        if not found:
             continue
-        same = " AND ".join(f's."{k}"::VARCHAR = m."{k}"::VARCHAR' for k in staging_key(c))
-        rows = con.execute(
-            f"SELECT s._batch_id, s._row_number FROM staging.{c.name} s WHERE EXISTS (SELECT 1 FROM "
-            f"(SELECT DISTINCT {key} FROM staging.{c.name} s WHERE {' OR '.join(conditions)}) m WHERE {same})",
-            params).fetchall()
-        hits[c.name] = (keys, rows)
+        seen_records |= {r[2] for r in found}
+        seen_persons |= {r[3] for r in found}
+        keys = list(dict.fromkeys(tuple(r[4:]) for r in found))
+        hits[c.name] = (keys, [(r[0], r[1]) for r in found])
     for i, rid in enumerate(order.records, start=1):
         if rid not in seen_records and rid not in sealed_before:
             raise LeadHubError(f"order {order.reference}: record #{i} of the order: no {order.agency} "
@@ -142,42 +141,6 @@ def _targets(con, contracts: list[Contract], order: SealOrder, person_tokens: li
             raise LeadHubError(f"order {order.reference}: person #{i} of the order: no {order.agency} "
                                "record has this person id; nothing was sealed")
     return hits
-
-
-def _rewrite_csv(plain: bytes, contract: Contract, drop: set[int], records: set[str],
-                 persons: set[str], blank: dict[str, set[str]] | None = None
-                 ) -> tuple[bytes, tuple[int, ...], int]:
-    """The file without its sealed data rows; returns it, the row numbers cut, the cells blanked.
-
-    A row goes when ``drop`` names its number (numbered as the reader numbers them: data
-    rows from 1) or its record id or agency person id is one the order names; the latter
-    reach files no staging row comes from (held, quarantined). ``blank`` ({column: values})
-    empties the cells of another agency's file that quote a sealed record's id. Raises
-    ValueError on a file that cannot be parsed as the contract's CSV.
-    """
-    fmt = contract.format
-    record, person = record_column(contract), next(
-        (c.name for c in contract.columns if c.identifier == "agency_person_id"), None)
-    names = contract.column_names
-    at_record = names.index(record) if record else None
-    at_person = names.index(person) if person else None
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=fmt.delimiter, quotechar=fmt.quotechar, lineterminator="\n")
-    reader = csv.reader(io.StringIO(plain.decode(fmt.encoding), newline=""), delimiter=fmt.delimiter,
-                        quotechar=fmt.quotechar, strict=True)
-    blanks = [(names.index(c), v) for c, v in (blank or {}).items()]
-    cut, blanked = [], 0
-    for n, row in enumerate(reader, start=0 if fmt.header else 1):
-        for i, values in blanks if n > 0 else ():
-            if len(row) > i and row[i].strip() in values:
-                row[i], blanked = "", blanked + 1
-        if n > 0 and (n in drop
-                      or (at_record is not None and len(row) > at_record and row[at_record].strip() in records)
-                      or (at_person is not None and len(row) > at_person and row[at_person].strip() in persons)):
-            cut.append(n)
-            continue
-        writer.writerow(row)
-    return out.getvalue().encode(fmt.encoding), tuple(cut), blanked
 
 
 def _decrypt(path: Path, key: MasterKey) -> bytes:
@@ -199,18 +162,16 @@ class _Rewrite:
 
 def _quoting(order: SealOrder, ids: set[str]) -> dict[str, str]:
     """{contract: column} of other agencies' extracts quoting the order's record ids (a jail
-    booking's arrest number): a plain column named as the agency's record column. Refuses a
-    column that may not be empty, since blanking it would make the original unreadable."""
-    contracts = load_contracts().values()
-    record_columns = {record_column(c) for c in contracts if c.agency == order.agency} - {None}
+    booking's arrest number; ``leadhub.core.sealed.quoting_columns``). Refuses a column that may
+    not be empty, since blanking it would make the original unreadable."""
+    contracts = load_contracts()
     quoting = {}
-    for c in contracts:
-        for col in c.columns if ids and c.agency != order.agency else ():
-            if col.name in record_columns and not col.identifier:
-                if not col.nullable:
-                    raise LeadHubError(f"order {order.reference}: {c.name}.{col.name} quotes {order.agency} "
-                                       "record ids and may not be empty, so it cannot be blanked; nothing was sealed")
-                quoting[c.name] = col.name
+    for c in contracts.values() if ids else ():
+        for name in quoting_columns(c, order.agency, contracts):
+            if not c.column(name).nullable:
+                raise LeadHubError(f"order {order.reference}: {c.name}.{name} quotes {order.agency} "
+                                   "record ids and may not be empty, so it cannot be blanked; nothing was sealed")
+            quoting[c.name] = name
     return quoting
 
 
@@ -264,10 +225,10 @@ def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder, quo
                                    "cannot be rewritten row by row; nothing was sealed")
             try:
                 own = contract.agency == order.agency
-                new, cut, blanked = _rewrite_csv(
+                new, cut, blanked = rewrite_original(
                     plain, contract, staged.get(file_id, set()) if own else set(), records if own else set(),
                     persons if own else set(), None if own else {quoting[contract.name]: quoted})
-            except (ValueError, csv.Error):
+            except ValueError:
                 raise LeadHubError(f"{where}: rule 'redaction' failed: cannot be parsed as "
                                    f"{contract.format.type}; nothing was sealed") from None
             if not set(staged.get(file_id, ())) <= set(cut):
@@ -276,12 +237,7 @@ def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder, quo
             if not cut and not blanked:
                 continue
             if archived:
-                fd = os.memfd_create("sealed", 0)  # the plaintext never touches a disk
-                try:
-                    os.write(fd, new)
-                    encrypt_file(fd, target, key)
-                finally:
-                    os.close(fd)
+                encrypt_bytes(new, target, key)  # the plaintext never touches a disk
             else:
                 atomic_write_bytes(target, new)
             prepared.append(_Rewrite(file_id, contract.name, path, target, cut, archived, blanked))
@@ -296,74 +252,82 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
          renew: bool = False) -> dict[str, int]:
     """Carry out a sealing or expungement order everywhere; returns counts (no identifiers).
 
-    ``renew`` enters an order again after ``rotate-key`` (whose new key no longer yields the
-    stored tokens): ids that match nothing any more are accepted, and the order's tokens are
-    stored under the current key.
+    Audited as a pair (``leadhub.core.audit.started_and_done``): ``started`` before anything
+    changes, ``done`` with the counts once every store is sealed, ``failed`` otherwise.
+    A person order also remembers the person's record ids (as record tokens), which stay
+    sealed across key rotations. ``renew`` enters an order again after ``rotate-key``, whose
+    new key no longer yields the stored person tokens: ids that match nothing any more are
+    accepted, and the order's tokens are stored under the current key.
     """
     from transforms.link import link_people
     from transforms.linkage_store import current_model
     from transforms.model import run_models
     from transforms.publish import publish
 
-    if not reason or not reason.strip():
-        raise LeadHubError("seal needs a reason; it is written to the audit log")
+    reason = required_reason(reason, "seal")
     contracts = _agency_contracts(order)
     person_tokens = [_person_token(key, order.agency, p) for p in order.persons]
     model = current_model(settings.data_dir)
-    with connect(settings.warehouse_path) as con:
-        already = sealed_tokens(con, order.agency)
-        sealed_before = ({r for r in order.records if seal_token(key, order.agency, RECORD, r) in already}
-                         | {t for t in person_tokens if seal_token(key, order.agency, PERSON, t) in already})
-        if renew:
-            sealed_before = set(order.records) | set(person_tokens)
-        hits = _targets(con, contracts, order, person_tokens, sealed_before)
-        # The sealed records' ids, also those of a sealed person's records, as other agencies quote them.
-        quoted = set(order.records) | {str(k[0]) for c in contracts if record_column(c) and c.name in hits
-                                       for k in hits[c.name][0]}
-        quoting = _quoting(order, quoted)
-        now, order_token = utcnow(), seal_token(key, order.agency, "order", order.reference)
-        tokens = ([seal_token(key, order.agency, RECORD, r) for r in order.records]
-                  + [seal_token(key, order.agency, PERSON, t) for t in person_tokens])
-        committed = not renew and set(tokens) <= already
-        prepared = _prepare_rewrites(settings, key, con, contracts, hits, order, quoting, quoted, committed)
-        try:
-            append_audit(settings, who=who, action="seal", reason=reason.strip(), order=order.reference,
-                         agency=order.agency, records=len(order.records), persons=len(order.persons),
-                         rows=sum(len(r) for _, r in hits.values()), files=len(prepared))
-            with transaction(con):
-                removed = defaultdict(int)
-                for c in contracts:
-                    if c.name in hits:
-                        for table, n in remove_records(con, c, hits[c.name][0]).items():
-                            removed[table] += n
-                for name, column in quoting.items():  # other agencies' quotes of a sealed record id
-                    (n,) = con.execute(f'SELECT count(*) FROM staging.{name} WHERE "{column}"::VARCHAR IN '
-                                       "(SELECT unnest(?::VARCHAR[]))", [sorted(quoted)]).fetchone()
-                    con.execute(f'UPDATE staging.{name} SET "{column}" = NULL WHERE "{column}"::VARCHAR IN '
-                                "(SELECT unnest(?::VARCHAR[]))", [sorted(quoted)])
-                    if n:
-                        removed[f"blanked.staging.{name}.{column}"] += n
-                fresh = [[order_token, order.agency, t, now] for t in dict.fromkeys(tokens) if t not in already]
-                if fresh:
-                    con.executemany("INSERT INTO ops.sealed_records VALUES (?, ?, ?, ?)", fresh)
-                for r in filter(lambda r: r.archived and r.cut, prepared):
-                    con.execute("UPDATE ops.file_ledger SET redacted_rows = coalesce(redacted_rows, 0) + ?, "
-                                "updated_at = ? WHERE file_id = ?", [len(r.cut), now, r.file_id])
-                    # The rows left keep pointing at their row of the rewritten original.
-                    con.execute(f"UPDATE staging.{r.contract} SET _row_number = _row_number - "
-                                "len(list_filter(?::BIGINT[], lambda x: x < _row_number)) WHERE _batch_id IN "
-                                "(SELECT batch_id FROM ops.batches WHERE file_id = ?)", [list(r.cut), r.file_id])
-                link_people(con, model=model)
-                run_models(con)
-        except BaseException:
+    record_tokens = [_tokens(k, order.agency, RECORD)
+                     for k in (key.subkey("seal"), *earlier_seal_keys(settings, key).values())]
+    # The audit pair opens once the order is checked and its rewrites are ready, and closes
+    # after the crosswalk and report are rebuilt (they need the warehouse connection closed).
+    with ExitStack() as audited:
+        with connect(settings.warehouse_path) as con:
+            already = sealed_tokens(con, order.agency)
+            sealed_before = ({r for r in order.records if any(t(r) in already for t in record_tokens)}
+                             | {t for t in person_tokens if seal_token(key, order.agency, PERSON, t) in already})
+            if renew:
+                sealed_before = set(order.records) | set(person_tokens)
+            hits = _targets(con, contracts, order, person_tokens, sealed_before)
+            # The sealed records' ids, also those of a sealed person's records, as other agencies quote them.
+            quoted = set(order.records) | {str(k[0]) for c in contracts if record_column(c) and c.name in hits
+                                           for k in hits[c.name][0]}
+            quoting = _quoting(order, quoted)
+            now, order_token = utcnow(), seal_token(key, order.agency, "order", order.reference)
+            tokens = ([record_tokens[0](r) for r in sorted(quoted)]
+                      + [seal_token(key, order.agency, PERSON, t) for t in person_tokens])
+            committed = not renew and set(tokens) <= already
+            prepared = _prepare_rewrites(settings, key, con, contracts, hits, order, quoting, quoted, committed)
+            rows = sum(len(r) for _, r in hits.values())
+            removed: dict[str, int] = defaultdict(int)
+            try:
+                done = audited.enter_context(started_and_done(
+                    settings, who=who, action="seal", reason=reason, order=order.reference, agency=order.agency,
+                    records=len(order.records), persons=len(order.persons)))
+                with transaction(con):
+                    for c in contracts:
+                        if c.name in hits:
+                            for table, n in remove_records(con, c, hits[c.name][0]).items():
+                                removed[table] += n
+                    for name, column in quoting.items():  # other agencies' quotes of a sealed record id
+                        (n,) = con.execute(f'UPDATE staging.{name} SET "{column}" = NULL WHERE "{column}"::VARCHAR '
+                                           "IN (SELECT unnest(?::VARCHAR[]))", [sorted(quoted)]).fetchall()[0]
+                        if n:
+                            removed[f"blanked.staging.{name}.{column}"] += n
+                    fresh = [[order_token, order.agency, t, now] for t in dict.fromkeys(tokens) if t not in already]
+                    if fresh:
+                        con.executemany("INSERT INTO ops.sealed_records VALUES (?, ?, ?, ?)", fresh)
+                    for r in filter(lambda r: r.archived and r.cut, prepared):
+                        con.execute("UPDATE ops.file_ledger SET redacted_rows = coalesce(redacted_rows, 0) + ?, "
+                                    "updated_at = ? WHERE file_id = ?", [len(r.cut), now, r.file_id])
+                        batches = [b for (b,) in con.execute("SELECT batch_id FROM ops.batches WHERE file_id = ?",
+                                                             [r.file_id]).fetchall()]
+                        renumber_rows(con, r.contract, batches, r.cut)
+                    link_people(con, model=model)
+                    run_models(con)
+            except BaseException:
+                # Before the commit a rewrite is never used (after it, running the same order again
+                # swaps in the rewrites left beside their originals: ``committed``).
+                for r in prepared:
+                    r.target.unlink(missing_ok=True)
+                raise
             for r in prepared:
-                r.target.unlink(missing_ok=True)
-            raise
-        for r in prepared:
-            replace_durably(r.target, r.original)
-        publish(settings, con)
-    _refresh_derived(settings, key)
-    return {"rows": sum(len(r) for _, r in hits.values()), "tokens": len(tokens),
+                replace_durably(r.target, r.original)
+            publish(settings, con)
+        _refresh_derived(settings, key)
+        done.update(rows=rows, files=len(prepared), tokens=len(fresh))
+    return {"rows": rows, "tokens": len(tokens),
             "files_rewritten": sum(r.archived for r in prepared),
             "quarantined_rewritten": sum(not r.archived for r in prepared),
             "cells_blanked_in_files": sum(r.blanked for r in prepared),
@@ -417,7 +381,7 @@ def verify(settings: Settings, key: MasterKey, order: SealOrder, who: str) -> di
     Data Docs, state) as they are. A file that cannot be decrypted is a finding too: it was
     not proven clean. Findings name places and counts, never the ids.
     """
-    from transforms.crosswalk import crosswalk_path
+    from transforms.crosswalk import crosswalk_path, crosswalk_plaintext
     from transforms.publish import snapshot_path
 
     _agency_contracts(order)
@@ -444,7 +408,7 @@ def verify(settings: Settings, key: MasterKey, order: SealOrder, who: str) -> di
         place = str(path.relative_to(settings.data_dir))
         try:
             if path == crosswalk:
-                data, place = _crosswalk_plain(settings, key), "crosswalk"
+                data, place = crosswalk_plaintext(settings, key), "crosswalk"
             else:
                 with open(path, "rb") as f:
                     archived = f.read(len(ARCHIVE_MAGIC)) == ARCHIVE_MAGIC
@@ -456,15 +420,3 @@ def verify(settings: Settings, key: MasterKey, order: SealOrder, who: str) -> di
         if n := len(pattern.findall(data)):
             findings[place] += n
     return dict(findings)
-
-
-def _crosswalk_plain(settings: Settings, key: MasterKey) -> bytes:
-    """The crosswalk decrypted in memory (its layout: transforms/crosswalk.py), for the scan only."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from transforms.crosswalk import MAGIC, crosswalk_path
-
-    blob = crosswalk_path(settings).read_bytes()
-    try:
-        return AESGCM(key.subkey("crosswalk")).decrypt(blob[4:16], blob[16:], MAGIC)
-    except Exception:
-        raise LeadHubError("the crosswalk cannot be decrypted with this key; nothing was verified") from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leadhub.core.errors import LeadHubError, printable
+from leadhub.core.errors import printable
 from leadhub.core.settings import Settings
 
 
@@ -29,8 +29,17 @@ def acting_steward(args) -> str:
     return args.who or getpass.getuser()
 
 
+def audited_pair(settings: Settings, args, action: str, **details):
+    """``leadhub.core.audit.started_and_done`` for a steward command: a ``started`` entry before
+    it acts, ``done`` with the counts it adds to the yielded dict, or ``failed``."""
+    from leadhub.core.audit import started_and_done
+
+    return started_and_done(settings, who=acting_steward(args), action=action, reason=required_reason(args),
+                            **details)
+
+
 def required_reason(args) -> str:
     """The steward's --reason, refused (one line) when missing: the why is part of the record."""
-    if not (args.reason or "").strip():
-        raise LeadHubError(f"{args.command} needs --reason; it is written to the steward audit log")
-    return args.reason.strip()
+    from leadhub.core.audit import required_reason as checked
+
+    return checked(args.reason, args.command)

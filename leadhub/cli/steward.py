@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from leadhub.cli.common import acting_steward, audited, required_reason
+from leadhub.cli.common import acting_steward, audited, audited_pair, required_reason
 from leadhub.core.errors import LeadHubError, printable
 from leadhub.core.files import open_private
 from leadhub.core.settings import Settings
@@ -88,7 +88,10 @@ def cmd_crosswalk(settings: Settings, args) -> int:
         return 0
     key = MasterKey.load(settings.key_file)
     if args.action == "build":
-        counts = crosswalk.build_crosswalk(settings, key, progress=sys.stderr.isatty())
+        # It decrypts every archived original and gathers every agency person id: audited as a pair.
+        with audited_pair(settings, args, "crosswalk-build", key=key.key_id) as done:
+            counts = crosswalk.build_crosswalk(settings, key, progress=sys.stderr.isatty())
+            done.update(counts)
         print(f"crosswalk: {counts['person_keys']} person keys from {counts['files_replayed']} archived "
               f"file(s) ({counts['files_skipped']} skipped) -> {crosswalk.crosswalk_path(settings)}")
         return 0
@@ -107,7 +110,12 @@ def cmd_linkage(settings: Settings, args) -> int:
     from transforms import linkage_steward, linkage_store
 
     if args.action == "train":
-        done = linkage_steward.train_model(settings)
+        # A new model changes every later build's person keys: audited as a pair, with both versions.
+        old = linkage_store.version_of(linkage_store.current_model(settings.data_dir))
+        with audited_pair(settings, args, "linkage-train", model=old) as audit:
+            done = linkage_steward.train_model(settings)
+            audit.update(model=linkage_store.version_of(done["new"]), previous_model=old,
+                         records=done["new"]["leadhub"]["trained_on"].get("records"))
         print(linkage_store.format_changes(done["old"], done["new"]))
         print(f"model {linkage_store.version_of(done['new'])} is now current: {done['path']}")
         print(f"match-weight chart: {done['chart']}")

@@ -3,10 +3,16 @@
 ``<data dir>/steward/audit.log`` holds JSON lines, each carrying the SHA-256 of
 the previous line, so an edited or removed entry breaks the chain. Every steward
 action writes its entry *before* it acts (an action whose entry cannot be
-written does not happen): decrypt, decrypt-drop, crosswalk lookup, linkage
-explain, reprocess (and --force), release, seal, retention and rotate-key.
-Entries hold who, when, why and what in counts, keys, file ids and file names,
-never a person's identifier.
+written does not happen): decrypt, decrypt-drop, crosswalk build and lookup,
+linkage train and explain, reprocess (and --force), release, seal, retention and
+rotate-key. Entries hold who, when, why and what in counts, keys, file ids and
+file names, never a person's identifier. No reason, no action (``required_reason``).
+
+An action whose outcome matters to the record (seal, crosswalk build, linkage
+train) writes a pair (``started_and_done``): ``outcome: started`` before it acts,
+then ``outcome: done`` with its counts once it has finished, or ``outcome:
+failed`` with the error's type. So a failed action never leaves an entry
+claiming it happened, and an interrupted one shows as started without an end.
 
 Appends are serialized by an ``fcntl.flock`` on ``audit.lock`` beside the log,
 so two stewards (or two processes) at once cannot both chain onto the same
@@ -149,6 +155,33 @@ def _checked(settings: Settings) -> tuple[int, str]:
 def _chain_hash_at(settings: Settings, entries: int) -> str:
     lines = audit_path(settings).read_text().splitlines()
     return _entry_hash(lines[entries - 1]) if entries else GENESIS
+
+
+def required_reason(reason: str | None, action: str) -> str:
+    """The steward's reason, stripped; refused (one line) when missing: the why is part of the record."""
+    if not (reason or "").strip():
+        raise LeadHubError(f"{action} needs --reason; it is written to the steward audit log")
+    return reason.strip()
+
+
+@contextmanager
+def started_and_done(settings: Settings, **entry) -> Iterator[dict]:
+    """Audit an action as a pair: ``started`` before the block, ``done`` with the counts the block
+    puts in the yielded dict after it, or ``failed`` (the error's type, never its text) if it raises.
+
+    ``entry`` holds who, action, reason and details, as for ``append_audit``.
+    """
+    append_audit(settings, **entry, outcome="started")
+    counts: dict = {}
+    try:
+        yield counts
+    except BaseException as e:
+        try:
+            append_audit(settings, **entry, outcome="failed", error=type(e).__name__)
+        except Exception:  # the failure being reported is the one that matters; the log stays as it was
+            log.warning("could not write the 'failed' audit entry of %s", entry.get("action"))
+        raise
+    append_audit(settings, **{**entry, **counts}, outcome="done")
 
 
 def append_audit(settings: Settings, **entry) -> dict:

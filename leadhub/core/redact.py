@@ -1,4 +1,4 @@
-"""Row removal from the warehouse: the rows of whole batches, or of given records.
+"""Row removal: the rows of whole batches or of given records, from the warehouse and from originals.
 
 Retention removes the rows of batches past their agreement's retention period;
 sealing removes the records an order names. Both remove the staging rows (the
@@ -7,16 +7,29 @@ them; every other core and marts table is derived from staging and is rebuilt
 by the build the caller runs in the same transaction, so no derived row
 outlives its source. Nothing here commits: the caller owns the transaction.
 Results are counts per table, never values.
+
+Sealing also rewrites originals without the sealed rows (``rewrite_original``, one rewriter
+per readable format, numbering rows as ``leadhub.core.readers`` does) and re-encrypts them
+(``encrypt_bytes``); the staging rows left then point at their row of the rewritten file
+(``renumber_rows``). Both ``leadhub seal`` and intake (a re-delivered sealed record) use them.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import os
+import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from leadhub.core.archive import encrypt_file
 from leadhub.core.contracts import Contract, load_contracts
+from leadhub.core.keys import MasterKey
 from leadhub.core.warehouse import staging_key, table_exists
 
 HISTORY = "core.record_history"
@@ -104,3 +117,151 @@ def remove_records(con: duckdb.DuckDBPyConnection, contract: Contract,
     finally:
         con.unregister("redact_keys")
     return counts
+
+
+# --- originals without their sealed rows ---------------------------------------------------------
+
+REDACTABLE_FORMATS = ("csv", "tsv", "jsonl", "xlsx")
+
+
+def record_column(contract: Contract) -> str | None:
+    """The column an order's record ids name: the first primary-key column, if not an identifier."""
+    first = contract.column(contract.primary_key[0])
+    return None if first.identifier else first.name
+
+
+def person_column(contract: Contract) -> str | None:
+    """The column holding the agency's person id, if the extract has one."""
+    return next((c.name for c in contract.columns if c.identifier == "agency_person_id"), None)
+
+
+def rewrite_original(plain: bytes, contract: Contract, drop: Iterable[int] = (),
+                     records: Iterable[str] = (), persons: Iterable[str] = (),
+                     blank: dict[str, set[str]] | None = None) -> tuple[bytes, tuple[int, ...], int]:
+    """The original without its sealed data rows; returns it, the row numbers cut, the cells blanked.
+
+    A row goes when ``drop`` names its number (data rows numbered as the reader numbers them)
+    or its record id or agency person id is one of ``records`` or ``persons``; the latter reach
+    files no staging row comes from (held, quarantined). ``blank`` ({column: values}) empties
+    the cells of another agency's file that quote a sealed record's id. Raises ValueError on a
+    file that cannot be parsed as the contract's format, or a format with no rewriter.
+    """
+    rewrite = _REWRITERS.get(contract.format.type)
+    if rewrite is None:
+        raise ValueError(f"format {contract.format.type} cannot be rewritten row by row")
+    names = contract.column_names
+    record, person = record_column(contract), person_column(contract)
+    tests = [(names.index(c), set(v)) for c, v in ((record, records), (person, persons)) if c and v]
+    blanks = [(names.index(c), v) for c, v in (blank or {}).items() if v]
+    drop = set(drop)
+
+    def sealed(n: int, cells: list) -> bool:
+        return n in drop or any(len(cells) > i and _text(cells[i]) in values for i, values in tests)
+
+    def blanked(cells: list) -> list[int]:
+        return [i for i, values in blanks if len(cells) > i and _text(cells[i]) in values]
+
+    try:
+        return rewrite(plain, contract, sealed, blanked)
+    except ValueError:
+        raise
+    except Exception as e:  # a parser's own error (csv.Error, zipfile, XML): unparseable
+        raise ValueError(f"cannot be parsed as {contract.format.type} ({type(e).__name__})") from None
+
+
+def _text(cell) -> str | None:
+    """A cell as the id text the reader would make of it (numbers from xlsx or JSON as digits)."""
+    if cell is None or isinstance(cell, bool):
+        return None
+    if isinstance(cell, float) and cell.is_integer():
+        cell = int(cell)
+    return str(cell).strip()
+
+
+def _rewrite_csv(plain: bytes, contract: Contract, sealed, blanked) -> tuple[bytes, tuple[int, ...], int]:
+    fmt = contract.format
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=fmt.delimiter, quotechar=fmt.quotechar, lineterminator="\n")
+    reader = csv.reader(io.StringIO(plain.decode(fmt.encoding), newline=""), delimiter=fmt.delimiter,
+                        quotechar=fmt.quotechar, strict=True)
+    cut, n_blanked = [], 0
+    for n, row in enumerate(reader, start=0 if fmt.header else 1):
+        if n > 0 and sealed(n, row):
+            cut.append(n)
+            continue
+        for i in blanked(row) if n > 0 else ():
+            row[i], n_blanked = "", n_blanked + 1
+        writer.writerow(row)
+    return out.getvalue().encode(fmt.encoding), tuple(cut), n_blanked
+
+
+def _rewrite_jsonl(plain: bytes, contract: Contract, sealed, blanked) -> tuple[bytes, tuple[int, ...], int]:
+    """Lines numbered from 1 as physical lines (blank ones too, as the reader counts them); lines
+    kept are kept byte for byte, a line with a blanked cell is written again with that cell null."""
+    fmt, names = contract.format, contract.column_names
+    out, cut, n_blanked = [], [], 0
+    for n, line in enumerate(re.split(r"(?<=\r\n)|(?<=\n)|(?<=\r)(?!\n)", plain.decode(fmt.encoding)), start=1):
+        if not line.strip():
+            out.append(line)
+            continue
+        obj = json.loads(line.lstrip("\ufeff"))
+        if not isinstance(obj, dict):
+            raise ValueError("a line is not a JSON object")
+        cells = [obj.get(c) for c in names]
+        if sealed(n, cells):
+            cut.append(n)
+            continue
+        if hit := blanked(cells):
+            for i in hit:
+                obj[names[i]] = None
+            n_blanked += len(hit)
+            ending = line[len(line.rstrip("\r\n")):]
+            line = json.dumps(obj, ensure_ascii=False) + ending
+        out.append(line)
+    return "".join(out).encode(fmt.encoding), tuple(cut), n_blanked
+
+
+def _rewrite_xlsx(plain: bytes, contract: Contract, sealed, blanked) -> tuple[bytes, tuple[int, ...], int]:
+    """The only sheet without the sealed rows (header row kept), saved as a new workbook."""
+    from openpyxl import load_workbook  # only xlsx contracts need it
+
+    wb = load_workbook(io.BytesIO(plain), data_only=False)
+    if len(wb.sheetnames) != 1:
+        raise ValueError("the workbook does not have exactly one sheet")
+    ws = wb[wb.sheetnames[0]]
+    first = 2 if contract.format.header else 1  # sheet row of data row 1
+    cut, n_blanked = [], 0
+    for r, cells in enumerate(ws.iter_rows(min_row=first), start=first):
+        values = [c.value for c in cells]
+        n = r - first + 1
+        if sealed(n, values):
+            cut.append(n)
+            continue
+        for i in blanked(values):
+            cells[i].value, n_blanked = None, n_blanked + 1
+    for n in reversed(cut):
+        ws.delete_rows(n + first - 1)
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue(), tuple(cut), n_blanked
+
+
+_REWRITERS = {"csv": _rewrite_csv, "tsv": _rewrite_csv, "jsonl": _rewrite_jsonl, "xlsx": _rewrite_xlsx}
+
+
+def encrypt_bytes(data: bytes, target: Path, key: MasterKey) -> None:
+    """Encrypt ``data`` into the archive file ``target`` (durably); the plaintext never touches a disk."""
+    fd = os.memfd_create("redacted", 0)
+    try:
+        os.write(fd, data)
+        encrypt_file(fd, target, key)
+    finally:
+        os.close(fd)
+
+
+def renumber_rows(con: duckdb.DuckDBPyConnection, table: str, batch_ids: Sequence[str], cut: Sequence[int]) -> None:
+    """The rows left of a rewritten original's batches keep pointing at their row of it: each
+    moves up by the number of rows cut before it."""
+    con.execute(f"UPDATE staging.{table} SET _row_number = _row_number - "
+                "len(list_filter(?::BIGINT[], lambda x: x < _row_number)) WHERE _batch_id IN "
+                "(SELECT unnest(?::VARCHAR[]))", [list(cut), list(batch_ids)])

@@ -43,7 +43,7 @@ def test_lookup_returns_the_agency_ids_and_is_audited(settings, master_key, link
 
 
 def test_cli_build_lookup_verify_and_an_edited_log_is_detected(settings, master_key, linked, capsys):
-    assert main(["crosswalk", "build"]) == 0
+    assert main(["crosswalk", "build", "--reason", "case review"]) == 0
     for reason in ("first", "second", "third"):
         assert main(["crosswalk", "lookup", linked, "--reason", reason, "--who", "steward-b"]) == 0
     out = capsys.readouterr().out
@@ -98,3 +98,54 @@ def test_building_with_another_key_keeps_the_existing_crosswalk(settings, master
     assert crosswalk.crosswalk_path(settings).read_bytes() == before
     assert sorted(crosswalk.lookup(settings, master_key, linked, "check", who="s")) == [
         ("jail", "J55"), ("police", "P77")]
+
+
+def test_crosswalk_build_and_linkage_train_are_audited_as_pairs(settings, master_key, linked, capsys,
+                                                                 audit_entries):
+    assert main(["crosswalk", "build"]) == 2                          # no reason, no build, no entry
+    assert main(["linkage", "train", "--reason", " "]) == 2
+    assert "needs --reason" in capsys.readouterr().err
+    assert audit_entries() == [] and not crosswalk.crosswalk_path(settings).exists()
+
+    assert main(["crosswalk", "build", "--reason", "case review", "--who", "steward-b"]) == 0
+    started, done = audit_entries()
+    assert (started["action"], started["outcome"], done["outcome"]) == ("crosswalk-build", "started", "done")
+    assert started["who"] == done["who"] == "steward-b" and started["key"] == master_key.key_id
+    # Counts, never ids: 2 archived files replayed (police, jail) into 1 person key.
+    assert (done["files_replayed"], done["person_keys"]) == (2, 1) and "P77" not in json.dumps(done)
+
+    # Two identity rows are too few to train on: the model stays, the pair says the training failed.
+    assert main(["linkage", "train", "--reason", "yearly re-estimate"]) == 2
+    started, failed = audit_entries()[2:]
+    assert (started["action"], started["outcome"]) == ("linkage-train", "started")
+    assert (failed["outcome"], failed["error"]) == ("failed", "LeadHubError") and "records" not in failed
+    assert audit.verify_audit(settings) == 4
+
+
+def test_ids_are_re_identified_only_under_an_agreement_permitting_operations(settings, master_key, linked,
+                                                                          tmp_path, monkeypatch):
+    from leadhub.core import agreements
+
+    folder = tmp_path / "agreements"
+    folder.mkdir()
+    for path in agreements.AGREEMENTS_DIR.glob("*.yaml"):
+        (folder / path.name).write_text(path.read_text())
+    monkeypatch.setattr(agreements, "AGREEMENTS_DIR", folder)
+
+    def sign(agency, purposes):
+        path = folder / f"{agency}.yaml"
+        lines = [f"purposes: [{purposes}]" if line.startswith("purposes:") else line
+                 for line in path.read_text().splitlines()]
+        path.write_text("\n".join(lines) + "\n")
+
+    sign("jail", "evaluation")                                        # the jail's data is not for case work
+    counts = crosswalk.build_crosswalk(settings, master_key)
+    assert (counts["files_replayed"], counts["agencies_left_out"]) == (1, 1)
+    assert crosswalk.lookup(settings, master_key, linked, "case review", who="s") == [("police", "P77")]
+    assert b"J55" not in crosswalk.crosswalk_plaintext(settings, master_key)
+
+    # Built while both permit it, then the police agreement is amended: withheld on the lookup's day.
+    sign("jail", "evaluation, operations")
+    crosswalk.build_crosswalk(settings, master_key)
+    sign("police", "evaluation")
+    assert crosswalk.lookup(settings, master_key, linked, "case review", who="s") == [("jail", "J55")]

@@ -73,7 +73,7 @@ def test_rotation_and_crosswalk_log_one_line_per_stage_and_draw_no_bar_by_defaul
 
 def test_rotate_key_and_crosswalk_build_draw_bars_on_a_terminal(settings, master_key, tmp_path):
     small_hub(settings, master_key)
-    code, drawn = run_on_a_terminal(["crosswalk", "build"])
+    code, drawn = run_on_a_terminal(["crosswalk", "build", "--reason", "case review"])
     assert code == 0, drawn
     assert "crosswalk: 100%" in drawn, drawn
     code, drawn = run_on_a_terminal(["rotate-key", "--new-key-file", str(tmp_path / "new.key"), "--create",

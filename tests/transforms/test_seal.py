@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import json
 
 import duckdb
 import pytest
@@ -135,8 +136,9 @@ def test_sealed_arrests_and_a_persons_history_are_in_no_store(county, master_key
         assert con.execute("SELECT booking_id, arrest_id FROM staging.jail_bookings ORDER BY 1").fetchall() == [
             ("B1", None), ("B2", None), ("B3", "ARR-102"), ("B4", None)]
         assert con.execute("SELECT sum(redacted_rows) FROM ops.file_ledger").fetchone()[0] == 6  # 3 + 1 (the quarantined file's archived copy) + 1 + 1
-        # 2 record tokens for the first order, 1 person token for the second
-        assert con.execute("SELECT count(*), count(DISTINCT order_token) FROM ops.sealed_records").fetchone() == (3, 2)
+        # 2 record tokens for the first order; for the second, 1 person token and the record tokens of
+        # that person's records ARR-104 and REF-2 (they stay sealed across a key rotation): 2 + 3
+        assert con.execute("SELECT count(*), count(DISTINCT order_token) FROM ops.sealed_records").fetchone() == (5, 2)
     assert seal.verify(settings, master_key, seal.read_order_file(order_file, "EXP-7", "police"),
                        who="steward") == {}
     assert main(["seal", "verify", "CV-2024-001", "--agency", "police", "--record", "ARR-101",
@@ -176,14 +178,42 @@ def test_a_redelivered_sealed_record_is_dropped_and_counted(county, master_key):
         assert ids == ["ARR-102", "ARR-103", "ARR-105"]          # 2 sealed rows dropped, 1 loaded
         assert con.execute("SELECT row_count, sealed_dropped FROM ops.file_ledger "
                            "WHERE file_name = 'police_arrests_20240102.csv'").fetchone() == (3, 2)
-    # The re-delivery's archived original is the file as delivered: the steward runs the order
-    # again (the ledger's sealed_dropped says which files need it) and the archive is clean too.
+        # The archived original lost the 2 sealed rows too (the ledger says so), and ARR-105, row 3
+        # as delivered, is row 1 of the rewritten original: 3 - 2 rows cut before it.
+        assert con.execute("SELECT redacted_rows FROM ops.file_ledger "
+                           "WHERE file_name = 'police_arrests_20240102.csv'").fetchone() == (2,)
+        assert con.execute("SELECT _row_number FROM staging.police_arrests WHERE arrest_id = 'ARR-105'"
+                           ).fetchone() == (1,)
+    (archived,) = county.archive_dir.glob("police/*police_arrests_20240102.csv.enc")
+    assert decrypted(archived, master_key) == (ARREST_HEADER + arrest("ARR-105", 1, "P-2", "Quill", "Bo",
+                                                                      "1975-03-04")).encode()
+    # So the order verifies right after the re-delivery, with no need to run it again.
     order = seal.SealOrder("CV-2", "police", records=("ARR-101",), persons=("P-3",))
-    findings = seal.verify(county, master_key, order, who="s")
-    assert len(findings) == 1 and next(iter(findings)).startswith("archive:archive/police/"), findings
-    counts = seal.seal(county, master_key, order, "court order, re-delivery", who="steward")
-    assert (counts["rows"], counts["files_rewritten"]) == (0, 1)
     assert seal.verify(county, master_key, order, who="s") == {}
+
+
+def test_a_redelivered_quote_of_a_sealed_record_is_blanked_in_staging_and_archive(county, master_key):
+    seal.seal(county, master_key, seal.SealOrder("CV-6", "police", records=("ARR-101",)), "court order",
+              who="steward")
+    # The jail sends its bookings again with one more: B2 still quotes the sealed arrest ARR-101.
+    bookings = JAIL + "B5,1,J-8,Keep,Ada,01/02/1980,,,F,WHITE,08/01/2023 10:00,,,DRG01,felony\n"
+    drop(county, "jail", "jail_bookings_20240102.csv", BOOK_HEADER + bookings)
+    (outcome,) = pipeline.ingest_agency(county, "jail", master_key)
+    assert outcome["status"] == "accepted", outcome
+    with duckdb.connect(str(county.warehouse_path), read_only=True) as con:
+        batch = con.execute("SELECT batch_id FROM ops.file_ledger WHERE file_name = 'jail_bookings_20240102.csv'"
+                            ).fetchone()[0]
+        assert con.execute("SELECT booking_id, arrest_id FROM staging.jail_bookings WHERE _batch_id = ? ORDER BY 1",
+                           [batch]).fetchall() == [("B1", None), ("B2", None), ("B3", "ARR-102"), ("B4", "ARR-104"), ("B5", None)]
+    (archived,) = county.archive_dir.glob("jail/*jail_bookings_20240102.csv.enc")
+    assert decrypted(archived, master_key) == (BOOK_HEADER + bookings.replace(",ARR-101,", ",,")).encode()
+    assert seal.verify(county, master_key, seal.SealOrder("CV-6", "police", records=("ARR-101",)), who="s") == {}
+
+
+def decrypted(path, key) -> bytes:
+    buf = io.BytesIO()
+    decrypt_to(path, buf, key)
+    return buf.getvalue()
 
 
 def archive_hashes(settings):
@@ -254,23 +284,75 @@ def test_rotation_after_a_seal_replays_the_rewritten_originals_row_for_row(count
                     ("ARR-104", 2, Pseudonymizer(new).person_id_token("police", "P-3"))]
 
 
-def test_after_rotation_a_renewed_order_drops_a_redelivery_again(county, master_key, tmp_path):
+def test_rotation_carries_the_orders_so_a_redelivered_sealed_record_is_dropped(county, master_key, tmp_path):
     from leadhub.core.keys import MasterKey, create_key_file
+    from leadhub.core.sealed import keyring_path
     from transforms.rotate import rotate_key
 
     seal.seal(county, master_key, seal.SealOrder("CV-5", "police", records=("ARR-101",)), "order", who="s")
-    new = MasterKey.load(create_key_file(tmp_path / "new" / "master.key"))
-    rotate_key(county, master_key, new)
-    county.key_file.write_bytes((tmp_path / "new" / "master.key").read_bytes())
-    with pytest.raises(LeadHubError, match="record #1"):     # gone from the hub: refused without --renew
-        seal.seal(county, new, seal.SealOrder("CV-5", "police", records=("ARR-101",)), "order", who="s")
-    assert main(["seal", "--order", "CV-5", "--agency", "police", "--record", "ARR-101", "--renew",
-                 "--reason", "order, after key rotation"]) == 0
-    drop(county, "police", "police_arrests_20240102.csv",
-         ARREST_HEADER + arrest("ARR-101", 1, "P-1", "Keep", "Ada", "1980-01-02"))
-    (outcome,) = pipeline.ingest_agency(county, "police", new)
+    seal.seal(county, master_key, seal.SealOrder("EXP-8", "police", persons=("P-3",)), "clean slate", who="s")
     with duckdb.connect(str(county.warehouse_path), read_only=True) as con:
-        assert con.execute("SELECT sealed_dropped FROM ops.file_ledger "
-                           "WHERE file_name = 'police_arrests_20240102.csv'").fetchone() == (1,)
-        assert con.execute("SELECT count(*) FROM staging.police_arrests WHERE arrest_id = 'ARR-101'"
-                           ).fetchone() == (0,)
+        tokens_before = sorted(con.execute("SELECT * FROM ops.sealed_records").fetchall())
+    new = MasterKey.load(create_key_file(tmp_path / "new" / "master.key"))
+    counts = rotate_key(county, master_key, new)
+    crosswalk.build_crosswalk(county, new)  # as 'leadhub rotate-key' does
+    assert counts["seal_key_generations"] == 1
+    county.key_file.write_bytes((tmp_path / "new" / "master.key").read_bytes())
+    # The old key's seal subkey lives, wrapped under the new key, in the steward folder; the
+    # warehouse's tokens are untouched and hold no key.
+    assert keyring_path(county, new).exists() and not keyring_path(county, master_key).exists()
+    assert master_key.subkey("seal") not in keyring_path(county, new).read_bytes()
+    with duckdb.connect(str(county.warehouse_path), read_only=True) as con:
+        assert sorted(con.execute("SELECT * FROM ops.sealed_records").fetchall()) == tokens_before
+
+    # Re-sent: sealed ARR-101, P-3's sealed arrest ARR-104 (remembered as a record of the person
+    # order), and ARR-106, a record of P-3 the hub never had, and ARR-105 of nobody sealed.
+    drop(county, "police", "police_arrests_20240102.csv", ARREST_HEADER
+         + arrest("ARR-101", 1, "P-1", "Keep", "Ada", "1980-01-02")
+         + arrest("ARR-104", 1, "P-3", "Marsh", "Zebulon", "1990-09-09")
+         + arrest("ARR-106", 1, "P-3", "Marsh", "Zebulon", "1990-09-09")
+         + arrest("ARR-105", 1, "P-2", "Quill", "Bo", "1975-03-04"))
+    (outcome,) = pipeline.ingest_agency(county, "police", new)
+    assert outcome["status"] == "accepted", outcome
+
+    def loaded(file_name):
+        with duckdb.connect(str(county.warehouse_path), read_only=True) as con:
+            return (sorted(r for (r,) in con.execute(
+                "SELECT arrest_id FROM staging.police_arrests s JOIN ops.file_ledger l ON l.batch_id = s._batch_id "
+                "WHERE l.file_name = ?", [file_name]).fetchall()),
+                con.execute("SELECT sealed_dropped FROM ops.file_ledger WHERE file_name = ?", [file_name]).fetchone())
+
+    # The person token is keyed by the pseudonymization key: P-3's new record passes until the
+    # person order is entered again under the new key.
+    assert loaded("police_arrests_20240102.csv") == (["ARR-105", "ARR-106"], (2,))
+    assert seal.verify(county, new, seal.SealOrder("CV-5", "police", records=("ARR-101",)), who="s") == {}
+    assert main(["seal", "--order", "EXP-8", "--agency", "police", "--person", "P-3", "--renew",
+                 "--reason", "order, after key rotation"]) == 0
+    drop(county, "police", "police_arrests_20240103.csv", ARREST_HEADER
+         + arrest("ARR-106", 1, "P-3", "Marsh", "Zebulon", "1990-09-09")
+         + arrest("ARR-105", 1, "P-2", "Quill", "Bo", "1975-03-04"))
+    (outcome,) = pipeline.ingest_agency(county, "police", new)
+    assert loaded("police_arrests_20240103.csv") == (["ARR-105"], (1,))
+
+
+def test_a_failed_seal_leaves_no_entry_claiming_success(county, master_key, monkeypatch, audit_entries):
+    import transforms.model
+
+    def broken(con):
+        raise RuntimeError("disk full")  # the rebuild fails inside the seal's transaction
+
+    monkeypatch.setattr(transforms.model, "run_models", broken)
+    order = seal.SealOrder("CV-7", "police", records=("ARR-101",))
+    with pytest.raises(RuntimeError):
+        seal.seal(county, master_key, order, "court order", who="steward")
+    started, failed = audit_entries()
+    assert (started["action"], started["outcome"], started["order"]) == ("seal", "started", "CV-7")
+    assert (failed["outcome"], failed["error"]) == ("failed", "RuntimeError") and "rows" not in failed
+    assert staging_counts(county)[2] == 0 and not list(county.archive_dir.rglob("*.sealed"))  # nothing sealed
+
+    monkeypatch.undo()
+    seal.seal(county, master_key, order, "court order", who="steward")
+    started, done = audit_entries()[2:]
+    # ARR-101's two charge rows; the arrests file and the jail's bookings (B2 quotes it) rewritten.
+    assert (started["outcome"], done["outcome"], done["rows"], done["files"]) == ("started", "done", 2, 2)
+    assert "ARR-101" not in json.dumps(audit_entries())
