@@ -19,7 +19,7 @@ forward instead, encrypted under the new key in the steward folder
 intake looks sealed record ids up under every generation. ``ops.sealed_records``
 stays as it is. A person order's person token is keyed by the pseudonymization key,
 so after rotation only the person's known records stay sealed, until the order is
-entered again with ``leadhub seal --renew`` (docs/governance.md).
+entered again with ``leadhub seal --renew`` (docs/linkage.md, Key rotation).
 
 Rotation refuses to start if any staging row cannot be traced to a replayable
 archived file: a half-rotated warehouse would silently break links. Batches

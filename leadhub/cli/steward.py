@@ -146,6 +146,10 @@ def cmd_rotate_key(settings: Settings, args) -> int:
     counts = rotate_key(settings, old, new, progress=sys.stderr.isatty())
     print(f"rotated {counts['rows']} staging rows in {counts['batches']} batches and "
           f"{counts['archive_files']} archived files from key {old.key_id} to {new.key_id}")
+    if counts["sealed_tokens"]:
+        print(f"sealing orders carried: {counts['sealed_tokens']} token(s) stay, with the seal keys of "
+              f"{counts['seal_key_generations']} earlier key(s); enter person orders again with "
+              "'leadhub seal --renew' to cover those persons' new records")
     if crosswalk.crosswalk_path(settings).exists():
         crosswalk.build_crosswalk(settings, new, progress=sys.stderr.isatty())
         print("crosswalk rebuilt under the new key")

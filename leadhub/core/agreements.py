@@ -5,8 +5,10 @@ both days included), what it may be used for (``purposes``), how long it is kept
 (``retention_days``) and the smallest count a publication may show (``small_cell_threshold``:
 counts from 1 to the threshold are suppressed). Intake refuses deliveries received outside the
 dates, the build refuses while an agency's data is held without an agreement in force, and the
-snapshot and report (purpose ``evaluation``) leave out what an agreement does not permit. A
-missing or expired agreement is an error naming the agency, never a silent gap.
+snapshot and report (purpose ``evaluation``) leave out what an agreement does not permit, the
+Justice Counts marts need ``justice_counts``, and the steward's re-identification crosswalk
+(``transforms/crosswalk.py``) holds and returns only the ids of agencies whose agreement permits
+``operations``. A missing or expired agreement is an error naming the agency, never a silent gap.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from leadhub.core.errors import LeadHubError
 # Data, read here by path like the contracts beside them: the core imports no stage.
 AGREEMENTS_DIR = Path(__file__).resolve().parents[2] / "connectors" / "agreements"
 
-# evaluation: the analysts' snapshot and the report; operations: intake, linkage and the
-# program's own case work; justice_counts: the Justice Counts marts.
+# evaluation: the analysts' snapshot and the report; operations: the program's case work on
+# individual people, i.e. re-identification through the steward's crosswalk (intake and linkage
+# serve every purpose and are governed by the agreement being in force); justice_counts: the
+# Justice Counts marts.
 Purpose = Literal["evaluation", "operations", "justice_counts"]
 
 

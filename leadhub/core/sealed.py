@@ -19,7 +19,7 @@ warehouse holds tokens and never a key; the key file alone opens the generations
 token is itself keyed by the pseudonymization key, so an old generation's person tokens
 match nothing after a rotation: a person order also remembers the person's record ids, which
 stay sealed, and is entered again with ``leadhub seal --renew`` to cover that person's new
-records (see docs/governance.md).
+records (docs/linkage.md, "Sealing orders across a rotation").
 """
 
 from __future__ import annotations
