@@ -24,6 +24,7 @@ SAMPLE_ARGS = {
     "linkage": ["train"],
     "rotate-key": ["--new-key-file", "new.key", "--create"],
     "seal": ["--order", "CV-1", "--agency", "police", "--record", "A-1", "--reason", "court order"],
+    "justice-counts": ["--out", "upload"],
 }
 # The exempted commands' keyed forms: the exemption holds only under its condition.
 KEYED_FORMS = [["retention"], ["crosswalk", "lookup", "PK", "--reason", "court order"]]
