@@ -356,3 +356,24 @@ def test_a_failed_seal_leaves_no_entry_claiming_success(county, master_key, monk
     # ARR-101's two charge rows; the arrests file and the jail's bookings (B2 quotes it) rewritten.
     assert (started["outcome"], done["outcome"], done["rows"], done["files"]) == ("started", "done", 2, 2)
     assert "ARR-101" not in json.dumps(audit_entries())
+
+
+def test_an_encrypted_drop_redelivering_a_sealed_record_is_archived_redacted(county, master_key, tmp_path):
+    from connectors import dropcrypt
+
+    seal.seal(county, master_key, seal.SealOrder("CV-8", "police", records=("ARR-101",)), "court order",
+              who="steward")
+    _, public = dropcrypt.generate_hub_keypair(dropcrypt.default_key_path(county.key_file))
+    plain = tmp_path / "police_arrests_20240102.csv"
+    plain.write_text(ARREST_HEADER + arrest("ARR-101", 1, "P-1", "Keep", "Ada", "1980-01-02")
+                     + arrest("ARR-105", 1, "P-2", "Quill", "Bo", "1975-03-04"))
+    dropcrypt.encrypt_for_hub(plain, county.inbox("police") / "police_arrests_20240102.csv.lhx",
+                              dropcrypt.load_public_key(public))
+    (outcome,) = pipeline.ingest_agency(county, "police", master_key)
+    assert outcome["status"] == "accepted", outcome
+    # The archive held the agency's encrypted drop; it now holds the drop's plaintext without the
+    # sealed row (the hub cannot encrypt to the agency's drop format), under the archive key.
+    (archived,) = county.archive_dir.glob("police/*police_arrests_20240102.csv.lhx.enc")
+    assert decrypted(archived, master_key) == (ARREST_HEADER + arrest("ARR-105", 1, "P-2", "Quill", "Bo",
+                                                                      "1975-03-04")).encode()
+    assert seal.verify(county, master_key, seal.SealOrder("CV-8", "police", records=("ARR-101",)), who="s") == {}
