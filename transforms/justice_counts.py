@@ -94,7 +94,6 @@ SECTORS = (
                  "total_population_by_sex": SEX}),
     )),
 )
-JUSTICE_COUNTS_MARTS = tuple(s.mart for s in SECTORS)
 
 
 def header(f: MetricFile) -> list[str]:
@@ -186,9 +185,11 @@ def write_justice_counts(con: duckdb.DuckDBPyConnection, out_dir: Path, today: d
     """Write <out_dir>/<sector>/<canonical file name>.csv for every sector that may be sent.
 
     Each sector's folder is written aside and swapped in whole, so it never mixes files of two
-    runs. Folders are 0700 and files 0600: only the steward reads them, not the analysts, whose
-    snapshot follows the evaluation purpose instead. Returns {"files": {sector: [path, ...]}, "notes": [one line per sector left out or
-    per metric with undated events]}.
+    runs; a sector not written this time loses the folder of an earlier run, so ``out_dir``
+    never mixes periods. Folders are 0700 and files 0600: only the steward reads them, not the
+    analysts, whose snapshot follows the evaluation purpose instead.
+    Returns {"files": {sector: [path, ...]}, "notes": [one line per sector left out or per
+    metric with undated events]}.
     """
     out_dir = make_private_dir(Path(out_dir))
     written: dict[str, list[str]] = {}
@@ -219,6 +220,7 @@ def write_justice_counts(con: duckdb.DuckDBPyConnection, out_dir: Path, today: d
         if not names:
             shutil.rmtree(staging)
             notes.append(f"{sector.folder}: not written: no counts" + (f" for {year}" if year else ""))
+            _remove_earlier(out_dir / sector.folder, sector, notes)
             continue
         replace_dir(staging, out_dir / sector.folder)
         written[sector.folder] = [str(out_dir / sector.folder / n) for n in names]

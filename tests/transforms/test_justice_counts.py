@@ -282,9 +282,12 @@ def test_files_carry_the_publishers_names_columns_and_labels(built, tmp_path):
 
 
 def test_one_year_only(built, tmp_path):
-    write_justice_counts(built.con, tmp_path / "jc", TODAY, year=2024)
-    # 2024 holds arrest A6 only: the other sectors have nothing to send for it.
+    write_justice_counts(built.con, tmp_path / "jc", TODAY, year=2023)
+    result = write_justice_counts(built.con, tmp_path / "jc", TODAY, year=2024)
+    # 2024 holds arrest A6 only: the other sectors have nothing to send for it, and their
+    # 2023 folders go rather than sit beside the 2024 files.
     assert sorted(p.name for p in (tmp_path / "jc").iterdir()) == ["law_enforcement"]
+    assert "jails: not written: no counts for 2024" in result["notes"]
     assert read(tmp_path / "jc" / "law_enforcement" / "arrests.csv") == [["year", "month", "value"], ["2024", "1", "1"]]
 
 
