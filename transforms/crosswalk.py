@@ -67,6 +67,8 @@ def build_crosswalk(settings: Settings, key: MasterKey, progress: bool = False) 
     counted in ``agencies_left_out``. One log line per stage; with ``progress`` (a terminal)
     tqdm shows the files as they are replayed.
     """
+    if not settings.warehouse_path.is_file():
+        raise LeadHubError(f"no warehouse at {settings.warehouse_path}; run ingest and build first")
     contracts = load_contracts()
     pseudo = Pseudonymizer(key)
     with connect(settings.warehouse_path, read_only=True) as con:

@@ -19,6 +19,9 @@ STEWARD_COMMANDS = {
     "reprocess --force": (["reprocess", "0123456789abcdef", "--force"], "reload", {"file_id": "0123456789abcdef"}),
     "retention": (["retention", "--days", "30"], "retention", {"days": 30}),
     "rotate-key": (["rotate-key", "--new-key-file", "{tmp}/new.key", "--create"], "rotate-key", {}),
+    # Audited as a pair: 'started', then here 'failed' (no warehouse to build from or train on).
+    "crosswalk build": (["crosswalk", "build"], "crosswalk-build", {"outcome": "started"}),
+    "linkage train": (["linkage", "train"], "linkage-train", {"outcome": "started"}),
 }
 
 
@@ -31,11 +34,13 @@ def test_each_steward_command_writes_an_audit_entry(settings, master_key, tmp_pa
     encrypt_file(src, archived, master_key)
     argv = [a.format(tmp=tmp_path, archived=archived) for a in argv]
     cli.main([*argv, "--reason", "court order 17", "--who", "steward-c"])
-    [entry] = audit_entries()
+    entry, *ended = audit_entries()
     assert entry["action"] == action and entry["who"] == "steward-c" and entry["reason"] == "court order 17"
     assert {k: entry[k] for k in details} == details
     assert "QUILL" not in json.dumps(entry) and "P1" not in json.dumps(entry)
-    assert audit.verify_audit(settings) == 1
+    # A pair's second entry ends the same action; every other command writes one entry.
+    assert [(e["action"], e["outcome"]) for e in ended] == ([(action, "failed")] if "outcome" in details else [])
+    assert audit.verify_audit(settings) == 1 + len(ended)
 
 
 @pytest.mark.parametrize("name", STEWARD_COMMANDS)
