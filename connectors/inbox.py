@@ -28,6 +28,8 @@ import shutil
 import stat
 import tempfile
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +41,7 @@ import pyarrow as pa
 from connectors import dropcrypt
 from leadhub.core.agreements import AgreementError, agreement_for
 from leadhub.core.archive import decrypt_to, encrypt_file
+from leadhub.core.clock import CLOCK, since
 from leadhub.core.contracts import Contract, ContractError, contract_for_file
 from connectors.inbox_files import (
     SAFE_NAME, STABLE_SECONDS, check_unchanged, file_sha256, is_stable, move_aside, open_checked, pending_files)
@@ -55,6 +58,9 @@ log = logging.getLogger(__name__)
 # DuckDB's memory during intake (MB); beyond it, a large uncommitted load spills to temporary
 # files, so a 2 GB delivery needs no more memory than a small one. Overridable for big machines.
 INTAKE_MEMORY_LIMIT = f"{int(os.environ.get('LEADHUB_INTAKE_MEMORY_MB', '256'))}MB"
+# Chunks waiting for the validation thread (see Intake._insert_streamed): more would let it fall
+# behind without bound; fewer would leave the reader idle while a chunk is validated.
+VALIDATION_BACKLOG = 2
 # Temporary files of the hub's own naming in the archive and quarantine folders
 # ("<file_id>__<name>.enc.tmp", "<file_id>__<name>.tmp"): a run killed while writing one
 # leaves it behind, and the next run removes it. Agency files never have this shape.
@@ -88,9 +94,13 @@ def _arrow_schema(contract: Contract) -> pa.Schema:
                       if name != "_batch_id"])
 
 
-def _to_arrow(contract: Contract, rows: list[int], cols: dict[str, list]) -> pa.Table:
+def _to_arrow(contract: Contract, rows: list[int], cols: dict) -> pa.Table:
+    """Staging columns (Arrow arrays or lists) of one chunk as a table of the staging schema."""
     schema = _arrow_schema(contract)
-    arrays = [pa.array(rows if f.name == "_row_number" else cols[f.name], type=f.type) for f in schema]
+    arrays = []
+    for f in schema:
+        values = rows if f.name == "_row_number" else cols[f.name]
+        arrays.append(values.cast(f.type) if isinstance(values, pa.Array) else pa.array(values, type=f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
@@ -305,7 +315,8 @@ class Intake:
         except RejectedFile as err:
             return refuse(err.rule, err.detail)
         try:
-            sha, size = file_sha256(fd)
+            with CLOCK.timed("ledger"):
+                sha, size = file_sha256(fd)
             file_id = f"{received:%Y%m%dT%H%M%S%f}-{sha[:12]}"
             if contract is None:
                 return refuse("unknown_file_name", f"no {agency} contract matches this file name",
@@ -332,7 +343,9 @@ class Intake:
                 file_id, received = resumed
                 self._file_id = file_id
             archive = self.settings.archive_dir / agency / f"{file_id}__{name}.enc"
-            if encrypt_file(fd, archive, self.key) != sha:
+            with CLOCK.timed("ledger"):
+                archived = encrypt_file(fd, archive, self.key)
+            if archived != sha:
                 # Written to since it was hashed: this archive copy is not the file the ledger names.
                 archive.unlink(missing_ok=True)
                 detail = "the file was written to while it was being taken"
@@ -426,16 +439,17 @@ class Intake:
         the database file as it goes (spilling past ``INTAKE_MEMORY_LIMIT``).
         """
         check = self.stages.validator(d.contract, datetime.now())
-        # Seconds per stage, logged once per file: the stages run interleaved, chunk by chunk.
-        spent = {"read": 0.0, "pseudonymize": 0.0, "validate": 0.0}
+        # Seconds per stage (leadhub.core.clock), logged once per file: the stages run
+        # interleaved, chunk by chunk.
+        before = CLOCK.snapshot()
         self.con.execute("BEGIN")
-        started = time.perf_counter()
         try:
-            self._insert_streamed(d, check, spent)
+            self._insert_streamed(d, check)
             dropped = drop_sealed(self.settings, self.con, self.key, d.contract, d.batch_id)  # never loaded
             d.sealed = len(dropped.rows)
-            outcome = check.outcome(self.con, d.batch_id)
-            removal = self._removal(d.contract, d.name, d.batch_id) if self.volume_guard else None
+            with CLOCK.timed("validate"):
+                outcome = check.outcome(self.con, d.batch_id)
+                removal = self._removal(d.contract, d.name, d.batch_id) if self.volume_guard else None
         except RejectedFile as err:
             self.con.execute("ROLLBACK")
             self.con.unregister("incoming_file")  # only possible once the failed transaction is gone
@@ -444,10 +458,10 @@ class Intake:
             self.con.execute("ROLLBACK")
             self.con.unregister("incoming_file")
             raise
-        spent["load"] = max(0.0, time.perf_counter() - started - sum(spent.values()))
         d.rows = check.rows
-        for stage, seconds in spent.items():  # one line per stage; names and counts only
-            log.info("%s/%s: %s %s rows in %.1f s", d.agency, d.name, stage, f"{d.rows:,}", seconds)
+        for stage, seconds in since(before).items():  # one line per stage; names and counts only
+            if stage != "ledger":  # hashing and archiving came before, the commit is still to come
+                log.info("%s/%s: %s %s rows in %.1f s", d.agency, d.name, stage, f"{d.rows:,}", seconds)
         limit = check.max_removed_share
         if removal and outcome.success and removal[1] > limit * removal[0]:
             return self._hold(d, *removal, limit)
@@ -457,16 +471,24 @@ class Intake:
         try:
             # The archived original loses what an order sealed too, before the commit.
             redact_archived(self.settings, self.con, self.key, d.contract, d.file_id, d.batch_id, d.source, dropped)
-            accepted = self._commit(d, outcome)
+            with CLOCK.timed("ledger"):
+                accepted = self._commit(d, outcome)
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
         d.path.unlink()  # the archive copy and the committed ledger row are durable by now
         return accepted
 
-    def _insert_streamed(self, d: _Delivery, check: FileValidator, spent: dict[str, float]) -> None:
+    def _insert_streamed(self, d: _Delivery, check: FileValidator) -> None:
         """One INSERT of the whole file into staging, fed chunk by chunk (inside the open
-        transaction); a failure of the stream is re-raised as itself (it names file, row, rule)."""
+        transaction); a failure of the stream is re-raised as itself (it names file, row, rule).
+
+        Each chunk is validated on a thread of its own while the next chunk is read and
+        pseudonymized and DuckDB inserts this one: the validator is Python, but the reader's
+        Arrow work, the HMACs and DuckDB's insert run outside the GIL much of the time, so
+        the two share two cores. One worker validates the chunks in file order, and at most
+        ``VALIDATION_BACKLOG`` chunks wait for it, so memory stays bounded.
+        """
         from tqdm import tqdm
 
         bar = tqdm(desc=d.name[:40], unit="rows", unit_scale=True, leave=False, disable=not self.progress)
@@ -475,42 +497,57 @@ class Intake:
         insert_rows = (f"INSERT INTO staging.{d.contract.name} ({', '.join(cols)}) "
                        f"SELECT {select} FROM incoming_file")
         failure: list[BaseException] = []  # what stopped the stream, re-raised as itself below
+        inside = 0.0  # seconds spent producing chunks; the rest of the INSERT is DuckDB loading them
 
-        def chunks():
+        def validate(table: pa.Table) -> None:
+            with CLOCK.timed("validate"):
+                check.add(table)
+
+        def chunks(pool: ThreadPoolExecutor):
+            pending: deque[Future] = deque()
             try:
-                reader = read_chunks(d.source, d.contract, display_name=d.name, chunk_rows=self.chunk_rows)
-                while True:
-                    started = time.perf_counter()
-                    chunk = next(reader, None)
-                    spent["read"] += time.perf_counter() - started
-                    if chunk is None:
-                        break
-                    numbers, values = chunk
-                    started = time.perf_counter()
-                    table = _to_arrow(d.contract, numbers, self.stages.pseudonymize(d.contract, values))
-                    del values, chunk  # the only copy of this chunk's raw identifiers
-                    spent["pseudonymize"] += time.perf_counter() - started
-                    started = time.perf_counter()
-                    check.add(table)
-                    spent["validate"] += time.perf_counter() - started
+                for numbers, values in read_chunks(d.source, d.contract, display_name=d.name,
+                                                   chunk_rows=self.chunk_rows, arrow=True):
+                    staged = self.stages.pseudonymize(d.contract, values)
+                    del values  # the only copy of this chunk's raw identifiers
+                    with CLOCK.timed("load"):
+                        table = _to_arrow(d.contract, numbers, staged)
+                    while len(pending) >= VALIDATION_BACKLOG:
+                        pending.popleft().result()
+                    pending.append(pool.submit(validate, table))
                     bar.update(table.num_rows)
                     yield from table.to_batches()
+                while pending:
+                    pending.popleft().result()
                 if d.opened is not None:  # the rows parsed are the bytes hashed and archived
                     check_unchanged(d.source, d.name, d.opened)
             except BaseException as e:
                 failure.append(e)
                 raise
 
-        self.con.register("incoming_file",
-                          pa.RecordBatchReader.from_batches(_arrow_schema(d.contract), chunks()))
-        try:
-            self.con.execute(insert_rows, [d.batch_id])
-        except Exception:
-            if failure:  # DuckDB wraps errors of the stream; the original names file, row and rule
-                raise failure[0] from None
-            raise
-        finally:
-            bar.close()
+        def timed(batches):
+            nonlocal inside
+            while True:
+                started = time.perf_counter()
+                batch = next(batches, None)
+                inside += time.perf_counter() - started
+                if batch is None:
+                    return
+                yield batch
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(1, thread_name_prefix="validate") as pool:
+            self.con.register("incoming_file",
+                              pa.RecordBatchReader.from_batches(_arrow_schema(d.contract), timed(chunks(pool))))
+            try:
+                self.con.execute(insert_rows, [d.batch_id])
+            except Exception:
+                if failure:  # DuckDB wraps errors of the stream; the original names file, row and rule
+                    raise failure[0] from None
+                raise
+            finally:
+                bar.close()
+        CLOCK.add("load", time.perf_counter() - started - inside)
         self.con.unregister("incoming_file")
 
     def _hold(self, d: _Delivery, current: int, removed: int, limit: float) -> FileOutcome:

@@ -47,7 +47,7 @@ class FileCheck:
 
     def add(self, table: pa.Table) -> None:
         """Validate one chunk of staging rows (staging columns minus ``_batch_id``)."""
-        self._tally(validate_batch(self.contract, table.to_pandas(), now=self.now), table.num_rows)
+        self._tally(validate_batch(self.contract, table, now=self.now), table.num_rows)
         self.stats = batch_stats(table, into=self.stats)
 
     def _tally(self, outcome: ValidationOutcome, rows: int) -> None:

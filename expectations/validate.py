@@ -166,16 +166,17 @@ def _prepared_for_gx(contract: Contract, df: pd.DataFrame) -> pd.DataFrame:
     microsecond timestamps and int32, which made that check the slowest of a suite. So dates
     become nanosecond datetimes (unless a value lies beyond 2262, which only the slow path
     can compare) and other integer columns become float64 (exact for these magnitudes, and
-    the way pandas holds an integer column with gaps anyway). Coded columns (a handful of
-    distinct values) become categoricals: GX filters the whole frame once per column check,
-    and copying category codes is far cheaper than copying strings.
+    the way pandas holds an integer column with gaps anyway). Text columns become
+    categoricals: GX filters the whole frame once per column check (the rows where that
+    column is not null), and copying category codes is far cheaper than copying strings,
+    above all the long tokens and encodings (on 50,000 staged jail rows, 0.28 s a chunk
+    instead of 0.44 s; see bench/README.md).
     """
     dates = {c.name for c in contract.plain_columns if c.type in ("date", "timestamp")}
-    coded = {c.name for c in contract.plain_columns if c.known_values is not None or c.reference}
     changes = {}
     for name in df.columns:
         column = df[name]
-        if name in coded and pd.api.types.is_string_dtype(column):
+        if pd.api.types.is_string_dtype(column) and not isinstance(column.dtype, pd.CategoricalDtype):
             column = column.astype("category")
         elif name in dates:
             if not pd.api.types.is_datetime64_any_dtype(column):
@@ -196,15 +197,16 @@ def validate_batch(contract: Contract, df: "pd.DataFrame | pa.Table",
                    now: datetime | None = None) -> ValidationOutcome:
     """Run the contract's stored suite on a staging frame (staging columns minus ``_batch_id``).
 
-    ``df`` is a pandas frame or the intake's Arrow table. An Arrow table is handed to GX as
-    Arrow-backed pandas (no copy of strings into Python objects), which on a million rows
-    validated in about half the time of ``Table.to_pandas()`` (see bench/validation.py).
+    ``df`` is a pandas frame or the intake's Arrow table. An Arrow table's text columns are
+    dictionary-encoded by Arrow and arrive as the categoricals ``_prepared_for_gx`` wants,
+    without a copy of every string into Python.
     ``success`` is False when any critical expectation failed or errored;
     warnings are reported but never block a batch. ``now`` bounds the
     "not in the future" checks (default: the current local time).
     """
     if isinstance(df, pa.Table):
-        df = df.to_pandas(types_mapper=pd.ArrowDtype)
+        df = pa.table([c.dictionary_encode() if pa.types.is_string(c.type) else c for c in df.columns],
+                      names=df.column_names).to_pandas()
     suite = _gx_suite(contract.name)
     batch = _batch_definition(contract.name).get_batch(
         batch_parameters={"dataframe": _prepared_for_gx(contract, df)})

@@ -29,6 +29,11 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Callable
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from leadhub.core.clock import CLOCK
 from leadhub.core.contracts import Contract
 from leadhub.core.keys import MasterKey
 from leadhub.core.warehouse import ENCODING_COLUMNS, NAME_DOB_TOKEN, TOKEN_COLUMNS
@@ -155,17 +160,46 @@ class Pseudonymizer:
             return None
         return self.token("namedob", f"{last_n}|{first_n}|{dob.isoformat()}")
 
-    def columns(self, contract: Contract, cols: dict[str, list]) -> dict[str, list]:
-        """Typed column lists of one chunk -> staging column lists without identifiers.
+    def columns(self, contract: Contract, cols: dict) -> dict:
+        """Typed columns of one chunk -> staging columns without identifiers.
 
-        ``cols`` maps every contract column to its parsed values (dates as
-        ``date``, timestamps as ``datetime``); identifier lists are consumed
-        and not returned. Each column is mapped through its memo in one C-level
-        loop: no per-row Python call on a repeated value.
+        ``cols`` maps every contract column to its parsed values, Python lists
+        (dates as ``date``, timestamps as ``datetime``) or Arrow arrays (what
+        ``read_chunks(arrow=True)`` gives); the staging columns come back in the
+        same form. Identifier lists are consumed and not returned.
+
+        A person's identifiers repeat on every row of theirs (charges, bookings),
+        so the distinct combinations of a chunk's identifier columns are
+        pseudonymized and encoded once, each column through its memo in one
+        C-level loop, and the results spread over the rows with one ``take``.
         """
+        as_arrow = any(isinstance(v, (pa.Array, pa.ChunkedArray)) for v in cols.values())
         n = len(next(iter(cols.values()))) if cols else 0
         out = {c.name: cols[c.name] for c in contract.plain_columns}
-        by_role = {c.identifier: cols[c.name] for c in contract.identifier_columns}
+        by_role = {c.identifier: _as_array(cols[c.name]) for c in contract.identifier_columns}
+        first, groups = _distinct_rows(list(by_role.values()), n)
+        distinct = {role: values.take(first).to_pylist() for role, values in by_role.items()}
+        with CLOCK.timed("pseudonymize"):
+            staged = self._tokens_of(contract, distinct)
+        with CLOCK.timed("encode"):
+            staged.update(self.encodings(distinct))
+        with CLOCK.timed("pseudonymize"):
+            spread = pa.array(groups)
+            for column, values in staged.items():
+                spread_values = pa.array(values, pa.string()).take(spread)
+                out[column] = spread_values if as_arrow else spread_values.to_pylist()
+            if contract.age_at:
+                events = cols[contract.age_at]
+                if not isinstance(events, (pa.Array, pa.ChunkedArray)):  # a list may mix dates and datetimes
+                    events = [e.date() if isinstance(e, datetime) else e for e in events]
+                age = _age_on(by_role["dob"], _as_array(events))
+                out["age_at_event"] = age if as_arrow else age.to_pylist()
+            out["key_id"] = pa.array([self.key_id] * n, pa.string()) if as_arrow else [self.key_id] * n
+        return out
+
+    def _tokens_of(self, contract: Contract, by_role: dict[str, list]) -> dict[str, list]:
+        """Exact token columns for the identifier roles present (lists, one value per row)."""
+        out = {}
         if "agency_person_id" in by_role:
             out[TOKEN_COLUMNS["agency_person_id"]] = _mapped(
                 self._person_id_function(contract.agency), by_role["agency_person_id"])
@@ -175,10 +209,35 @@ class Pseudonymizer:
         if {"last_name", "first_name", "dob"} <= by_role.keys():
             out[NAME_DOB_TOKEN] = _mapped(self._name_dob, by_role["last_name"], by_role["first_name"],
                                           by_role["dob"])
-        if contract.age_at:
-            age_on = normalize.age_on
-            out["age_at_event"] = [age_on(d, e.date() if isinstance(e, datetime) else e)
-                                   for d, e in zip(by_role["dob"], cols[contract.age_at])]
-        out.update(self.encodings(by_role))
-        out["key_id"] = [self.key_id] * n
         return out
+
+
+def _as_array(values) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    return values if isinstance(values, pa.Array) else pa.array(values)
+
+
+def _distinct_rows(columns: list[pa.Array], n: int) -> tuple[pa.Array, np.ndarray]:
+    """(the first row of each distinct combination of ``columns``' values, each row's combination).
+
+    Each column is dictionary-encoded (nulls a value of their own) and the codes are
+    combined column by column, renumbered after each so the numbers stay below ``n``.
+    """
+    groups = np.zeros(n, dtype=np.int64)
+    for values in columns:
+        if values.type == pa.null():
+            continue
+        encoded = values.dictionary_encode()
+        codes = encoded.indices.fill_null(-1).to_numpy().astype(np.int64) + 1
+        _, groups = np.unique(groups * (len(encoded.dictionary) + 1) + codes, return_inverse=True)
+    _, first = np.unique(groups, return_index=True)
+    return pa.array(first), groups.reshape(-1)
+
+
+def _age_on(dob: pa.Array, when: pa.Array) -> pa.Array:
+    """``normalize.age_on`` over whole columns: whole years from birth date to event (NULL if either is)."""
+    dob, when = dob.cast(pa.date32()), when.cast(pa.date32()) if when.type != pa.date32() else when
+    before = pc.or_(pc.less(pc.month(when), pc.month(dob)),
+                    pc.and_(pc.equal(pc.month(when), pc.month(dob)), pc.less(pc.day(when), pc.day(dob))))
+    return pc.subtract(pc.subtract(pc.year(when), pc.year(dob)), before.cast(pa.int64()))

@@ -29,6 +29,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
+import pyarrow as pa
+
+from leadhub.core.clock import CLOCK
 from leadhub.core.contracts import Column, Contract
 from leadhub.core.errors import RejectedFile
 
@@ -41,6 +45,10 @@ XLSX_MAX_UNCOMPRESSED = 4 * 1024**3
 # A header name is echoed in a reason only if it looks like a column name; anything else
 # could be a data row mistaken for the header, i.e. identifiers.
 _SHOWABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ]{0,63}$")
+
+# Column types as Arrow types: what ``read_chunks(arrow=True)`` yields and intake loads.
+ARROW_TYPES = {"string": pa.string(), "integer": pa.int64(), "decimal": pa.float64(),
+               "date": pa.date32(), "timestamp": pa.timestamp("us")}
 
 Record = tuple[int, list]  # (1-based data row number, cells in contract column order)
 Source = Path | int  # a file name, or a descriptor the caller opened once (see connectors.inbox)
@@ -349,15 +357,80 @@ def _xlsx_records(path: Source, contract: Contract, name: str) -> Iterator[Recor
 _SOURCES = {"csv": _csv_records, "tsv": _csv_records, "jsonl": _jsonl_records, "xlsx": _xlsx_records}
 
 
+def _convert_column(values, conv: Callable, arrow_type: pa.DataType, text_only: bool):
+    """One column of a chunk -> (typed Arrow array, numpy mask of unreadable cells).
+
+    Cells repeat a great deal (dates, codes, a person's name on every row), so
+    each distinct cell is converted once and the results are spread with one
+    ``take``. Text cells are deduplicated by Arrow; typed cells (xlsx, jsonl) by
+    (type, value), so True is never taken for 1; an unhashable cell (a JSON list)
+    is converted on its own and refused.
+    """
+    if text_only:
+        encoded = pa.array(values, pa.string()).dictionary_encode()
+        distinct, codes = encoded.dictionary.to_pylist(), encoded.indices.to_numpy()
+    else:
+        index: dict = {}
+        try:
+            codes = np.fromiter((index.setdefault((type(v), v), len(index)) for v in values),
+                                dtype=np.int64, count=len(values))
+            distinct = [v for _, v in index]
+        except TypeError:
+            distinct, codes = list(values), np.arange(len(values))
+    converted, bad = [], []
+    for i, cell in enumerate(distinct):
+        try:
+            converted.append(conv(cell))
+        except ValueError:
+            converted.append(None)
+            bad.append(i)
+    typed = pa.array(converted, arrow_type).take(pa.array(codes))
+    return typed, np.isin(codes, bad) if bad else None
+
+
+def _typed_chunk(name: str, contract: Contract, converters: list[Callable], text_only: bool,
+                 rows: list[int], records: list[list]) -> list[pa.Array]:
+    """Records of one chunk -> one typed Arrow array per contract column.
+
+    Refuses the first broken cell in file order (the earliest row, and in it the
+    first column), exactly as a cell-by-cell reading would.
+    """
+    first: tuple[int, int, str] | None = None  # (row index, column index, rule) of the earliest refusal
+    arrays = []
+    for i, (col, cells, conv) in enumerate(zip(contract.columns, zip(*records), converters)):
+        typed, unreadable = _convert_column(cells, conv, ARROW_TYPES[col.type], text_only)
+        arrays.append(typed)
+        broken = unreadable
+        if not col.nullable and typed.null_count:
+            broken = typed.is_null().to_numpy(zero_copy_only=False)
+        if broken is None or not broken.any():
+            continue
+        at = int(broken.argmax())
+        if first is None or at < first[0]:
+            rule = _rule_for(col) if unreadable is not None and unreadable[at] else "not_null"
+            first = (at, i, rule)
+    if first is not None:
+        at, i, rule = first
+        col = contract.columns[i]
+        if rule == "not_null":
+            raise RejectedFile(name, "not_null", f"column {col.name} is empty", row=rows[at])
+        expect = f" (expected {' or '.join(col.formats)})" if col.formats else ""
+        raise RejectedFile(name, rule, f"column {col.name} cannot be read as {col.type}{expect}", row=rows[at])
+    return arrays
+
+
 def read_chunks(path: Source, contract: Contract, display_name: str | None = None,
-                chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[list[int], dict[str, list]]]:
+                chunk_rows: int = CHUNK_ROWS, arrow: bool = False) -> Iterator[tuple[list[int], dict]]:
     """Yield (row_numbers, {column: values}) chunks of a delivered file.
 
     ``path`` may be an open descriptor (then ``display_name`` is required).
     ``display_name`` is the name used in errors (e.g. the delivered name of a
-    file decrypted to a temporary path). Raises RejectedFile on the first
-    broken rule; the caller must treat the whole file as rejected (nothing of
-    it is loaded), so chunks already yielded must be discarded.
+    file decrypted to a temporary path). Values are Python lists, or with
+    ``arrow`` typed Arrow arrays (``ARROW_TYPES``; what intake loads). Raises
+    RejectedFile on the first broken rule, in file order; the caller must treat
+    the whole file as rejected (nothing of it is loaded), so chunks already
+    yielded must be discarded. Time goes to ``CLOCK`` as parse (rows and
+    fields, shape checks) and normalize (typed cells, not-null).
     """
     if display_name is None and isinstance(path, int):
         raise TypeError("read_chunks needs display_name when reading a descriptor")
@@ -368,28 +441,30 @@ def read_chunks(path: Source, contract: Contract, display_name: str | None = Non
         raise RejectedFile(name, "format", f"format {fmt.type} is not readable")
     text_only = fmt.type in ("csv", "tsv")
     converters = [(_converter if text_only else _typed_converter)(c) for c in contract.columns]
-    required = [not c.nullable for c in contract.columns]
     expected = contract.column_names
-    rows: list[int] = []
-    cols: list[list] = [[] for _ in expected]
-    for row_no, record in source(path, contract, name):
-        for i, (cell, conv) in enumerate(zip(record, converters)):
+    records_of = source(path, contract, name)
+    while True:
+        rows: list[int] = []
+        records: list[list] = []
+        stopped: RejectedFile | None = None
+        with CLOCK.timed("parse"):
             try:
-                value = conv(cell)
-            except ValueError:
-                col = contract.columns[i]
-                expect = f" (expected {' or '.join(col.formats)})" if col.formats else ""
-                raise RejectedFile(name, _rule_for(col),
-                                   f"column {col.name} cannot be read as {col.type}{expect}",
-                                   row=row_no) from None
-            if value is None and required[i]:
-                raise RejectedFile(name, "not_null", f"column {expected[i]} is empty", row=row_no)
-            cols[i].append(value)
-        rows.append(row_no)
-        if len(rows) >= chunk_rows:
-            yield rows, dict(zip(expected, cols))
-            rows, cols = [], [[] for _ in expected]
-    if rows:
-        yield rows, dict(zip(expected, cols))
+                for row_no, record in records_of:
+                    rows.append(row_no)
+                    records.append(record)
+                    if len(rows) >= chunk_rows:
+                        break
+            except RejectedFile as e:
+                stopped = e  # refused after the cells read so far: an earlier broken cell comes first
+        if rows:
+            with CLOCK.timed("normalize"):
+                arrays = _typed_chunk(name, contract, converters, text_only, rows, records)
+                del records
+                cols = dict(zip(expected, arrays if arrow else [a.to_pylist() for a in arrays]))
+        if stopped is not None:
+            raise stopped
+        if not rows:
+            return
+        yield rows, cols
     # A file with a header and no data rows is a valid delivery of zero rows: for an
     # incremental extract "nothing happened", for a full-history one the volume guard decides.

@@ -185,7 +185,8 @@ def test_stage_log_lines_name_counts_never_values(settings, master_key, caplog):
     with caplog.at_level(logging.INFO, logger="connectors.inbox"):
         ingest_agency(settings, "treatment", master_key)
     stages = [r.getMessage() for r in caplog.records if " rows in " in r.getMessage()]
-    assert [m.split(": ")[1].split()[0] for m in stages] == ["read", "pseudonymize", "validate", "load"]
+    assert [m.split(": ")[1].split()[0] for m in stages] == ["parse", "normalize", "pseudonymize", "encode",
+                                                                 "validate", "load"]
     assert all("4 rows" in m for m in stages)
     assert not any("Surname" in r.getMessage() or "C00001" in r.getMessage() for r in caplog.records)
 
