@@ -130,12 +130,12 @@ def justice_counts(settings: Settings, out_dir=None, year: int | None = None) ->
     Reads the warehouse itself, not the snapshot: the snapshot follows the ``evaluation``
     purpose, these files the ``justice_counts`` purpose of each agency's agreement. For the
     same reason they go to the steward's folder, not to the reports the analysts read.
-    from leadhub.core.audit import steward_dir
     """
-    from leadhub.core.files import make_private_dir
     from pathlib import Path
 
+    from leadhub.core.audit import steward_dir
     from leadhub.core.errors import LeadHubError
+    from leadhub.core.files import make_private_dir
     from leadhub.core.warehouse import connect, utcnow
     from transforms.justice_counts import write_justice_counts
 
