@@ -1,26 +1,31 @@
-"""Benchmark: the hub's intake of a large extract next to DuckDB reading the same file bare.
+"""Benchmark: the hub's intake of a large extract, stage by stage, next to DuckDB loading it bare.
 
-Shows that a large extract is taken in bounded memory: the same jail bookings
-file is written at two sizes (1x and 4x by default) and, for each size, three
-things run in their own child process so each peak RSS is that thing's alone:
+For each size (100,000, 1 million and 10 million rows by default) the same jail
+bookings file is written and two things run, each in its own child process so
+each peak RSS is that thing's alone:
 
-  hub intake       connectors.inbox.ingest_agency on a fresh data directory: hash,
-                   encrypted archive, parse, pseudonymize, GX validation per chunk,
-                   load into DuckDB in one transaction (everything a real delivery gets);
-  duckdb count     SELECT count(*) FROM read_csv(file);
-  duckdb CTAS      CREATE TABLE ... AS SELECT * FROM read_csv(file) into a fresh DuckDB file.
+  hub intake  connectors.inbox.ingest_agency with the pipeline's stages, on a fresh
+              data directory: hash, encrypted archive, parse, normalize, pseudonymize,
+              encode, GX validation per chunk, load into DuckDB in one transaction,
+              ledger (everything a real delivery gets);
+  duckdb CTAS CREATE TABLE ... AS SELECT * FROM read_csv(file) into a fresh DuckDB file,
+              the baseline.
 
-Peak memory is ``ru_maxrss`` of each child (``os.wait4``), so it includes the
-interpreter and its imports. Rows per second are timed inside the child,
-around the measured work only.
+The hub's seconds per stage come from the intake itself (``leadhub.core.clock``,
+which every stage fills as it runs), not from a re-implementation. Validation runs on
+a thread beside the other stages, so the stages add up to more than the wall time.
+Every figure is printed as a ratio of DuckDB's bare load of the same file in the same
+run: on a shared machine the seconds move from run to run, the ratios much less.
+Peak memory is ``ru_maxrss`` of each child (``os.wait4``), interpreter and imports
+included; the hub's must not grow with the file.
 
 The file is built from the synthetic generator's jail bookings (synthetic)
 repeated with a suffix on booking_id so that the primary key stays unique and
 every row passes validation.
 
-    .venv/bin/python bench/intake.py --quick           # 25 MB and 100 MB, about a minute or two
-    .venv/bin/python bench/intake.py                   # 512 MB and 2 GB (the issue's scale)
-    .venv/bin/python bench/intake.py --size 256 --scales 1,2,4
+    .venv/bin/python bench/intake.py --quick              # 100k and 1M rows: a few minutes
+    .venv/bin/python bench/intake.py                      # 100k, 1M and 10M rows
+    .venv/bin/python bench/intake.py --rows 2000000 --work /big/disk
 """
 
 from __future__ import annotations
@@ -48,8 +53,8 @@ def base_extract(work: Path, people: int, seed: int) -> Path:
     return work / "gen" / "inbox" / "jail" / FILE_NAME
 
 
-def build_file(base: Path, target: Path, size_bytes: int) -> int:
-    """Repeat the base file's rows until ``size_bytes``; returns the data row count.
+def build_file(base: Path, target: Path, rows: int) -> int:
+    """Repeat the base file's rows up to ``rows`` data rows; returns the count written.
 
     Repetition r renames booking B123 to B123r<r>, so (booking_id, charge_seq)
     stays unique and the file passes every critical check like the original.
@@ -57,17 +62,16 @@ def build_file(base: Path, target: Path, size_bytes: int) -> int:
     with open(base, encoding="utf-8") as f:
         header = f.readline()
         body = [line.split(",", 1) for line in f]
-    rows = 0
+    written = 0
     with open(target, "w", encoding="utf-8", newline="") as out:
         out.write(header)
-        written, rep = len(header), 0
-        while written < size_bytes:
-            chunk = "".join(f"{b}r{rep},{rest}" for b, rest in body)
-            out.write(chunk)
-            written += len(chunk)
-            rows += len(body)
+        rep = 0
+        while written < rows:
+            part = body[:rows - written]
+            out.write("".join(f"{b}r{rep},{rest}" for b, rest in part))
+            written += len(part)
             rep += 1
-    return rows
+    return written
 
 
 # --- the measured children -----------------------------------------------------------------------
@@ -77,6 +81,7 @@ def child_hub(path: Path, work: Path) -> dict:
     os.environ["LEADHUB_DATA_DIR"] = str(work / "data")
     os.environ["LEADHUB_KEY_FILE"] = str(work / "keys" / "master.key")
     os.environ["LEADHUB_MAX_FILE_MB"] = str(1 << 20)
+    from leadhub.core.clock import CLOCK
     from leadhub.pipeline import ingest_agency
     from expectations.validate import datasource
     from leadhub.core.keys import MasterKey, create_key_file
@@ -92,24 +97,22 @@ def child_hub(path: Path, work: Path) -> dict:
     dropped = inbox / FILE_NAME
     shutil.copyfile(path, dropped)  # a copy (intake refuses hard links); the benchmark file stays
     os.utime(dropped, (1, 1))
+    CLOCK.reset()
     start = time.perf_counter()
     [outcome] = ingest_agency(settings, "jail", key)
     seconds = time.perf_counter() - start
     if outcome["status"] != "accepted":
         raise SystemExit(f"benchmark file was not accepted: {outcome['reason']}")
-    return {"rows": outcome["rows"], "seconds": seconds}
+    return {"rows": outcome["rows"], "seconds": seconds, "stages": CLOCK.snapshot()}
 
 
-def child_duckdb(path: Path, work: Path, mode: str) -> dict:
+def child_duckdb(path: Path, work: Path) -> dict:
     import duckdb
 
     con = duckdb.connect(str(work / "bare.duckdb"))
     start = time.perf_counter()
-    if mode == "count":
-        [(rows,)] = con.execute("SELECT count(*) FROM read_csv(?)", [str(path)]).fetchall()
-    else:
-        con.execute("CREATE TABLE bookings AS SELECT * FROM read_csv(?)", [str(path)])
-        [(rows,)] = con.execute("SELECT count(*) FROM bookings").fetchall()
+    con.execute("CREATE TABLE bookings AS SELECT * FROM read_csv(?)", [str(path)])
+    [(rows,)] = con.execute("SELECT count(*) FROM bookings").fetchall()
     seconds = time.perf_counter() - start
     con.close()
     return {"rows": rows, "seconds": seconds}
@@ -133,72 +136,73 @@ def measure(kind: str, path: Path, work: Path) -> dict:
 
 # --- the report ----------------------------------------------------------------------------------
 
-LABELS = {"hub": "hub intake", "count": "duckdb count(*)", "ctas": "duckdb CREATE TABLE AS"}
+def _rows(text: str) -> list[int]:
+    units = {"k": 1_000, "m": 1_000_000}
+    return [int(float(t[:-1]) * units[t[-1].lower()]) if t[-1].lower() in units else int(t)
+            for t in text.split(",")]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", type=int, default=512, help="size of the 1x file in MB (default 512: 4x = 2 GB)")
-    p.add_argument("--scales", default="1,4", help="file sizes as multiples of --size (default 1,4)")
-    p.add_argument("--quick", action="store_true", help="small run: --size 25")
+    p.add_argument("--rows", default="100k,1m,10m", help="file sizes in data rows (default 100k,1m,10m)")
+    p.add_argument("--quick", action="store_true", help="100k and 1m rows only")
     p.add_argument("--people", type=int, default=3000, help="people in the synthetic base extract")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--work", type=Path, help="scratch directory (default: a new temporary one); "
-                   "needs about 2x the largest file free")
+                   "needs about 3x the largest file free (10m rows: 1.4 GB)")
     p.add_argument("--child", nargs=3, metavar=("KIND", "FILE", "WORK"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.child:
         kind, file, work = args.child
-        result = child_hub(Path(file), Path(work)) if kind == "hub" else child_duckdb(Path(file), Path(work), kind)
+        result = child_hub(Path(file), Path(work)) if kind == "hub" else child_duckdb(Path(file), Path(work))
         print(json.dumps(result))
         return 0
 
-    size_mb = 25 if args.quick else args.size
-    scales = [int(s) for s in args.scales.split(",")]
+    sizes = _rows("100k,1m" if args.quick else args.rows)
     work = Path(tempfile.mkdtemp(prefix="leadhub-bench-", dir=args.work))
     try:
         print(f"building the base extract ({args.people} synthetic people) in {work} ...", flush=True)
         base = base_extract(work, args.people, args.seed)
-        rows_out = []
-        for scale in scales:
-            path = work / f"{scale}x" / FILE_NAME
+        measured = []
+        for wanted in sizes:
+            path = work / f"{wanted}" / FILE_NAME
             path.parent.mkdir()
-            rows = build_file(base, path, scale * size_mb * 1024**2)
+            rows = build_file(base, path, wanted)
             size = path.stat().st_size / 1024**2
-            print(f"{scale}x: {size:,.0f} MB, {rows:,} rows; measuring ...", flush=True)
-            results = {kind: measure(kind, path, work) for kind in ("hub", "count", "ctas")}
+            print(f"{rows:,} rows, {size:,.0f} MB: measuring ...", flush=True)
+            results = {kind: measure(kind, path, work) for kind in ("ctas", "hub")}
             for kind, r in results.items():
                 if r["rows"] != rows:
                     raise SystemExit(f"{kind} read {r['rows']:,} rows, expected {rows:,}")
-            rows_out.append((scale, size, rows, results))
+            measured.append((rows, size, results))
             path.unlink()
-        _print_table(rows_out)
+        _print_tables(measured)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
-def _print_table(measured) -> None:
-    head = (f"{'file':>5} {'MB':>7} {'rows':>11}  {'reader':<24} {'seconds':>8} {'rows/s':>10} "
-            f"{'peak MB':>8}  {'hub/this rows/s':>15} {'hub/this peak':>13}")
+def _print_tables(measured) -> None:
+    from leadhub.core.clock import STAGES
+
+    head = (f"{'rows':>11} {'MB':>6}  {'duckdb s':>8} {'hub s':>7} {'hub/duckdb':>10}  "
+            + " ".join(f"{s:>12}" for s in STAGES) + f"  {'peak MB duckdb':>14} {'hub':>6}")
     print()
+    print("time as a multiple of DuckDB's bare CREATE TABLE AS of the same file (stages overlap:")
+    print("validation runs beside the others); peak resident memory of each child process")
     print(head)
     print("-" * len(head))
-    for scale, size, rows, results in measured:
-        hub = results["hub"]
-        hub_rate = hub["rows"] / hub["seconds"]
-        for kind, r in results.items():
-            rate = r["rows"] / r["seconds"]
-            ratio = "" if kind == "hub" else f"{hub_rate / rate:.3f}"
-            mem = "" if kind == "hub" else f"{hub['peak_mb'] / r['peak_mb']:.2f}"
-            print(f"{str(scale) + 'x':>5} {size:>7,.0f} {rows:>11,}  {LABELS[kind]:<24} {r['seconds']:>8.1f} "
-                  f"{rate:>10,.0f} {r['peak_mb']:>8,.0f}  {ratio:>15} {mem:>13}")
-    hubs = [(scale, results["hub"]["peak_mb"]) for scale, _, _, results in measured]
-    if len(hubs) > 1:
-        (s0, m0), (s1, m1) = hubs[0], hubs[-1]
-        print(f"\nhub peak memory: {m0:,.0f} MB at {s0}x, {m1:,.0f} MB at {s1}x "
-              f"({m1 / m0:.2f}x for a {s1 / s0:.0f}x larger file)")
+    for rows, size, results in measured:
+        hub, bare = results["hub"], results["ctas"]
+        stages = " ".join(f"{hub['stages'].get(s, 0.0) / bare['seconds']:>12.2f}" for s in STAGES)
+        print(f"{rows:>11,} {size:>6,.0f}  {bare['seconds']:>8.1f} {hub['seconds']:>7.1f} "
+              f"{hub['seconds'] / bare['seconds']:>10.2f}  {stages}  {bare['peak_mb']:>14,.0f} {hub['peak_mb']:>6,.0f}")
+    if len(measured) > 1:
+        (r0, _, first), (r1, _, last) = measured[0], measured[-1]
+        m0, m1 = first["hub"]["peak_mb"], last["hub"]["peak_mb"]
+        print(f"\nhub peak memory: {m0:,.0f} MB at {r0:,} rows, {m1:,.0f} MB at {r1:,} rows "
+              f"({m1 / m0:.2f}x for a {r1 / r0:.0f}x larger file)")
 
 
 if __name__ == "__main__":
