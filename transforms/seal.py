@@ -35,7 +35,7 @@ from leadhub.core.keys import MasterKey
 from leadhub.core.redact import (REDACTABLE_FORMATS, encrypt_bytes, person_column, record_column, remove_records,
                                  renumber_rows, rewrite_original)
 from leadhub.core.sealed import (PERSON, RECORD, earlier_seal_keys, quoting_columns, seal_token, sealed_tokens,
-                                 _tokens)
+                                 token_function)
 from leadhub.core.settings import Settings
 from leadhub.core.warehouse import TOKEN_COLUMNS, connect, staging_key, utcnow
 
@@ -268,7 +268,7 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
     contracts = _agency_contracts(order)
     person_tokens = [_person_token(key, order.agency, p) for p in order.persons]
     model = current_model(settings.data_dir)
-    record_tokens = [_tokens(k, order.agency, RECORD)
+    record_tokens = [token_function(k, order.agency, RECORD)
                      for k in (key.subkey("seal"), *earlier_seal_keys(settings, key).values())]
     # The audit pair opens once the order is checked and its rewrites are ready, and closes
     # after the crosswalk and report are rebuilt (they need the warehouse connection closed).

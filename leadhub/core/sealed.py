@@ -49,10 +49,10 @@ KEYRING_MAGIC = b"LHS1"
 
 def seal_token(key: MasterKey, agency: str, kind: str, value: str) -> str:
     """The keyed token of one sealed record id (kind ``record``) or person token (``person``)."""
-    return _tokens(key.subkey("seal"), agency, kind)(value)
+    return token_function(key.subkey("seal"), agency, kind)(value)
 
 
-def _tokens(subkey: bytes, agency: str, kind: str):
+def token_function(subkey: bytes, agency: str, kind: str):
     """``seal_token`` for many values under one seal subkey (derived once: HKDF costs as much as the HMAC)."""
     prefix = f"{kind}:{agency}\x1f"
     return lambda value: hmac.digest(subkey, f"{prefix}{value.strip()}".encode(), "sha256").hex()
@@ -191,7 +191,7 @@ def drop_sealed(settings: Settings, con: duckdb.DuckDBPyConnection, key: MasterK
 def _sealed_values(con, table: str, expr: str, batch_id: str, settings: Settings, key: MasterKey,
                    agency: str, kind: str, sealed: set[str]) -> list[str]:
     """The distinct values of ``expr`` in the batch whose token, under any seal subkey, is sealed."""
-    tokens = [_tokens(subkey, agency, kind) for subkey in _subkeys(settings, key, kind)]
+    tokens = [token_function(subkey, agency, kind) for subkey in _subkeys(settings, key, kind)]
     values = con.execute(f"SELECT DISTINCT {expr} FROM {table} WHERE _batch_id = ? AND {expr} IS NOT NULL",
                          [batch_id]).fetchall()
     return [v for (v,) in values if any(token(v) in sealed for token in tokens)]

@@ -11,8 +11,6 @@ from leadhub import pipeline
 from leadhub.cli import main
 from leadhub.core import audit
 from leadhub.core.archive import MAGIC, decrypt_to
-from leadhub.core.errors import LeadHubError
-from leadhub.core.warehouse import connect
 from tests.transforms.test_link import REF_HEADER, booking, drop, BOOK_HEADER
 from transforms import crosswalk, seal
 from transforms.pseudonymize import Pseudonymizer
@@ -204,7 +202,8 @@ def test_a_redelivered_quote_of_a_sealed_record_is_blanked_in_staging_and_archiv
         batch = con.execute("SELECT batch_id FROM ops.file_ledger WHERE file_name = 'jail_bookings_20240102.csv'"
                             ).fetchone()[0]
         assert con.execute("SELECT booking_id, arrest_id FROM staging.jail_bookings WHERE _batch_id = ? ORDER BY 1",
-                           [batch]).fetchall() == [("B1", None), ("B2", None), ("B3", "ARR-102"), ("B4", "ARR-104"), ("B5", None)]
+                           [batch]).fetchall() == [("B1", None), ("B2", None), ("B3", "ARR-102"), ("B4", "ARR-104"),
+                                                   ("B5", None)]
     (archived,) = county.archive_dir.glob("jail/*jail_bookings_20240102.csv.enc")
     assert decrypted(archived, master_key) == (BOOK_HEADER + bookings.replace(",ARR-101,", ",,")).encode()
     assert seal.verify(county, master_key, seal.SealOrder("CV-6", "police", records=("ARR-101",)), who="s") == {}
