@@ -125,7 +125,7 @@ def test_resending_every_file_is_recorded_and_changes_nothing(demo_hub, demo_fil
     before = warehouse_state(hub)
     tools.drop(hub, sorted((demo_files / "inbox").glob("*/*.csv")))
     outcomes = tools.ingest_all(hub)
-    assert len(outcomes) == 7 and {o["status"] for o in outcomes} == {"duplicate"}
+    assert len(outcomes) == 8 and {o["status"] for o in outcomes} == {"duplicate"}
     build_warehouse(hub)
     after = warehouse_state(hub)
     assert after.pop("ops.file_ledger") != before.pop("ops.file_ledger")   # 7 duplicate rows added

@@ -284,7 +284,7 @@ def test_rearrest_odds_ratio_matches_hand_computation(built):
 def test_lineage_table_counts_batches(built):
     rows = {r["Extract"]: r for r in read_csv(write_report(built, today=REPORT_DAY)["batch_lineage"])}
     batches = dict(direct(built, "SELECT contract, count(*) FROM ops.batches GROUP BY contract"))
-    assert len(rows) == 7
+    assert len(rows) == 8
     for name, r in rows.items():
         assert r["Batches"] == str(batches.get(name, 0))
     assert rows["treatment_clients"]["Latest received"].startswith("2024-01-10")

@@ -21,7 +21,7 @@ def test_names_that_would_become_paths_or_sql_are_refused(tmp_path, old, new):
 
 
 def test_the_shipped_contracts_have_plain_names():
-    assert len(load_contracts()) == 7
+    assert len(load_contracts()) == 8
 
 
 def test_every_shipped_contract_loads_with_every_column_key_known():
