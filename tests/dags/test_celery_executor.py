@@ -53,7 +53,7 @@ DEADLINE_SECONDS = 420
 STOP_GRACE_SECONDS = 20
 # How long a running task may go without a heartbeat before the scheduler fails the attempt
 # (Airflow's default, 5 minutes, suits production; a killed worker is noticed sooner here).
-HEARTBEAT_TIMEOUT_SECONDS = 20
+HEARTBEAT_TIMEOUT_SECONDS = 15
 
 REF_HEADER = ("referral_id,person_id,last_name,first_name,dob,ssn,sex,race,ethnicity,referral_date,"
               "referral_type,offense_category,precinct,officer_id\n")
@@ -131,33 +131,22 @@ class Cluster:
         del self.processes[name]
 
     def stop(self) -> None:
-        """SIGTERM every process (the API server last), then SIGKILL whatever outlived the grace period."""
-        names = [n for n in self.processes if n != "api-server"] + ["api-server"]
-        for group in (names[:-1], names[-1:]):
-            family = []
-            for name in group:
-                process = self.processes.get(name)
-                if process is None or process.poll() is not None:
-                    continue
-                try:
-                    family += psutil.Process(process.pid).children(recursive=True)
-                except psutil.NoSuchProcess:
-                    pass
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-                family.append(psutil.Process(process.pid))
-            _, alive = psutil.wait_procs(family, timeout=STOP_GRACE_SECONDS)
-            for p in alive:
-                try:
-                    p.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            for name in group:
-                process = self.processes.get(name)
-                if process is not None:
-                    process.wait()
+        """SIGTERM every process at once, then SIGKILL whatever (or whatever it started) outlived the grace."""
+        family = []
+        for process in self.processes.values():
+            try:
+                family += [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+                os.killpg(process.pid, signal.SIGTERM)
+            except (psutil.NoSuchProcess, ProcessLookupError):
+                pass
+        _, alive = psutil.wait_procs(family, timeout=STOP_GRACE_SECONDS)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        for process in self.processes.values():
+            process.wait()
 
     def tails(self, lines: int = 40) -> str:
         out = []
@@ -223,7 +212,7 @@ def cluster_env(tmp_path: Path, sql_conn: str, broker: str, port: int, settings:
         "AIRFLOW__API__SECRET_KEY": os.urandom(32).hex(),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_SECONDS),
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
         "LEADHUB_DATA_DIR": str(settings.data_dir),
         "LEADHUB_KEY_FILE": str(settings.key_file),
         "LEADHUB_INBOX_POLL_SECONDS": "1",
@@ -266,6 +255,11 @@ def hub(tmp_path, pg_server, redis_server):
         cluster.stop()
 
 
+def set_paused(api: Api, dag_id: str, paused: bool) -> None:
+    status, body = api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+    assert status == 200 and body["is_paused"] is paused, body
+
+
 def healthy(api: Api) -> bool:
     status, body = api.call("GET", "/api/v2/monitor/health", auth=False)
     parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -297,12 +291,13 @@ def accepted_run(api: Api, dag_id: str, file: str) -> dict | None:
     return None
 
 
-def builds_settled(api: Api) -> list[dict] | None:
-    """Every warehouse_build run once none is queued or running (and at least one exists)."""
+def builds_settled(api: Api, assets: set[str]) -> list[dict] | None:
+    """Every warehouse_build run, once none is queued or running and together they took ``assets``."""
     found = runs(api, "warehouse_build")
-    if found and all(r["state"] in ("success", "failed") for r in found):
-        return found
-    return None
+    if not found or any(r["state"] not in ("success", "failed") for r in found):
+        return None
+    taken = {a for r in found for a in api.upstream_assets("warehouse_build", r["dag_run_id"])}
+    return found if taken >= assets else None
 
 
 def task_instances(api: Api, dag_id: str, run_id: str) -> dict[str, dict]:
@@ -335,16 +330,18 @@ def test_celery_workers_split_by_queue_and_a_killed_warehouse_worker_loads_nothi
     for dag_id in ("police_feed", "treatment_feed", "warehouse_build"):
         cluster.wait_for(f"{dag_id} to be parsed", lambda: api.call("GET", f"/api/v2/dags/{dag_id}")[0] == 200,
                          deadline)
-        status, body = api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
-        assert status == 200 and body["is_paused"] is False, body
+    for dag_id in ("police_feed", "treatment_feed", "warehouse_build"):
+        set_paused(api, dag_id, False)
 
-    # Both deliveries go through their feeds, and the build follows.
+    # Both deliveries go through their feeds, and builds follow (one, or one per feed when they finish apart).
     police = cluster.wait_for("police_feed to accept its delivery",
                               lambda: accepted_run(api, "police_feed", POLICE_FIRST[0]), deadline)
     treatment = cluster.wait_for("treatment_feed to accept its delivery",
                                  lambda: accepted_run(api, "treatment_feed", TREATMENT[0]), deadline)
-    builds = cluster.wait_for("warehouse_build to follow", lambda: builds_settled(api), deadline)
-    assert {r["state"] for r in builds} == {"success"}, builds
+    staged = {"leadhub://staging/police", "leadhub://staging/treatment"}
+    builds = cluster.wait_for("warehouse_build to take both feeds' staging events",
+                              lambda: builds_settled(api, staged), deadline)
+    assert {(r["run_type"], r["state"]) for r in builds} == {("asset_triggered", "success")}, builds
 
     # Which worker ran which task: the warehouse's host ran everything that opens the warehouse.
     ran = {}
@@ -364,7 +361,8 @@ def test_celery_workers_split_by_queue_and_a_killed_warehouse_worker_loads_nothi
         ("warehouse_build", "build"): on_warehouse,
     }
 
-    # Kill the warehouse worker while an ingest is inside its load transaction.
+    # Kill the warehouse worker while an ingest is inside its load transaction (no build meanwhile).
+    set_paused(api, "warehouse_build", True)
     (hub.pause_dir / "arm").touch()
     deliver(settings, "police", *POLICE_SECOND)
     cluster.wait_for("the next police ingest to pause mid-load", (hub.pause_dir / "paused").exists, deadline,
