@@ -42,6 +42,9 @@ CELERY_SETTINGS = {
     # A message is acknowledged when its task ends, not when it starts, so a worker that
     # dies mid-task leaves it to the scheduler, which fails the attempt and retries it.
     "AIRFLOW__CELERY__TASK_ACKS_LATE": "True",
+    # Redis hands a task nobody acknowledged to another worker after this many seconds:
+    # longer than any task (a decade of history loads in well under a day).
+    "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
 }
 
 # Worker processes (Celery's --concurrency) of a warehouse worker: one writer at a time.

@@ -85,6 +85,13 @@ def host_of(queue: str) -> str:
     return f"{queue}-host"
 
 
+def worker_args(queue: str) -> list[str]:
+    """``airflow`` arguments of the worker serving ``queue``, as docker-compose.yml runs it
+    (tests/dags/test_docker_compose.py compares the two); two task processes on the default queue."""
+    concurrency = WAREHOUSE_WORKER_CONCURRENCY if queue == WAREHOUSE_QUEUE else 2
+    return ["celery", "worker", "--queues", queue, "--concurrency", str(concurrency)]
+
+
 def celery_provider_or_skip() -> None:
     try:
         version("apache-airflow-providers-celery")
@@ -108,10 +115,8 @@ class Cluster:
 
     def start_worker(self, queue: str, extra_env: dict[str, str] | None = None) -> None:
         host = host_of(queue)
-        concurrency = WAREHOUSE_WORKER_CONCURRENCY if queue == WAREHOUSE_QUEUE else 2
         self.start(f"worker-{queue}",
-                   ["celery", "worker", "--queues", queue, "--concurrency", str(concurrency),
-                    "--celery-hostname", f"{queue}@{host}", "--skip-serve-logs",
+                   [*worker_args(queue), "--celery-hostname", f"{queue}@{host}", "--skip-serve-logs",
                     "--without-mingle", "--without-gossip"],
                    {"PYTHONPATH": str(HOOKS), "LEADHUB_TEST_HOSTNAME": host,
                     "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_host.hostname", **(extra_env or {})})

@@ -16,15 +16,20 @@ import pytest
 import yaml
 
 from leadhub.core.contracts import agencies
+from leadhub.core.deployment import (
+    CELERY_SETTINGS, WAREHOUSE_POOL, WAREHOUSE_POOL_SLOTS, WAREHOUSE_QUEUE, WORKER_QUEUES,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / "docker" / ".env.example"
 DATA_DIR = "/opt/leadhub/data"
 KEY_SECRET = "leadhub_master_key"
+# The worker that runs everything opening the warehouse, and so holds the data volumes and the key.
+WAREHOUSE_WORKER = next(name for name, queue in WORKER_QUEUES.items() if queue == WAREHOUSE_QUEUE)
 
 REQUIRED_SERVICES = {"postgres", "redis", "sftp", "airflow-apiserver", "airflow-scheduler",
-                     "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "airflow-init"}
+                     "airflow-dag-processor", "airflow-triggerer", "airflow-init", *WORKER_QUEUES}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$|^SFTP_USERS$")
 # ${VAR}, ${VAR:-default}, ${VAR:?message}; "$${...}" is an escaped dollar for the container's shell.
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -86,7 +91,7 @@ def test_built_image_is_the_official_airflow_image_of_the_pinned_version(service
     version = airflow_pin.split("==")[1]
     builds = {name: s["build"] for name, s in services.items() if "build" in s}
     assert set(builds) >= {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                           "airflow-triggerer", "airflow-worker", "airflow-init"}
+                           "airflow-triggerer", "airflow-init", *WORKER_QUEUES}
     for name, build in builds.items():
         dockerfile = ROOT / build["context"] / build["dockerfile"]
         assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
@@ -140,17 +145,18 @@ def test_env_example_lists_every_variable_and_holds_no_secret():
             assert value.strip("'\"") == "", f".env.example must not ship a value for {key}"
 
 
-def test_every_agency_has_an_sftp_upload_folder_that_is_its_worker_inbox(services):
+def test_every_agency_has_an_sftp_upload_folder_that_is_its_workers_inbox(services):
     sftp = dict(volume_mounts(services["sftp"]))
-    worker = {target: source for source, target in volume_mounts(services["airflow-worker"])}
-    for agency in agencies():
-        volume = worker.get(f"{DATA_DIR}/inbox/{agency}")
-        assert volume, f"the worker does not mount an inbox for {agency}"
-        assert sftp.get(volume) == f"/home/{agency}/upload", f"{agency}'s inbox is not its SFTP upload folder"
+    for name in WORKER_QUEUES:  # the warehouse worker takes deliveries in; the default one pulls them
+        worker = {target: source for source, target in volume_mounts(services[name])}
+        for agency in agencies():
+            volume = worker.get(f"{DATA_DIR}/inbox/{agency}")
+            assert volume, f"{name} does not mount an inbox for {agency}"
+            assert sftp.get(volume) == f"/home/{agency}/upload", f"{agency}'s inbox is not its SFTP upload folder"
 
 
-def test_worker_has_the_key_as_a_secret_and_its_data_volumes(services):
-    worker = services["airflow-worker"]
+def test_warehouse_worker_has_the_key_as_a_secret_and_its_data_volumes(services):
+    worker = services[WAREHOUSE_WORKER]
     env = env_of(worker)
     assert KEY_SECRET in worker.get("secrets", [])
     assert env["LEADHUB_KEY_FILE"] == f"/run/secrets/{KEY_SECRET}"
@@ -159,16 +165,16 @@ def test_worker_has_the_key_as_a_secret_and_its_data_volumes(services):
     for sub in ("archive", "quarantine", "warehouse", "reports", "published"):
         assert f"{DATA_DIR}/{sub}" in targets
     others = [n for n, s in services.items() if KEY_SECRET in (s.get("secrets") or [])]
-    assert others == ["airflow-worker"], "only the worker, which runs the pipeline, needs the key"
+    assert others == [WAREHOUSE_WORKER], "only the warehouse worker, which runs the pipeline, needs the key"
 
 
 def test_init_creates_the_warehouse_pool(services):
     command = " ".join(services["airflow-init"]["command"])
-    assert "airflow pools set leadhub_warehouse 1" in command
+    assert f"airflow pools set {WAREHOUSE_POOL} {WAREHOUSE_POOL_SLOTS} " in command
 
 
 def test_triggerer_watches_the_same_inboxes_read_only_and_every_component_agrees_on_the_path(services):
-    worker = {target: source for source, target in volume_mounts(services["airflow-worker"])}
+    worker = {target: source for source, target in volume_mounts(services[WAREHOUSE_WORKER])}
     raw = services["airflow-triggerer"]["volumes"]
     for agency in agencies():
         target = f"{DATA_DIR}/inbox/{agency}"
@@ -180,8 +186,9 @@ def test_triggerer_watches_the_same_inboxes_read_only_and_every_component_agrees
 
 
 def test_pull_state_survives_a_container_rebuild(services):
-    targets = {target for _, target in volume_mounts(services["airflow-worker"])}
-    assert f"{DATA_DIR}/state" in targets
+    for name in WORKER_QUEUES:  # pulls run on the default worker; backups are taken on the warehouse host
+        targets = {target for _, target in volume_mounts(services[name])}
+        assert f"{DATA_DIR}/state" in targets, name
 
 
 # Roles on the host: the stack must set up what `leadhub doctor` checks (leadhub/core/roles.py).
@@ -195,15 +202,16 @@ def interpolate(text: str, env: dict[str, str]) -> str:
 
 
 def test_every_agency_has_a_group_that_the_inbox_readers_join(services):
-    common = env_of(services["airflow-worker"])
+    common = env_of(services[WAREHOUSE_WORKER])
     groups = dict(pair.split("=", 1) for pair in interpolate(common["LEADHUB_AGENCY_GROUPS"], {}).split(","))
     assert set(groups) == set(agencies())
     assert len(set(groups.values())) == len(groups), "two agencies share a group: each could read the other's inbox"
     assert interpolate(common["LEADHUB_ANALYST_GROUP"], {}) not in groups.values()
-    for name in ("airflow-worker", "airflow-triggerer"):
+    readers = {*WORKER_QUEUES, "airflow-triggerer"}
+    for name in readers:
         joined = {interpolate(g, {}) for g in services[name].get("group_add") or []}
         assert joined == set(groups.values()), f"{name} must join every agency's group, and no other"
-    for name in set(services) - {"airflow-worker", "airflow-triggerer"}:
+    for name in set(services) - readers:
         assert not services[name].get("group_add"), f"{name} has no business in an agency's group"
     # Every service that can read a file sees the same names the roles map is checked with.
     for name, service in services.items():
@@ -250,11 +258,12 @@ def test_init_script_sets_up_an_install_that_doctor_finds_clean(services, tmp_pa
     assert [str(d) for d in check(Settings(data_dir=data, key_file=key), agencies(), names)] == []
 
 
-def test_the_worker_writes_with_umask_0027_not_the_images_0002(services):
+def test_the_workers_write_with_umask_0027_not_the_images_0002(services):
     # Airflow's entrypoint sets umask 0002; snapshots and reports would come out group-writable.
-    command = services["airflow-worker"]["command"]
-    assert command[:2] == ["bash", "-c"]
-    assert re.fullmatch(r"umask 0027 && exec airflow celery worker", command[2])
+    for name in WORKER_QUEUES:
+        command = services[name]["command"]
+        assert command[:2] == ["bash", "-c"]
+        assert re.fullmatch(r"umask 0027 && exec airflow celery worker( --\S+ \S+)*", command[2]), name
 
 
 def test_the_image_makes_the_folders_above_the_volumes_pass_through_only():
@@ -267,7 +276,7 @@ def test_every_folder_of_the_roles_map_is_a_volume_of_the_worker(services):
     """Anything the hub keeps must outlive the container; the folders above the volumes hold nothing."""
     from leadhub.core.roles import ROLES
 
-    worker = {target for _, target in volume_mounts(services["airflow-worker"])}
+    worker = {target for _, target in volume_mounts(services[WAREHOUSE_WORKER])}
     init = {target for _, target in volume_mounts(services["airflow-init"])}
     for rule in ROLES:
         if rule.path in (".", "inbox", "<key>"):
@@ -276,3 +285,48 @@ def test_every_folder_of_the_roles_map_is_a_volume_of_the_worker(services):
             target = f"{DATA_DIR}/{rule.path.format(agency=agency)}"
             assert target in worker, f"the worker keeps {rule.path} in its container layer, not a volume"
             assert target in init, f"airflow-init cannot set up {rule.path}"
+
+
+# The executor: compose runs the layout leadhub/core/deployment.py declares and the Celery test proves.
+
+def worker_options(command: str) -> dict[str, str]:
+    """``--option value`` pairs of an ``airflow celery worker`` command line."""
+    words = command.split("airflow celery worker", 1)[1].split()
+    return dict(zip(words[::2], words[1::2]))
+
+
+def test_every_airflow_service_has_the_declared_executor_settings(services):
+    for name, service in services.items():
+        if name.startswith("airflow-") or name == "flower":
+            env = env_of(service)
+            assert {k: env.get(k) for k in CELERY_SETTINGS} == CELERY_SETTINGS, name
+
+
+def test_one_worker_per_declared_queue_and_no_other(services):
+    from tests.dags.test_celery_executor import worker_args
+
+    workers = {n for n, s in services.items() if "celery worker" in " ".join(map(str, s.get("command") or []))}
+    assert workers == set(WORKER_QUEUES)
+    for name, queue in WORKER_QUEUES.items():
+        options = worker_options(services[name]["command"][2])
+        tested = worker_options("airflow celery worker " + " ".join(worker_args(queue)[2:]))
+        assert options["--queues"] == tested["--queues"] == queue, name
+        if queue == WAREHOUSE_QUEUE:  # one writer: the same process count as in the test
+            assert options["--concurrency"] == tested["--concurrency"] == "1"
+
+
+def test_only_the_warehouse_worker_and_init_mount_the_warehouse_and_archive(services):
+    for name, service in services.items():
+        targets = {target for _, target in volume_mounts(service)}
+        for sub in ("warehouse", "archive", "steward"):
+            if f"{DATA_DIR}/{sub}" in targets:
+                assert name in (WAREHOUSE_WORKER, "airflow-init"), f"{name} mounts {sub}"
+
+
+def test_the_celery_test_runs_the_declared_executor_settings(tmp_path):
+    from leadhub.core.settings import Settings
+    from tests.dags.test_celery_executor import cluster_env
+
+    env = cluster_env(tmp_path, "postgresql+psycopg2://u:p@127.0.0.1:5432/airflow", "redis://127.0.0.1:6379/0",
+                      8080, Settings(data_dir=tmp_path / "data", key_file=tmp_path / "key"))
+    assert {k: env[k] for k in CELERY_SETTINGS} == CELERY_SETTINGS
