@@ -337,9 +337,10 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
 def _refresh_derived(settings: Settings, key: MasterKey) -> None:
     """Rebuild the report and the crosswalk, where they exist, from the sealed stores."""
     from transforms.crosswalk import build_crosswalk, crosswalk_path
-    from transforms.report import write_report
 
     if settings.reports_dir.exists() and any(settings.reports_dir.iterdir()):
+        from transforms.report import write_report  # only where a report was written before
+
         write_report(settings)
     if crosswalk_path(settings).exists():
         build_crosswalk(settings, key)
