@@ -29,6 +29,10 @@ removed at the end unless ``--keep``.
     .venv/bin/python bench/county.py --people 10000             # about a minute
     .venv/bin/python bench/county.py --people 100000            # about ten minutes on 2 cores
     nice -n 10 .venv/bin/python bench/county.py                 # 1,000,000 people
+    .venv/bin/python bench/county.py --people 1000000 --until intake --timeout 3600
+
+``--until`` stops after a step (the bare load always runs); a step past ``--timeout`` is stopped
+and the table shows the steps before it.
 """
 
 from __future__ import annotations
@@ -188,7 +192,9 @@ def _child(kind: str, work: Path, extra: list[str]) -> dict:
 # --- the run -------------------------------------------------------------------------------------
 
 class StepFailed(Exception):
-    pass
+    """A step failed or ran past the timeout; ``results`` holds the steps measured before it."""
+
+    results: dict[str, dict] = {}
 
 
 def measure(kind: str, work: Path, timeout: float | None, *extra: str) -> dict:
@@ -219,13 +225,19 @@ def measure(kind: str, work: Path, timeout: float | None, *extra: str) -> dict:
     return result
 
 
-def run(people: int, seed: int, work: Path, timeout: float | None, echo=print) -> dict[str, dict]:
-    """Every step in order, the baseline after the split; returns {step: result}. Stops at the first failure."""
+def run(people: int, seed: int, work: Path, timeout: float | None, echo=print,
+        until: str = STEPS[-1]) -> dict[str, dict]:
+    """The steps in order up to ``until``, the baseline right after the split; returns
+    {step: result}. Stops at the first failure (StepFailed, with the results so far)."""
     results: dict[str, dict] = {}
 
     def step(name: str, *extra: str) -> dict:
         echo(f"{name} ...")
-        r = results[name] = measure(name, work, timeout, *extra)
+        try:
+            r = results[name] = measure(name, work, timeout, *extra)
+        except StepFailed as exc:
+            exc.results = results
+            raise
         echo(f"  {r['rows']:,} rows in {r['seconds']:.1f} s, peak {r['peak_mb']:,.0f} MB")
         return r
 
@@ -235,13 +247,13 @@ def run(people: int, seed: int, work: Path, timeout: float | None, echo=print) -
     files = work / "bare_files.json"
     files.write_text(json.dumps(split["first_files"] + split["next_files"]))
     step(BASELINE, str(files))
-    for name in STEPS[2:]:
+    for name in STEPS[2:STEPS.index(until) + 1]:
         step(name)
     return results
 
 
 def table(results: dict[str, dict]) -> list[str]:
-    """The printed table: one line per step, the baseline, and the hub's steps summed."""
+    """The printed table: one line per step measured, the baseline, and the hub's steps summed."""
     base = results[BASELINE]
     head = f"{'step':<20} {'rows':>12} {'seconds':>9} {'rows/s':>11} {'peak MB':>8} {'x bare load':>12}"
     lines = [head, "-" * len(head)]
@@ -252,11 +264,14 @@ def table(results: dict[str, dict]) -> list[str]:
         lines.append(f"{name:<20} {rows:>12,} {seconds:>9.1f} {rate:>11} {peak:>8,.0f} {ratio:>12.1f}")
 
     for step in (*STEPS, BASELINE):
-        r = results[step]
-        line(step, r["rows"], r["seconds"], r["peak_mb"])
-    lines.append("-" * len(head))
-    hub = [results[s] for s in HUB_STEPS]
-    line("hub, intake..report", base["rows"], sum(r["seconds"] for r in hub), max(r["peak_mb"] for r in hub))
+        if step in results:
+            r = results[step]
+            line(step, r["rows"], r["seconds"], r["peak_mb"])
+    hub = [s for s in HUB_STEPS if s in results]
+    if len(hub) == len(HUB_STEPS):
+        lines.append("-" * len(head))
+        line("hub, intake..report", base["rows"], sum(results[s]["seconds"] for s in hub),
+             max(results[s]["peak_mb"] for s in hub))
     return lines
 
 
@@ -265,8 +280,9 @@ def _footer(people: int, results: dict[str, dict]) -> str:
                             cwd=Path(__file__).parent).stdout.strip() or "unknown"
     load = os.getloadavg()[0]
     at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    build = results["build"]
-    return (f"{people:,} people, {build.get('persons') or 0:,} linked persons after the first build; "
+    persons = results.get("build", {}).get("persons")
+    linked = f", {persons:,} linked persons after the first build" if persons else ""
+    return (f"{people:,} people{linked}; "
             f"{at}, {os.cpu_count()} CPUs, load average {load:.1f} at the end, git {commit}")
 
 
@@ -278,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                    "needs room for the files about three times over (inbox, archive, warehouse)")
     p.add_argument("--keep", action="store_true", help="keep the scratch data directory and step logs")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed to each step (default: no limit)")
+    p.add_argument("--until", choices=STEPS, default=STEPS[-1], help="stop after this step (default: report)")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -289,15 +306,16 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="leadhub-bench-county-", dir=args.work))
     print(f"{args.people:,} people in {work}", flush=True)
+    stopped = None
     try:
-        results = run(args.people, args.seed, work, args.timeout, echo=lambda s: print(s, flush=True))
+        results = run(args.people, args.seed, work, args.timeout, echo=lambda s: print(s, flush=True),
+                      until=args.until)
     except StepFailed as exc:
+        results, stopped = exc.results, exc
         print(f"\nstopped: {exc}", file=sys.stderr)
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-        return 1
-    print()
-    print("\n".join(table(results)))
+    if BASELINE in results:
+        print()
+        print("\n".join(table(results)))
     print(f"\n{_footer(args.people, results)}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
@@ -305,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kept {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return 1 if stopped else 0
 
 
 if __name__ == "__main__":
