@@ -83,7 +83,7 @@ def child_hub(path: Path, work: Path) -> dict:
     os.environ["LEADHUB_MAX_FILE_MB"] = str(1 << 20)
     from leadhub.core.clock import CLOCK
     from leadhub.pipeline import ingest_agency
-    from expectations.validate import datasource
+    from expectations.validate import validation_worker_ready
     from leadhub.core.keys import MasterKey, create_key_file
     from leadhub.core.settings import Settings
 
@@ -91,7 +91,7 @@ def child_hub(path: Path, work: Path) -> dict:
     settings.ensure_dirs()
     create_key_file(settings.key_file)
     key = MasterKey.load(settings.key_file)
-    datasource()  # GX context set up before the clock starts, as in a long-running worker
+    validation_worker_ready()  # GX set up in its process before the clock starts, as in a long-running worker
     inbox = settings.inbox("jail")
     inbox.mkdir(parents=True, exist_ok=True)
     dropped = inbox / FILE_NAME

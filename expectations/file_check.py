@@ -16,7 +16,7 @@ import pyarrow as pa
 from leadhub.core.contracts import Contract
 from expectations.history import batch_stats, history_checks, history_settings
 from expectations.suites import CRITICAL, suite_for
-from expectations.validate import ROWS_SHOWN, ValidationOutcome, count, validate_batch
+from expectations.validate import ROWS_SHOWN, ValidationOutcome, count, validate_in_worker
 
 # Expectations whose verdict depends on rows of several chunks: with more than one chunk they
 # are recomputed in SQL over the batch's staging rows instead of summed chunk by chunk.
@@ -47,7 +47,7 @@ class FileCheck:
 
     def add(self, table: pa.Table) -> None:
         """Validate one chunk of staging rows (staging columns minus ``_batch_id``)."""
-        self._tally(validate_batch(self.contract, table, now=self.now), table.num_rows)
+        self._tally(validate_in_worker(self.contract, table, self.now), table.num_rows)
         self.stats = batch_stats(table, into=self.stats)
 
     def _tally(self, outcome: ValidationOutcome, rows: int) -> None:

@@ -25,11 +25,14 @@ def ingest(settings: Settings, agency: str, progress: bool = False) -> list[dict
 
 def intake_stages(key):
     """What intake runs on each chunk of a delivery: pseudonymization with ``key`` and the
-    chunked validation of ``expectations.file_check`` (intake itself imports neither)."""
+    chunked validation of ``expectations.file_check``, in the validation process
+    (intake itself imports neither)."""
     from connectors.inbox import IntakeStages
     from expectations.file_check import FileCheck
+    from expectations.validate import start_validation_worker
     from transforms.pseudonymize import Pseudonymizer
 
+    start_validation_worker()  # GX loads in its own process while intake hashes and archives
     return IntakeStages(pseudonymize=Pseudonymizer(key).columns, validator=FileCheck)
 
 

@@ -31,6 +31,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from leadhub.core.clock import CLOCK
 from leadhub.core.contracts import Column, Contract
@@ -49,6 +50,10 @@ _SHOWABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ]{0,63}$")
 # Column types as Arrow types: what ``read_chunks(arrow=True)`` yields and intake loads.
 ARROW_TYPES = {"string": pa.string(), "integer": pa.int64(), "decimal": pa.float64(),
                "date": pa.date32(), "timestamp": pa.timestamp("us")}
+
+# The characters str.strip() removes: those for which str.isspace() is true (a test keeps it so).
+PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+                 "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 
 Record = tuple[int, list]  # (1-based data row number, cells in contract column order)
 Source = Path | int  # a file name, or a descriptor the caller opened once (see connectors.inbox)
@@ -109,7 +114,10 @@ def _converter(col: Column) -> Callable[[str], object]:
     """Text cell -> typed value (None for a null marker); ValueError when unreadable."""
     nulls = set(col.null_markers)
     if col.type == "string":
-        return lambda v: None if v.strip() in nulls else v
+        def text(v: str):
+            return None if v.strip() in nulls else v
+        text.null_markers = sorted(nulls)  # for _text_column, which does the same to a whole column
+        return text
     if col.type == "integer":
         return lambda v: None if v.strip() in nulls else _int64(int(v))
     if col.type == "decimal":
@@ -222,7 +230,7 @@ def _csv_records(path: Source, contract: Contract, name: str) -> Iterator[Record
             blanks = 0
             for record in reader:
                 row_no += 1
-                if not any(cell.strip() for cell in record):
+                if not "".join(record).strip():
                     # A blank line, or a row of empty cells (",,,": spreadsheets export those);
                     # only trailing ones are harmless, which is checked when data follows.
                     blanks += 1
@@ -357,6 +365,17 @@ def _xlsx_records(path: Source, contract: Contract, name: str) -> Iterator[Recor
 _SOURCES = {"csv": _csv_records, "tsv": _csv_records, "jsonl": _jsonl_records, "xlsx": _xlsx_records}
 
 
+def _text_column(values, null_markers: list[str]) -> pa.Array:
+    """Text cells of a string column as Arrow strings, NULL where the stripped cell is a null marker.
+
+    What ``_converter`` does cell by cell, in Arrow: ``PY_WHITESPACE`` is exactly what
+    ``str.strip()`` removes.
+    """
+    cells = pa.array(values, pa.string())
+    marked = pc.is_in(pc.utf8_trim(cells, characters=PY_WHITESPACE), value_set=pa.array(null_markers, pa.string()))
+    return pc.if_else(marked, pa.scalar(None, pa.string()), cells)
+
+
 def _convert_column(values, conv: Callable, arrow_type: pa.DataType, text_only: bool):
     """One column of a chunk -> (typed Arrow array, numpy mask of unreadable cells).
 
@@ -366,6 +385,8 @@ def _convert_column(values, conv: Callable, arrow_type: pa.DataType, text_only: 
     (type, value), so True is never taken for 1; an unhashable cell (a JSON list)
     is converted on its own and refused.
     """
+    if text_only and arrow_type == pa.string():
+        return _text_column(values, conv.null_markers), None
     if text_only:
         encoded = pa.array(values, pa.string()).dictionary_encode()
         distinct, codes = encoded.dictionary.to_pylist(), encoded.indices.to_numpy()
