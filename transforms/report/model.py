@@ -14,7 +14,6 @@ REFERRAL_TYPES = ("arrest_diversion", "social_contact", "community")
 COHORT_LABELS = {"lead": "LEAD", "comparison": "Comparison"}
 MEASURES = (("arrests", "Arrests"), ("bookings", "Jail bookings"), ("jail_days", "Jail days"),
             ("felony_charges", "Felony charges"), ("misdemeanor_charges", "Misdemeanor charges"))
-OFFENSE_TYPES = ("person", "property", "drug", "public_order", "other")
 
 
 @dataclass
