@@ -133,7 +133,7 @@ def test_resending_every_file_is_recorded_and_changes_nothing(demo_hub, demo_fil
     con = duckdb.connect(str(hub.warehouse_path), read_only=True)
     try:
         assert con.execute("SELECT status, count(*) FROM ops.file_ledger GROUP BY ALL ORDER BY 1"
-                           ).fetchall() == [("accepted", 7), ("duplicate", 7)]
+                           ).fetchall() == [("accepted", 8), ("duplicate", 8)]
     finally:
         con.close()
 
