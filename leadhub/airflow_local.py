@@ -34,14 +34,12 @@ from contextlib import closing
 from importlib.metadata import version
 from pathlib import Path
 
+from leadhub.core.deployment import WAREHOUSE_POOL, WAREHOUSE_POOL_DESCRIPTION, WAREHOUSE_POOL_SLOTS
 from leadhub.core.errors import LeadHubError
 from leadhub.core.settings import ENV_DATA_DIR, ENV_KEY_FILE, ENV_MAX_FILE_MB, Settings
 
 log = logging.getLogger(__name__)
 
-# dags/_common.WAREHOUSE_POOL; not imported from there because that module imports
-# Airflow, which must not load in this (parent) process.
-WAREHOUSE_POOL = "leadhub_warehouse"
 MIGRATED_STAMP = ".leadhub-db-migrated"
 CHILD_LOG = "airflow-run.log"
 
@@ -178,8 +176,8 @@ def run_local_airflow(settings: Settings, port: int = 8080) -> None:
         raise LeadHubError(f"port {port} on {LOCALHOST} is in use; choose another with --port")
     migrate_metadata_db(settings)
     env = local_env(settings, port)
-    done = subprocess.run([sys.executable, "-m", "airflow", "pools", "set", WAREHOUSE_POOL, "1",
-                           "One task at a time may open the DuckDB warehouse"],
+    done = subprocess.run([sys.executable, "-m", "airflow", "pools", "set", WAREHOUSE_POOL,
+                           str(WAREHOUSE_POOL_SLOTS), WAREHOUSE_POOL_DESCRIPTION],
                           env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if done.returncode != 0:
         raise LeadHubError(f"could not create the {WAREHOUSE_POOL} pool: "
@@ -340,8 +338,8 @@ def _run_in_airflow(dag_ids: list[str], conf: dict[str, dict] | None = None, kee
     from airflow.utils.session import create_session
     from sqlalchemy import delete, select
 
-    Pool.create_or_update_pool(WAREHOUSE_POOL, slots=1, include_deferred=False,
-                               description="One task at a time may open the DuckDB warehouse")
+    Pool.create_or_update_pool(WAREHOUSE_POOL, slots=WAREHOUSE_POOL_SLOTS, include_deferred=False,
+                               description=WAREHOUSE_POOL_DESCRIPTION)
     bag = DagBag(dag_folder=airflow_settings.DAGS_FOLDER)
     if bag.import_errors:
         first = next(iter(bag.import_errors.items()))
