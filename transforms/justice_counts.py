@@ -19,7 +19,7 @@ import csv
 import io
 import shutil
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -47,6 +47,7 @@ class Sector:
     system: str
     mart: str
     value_column: str
+    extract: str                  # the contract whose deliveries the counts come from
     files: tuple[MetricFile, ...]
 
 
@@ -66,11 +67,11 @@ SEVERITY = ("case_severity", "case_severity")
 # calls for service, pre/post-adjudication splits, ...) need data no agency sends.
 # Only event counts may be annual: the export sums their months over the year.
 SECTORS = (
-    Sector("law_enforcement", "LAW_ENFORCEMENT", "jc_arrests", "arrests", (
+    Sector("law_enforcement", "LAW_ENFORCEMENT", "jc_arrests", "arrests", "police_arrests", (
         *_files("LAW_ENFORCEMENT_ARRESTS", True, "arrests",
                 {"arrests_by_type": OFFENSE, "arrests_by_race": RACE, "arrests_by_biological_sex": SEX}),
     )),
-    Sector("prosecution", "PROSECUTION", "jc_cases", "cases", (
+    Sector("prosecution", "PROSECUTION", "jc_cases", "cases", "prosecutor_cases", (
         *_files("PROSECUTION_CASES REFERRED", True, "cases_referred",
                 {"cases_referred_by_severity": SEVERITY}),
         *_files("PROSECUTION_CASES_DECLINED", True, "cases_declined",
@@ -85,7 +86,7 @@ SECTORS = (
         *_files("PROSECUTION_CASES_DISPOSED", True, "cases_disposed",
                 {"cases_disposed_by_type": ("disposition_type", "disposition_type")}),
     )),
-    Sector("jails", "JAILS", "jc_jail", "value", (
+    Sector("jails", "JAILS", "jc_jail", "value", "jail_bookings", (
         *_files("JAILS_TOTAL_ADMISSIONS", True, "total_admissions", {"total_admissions_by_type": OFFENSE}),
         *_files("JAILS_TOTAL_RELEASES", True, "total_releases", {}),
         *_files("JAILS_READMISSIONS", False, "readmissions", {}),
@@ -123,14 +124,39 @@ def _periods(dated: list[tuple], monthly: bool) -> list[tuple]:
     return periods
 
 
+def covered_until(con: duckdb.DuckDBPyConnection, sector: Sector, today: date) -> datetime:
+    """The end of what the sector's counts can hold: when its extract's latest delivery was
+    received (a file holds nothing that happened after that), or the start of ``today``
+    when no delivery is recorded."""
+    if table_exists(con, "ops", "batches"):
+        latest = con.execute("SELECT max(received_at) FROM ops.batches WHERE contract = ?",
+                             [sector.extract]).fetchone()[0]
+        if latest is not None:
+            return latest
+    return datetime(today.year, today.month, today.day)
+
+
+def period_end(period: tuple) -> datetime:
+    """The first moment after a (year, month) or (year,) period."""
+    y, m = period if len(period) == 2 else (period[0], 12)
+    return datetime(y + 1, 1, 1) if m == 12 else datetime(y, m + 1, 1)
+
+
+def period_label(period: tuple) -> str:
+    return "-".join(f"{p:02d}" for p in period)
+
+
 def file_rows(con: duckdb.DuckDBPyConnection, sector: Sector, f: MetricFile,
-              year: int | None = None) -> tuple[list[list], int]:
-    """(the file's rows, how many events of the metric have no date and are left out).
+              year: int | None = None, covered: datetime | None = None
+              ) -> tuple[list[list], int, list[tuple]]:
+    """(the file's rows, how many events of the metric have no date and are left out, the
+    periods left out because they had not ended when the data was delivered).
 
     Every period from the first to the last with data gets a row per category (0 where there
     were none); the categories are those the mart holds for the metric in any period, so a
     category the agency never records (e.g. an ethnicity the jail does not keep) is left out
-    rather than reported as 0.
+    rather than reported as 0. A period that ends after ``covered`` is left out: its count
+    would be a part of the period's, sent as the whole.
     """
     column = f'"{f.mart_column}"' if f.mart_column else "NULL"
     value = f'"{sector.value_column}"'
@@ -145,10 +171,11 @@ def file_rows(con: duckdb.DuckDBPyConnection, sector: Sector, f: MetricFile,
             continue
         period = (y, m) if f.monthly else (y,)
         counts[(period, category)] = counts.get((period, category), 0) + n
-    periods = _periods(sorted({p for p, _ in counts}), f.monthly)
+    held = sorted({p for p, _ in counts if covered is not None and period_end(p) > covered})
+    periods = _periods(sorted({p for p, _ in counts} - set(held)), f.monthly)
     out = [[*period, *([category] if f.mart_column else []), counts.get((period, category), 0)]
            for period in periods for category in categories]
-    return out, undated
+    return out, undated, held
 
 
 def refusal(sector: Sector, today: date) -> str | None:
@@ -188,8 +215,10 @@ def write_justice_counts(con: duckdb.DuckDBPyConnection, out_dir: Path, today: d
     runs; a sector not written this time loses the folder of an earlier run, so ``out_dir``
     never mixes periods. Folders are 0700 and files 0600: only the steward reads them, not the
     analysts, whose snapshot follows the evaluation purpose instead.
-    Returns {"files": {sector: [path, ...]}, "notes": [one line per sector left out or per
-    metric with undated events]}.
+    A period is written only once it ended before the sector's extract was last delivered, so
+    that no part of a month is sent as the month's count.
+    Returns {"files": {sector: [path, ...]}, "notes": [one line per sector left out, per
+    metric with undated events and per sector with periods held back]}.
     """
     out_dir = make_private_dir(Path(out_dir))
     written: dict[str, list[str]] = {}
@@ -207,12 +236,18 @@ def write_justice_counts(con: duckdb.DuckDBPyConnection, out_dir: Path, today: d
         if staging.exists():
             shutil.rmtree(staging)
         make_private_dir(staging)
-        names, undated = [], {}
+        names, undated, held = [], {}, set()
+        covered = covered_until(con, sector, today)
         for f in sector.files:
-            rows, undated[f.metric] = file_rows(con, sector, f, year)
+            rows, undated[f.metric], left_out = file_rows(con, sector, f, year, covered)
+            held.update(left_out)
             if rows:
                 write_file(staging / f"{f.name}.csv", f, rows)
                 names.append(f"{f.name}.csv")
+        if held:
+            notes.append(f"{sector.folder}: {', '.join(map(period_label, sorted(held)))} left out: the latest "
+                         f"{sector.extract} delivery, received {covered:%Y-%m-%d %H:%M}, was before "
+                         f"{'its' if len(held) == 1 else 'their'} end")
         for metric, n in undated.items():
             if n:
                 notes.append(f"{sector.folder}: {metric}: {n} left out of the files, their event has no date "

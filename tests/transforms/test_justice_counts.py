@@ -104,6 +104,7 @@ def county(w) -> None:
 def built(settings, make_warehouse):
     w = make_warehouse(settings.warehouse_path)
     county(w)
+    w.received = datetime(2024, 2, 1, 6, 0)     # every extract delivered after January 2024 ended
     w.run()
     return w
 
@@ -165,6 +166,24 @@ def test_prosecution_cases_each_dated_by_its_own_event(built):
     assert c("PROSECUTION_CASES_DISPOSED", "disposition_type") == {
         (2023, 2, "Other Disposition"): 1, (2023, 4, "Cases Disposed by Dismissal"): 1,
         (2023, 6, "Unknown Disposition"): 1, (2023, 7, "Cases Resolved at Trial"): 1}
+
+
+def test_a_case_with_an_acquittal_went_to_trial(settings, make_warehouse):
+    """Only a trial acquits: a case with a charge acquitted and another convicted was resolved
+    at trial; convicted and dismissed, it may have been a plea or a trial (unknown)."""
+    w = make_warehouse(settings.warehouse_path)
+    d = date
+    for cid, dispositions in (("T1", ("convicted", "acquitted")), ("T2", ("convicted", "dismissed"))):
+        for seq, disposition in enumerate(dispositions, start=1):
+            w.add("prosecutor_cases", case_id=cid, charge_seq=seq, person_token=f"tok-prosecutor-{cid}",
+                  arrest_id=None, referral_date=d(2023, 1, 10), offense_code="DRG01", severity="felony",
+                  decision="filed", decision_date=d(2023, 2, 1), disposition=disposition,
+                  disposition_date=d(2023, 5, seq), age_at_event=30)
+        w.link("prosecutor", cid)
+    w.run()
+    # T1 and T2 both disposed in May 2023 (their last disposition, 2 May).
+    assert counts(w, "jc_cases", "PROSECUTION_CASES_DISPOSED", "disposition_type") == {
+        (2023, 5, "Cases Resolved at Trial"): 1, (2023, 5, "Unknown Disposition"): 1}
 
 
 def test_jail_admissions_releases_readmissions_and_population(built):
@@ -289,6 +308,28 @@ def test_one_year_only(built, tmp_path):
     assert sorted(p.name for p in (tmp_path / "jc").iterdir()) == ["law_enforcement"]
     assert "jails: not written: no counts for 2024" in result["notes"]
     assert read(tmp_path / "jc" / "law_enforcement" / "arrests.csv") == [["year", "month", "value"], ["2024", "1", "1"]]
+
+
+def test_a_month_not_over_when_its_extract_was_delivered_is_held_back(settings, make_warehouse, tmp_path):
+    """Police delivered on 20 January 2024: A6 (15 January) is in the file, but the rest of
+    January is not, so January 2024 is not sent as a month's count; the other sectors'
+    extracts, delivered at the same time, hold nothing after 2023 and are sent whole."""
+    w = make_warehouse(settings.warehouse_path)
+    county(w)
+    w.received = datetime(2024, 1, 20, 6, 0)
+    w.run()
+    result = write_justice_counts(w.con, tmp_path / "jc", TODAY)
+    arrests = read(tmp_path / "jc" / "law_enforcement" / "arrests.csv")
+    # January to April 2023, the last month left with arrests: 2, 2, 0, 1.
+    assert arrests[1:] == [["2023", str(m), str(n)] for m, n in zip(range(1, 5), [2, 2, 0, 1])]
+    held = [n for n in result["notes"] if n.startswith("law_enforcement: ")]
+    assert len(held) == 1 and held[0].startswith(
+        "law_enforcement: 2024-01 left out: the latest police_arrests delivery, received 2024-01-20 ")
+    # 2023 had ended when the jail extract came: its readmissions (an annual metric) are sent.
+    assert read(tmp_path / "jc" / "jails" / "readmissions.csv") == [["year", "value"], ["2022", "1"], ["2023", "3"]]
+    # Asked for 2024 alone, police have nothing complete to send.
+    result = write_justice_counts(w.con, tmp_path / "jc2024", TODAY, year=2024)
+    assert result["files"] == {} and "law_enforcement: not written: no counts for 2024" in result["notes"]
 
 
 def test_a_sector_whose_agency_does_not_permit_justice_counts_is_not_written(built, tmp_path, monkeypatch):

@@ -61,9 +61,10 @@ ORDER BY ALL;
 --     first diversion decision date;
 --   PROSECUTION_CASES_PROSECUTED: any charge filed, by the first filing decision date;
 --   PROSECUTION_CASES_DISPOSED: no charge awaiting a decision and every filed charge
---     convicted, dismissed or acquitted, by the last disposition date (by plea or at
---     trial is not recorded: convicted cases are "Unknown Disposition"; any acquittal is
---     "Cases Resolved at Trial"; all dismissed is "Cases Disposed by Dismissal"); a case
+--     convicted, dismissed or acquitted, by the last disposition date (a case with any
+--     charge acquitted went to trial: "Cases Resolved at Trial", whatever its other charges;
+--     otherwise by plea or at trial is not recorded, so a conviction is "Unknown
+--     Disposition"; all dismissed is "Cases Disposed by Dismissal"); a case
 --     diverted and never filed is disposed by diversion ("Other Disposition"), which the
 --     published definition includes, on its diversion date.
 -- A case whose event has no date is kept with year and month NULL (the export names them).
@@ -123,8 +124,8 @@ events AS (
            CASE WHEN prosecuted THEN disposed_date ELSE diverted_date END,
            NULL,
            CASE WHEN NOT prosecuted THEN 'Other Disposition'
-                WHEN convicted THEN 'Unknown Disposition'
                 WHEN acquitted THEN 'Cases Resolved at Trial'
+                WHEN convicted THEN 'Unknown Disposition'
                 ELSE 'Cases Disposed by Dismissal' END,
            race_ethnicity, biological_sex
     FROM described
