@@ -198,7 +198,7 @@ def parser() -> argparse.ArgumentParser:
 # Commands that change the warehouse, archive, inboxes or state files: each holds the hub-wide
 # writer lock (leadhub/core/lock.py) from start to end, so two of them never interleave.
 WRITING_COMMANDS = {"ingest", "build", "publish", "pull", "reprocess", "release", "retention",
-                    "rotate-key", "crosswalk", "linkage"}
+                    "rotate-key", "crosswalk", "linkage", "seal"}
 
 
 def main(argv: list[str] | None = None) -> int:
