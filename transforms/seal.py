@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zipfile
 from collections import defaultdict
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from leadhub.core.contracts import Contract, load_contracts
 from leadhub.core.errors import LeadHubError
 from leadhub.core.files import atomic_write_bytes, replace_durably, transaction
 from leadhub.core.keys import MasterKey
+from leadhub.core.readers import XLSX_MAX_UNCOMPRESSED
 from leadhub.core.redact import (REDACTABLE_FORMATS, encrypt_bytes, person_column, record_column, remove_records,
                                  renumber_rows, rewrite_original)
 from leadhub.core.sealed import (PERSON, RECORD, earlier_seal_keys, quoting_columns, seal_token, sealed_tokens,
@@ -215,7 +217,7 @@ def _prepare_rewrites(settings, key, con, contracts, hits, order: SealOrder, quo
                 prepared.append(_Rewrite(file_id, contract.name, path, target, (), archived))
                 continue
             plain = _decrypt(path, key) if archived else path.read_bytes()
-            if not staged.get(file_id) and not needles.search(plain):
+            if not staged.get(file_id) and not needles.search(searchable(plain)):
                 continue
             where = f"{'archived original' if archived else 'quarantined file'} {file_id}"
             if contract is not None and contract.agency != order.agency and contract.name not in quoting:
@@ -368,6 +370,20 @@ def _scan_duckdb(con: duckdb.DuckDBPyConnection, needles: list[str]) -> dict[str
     return found
 
 
+def searchable(data: bytes) -> bytes:
+    """The bytes to scan for ids: a zip (an .xlsx workbook) unpacked, since its cells are
+    compressed; any other file as it is. A zip too large to unpack is scanned as it is."""
+    if not data.startswith(b"PK\x03\x04"):
+        return data
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            if sum(i.file_size for i in z.infolist()) > XLSX_MAX_UNCOMPRESSED:
+                return data
+            return b"\n".join(z.read(i) for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return data
+
+
 def _pattern(needles: list[str]) -> re.Pattern:
     alternatives = "|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True))
     return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])".encode())
@@ -418,6 +434,6 @@ def verify(settings: Settings, key: MasterKey, order: SealOrder, who: str) -> di
         except LeadHubError:
             findings[f"unreadable:{place}"] += 1
             continue
-        if n := len(pattern.findall(data)):
+        if n := len(pattern.findall(searchable(data))):
             findings[place] += n
     return dict(findings)

@@ -160,6 +160,17 @@ def test_verify_finds_a_record_still_held(county, master_key):
     assert sum(p.startswith("archive:archive/police/") for p in findings) == 2   # arrests and referrals
     assert not any(p.startswith("file:quarantine") for p in findings)
 
+    # A workbook's cells are compressed inside its zip: the scan unpacks it before searching.
+    from openpyxl import Workbook
+    wb = Workbook()
+    wb.active.append(["arrest_id", "person_id"])
+    wb.active.append(["ARR-102", "P-1"])
+    wb.save(county.quarantine_dir / "police" / "20240109T000000000000-abc__police_arrests_20240109.xlsx")
+    assert b"ARR-102" not in (county.quarantine_dir / "police").joinpath(
+        "20240109T000000000000-abc__police_arrests_20240109.xlsx").read_bytes()
+    findings = seal.verify(county, master_key, seal.SealOrder("CV-1", "police", records=("ARR-102",)), who="s")
+    assert findings["file:quarantine/police/20240109T000000000000-abc__police_arrests_20240109.xlsx"] == 1
+
 
 def test_a_redelivered_sealed_record_is_dropped_and_counted(county, master_key):
     seal.seal(county, master_key, seal.SealOrder("CV-2", "police", records=("ARR-101",), persons=("P-3",)),
