@@ -2,13 +2,15 @@
 
 ``seal`` takes an order (reference, agency, the agency's record ids and/or person ids) and,
 all or nothing: checks every id names rows the hub holds and every archived original can be
-rewritten, then writes the new archive files beside the old ones; in one warehouse
+rewritten (csv, tsv, jsonl or xlsx: ``leadhub.core.redact.rewrite_original``), then writes the
+new archive files beside the old ones; with a ``started`` audit entry written, in one warehouse
 transaction deletes the rows from staging, remembers the order as keyed tokens
 (``ops.sealed_records``, see leadhub/core/sealed.py), notes the redacted row counts in the
 ledger and rebuilds linkage, ``core.*`` (``record_history`` included) and the marts; then
 swaps the rewritten archive files in, republishes the snapshot, and rebuilds the report and
-the crosswalk when they exist. The ids exist only while the command runs; ``verify`` takes
-them again and scans every store for them and for the person tokens they yield.
+the crosswalk when they exist, and writes the ``done`` entry. The ids exist only while the
+command runs; ``verify`` takes them again and scans every store for them and for the person
+tokens they yield. Intake drops and redacts re-deliveries itself (``leadhub.core.sealed``).
 
 A record id names the first primary-key column of the agency's extracts (an arrest or
 referral number); a person id is the agency's person number. Unsealing is a new delivery.
