@@ -131,6 +131,7 @@ def measure(kind: str, path: Path, work: Path) -> dict:
         raise SystemExit(f"{kind} child failed")
     result = json.loads(out.strip().splitlines()[-1])
     result["peak_mb"] = usage.ru_maxrss / 1024  # Linux reports kilobytes
+    result["cpu"] = usage.ru_utime + usage.ru_stime  # the child's and its own children's (the validation process)
     return result
 
 

@@ -490,7 +490,9 @@ class Intake:
         """
         from tqdm import tqdm
 
-        bar = tqdm(desc=d.name[:40], unit="rows", unit_scale=True, leave=False, disable=not self.progress)
+        # Redrawn on every chunk (tens of thousands of rows): a small file shows its rows too.
+        bar = tqdm(desc=d.name[:40], unit="rows", unit_scale=True, leave=False, mininterval=0,
+                   disable=not self.progress)
         cols = [n for n, _ in staging_columns(d.contract)]
         select = ", ".join("? AS _batch_id" if c == "_batch_id" else f'"{c}"' for c in cols)
         insert_rows = (f"INSERT INTO staging.{d.contract.name} ({', '.join(cols)}) "

@@ -17,6 +17,7 @@ import os
 
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
 
+import json  # noqa: E402
 import re  # noqa: E402
 import threading  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
@@ -156,9 +157,15 @@ def _gx_suite(name: str):
 
     See ``suite_for``: the contract's part comes from the contract itself.
     """
+    return _gx_suite_of(json.dumps(suite_for(name), sort_keys=True))
+
+
+@cache
+def _gx_suite_of(text: str):
+    """A stored suite (as JSON text) as a GX suite, made once per process and content."""
     from great_expectations.core.expectation_suite import ExpectationSuite
 
-    stored = suite_for(name)
+    stored = json.loads(text)
     suite = ExpectationSuite(name=stored["name"], expectations=stored["expectations"],
                              meta=stored.get("meta"))
     # Adding it gives every expectation an id, which ties each result back to its place.
@@ -203,7 +210,7 @@ def _prepared_for_gx(contract: Contract, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def validate_batch(contract: Contract, df: "pd.DataFrame | pa.Table",
-                   now: datetime | None = None) -> ValidationOutcome:
+                   now: datetime | None = None, stored: dict | None = None) -> ValidationOutcome:
     """Run the contract's stored suite on a staging frame (staging columns minus ``_batch_id``).
 
     ``df`` is a pandas frame or the intake's Arrow table. An Arrow table's text columns are
@@ -211,12 +218,13 @@ def validate_batch(contract: Contract, df: "pd.DataFrame | pa.Table",
     without a copy of every string into Python.
     ``success`` is False when any critical expectation failed or errored;
     warnings are reported but never block a batch. ``now`` bounds the
-    "not in the future" checks (default: the current local time).
+    "not in the future" checks (default: the current local time). ``stored`` is the
+    contract's suite as ``suite_for`` gives it, read by the caller (default: read here).
     """
     if isinstance(df, pa.Table):
         df = pa.table([c.dictionary_encode() if pa.types.is_string(c.type) else c for c in df.columns],
                       names=df.column_names).to_pandas()
-    suite = _gx_suite(contract.name)
+    suite = _gx_suite(contract.name) if stored is None else _gx_suite_of(json.dumps(stored, sort_keys=True))
     batch = _batch_definition(contract.name).get_batch(
         batch_parameters={"dataframe": _prepared_for_gx(contract, df)})
     run = batch.validate(suite, result_format=RESULT_FORMAT,
@@ -274,12 +282,14 @@ def validate_in_worker(contract: Contract, table: pa.Table, now: datetime) -> Va
     """``validate_batch`` run in the validation process; the caller waits outside the GIL.
 
     The table travels by pickle (Arrow buffers, no per-value conversion), the verdict
-    back as names and counts. A dead worker is replaced on the next call.
+    back as names and counts. The suite is read here and sent along, so the worker,
+    which outlives many files, validates by the contracts as this process reads them.
+    A dead worker is replaced on the next call.
     """
     global _worker
     worker = _validation_worker()
     try:
-        return worker.submit(validate_batch, contract, table, now).result()
+        return worker.submit(validate_batch, contract, table, now, suite_for(contract.name)).result()
     except BrokenProcessPool:
         with _worker_lock:
             if _worker is worker:

@@ -19,7 +19,10 @@ Every format yields the same typed chunks, so everything after reading
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
+import itertools
 import json
 import os
 import re
@@ -41,6 +44,8 @@ CHUNK_ROWS = 50_000
 # Longer lines are refused: no real extract row is a megabyte, and reading one whole would
 # let a single hostile line take unbounded memory.
 MAX_LINE_CHARS = 1024 * 1024
+# Delimited and JSON lines text is read this many bytes at a time and split into lines in C.
+TEXT_BLOCK_BYTES = 1024 * 1024
 # A workbook's XML, uncompressed, above this is refused before it is parsed (zip bombs).
 XLSX_MAX_UNCOMPRESSED = 4 * 1024**3
 # A header name is echoed in a reason only if it looks like a column name; anything else
@@ -56,6 +61,7 @@ PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u200
                  "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 
 Record = tuple[int, list]  # (1-based data row number, cells in contract column order)
+Batch = tuple[list[int], list[list], "RejectedFile | None"]  # rows, their cells, the refusal after them
 Source = Path | int  # a file name, or a descriptor the caller opened once (see connectors.inbox)
 
 
@@ -196,28 +202,74 @@ def _rule_for(col: Column) -> str:
 
 # --- record sources: one per format; each checks the header and the shape of every row ----------
 
-def _lines(f, name: str) -> Iterator[str]:
-    """Lines of a text file, refusing over-long lines and NUL bytes (binary content)."""
-    line_no = 0
-    while line := f.readline(MAX_LINE_CHARS):
-        line_no += 1
-        if len(line) >= MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
-            raise RejectedFile(name, "line_too_long",
-                               f"physical line {line_no} is longer than {MAX_LINE_CHARS:,} characters")
-        if "\x00" in line:
-            raise RejectedFile(name, "binary_content", f"NUL byte on physical line {line_no}; not a text file")
-        yield line
+def _line_blocks(raw, encoding: str, name: str) -> Iterator[list[str]]:
+    """The lines of a binary file, a block at a time: split as ``readline`` splits them with
+    ``newline=""`` (after \\n, \\r\\n or \\r, line ends kept), in C rather than line by line.
+
+    Refuses a line longer than ``MAX_LINE_CHARS`` and a NUL byte (binary content) at
+    their physical line, and stops on bytes that are not valid ``encoding``
+    (UnicodeDecodeError) after handing over every line before them, so whoever reads
+    the lines sees each refusal on the row it is on. An unfinished line is carried into
+    the next block, never beyond ``MAX_LINE_CHARS``: memory is bounded by the block size.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    limit = MAX_LINE_CHARS
+    line_no, carry = 0, ""
+    while True:
+        data = raw.read(TEXT_BLOCK_BYTES)
+        broken = None
+        pending = decoder.getstate()[0]
+        try:
+            text = carry + decoder.decode(data, final=not data)
+        except UnicodeDecodeError as e:
+            broken = e
+            try:
+                text = carry + (pending + data)[:e.start].decode(encoding)
+            except UnicodeDecodeError:
+                text = carry
+        lines = io.StringIO(text, newline="").readlines()
+        last = not data or broken is not None
+        carry = "" if last or not lines else lines.pop()
+        if broken is not None and lines and not lines[-1].endswith(("\n", "\r")):
+            lines.pop()  # the line the bad bytes are on
+        if "\x00" in text or len(carry) >= limit or (lines and len(max(lines, key=len)) >= limit):
+            for i, line in enumerate(lines + [carry]):
+                content = len(line.rstrip("\r\n")) if line.endswith(("\n", "\r")) else len(line)
+                rule = ("line_too_long", f"physical line {line_no + i + 1} is longer than {limit:,} characters") \
+                    if content >= limit else ("binary_content", f"NUL byte on physical line {line_no + i + 1}; "
+                                              "not a text file") if "\x00" in line else None
+                if rule:
+                    yield lines[:i]
+                    raise RejectedFile(name, *rule)
+        line_no += len(lines)
+        yield lines
+        if broken is not None:
+            raise broken
+        if not data:
+            return
 
 
-def _csv_records(path: Source, contract: Contract, name: str) -> Iterator[Record]:
+def _lines(raw, encoding: str, name: str) -> Iterator[str]:
+    """The lines of ``_line_blocks`` one by one (the iteration itself stays in C)."""
+    return itertools.chain.from_iterable(_line_blocks(raw, encoding, name))
+
+
+def _csv_records(path: Source, contract: Contract, name: str, chunk_rows: int) -> Iterator[Batch]:
+    """Rows of a delimited file, ``chunk_rows`` at a time, with their shape checked.
+
+    The csv module parses a whole batch in C; a batch whose rows all have the declared
+    width and no blank row among them (nearly every batch) is passed on as it is, and
+    any other is walked row by row, so blank and ragged rows are refused exactly where
+    they are.
+    """
     fmt = contract.format
     expected = contract.column_names
     width = len(expected)
-    row_no = 0
-    try:
-        with reopen(path, "r", newline="", encoding=fmt.encoding, errors="strict") as f:
-            reader = csv.reader(_lines(f, name), delimiter=fmt.delimiter, quotechar=fmt.quotechar,
-                                strict=True)
+    row_no = 0  # rows read so far, blank ones included
+    with reopen(path, "rb") as raw:
+        reader = csv.reader(_lines(raw, fmt.encoding, name), delimiter=fmt.delimiter,
+                            quotechar=fmt.quotechar, strict=True)
+        try:
             if fmt.header:
                 header = next(reader, None)
                 if header is None:
@@ -227,29 +279,71 @@ def _csv_records(path: Source, contract: Contract, name: str) -> Iterator[Record
                 header = [h.strip() for h in header]
                 if header != expected:
                     raise RejectedFile(name, "header", header_difference(expected, header), row=0)
-            blanks = 0
-            for record in reader:
-                row_no += 1
-                if not "".join(record).strip():
-                    # A blank line, or a row of empty cells (",,,": spreadsheets export those);
-                    # only trailing ones are harmless, which is checked when data follows.
-                    blanks += 1
-                    continue
-                if blanks:
-                    raise RejectedFile(name, "blank_row", "blank line inside the data", row=row_no - blanks)
-                if len(record) != width:
-                    raise RejectedFile(name, "ragged_row",
-                                       f"{len(record)} fields where the contract has {width}", row=row_no)
-                if row_no == 1 and not fmt.header:
-                    first = [c.strip().lstrip("\ufeff") for c in record]
-                    if first == expected:
-                        raise RejectedFile(name, "header", "the file has a header row; the contract "
-                                           "declares none (header: false, columns in declared order)", row=1)
-                yield row_no, record
-    except UnicodeDecodeError:
-        raise RejectedFile(name, "encoding", f"not valid {fmt.encoding}", row=row_no + 1) from None
-    except csv.Error as e:
-        raise RejectedFile(name, "csv_syntax", str(e).split(":")[0], row=row_no + 1) from None
+        except UnicodeDecodeError:
+            raise RejectedFile(name, "encoding", f"not valid {fmt.encoding}", row=1) from None
+        except csv.Error as e:
+            raise RejectedFile(name, "csv_syntax", str(e).split(":")[0], row=1) from None
+        blanks = 0  # blank rows just read: harmless at the end of the file only
+        while True:
+            batch: list[list[str]] = []
+            stop: RejectedFile | None = None
+            try:
+                batch.extend(itertools.islice(reader, chunk_rows))  # keeps the rows read before an error
+            except UnicodeDecodeError:
+                stop = RejectedFile(name, "encoding", f"not valid {fmt.encoding}", row=row_no + len(batch) + 1)
+            except csv.Error as e:
+                stop = RejectedFile(name, "csv_syntax", str(e).split(":")[0], row=row_no + len(batch) + 1)
+            except RejectedFile as e:
+                stop = e
+            first = row_no + 1
+            row_no += len(batch)
+            if (not blanks and batch and set(map(len, batch)) == {width} and all(map(str.strip, map("".join, batch)))
+                    and (fmt.header or first > 1)):
+                yield list(range(first, row_no + 1)), batch, stop
+            else:
+                rows, kept = [], []
+                try:
+                    for n, record in enumerate(batch, start=first):
+                        if not "".join(record).strip():
+                            # A blank line, or a row of empty cells (",,,": spreadsheets export those);
+                            # only trailing ones are harmless, which is checked when data follows.
+                            blanks += 1
+                            continue
+                        if blanks:
+                            raise RejectedFile(name, "blank_row", "blank line inside the data", row=n - blanks)
+                        if len(record) != width:
+                            raise RejectedFile(name, "ragged_row",
+                                               f"{len(record)} fields where the contract has {width}", row=n)
+                        if n == 1 and not fmt.header:
+                            if [c.strip().lstrip("\ufeff") for c in record] == expected:
+                                raise RejectedFile(name, "header", "the file has a header row; the contract "
+                                                   "declares none (header: false, columns in declared order)", row=1)
+                        rows.append(n)
+                        kept.append(record)
+                except RejectedFile as e:
+                    stop = e
+                if rows or stop:
+                    yield rows, kept, stop
+            if stop or not batch:
+                return
+
+
+def _batched(records: Iterator[Record], chunk_rows: int) -> Iterator[Batch]:
+    """Batches of a source read row by row; a refusal comes with the rows read before it."""
+    rows: list[int] = []
+    cells: list[list] = []
+    try:
+        for row_no, record in records:
+            rows.append(row_no)
+            cells.append(record)
+            if len(rows) >= chunk_rows:
+                yield rows, cells, None
+                rows, cells = [], []
+    except RejectedFile as e:
+        yield rows, cells, e
+        return
+    if rows:
+        yield rows, cells, None
 
 
 def _refuse_constant(token: str):
@@ -262,8 +356,8 @@ def _jsonl_records(path: Source, contract: Contract, name: str) -> Iterator[Reco
     wanted = set(expected)
     row_no, blanks = 0, 0
     try:
-        with reopen(path, "r", encoding=fmt.encoding, errors="strict", newline="") as f:
-            for line in _lines(f, name):
+        with reopen(path, "rb") as raw:
+            for line in _lines(raw, fmt.encoding, name):
                 row_no += 1
                 if row_no == 1:
                     line = line.lstrip("\ufeff")
@@ -362,7 +456,16 @@ def _xlsx_records(path: Source, contract: Contract, name: str) -> Iterator[Recor
         raw.close()
 
 
-_SOURCES = {"csv": _csv_records, "tsv": _csv_records, "jsonl": _jsonl_records, "xlsx": _xlsx_records}
+def _jsonl_batches(path: Source, contract: Contract, name: str, chunk_rows: int) -> Iterator[Batch]:
+    return _batched(_jsonl_records(path, contract, name), chunk_rows)
+
+
+def _xlsx_batches(path: Source, contract: Contract, name: str, chunk_rows: int) -> Iterator[Batch]:
+    return _batched(_xlsx_records(path, contract, name), chunk_rows)
+
+
+# Each yields (row numbers, cells per row, the refusal that ends the file after these rows or None).
+_SOURCES = {"csv": _csv_records, "tsv": _csv_records, "jsonl": _jsonl_batches, "xlsx": _xlsx_batches}
 
 
 def _text_column(values, null_markers: list[str]) -> pa.Array:
@@ -463,27 +566,18 @@ def read_chunks(path: Source, contract: Contract, display_name: str | None = Non
     text_only = fmt.type in ("csv", "tsv")
     converters = [(_converter if text_only else _typed_converter)(c) for c in contract.columns]
     expected = contract.column_names
-    records_of = source(path, contract, name)
+    batches = source(path, contract, name, chunk_rows)
     while True:
-        rows: list[int] = []
-        records: list[list] = []
-        stopped: RejectedFile | None = None
         with CLOCK.timed("parse"):
-            try:
-                for row_no, record in records_of:
-                    rows.append(row_no)
-                    records.append(record)
-                    if len(rows) >= chunk_rows:
-                        break
-            except RejectedFile as e:
-                stopped = e  # refused after the cells read so far: an earlier broken cell comes first
+            rows, records, stop = next(batches, ([], [], None))
         if rows:
             with CLOCK.timed("normalize"):
+                # An earlier broken cell is refused before the rule that stopped the file.
                 arrays = _typed_chunk(name, contract, converters, text_only, rows, records)
                 del records
                 cols = dict(zip(expected, arrays if arrow else [a.to_pylist() for a in arrays]))
-        if stopped is not None:
-            raise stopped
+        if stop is not None:
+            raise stop
         if not rows:
             return
         yield rows, cols
