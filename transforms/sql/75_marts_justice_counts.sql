@@ -152,7 +152,8 @@ ORDER BY ALL;
 --   JAILS_READMISSIONS (annual; the export sums the months): bookings of a person who
 --     was incarcerated at any time in the 365 days before the booking date (an earlier
 --     booking released on or after that date, or never released); bookings that could
---     not be linked to a person are never readmissions;
+--     not be linked to a person are never readmissions. A booking in the extract's first
+--     365 days has no full year behind it, so the first year may count too few;
 --   JAILS_TOTAL_POPULATION (monthly): a single-day count of the people in custody at the
 --     end of the last day of the month (booked before midnight and not released by
 --     then; a person with two open bookings counts once, under the later one), for the
