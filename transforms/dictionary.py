@@ -31,7 +31,9 @@ UNDESCRIBED = "(no description yet)"
 # Tables drawn from treatment records: their descriptions carry the Part 2 notice.
 PART2_TABLES = {("core", "consent"), ("core", "treatment_episode"), ("core", "service_contact"),
                 ("core", "assessment"),
-                ("marts", "first_contact"), ("marts", "caseload_monthly"), ("marts", "services_monthly")}
+                ("marts", "first_contact"), ("marts", "caseload_monthly"), ("marts", "services_monthly"),
+                ("marts", "life_status_monthly"), ("marts", "life_outcomes_monthly"),
+                ("marts", "life_arrest_periods")}
 
 # Tables not built from a transforms/sql file.
 TABLES = {
@@ -59,6 +61,14 @@ TABLES = {
     ("ops", "data_quality"): "Every validation check of every delivery and build, with its file, for "
                              "data-quality trends (counts only, never values).",
 }
+
+_MONTH_SINCE_REFERRAL = ("Months since the first LEAD referral: month m runs from the referral date "
+                         "plus m months to the day before plus m + 1 months; -1 is the month before "
+                         "referral.")
+_HOUSED = ("True when the housing status is transitional or permanent; false when street or "
+           "shelter; NULL when unknown or missing.")
+_EMPLOYED = ("True when the employment status is part_time or full_time; false when unemployed or "
+             "unable_to_work; NULL when unknown or missing.")
 
 # Columns the models compute (or that mean something specific in one table).
 COLUMNS = {
@@ -224,6 +234,46 @@ COLUMNS = {
         "race": "Race as recorded on the first referral or arrest in the window.",
         "ethnicity": "Ethnicity as recorded on the first referral or arrest in the window.",
         "people": "Distinct linked people.",
+    },
+    ("marts", "life_status_monthly"): {
+        "month_since_referral": _MONTH_SINCE_REFERRAL,
+        "carried_months": "0 when an assessment reports on this month; 1 or 2 when the status is "
+                          "carried forward from that many months before; NULL when no assessment "
+                          "is recent enough (statuses NULL).",
+        "housing_status": "Housing status of the assessment used (street, shelter, transitional, "
+                          "permanent, unknown).",
+        "employment_status": "Employment status of the assessment used (unemployed, part_time, "
+                             "full_time, unable_to_work, unknown).",
+        "income_source": "Income source of the assessment used (none, employment, benefits, both, unknown).",
+        "housed": _HOUSED,
+        "employed": _EMPLOYED,
+        "income_or_benefits": "True when income_source is employment, benefits or both; false when "
+                              "none; NULL when unknown or missing.",
+        "contacts": "Case-management service contacts in the month.",
+        "arrests": "Distinct police arrests in the month.",
+    },
+    ("marts", "life_outcomes_monthly"): {
+        "month_since_referral": _MONTH_SINCE_REFERRAL,
+        "participants": "LEAD participants followed in this month (their month ended by the latest "
+                        "assessment date in the data).",
+        "housing_known": "Participants whose housing status is known in the month.",
+        "housed": "Participants housed (transitional or permanent) in the month.",
+        "employment_known": "Participants whose employment status is known in the month.",
+        "employed": "Participants employed (part or full time) in the month.",
+        "income_known": "Participants whose income source is known in the month.",
+        "income_or_benefits": "Participants with legitimate income, benefits or both in the month.",
+        "contacts": "Case-management service contacts of these participants in the month.",
+        "people_contacted": "Participants with at least one case-management contact in the month.",
+    },
+    ("marts", "life_arrest_periods"): {
+        "month_since_referral": _MONTH_SINCE_REFERRAL,
+        "housed_recent": "Assessments in the 91 days before each day of the period (not on it) "
+                         "that found the person housed (transitional or permanent).",
+        "employed_recent": "Assessments in the 91 days before each day of the period (not on it) "
+                           "that found the person employed (part or full time).",
+        "days": "Days in the period (after the referral day, by the end of month 18 and the latest "
+                "assessment and arrest dates in the data).",
+        "arrests": "Distinct police arrests on those days.",
     },
     ("ops", "file_ledger"): {
         "file_id": "Receipt time plus a SHA-256 prefix; one per file that ever arrived.",

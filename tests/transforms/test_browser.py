@@ -94,9 +94,10 @@ def test_report_renders_with_its_charts_and_tables(demo_hub, tools, tmp_path):
 
     assert dom.tables == len(tables) == len(dom.sections)
     assert set(dom.sections) == set(tables)
-    assert len(charts) == len(dom.images) == 3
-    assert dom.body.get("data-images-decoded") == "3"          # every chart is a real image
-    assert dom.body.get("data-images-shown") == "3"
+    # referrals per quarter, caseload, outcomes, life-outcome shares by month since referral
+    assert len(charts) == len(dom.images) == 4
+    assert dom.body.get("data-images-decoded") == "4"          # every chart is a real image
+    assert dom.body.get("data-images-shown") == "4"
     assert dom.body.get("data-tables-shown") == str(len(tables))
     assert dom.body.get("data-linkage-charts-shown") == "1"     # the match-weight SVG, laid out inline
     for header in ("Quarter", "Odds ratio", "Readmissions within 365 days", "Share of arrested",

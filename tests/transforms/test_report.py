@@ -24,8 +24,10 @@ MEASURE_LABELS = {"Arrests": "arrests", "Jail bookings": "bookings", "Jail days"
 TABLES = {"referrals_monthly", "referrals_quarterly", "referrals_by_precinct", "time_to_first_contact",
           "caseload_monthly", "services_quarterly", "outcomes", "rearrest_2x2", "rearrest_odds_ratio",
           "jc_arrests_offense_type", "jc_arrests_race", "jc_arrests_sex", "jc_prosecutor_cases",
-          "jc_jail", "equity_race", "equity_ethnicity", "batch_lineage"}
-TREATMENT_TABLES = {"time_to_first_contact", "caseload_monthly", "services_quarterly"}
+          "jc_jail", "equity_race", "equity_ethnicity", "life_outcomes_monthly", "life_contacts_monthly",
+          "life_outcome_models", "life_arrests_model", "batch_lineage"}
+TREATMENT_TABLES = {"time_to_first_contact", "caseload_monthly", "services_quarterly", "life_outcomes_monthly",
+                    "life_contacts_monthly", "life_outcome_models", "life_arrests_model"}
 
 
 def populate(w) -> None:
@@ -626,11 +628,12 @@ def test_no_chart_text_overlaps_and_no_legend_covers_data(built, monkeypatch):
 
 def test_charts_of_the_synthetic_county_are_readable(demo_hub, tools, tmp_path, monkeypatch):
     """Four years of months and every measure populated: the layout holds at full size."""
-    _assert_readable(_drawn_charts(tools.clone_hub(demo_hub, tmp_path / "hub"), monkeypatch))
+    # and the shares housed, employed and with income by month since referral
+    _assert_readable(_drawn_charts(tools.clone_hub(demo_hub, tmp_path / "hub"), monkeypatch), charts=4)
 
 
-def _assert_readable(figures: list) -> None:
-    assert len(figures) == 3              # quarterly referrals, caseload, outcomes
+def _assert_readable(figures: list, charts: int = 3) -> None:
+    assert len(figures) == charts         # quarterly referrals, caseload, outcomes
     for fig in figures:
         renderer = fig.canvas.get_renderer()
         boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in _texts(fig)]

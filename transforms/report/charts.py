@@ -77,3 +77,20 @@ def outcomes_chart(summary: list[dict]) -> str:
     labels.append("suppressed (not drawn)")
     fig.legend(handles, labels, loc="outside upper center", ncols=3, frameon=False, fontsize=8)
     return _png(fig)
+
+
+def share_chart(title: str, labels: list[str], series: dict[str, list[str]], xlabel: str) -> str:
+    """Lines of published shares ("37.5%"); withheld or n/a shares are gaps."""
+    fig = Figure(figsize=(8, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    for name, values in series.items():
+        ax.plot(range(len(labels)), [float(v[:-1]) if v.endswith("%") else math.nan for v in values],
+                marker="o", label=name)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.tick_params(axis="y", labelsize=8)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel("Percent of participants")
+    ax.set_ylim(0, 100)
+    fig.legend(loc="outside right upper", frameon=False, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return _png(fig)

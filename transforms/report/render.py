@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from transforms.rendering import render
+from transforms.report.life_outcomes import CARRY_FORWARD_MONTHS, STATUS_MAX_DAYS
 from transforms.report.linkage import LinkageModel
 from transforms.report.model import TREATMENT, Table
 from transforms.report.suppression import UNSTABLE_EVENTS, WITHHELD, small_cell_max, suppressed_label
@@ -62,4 +63,5 @@ def render_html(tables: list[Table], ctx: ReportContext) -> str:
         settings={k: ctx.settings.get(k) for k in EVALUATION_SETTINGS}, linkage=ctx.linkage,
         SMALL_CELL_MAX=small_cell_max(), SUPPRESSED=suppressed_label(), WITHHELD=WITHHELD,
         agreements=ctx.agreements,
-        UNSTABLE_EVENTS=UNSTABLE_EVENTS)
+        UNSTABLE_EVENTS=UNSTABLE_EVENTS, LIFE_CARRY_FORWARD_MONTHS=CARRY_FORWARD_MONTHS,
+        LIFE_STATUS_MAX_DAYS=STATUS_MAX_DAYS)

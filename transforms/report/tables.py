@@ -11,6 +11,7 @@ import numpy as np
 
 from transforms.report.charts import line_chart, outcomes_chart
 from transforms.report.coverage import Coverage, data_coverage, lineage_table
+from transforms.report.life_tables import life_outcome_tables
 from transforms.report.model import (COHORT_LABELS, MEASURES, RE_ARREST_WINDOW,
                                      REFERRAL_TYPES, Table, fetch_dicts, month_starts, quarter_label)
 from transforms.report.statistics import adjusted_odds_ratio, odds_ratio_woolf
@@ -434,6 +435,7 @@ BUILDERS = (
     (("outcomes", "cohort"), rearrest_tables),
     (JUSTICE_COUNTS_MARTS, justice_counts_tables),
     (("equity",), equity_tables),
+    (("life_outcomes_monthly", "life_status_monthly", "life_arrest_periods"), life_outcome_tables),
 )
 
 
