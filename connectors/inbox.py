@@ -23,10 +23,12 @@ import errno
 import json
 import logging
 import os
+import queue
 import re
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -60,6 +62,8 @@ INTAKE_MEMORY_LIMIT = f"{int(os.environ.get('LEADHUB_INTAKE_MEMORY_MB', '256'))}
 # Chunks validated together (see Intake._insert_streamed): GX costs about 0.17 s per batch
 # whatever its size, on top of its cost per row, so fewer, larger batches cost less.
 VALIDATION_CHUNKS = 2
+# Staged chunks waiting for DuckDB's INSERT while the reader thread prepares the next ones.
+LOAD_BACKLOG = 2
 # Temporary files of the hub's own naming in the archive and quarantine folders
 # ("<file_id>__<name>.enc.tmp", "<file_id>__<name>.tmp"): a run killed while writing one
 # leaves it behind, and the next run removes it. Agency files never have this shape.
@@ -482,11 +486,12 @@ class Intake:
         """One INSERT of the whole file into staging, fed chunk by chunk (inside the open
         transaction); a failure of the stream is re-raised as itself (it names file, row, rule).
 
-        Chunks are validated ``VALIDATION_CHUNKS`` at a time, in file order, by a thread
-        that hands them to the validation process (``FileValidator.add``) and waits there
-        outside the GIL, while the next chunks are read and pseudonymized and DuckDB inserts
-        these: two cores at work. One batch is validated while the next one gathers, so
-        memory stays bounded by a few chunks.
+        Three things run at once: a reader thread reads and pseudonymizes chunks; DuckDB,
+        on this thread, inserts the chunks ready for it (at most ``LOAD_BACKLOG`` wait),
+        outside the GIL; and chunks are validated ``VALIDATION_CHUNKS`` at a time, in file
+        order, by a thread that hands them to the validation process (``FileValidator.add``)
+        and waits there, outside the GIL too. One batch is validated while the next one
+        gathers, so memory stays bounded by a few chunks.
         """
         from tqdm import tqdm
 
@@ -498,7 +503,9 @@ class Intake:
         insert_rows = (f"INSERT INTO staging.{d.contract.name} ({', '.join(cols)}) "
                        f"SELECT {select} FROM incoming_file")
         failure: list[BaseException] = []  # what stopped the stream, re-raised as itself below
-        inside = 0.0  # seconds spent producing chunks; the rest of the INSERT is DuckDB loading them
+        waited = 0.0  # seconds DuckDB waited for chunks; the rest of the INSERT is DuckDB loading them
+        ready: queue.Queue = queue.Queue(maxsize=LOAD_BACKLOG)  # staged tables, then None at the end
+        stopped = threading.Event()  # the INSERT ended early: the reader stops too
 
         def validate(table: pa.Table) -> None:
             with CLOCK.timed("validate"):
@@ -524,7 +531,7 @@ class Intake:
                     if len(gathered) >= VALIDATION_CHUNKS:
                         running, gathered = hand_over(), []
                     bar.update(table.num_rows)
-                    yield from table.to_batches()
+                    yield table
                 if gathered:
                     running = hand_over()
                 if running is not None:
@@ -535,20 +542,42 @@ class Intake:
                 failure.append(e)
                 raise
 
-        def timed(batches):
-            nonlocal inside
+        def put(item) -> bool:
+            while not stopped.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read(pool: ThreadPoolExecutor) -> None:
+            try:
+                for table in chunks(pool):
+                    if not put(table):
+                        return
+            except BaseException:
+                pass  # in ``failure``: the INSERT re-raises it
+            put(None)
+
+        def batches():
+            nonlocal waited
             while True:
                 started = time.perf_counter()
-                batch = next(batches, None)
-                inside += time.perf_counter() - started
-                if batch is None:
+                table = ready.get()
+                waited += time.perf_counter() - started
+                if table is None:
+                    if failure:
+                        raise failure[0]
                     return
-                yield batch
+                yield from table.to_batches()
 
         started = time.perf_counter()
         with ThreadPoolExecutor(1, thread_name_prefix="validate") as pool:
+            reader = threading.Thread(target=read, args=(pool,), name="intake-reader", daemon=True)
             self.con.register("incoming_file",
-                              pa.RecordBatchReader.from_batches(_arrow_schema(d.contract), timed(chunks(pool))))
+                              pa.RecordBatchReader.from_batches(_arrow_schema(d.contract), batches()))
+            reader.start()
             try:
                 self.con.execute(insert_rows, [d.batch_id])
             except Exception:
@@ -556,8 +585,10 @@ class Intake:
                     raise failure[0] from None
                 raise
             finally:
+                stopped.set()
+                reader.join()
                 bar.close()
-        CLOCK.add("load", time.perf_counter() - started - inside)
+        CLOCK.add("load", time.perf_counter() - started - waited)
         self.con.unregister("incoming_file")
 
     def _hold(self, d: _Delivery, current: int, removed: int, limit: float) -> FileOutcome:
