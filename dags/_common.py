@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -130,6 +131,22 @@ def run_stage(what: str, stage: Callable[..., Any], *args: Any) -> Any:
             f"{what} failed with {type(e).__name__}; its message is withheld from Airflow "
             "because it may quote source data — rerun the stage with the leadhub CLI to read it"
         ) from None
+    finally:
+        stop_helper_processes()
+
+
+def stop_helper_processes() -> None:
+    """Stop the processes a stage keeps for later calls (intake's validation process).
+
+    An Airflow task ends with ``os._exit``, which skips the interpreter shutdown
+    that would stop them: they would outlive the task, holding its log sockets
+    (the worker waits a minute for them before it takes the next task) and memory.
+    Only a stage that ran in this process can have started one, so nothing is
+    imported for the others.
+    """
+    validate = sys.modules.get("expectations.validate")
+    if validate is not None:
+        validate.stop_validation_worker()
 
 
 def summarize(summaries: list[dict]) -> list[dict]:

@@ -49,3 +49,12 @@ CELERY_SETTINGS = {
 
 # Worker processes (Celery's --concurrency) of a warehouse worker: one writer at a time.
 WAREHOUSE_WORKER_CONCURRENCY = 1
+
+# The warehouse worker's own settings. Celery's default pool (prefork) runs each task under a
+# daemonic pool process, and Python lets no process forked from one start a process of its own:
+# intake validates in a process of its own, so under prefork every delivery would be quarantined
+# ("unexpected AssertionError"). The solo pool runs the one task from the worker's main process,
+# as the LocalExecutor does; the warehouse worker runs one task at a time anyway.
+WAREHOUSE_WORKER_SETTINGS = {
+    "AIRFLOW__CELERY__POOL": "solo",
+}

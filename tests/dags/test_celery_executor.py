@@ -38,7 +38,7 @@ import pytest
 from leadhub.airflow_local import dags_folder, machine_sizes
 from leadhub.core.deployment import (
     CELERY_SETTINGS, DEFAULT_QUEUE, WAREHOUSE_POOL, WAREHOUSE_POOL_DESCRIPTION, WAREHOUSE_POOL_SLOTS,
-    WAREHOUSE_QUEUE, WAREHOUSE_WORKER_CONCURRENCY, WORKER_QUEUES,
+    WAREHOUSE_QUEUE, WAREHOUSE_WORKER_CONCURRENCY, WAREHOUSE_WORKER_SETTINGS, WORKER_QUEUES,
 )
 from leadhub.core.keys import create_key_file
 from leadhub.core.settings import Settings
@@ -118,7 +118,8 @@ class Cluster:
         self.start(f"worker-{queue}",
                    [*worker_args(queue), "--celery-hostname", f"{queue}@{host}", "--skip-serve-logs",
                     "--without-mingle", "--without-gossip"],
-                   {"PYTHONPATH": str(HOOKS), "LEADHUB_TEST_HOSTNAME": host,
+                   {**(WAREHOUSE_WORKER_SETTINGS if queue == WAREHOUSE_QUEUE else {}),
+                    "PYTHONPATH": str(HOOKS), "LEADHUB_TEST_HOSTNAME": host,
                     "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_host.hostname", **(extra_env or {})})
 
     def kill(self, name: str) -> None:
@@ -135,8 +136,27 @@ class Cluster:
         process.wait()
         del self.processes[name]
 
+    def strays(self) -> list[psutil.Process]:
+        """Processes of this cluster's Airflow home that no running component is parent to:
+        left behind by a task whose process has ended."""
+        ours = set()
+        for process in self.processes.values():
+            try:
+                ours |= {process.pid, *(c.pid for c in psutil.Process(process.pid).children(recursive=True))}
+            except psutil.NoSuchProcess:
+                pass
+        found = []
+        for p in psutil.process_iter():
+            try:
+                if p.pid not in ours and p.environ().get("AIRFLOW_HOME") == self.env["AIRFLOW_HOME"]:
+                    found.append(p)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        return found
+
     def stop(self) -> None:
-        """SIGTERM every process at once, then SIGKILL whatever (or whatever it started) outlived the grace."""
+        """SIGTERM every process at once, then SIGKILL whatever (or whatever it started) outlived the
+        grace period, and whatever a task left behind."""
         family = []
         for process in self.processes.values():
             try:
@@ -145,7 +165,7 @@ class Cluster:
             except (psutil.NoSuchProcess, ProcessLookupError):
                 pass
         _, alive = psutil.wait_procs(family, timeout=STOP_GRACE_SECONDS)
-        for p in alive:
+        for p in alive + self.strays():
             try:
                 p.kill()
             except psutil.NoSuchProcess:
@@ -251,13 +271,10 @@ def hub(tmp_path, pg_server, redis_server):
             cluster.start(name, args)
         for queue in WORKER_QUEUES.values():
             cluster.start_worker(queue, {"LEADHUB_TEST_PAUSE_DIR": str(pause_dir)} if queue == WAREHOUSE_QUEUE else {})
-        api = Api(f"http://127.0.0.1:{port}")
-        yield Hub(cluster, api, settings, pause_dir, deadline)
-    except BaseException:
-        print(cluster.tails(80))
-        raise
+        yield Hub(cluster, Api(f"http://127.0.0.1:{port}"), settings, pause_dir, deadline)
     finally:
         cluster.stop()
+        print(cluster.tails(80))  # captured: pytest shows it when the test failed
 
 
 def set_paused(api: Api, dag_id: str, paused: bool) -> None:
@@ -280,13 +297,9 @@ def deliver(settings: Settings, agency: str, name: str, text: str) -> None:
     part.rename(inbox / name)
 
 
-def runs(api: Api, dag_id: str) -> list[dict]:
-    return api.runs(dag_id)
-
-
 def accepted_run(api: Api, dag_id: str, file: str) -> dict | None:
     """The successful run of a feed whose ingest accepted ``file``, if there is one yet."""
-    for run in runs(api, dag_id):
+    for run in api.runs(dag_id):
         if run["state"] == "failed":
             pytest.fail(f"{dag_id} run {run['dag_run_id']} failed")
         if run["state"] == "success" and any(
@@ -298,7 +311,7 @@ def accepted_run(api: Api, dag_id: str, file: str) -> dict | None:
 
 def builds_settled(api: Api, assets: set[str]) -> list[dict] | None:
     """Every warehouse_build run, once none is queued or running and together they took ``assets``."""
-    found = runs(api, "warehouse_build")
+    found = api.runs("warehouse_build")
     if not found or any(r["state"] not in ("success", "failed") for r in found):
         return None
     taken = {a for r in found for a in api.upstream_assets("warehouse_build", r["dag_run_id"])}
@@ -372,7 +385,7 @@ def test_celery_workers_split_by_queue_and_a_killed_warehouse_worker_loads_nothi
     deliver(settings, "police", *POLICE_SECOND)
     cluster.wait_for("the next police ingest to pause mid-load", (hub.pause_dir / "paused").exists, deadline,
                      every=0.2)
-    [interrupted] = [r for r in runs(api, "police_feed") if r["state"] == "running"]
+    [interrupted] = [r for r in api.runs("police_feed") if r["state"] == "running"]
     cluster.kill(f"worker-{WAREHOUSE_QUEUE}")
 
     def retry_due() -> bool:
@@ -400,3 +413,7 @@ def test_celery_workers_split_by_queue_and_a_killed_warehouse_worker_loads_nothi
                            [batch]).fetchone() == (2,)
         assert con.execute("SELECT count(*) FROM staging.police_referrals").fetchone() == (4,)
     assert not (hub.pause_dir / "arm").exists() and (hub.pause_dir / "paused").exists()  # paused once only
+
+    # No task left a process behind (intake's validation process ends with its task).
+    cluster.wait_for("processes left behind by tasks to end", lambda: not cluster.strays(),
+                     time.monotonic() + 30)

@@ -17,7 +17,7 @@ import yaml
 
 from leadhub.core.contracts import agencies
 from leadhub.core.deployment import (
-    CELERY_SETTINGS, WAREHOUSE_POOL, WAREHOUSE_POOL_SLOTS, WAREHOUSE_QUEUE, WORKER_QUEUES,
+    CELERY_SETTINGS, WAREHOUSE_POOL, WAREHOUSE_POOL_SLOTS, WAREHOUSE_QUEUE, WAREHOUSE_WORKER_SETTINGS, WORKER_QUEUES,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -311,8 +311,10 @@ def test_one_worker_per_declared_queue_and_no_other(services):
         options = worker_options(services[name]["command"][2])
         tested = worker_options("airflow celery worker " + " ".join(worker_args(queue)[2:]))
         assert options["--queues"] == tested["--queues"] == queue, name
-        if queue == WAREHOUSE_QUEUE:  # one writer: the same process count as in the test
+        if queue == WAREHOUSE_QUEUE:  # one writer: the same process count and pool as in the test
             assert options["--concurrency"] == tested["--concurrency"] == "1"
+            env = env_of(services[name])
+            assert {k: env.get(k) for k in WAREHOUSE_WORKER_SETTINGS} == WAREHOUSE_WORKER_SETTINGS
 
 
 def test_only_the_warehouse_worker_and_init_mount_the_warehouse_and_archive(services):
