@@ -171,7 +171,10 @@ def fit_arrests(periods: pd.DataFrame) -> Fit:
     from statsmodels.discrete.conditional_models import ConditionalPoisson
 
     terms = ("housed_recent", "employed_recent")
-    data = periods
+    # A month since referral in which nobody was arrested has a baseline of minus infinity: its
+    # days say nothing about the ratios (dropping them is that limit of the fit) and would stop
+    # the fit from converging.
+    data = periods[periods.groupby("month_since_referral")["arrests"].transform("sum") > 0]
     y = data["arrests"].to_numpy(dtype=float)
     fit = dict(outcome="arrests", kind=WITHIN, terms=terms, people=int(data["person_key"].nunique()),
                months=int(data["days"].sum()), events=int(y.sum()), non_events=0)

@@ -62,8 +62,8 @@ def test_contacts_without_an_effect_get_an_interval_around_none(fits):
     assert fit.estimates["month_since_referral"].covers(0.15)
 
 
-def test_arrest_model_recovers_a_planted_rate_ratio():
-    rng = np.random.default_rng(9)
+def arrest_periods(seed: int = 9) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
     rows = []
     for i in range(300):
         rate = rng.gamma(1.0, 0.004)          # people differ a lot in how often they are arrested
@@ -72,13 +72,26 @@ def test_arrest_model_recovers_a_planted_rate_ratio():
             employed = int(rng.integers(0, 2))
             rows.append((f"pk-{i}", month, housed, employed, 30,
                          rng.poisson(30 * rate * 0.5 ** housed)))
-    periods = pd.DataFrame(rows, columns=["person_key", "month_since_referral", "housed_recent",
-                                          "employed_recent", "days", "arrests"])
-    fit = fit_arrests(periods)
+    return pd.DataFrame(rows, columns=["person_key", "month_since_referral", "housed_recent",
+                                       "employed_recent", "days", "arrests"])
+
+
+def test_arrest_model_recovers_a_planted_rate_ratio():
+    fit = fit_arrests(arrest_periods())
     # Planted: each housed assessment halves the rate (log 0.5 = -0.69); employment does nothing.
     assert fit.estimates["housed_recent"].covers(math.log(0.5))
     assert not fit.estimates["housed_recent"].covers(0.0)
     assert fit.estimates["employed_recent"].covers(0.0)
+
+
+def test_a_month_without_any_arrest_does_not_stop_the_arrest_model():
+    periods = arrest_periods()
+    periods.loc[periods["month_since_referral"] == 13, "arrests"] = 0
+    fit = fit_arrests(periods)
+    assert fit.estimated, fit.reason
+    assert fit.estimates["housed_recent"].covers(math.log(0.5))
+    # The month's 300 people x 30 days are left out of the person-days used.
+    assert fit.months == 300 * 30 * 18
 
 
 def test_too_few_people_is_not_estimable():
