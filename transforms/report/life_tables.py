@@ -10,7 +10,7 @@ total may never leave a count from 1 to the threshold to be worked out by subtra
 from __future__ import annotations
 
 from transforms.report.charts import share_chart
-from transforms.report.life_outcomes import (CARRY_FORWARD_MONTHS, KINDS, OUTCOMES, STATUS_MAX_DAYS,
+from transforms.report.life_outcomes import (CARRY_FORWARD_MONTHS, KINDS, LAST_MONTH, OUTCOMES, STATUS_MAX_DAYS,
                                              Fit, LifeModels, life_models)
 from transforms.report.model import Table, fetch_dicts
 from transforms.report.suppression import (NOT_APPLICABLE, UNSTABLE_EVENTS, WITHHELD, Cells,
@@ -124,6 +124,14 @@ def _estimate_cells(fit: Fit, term: str, fmt: str) -> list[str]:
     return [fmt.format(e.ratio), fmt.format(e.low), fmt.format(e.high)]
 
 
+def _over_follow_up(fit: Fit, term: str) -> str:
+    """A per-month odds ratio compounded over the 18 months of follow-up, with its interval."""
+    if term != "month_since_referral" or _withheld(fit) or not fit.estimated:
+        return ""
+    e = fit.estimates[term]
+    return f"{e.ratio ** LAST_MONTH:.2f} ({e.low ** LAST_MONTH:.2f} to {e.high ** LAST_MONTH:.2f})"
+
+
 def _fit_note(fit: Fit, what: str) -> str:
     if _withheld(fit):
         return "withheld: rests on a suppressed count"
@@ -144,19 +152,22 @@ def model_tables(models: LifeModels) -> list[Table]:
                 fit = fits[(outcome, kind)]
                 for term in fit.terms:
                     rows.append([label, f"{kind_label}, {with_what}", TERMS[term],
-                                 *_estimate_cells(fit, term, "{:.3f}"), count_cell(fit.people),
+                                 *_estimate_cells(fit, term, "{:.3f}"), _over_follow_up(fit, term),
+                                 count_cell(fit.people),
                                  count_cell(fit.months), part_cell(fit.events, fit.months),
                                  _fit_note(fit, "months with or without the outcome")])
     odds = Table(
         name="life_outcome_models",
         title="Change in the odds of being housed, employed and having income or benefits "
               "after referral",
-        header=["Outcome", "Model", "Term", "Odds ratio", "95% CI low", "95% CI high", "People",
-                "Person-months", "Months with the outcome", "Note"],
+        header=["Outcome", "Model", "Term", "Odds ratio", "95% CI low", "95% CI high",
+                f"Over {LAST_MONTH} months (95% CI)", "People", "Person-months",
+                "Months with the outcome", "Note"],
         rows=rows, sources=SOURCES,
         note="Months from the month before referral to month 18 with an assessment made in them "
              "(carried-forward months repeat an earlier observation and are left out). An odds "
-             "ratio above 1 per month means the odds rise with each month since referral; per "
+             f"ratio above 1 per month means the odds rise with each month since referral (over "
+             f"{LAST_MONTH} months it is compounded {LAST_MONTH} times); per "
              "contact, with each case-management contact in the month, time since referral held "
              "fixed. Within-person: how a participant's own odds change (each person compared only "
              "with themselves; people whose status never changes add nothing). Population-averaged: "

@@ -148,4 +148,8 @@ def test_model_estimates_resting_on_a_small_count_are_withheld(people, events, n
     assert odds.rows[0][3] == shown
     if shown == WITHHELD:
         assert odds.rows[0][5] == WITHHELD and "withheld" in odds.rows[0][-1]
+        assert odds.rows[0][6] == ""
+    else:
+        # exp(0.1 * 18) = 6.05; the interval exp((0.1 -+ 1.96 * 0.02) * 18) = exp(1.094), exp(2.506)
+        assert odds.rows[0][6] == "6.05 (2.99 to 12.25)"
     assert arrests.rows[0][1] == "n/a" and "not estimable" in arrests.rows[0][-1]
