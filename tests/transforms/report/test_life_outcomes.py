@@ -153,3 +153,17 @@ def test_model_estimates_resting_on_a_small_count_are_withheld(people, events, n
         # exp(0.1 * 18) = 6.05; the interval exp((0.1 -+ 1.96 * 0.02) * 18) = exp(1.094), exp(2.506)
         assert odds.rows[0][6] == "6.05 (2.99 to 12.25)"
     assert arrests.rows[0][1] == "n/a" and "not estimable" in arrests.rows[0][-1]
+
+
+def test_methods_say_what_the_life_outcome_models_assume():
+    from datetime import datetime
+
+    from transforms.report.render import ReportContext, render_html
+
+    html = render_html(share_tables([month_row(-1, 100, 80, 30)]), ReportContext(None, datetime(2024, 2, 1)))
+    methods = html[html.index('id="life-outcomes"'):]
+    methods = methods[:methods.index("</li>")]
+    for said in ("up to 2 months", "exchangeable working correlation", "robust (sandwich)",
+                 "conditional logistic regression", "missing months", "in the 91 days before",
+                 "an association, not"):
+        assert said in methods, said
