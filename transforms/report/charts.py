@@ -89,7 +89,7 @@ def share_chart(title: str, labels: list[str], series: dict[str, list[str]], xla
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.tick_params(axis="y", labelsize=8)
     ax.set_xlabel(xlabel, fontsize=9)
-    ax.set_ylabel("Percent of participants")
+    ax.set_ylabel("% of those with a known status", fontsize=9)
     ax.set_ylim(0, 100)
     fig.legend(loc="outside right upper", frameon=False, fontsize=8)
     ax.set_title(title, fontsize=10)

@@ -97,7 +97,7 @@ def share_tables(rows: list[dict]) -> list[Table]:
              f"\"{WITHHELD}\": small-cell protection within each month.")
     if rows:
         shares.chart_png = share_chart(
-            "Share of participants with a known status (gaps: suppressed)",
+            "Participants housed, employed, with income or benefits (gaps: suppressed)",
             [str(r["month_since_referral"]) for r in rows], series, "Months since referral")
     contacts = Table(
         name="life_contacts_monthly",
