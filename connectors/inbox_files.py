@@ -16,7 +16,6 @@ import stat
 import time
 from pathlib import Path
 
-from leadhub.core.readers import reopen
 from leadhub.core.errors import RejectedFile
 from leadhub.core.files import atomic_write, fsync_path
 
@@ -57,6 +56,9 @@ def check_unchanged(fd: int, name: str, before: os.stat_result) -> None:
 
 def file_sha256(source: Path | int) -> tuple[str, int]:
     """SHA-256 and size of a file (a path, or a descriptor read from its start)."""
+    # Imported here: readers loads numpy and pyarrow, and the DAG processor and triggerer import this module.
+    from leadhub.core.readers import reopen
+
     h, size = hashlib.sha256(), 0
     with reopen(source, "rb") as f:
         while chunk := f.read(1024 * 1024):
