@@ -148,31 +148,22 @@ assessed AS (
     JOIN participants USING (person_key)
     GROUP BY ALL
 ),
-steps AS (
-    -- an assessment counts on the days after it, for recent_days days
-    SELECT person_key, day, sum(housed_step) AS housed_step, sum(employed_step) AS employed_step
-    FROM (SELECT a.person_key, a.assessment_date + 1 AS day,
-                 a.housed::INTEGER AS housed_step, a.employed::INTEGER AS employed_step
-          FROM assessed a
-          UNION ALL
-          SELECT a.person_key, a.assessment_date + 1 + p.recent_days,
-                 -a.housed::INTEGER, -a.employed::INTEGER
-          FROM assessed a CROSS JOIN params p)
-    GROUP BY ALL
-),
 days AS (
     SELECT p.person_key, p.index_date, p.index_date + d.offset::INTEGER AS day
     FROM participants p
     CROSS JOIN LATERAL (SELECT unnest(range(1, p.last_day - p.index_date + 1)) AS offset) d
 ),
 recent AS (
-    -- the running sum of the steps up to each day (steps before the referral included)
+    -- the person's assessments in the recent_days days before each day (not on it)
     SELECT d.person_key, d.index_date, d.day,
-           (SELECT coalesce(sum(s.housed_step), 0) FROM steps s
-            WHERE s.person_key = d.person_key AND s.day <= d.day) AS housed_recent,
-           (SELECT coalesce(sum(s.employed_step), 0) FROM steps s
-            WHERE s.person_key = d.person_key AND s.day <= d.day) AS employed_recent
+           count(*) FILTER (WHERE a.housed) AS housed_recent,
+           count(*) FILTER (WHERE a.employed) AS employed_recent
     FROM days d
+    CROSS JOIN params p
+    LEFT JOIN assessed a ON a.person_key = d.person_key
+                        AND a.assessment_date < d.day
+                        AND a.assessment_date >= d.day - p.recent_days
+    GROUP BY ALL
 ),
 arrest_days AS (
     SELECT person_key, arrest_date AS day, count(DISTINCT arrest_id) AS arrests
