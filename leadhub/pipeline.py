@@ -140,10 +140,12 @@ def justice_counts(settings: Settings, out_dir=None, year: int | None = None) ->
     from leadhub.core.errors import LeadHubError
     from leadhub.core.files import make_private_dir
     from leadhub.core.warehouse import connect, utcnow
-    from transforms.justice_counts import write_justice_counts
+    from transforms.justice_counts import steward_folder, write_justice_counts
 
     if not settings.warehouse_path.is_file():
         raise LeadHubError(f"no warehouse at {settings.warehouse_path}; run ingest and build first")
-    target = Path(out_dir) if out_dir is not None else make_private_dir(steward_dir(settings)) / "justice_counts"
+    if out_dir is None:
+        make_private_dir(steward_dir(settings))  # the folder the steward alone reads, before its child
+    target = Path(out_dir) if out_dir is not None else steward_folder(settings)
     with connect(settings.warehouse_path, read_only=True) as con:
         return write_justice_counts(con, target, utcnow().date(), year)

@@ -25,8 +25,10 @@ from pathlib import Path
 import duckdb
 
 from leadhub.core.agreements import AgreementError, agreement_for
+from leadhub.core.audit import steward_dir
 from leadhub.core.exports import escape_cell
 from leadhub.core.files import atomic_write_text, make_private_dir, replace_dir
+from leadhub.core.settings import Settings
 from leadhub.core.warehouse import table_exists
 
 
@@ -205,6 +207,12 @@ def _remove_earlier(folder: Path, sector: Sector, notes: list[str]) -> None:
     else:
         notes.append(f"{sector.folder}: {folder} holds other files too and was left as it is: "
                      "do not send it")
+
+
+def steward_folder(settings: Settings) -> Path:
+    """Where the files go unless the steward names another folder: beside the audit log, which
+    only the steward reads (an agency may permit ``justice_counts`` but not ``evaluation``)."""
+    return steward_dir(settings) / "justice_counts"
 
 
 def write_justice_counts(con: duckdb.DuckDBPyConnection, out_dir: Path, today: date,

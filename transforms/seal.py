@@ -339,13 +339,18 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
 
 
 def _refresh_derived(settings: Settings, key: MasterKey) -> None:
-    """Rebuild the report and the crosswalk, where they exist, from the sealed stores."""
+    """Rebuild the report, the Justice Counts files and the crosswalk, where they exist, from the
+    sealed stores: the counts waiting to be sent must not include sealed records either."""
     from transforms.crosswalk import build_crosswalk, crosswalk_path
+    from transforms.justice_counts import steward_folder, write_justice_counts
 
     if settings.reports_dir.exists() and any(settings.reports_dir.iterdir()):
         from transforms.report import write_report  # only where a report was written before
 
         write_report(settings)
+    if steward_folder(settings).exists():
+        with connect(settings.warehouse_path, read_only=True) as con:
+            write_justice_counts(con, steward_folder(settings), utcnow().date())
     if crosswalk_path(settings).exists():
         build_crosswalk(settings, key)
 

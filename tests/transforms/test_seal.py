@@ -387,3 +387,19 @@ def test_an_encrypted_drop_redelivering_a_sealed_record_is_archived_redacted(cou
     assert decrypted(archived, master_key) == (ARREST_HEADER + arrest("ARR-105", 1, "P-2", "Quill", "Bo",
                                                                       "1975-03-04")).encode()
     assert seal.verify(county, master_key, seal.SealOrder("CV-8", "police", records=("ARR-101",)), who="s") == {}
+
+
+def test_the_justice_counts_files_waiting_to_be_sent_are_written_again_without_the_sealed(county, master_key):
+    settings = county
+    pipeline.justice_counts(settings)
+    arrests = settings.data_dir / "steward" / "justice_counts" / "law_enforcement" / "arrests.csv"
+
+    def total() -> int:
+        rows = arrests.read_text().splitlines()
+        assert rows[0] == "year,month,value"
+        return sum(int(r.split(",")[2]) for r in rows[1:])
+
+    assert total() == 4  # ARR-101 (two charges, one arrest), ARR-102, ARR-103, ARR-104
+    assert main(["seal", "--order", "CV-2024-002", "--agency", "police", "--record", "ARR-101",
+                 "--record", "ARR-103", "--reason", "court order"]) == 0
+    assert total() == 2  # ARR-102 and ARR-104 are left
