@@ -208,8 +208,8 @@ COLUMNS = {
         "case_severity": "The case's most serious charge level in the metric's labels (e.g. Felony "
                          "Cases Declined); NULL for cases disposed.",
         "disposition_type": "Cases disposed only: Cases Disposed by Dismissal, Cases Resolved at Trial "
-                            "(an acquittal), Unknown Disposition (a conviction: plea or trial is not "
-                            "recorded) or Other Disposition (diverted, never filed).",
+                            "(any charge acquitted: only a trial acquits), Unknown Disposition (convicted "
+                            "with none acquitted: plea or trial is not recorded) or Other Disposition (diverted, never filed).",
         "race_ethnicity": "Race and ethnicity recorded on the police arrest that started the case "
                           "(Unknown / Unknown Ethnicity without one).",
         "biological_sex": "Sex recorded on the police arrest that started the case (Unknown "
