@@ -20,6 +20,7 @@ os.environ["GX_ANALYTICS_ENABLED"] = "False"
 import json  # noqa: E402
 import re  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from concurrent.futures.process import BrokenProcessPool  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -247,7 +248,23 @@ def validate_batch(contract: Contract, df: "pd.DataFrame | pa.Table",
     )
 
 
-def _set_up() -> None:
+def _set_up(parent: int) -> None:
+    """Start of the validation process: GX set up, and an exit of its own once ``parent`` is gone.
+
+    A process killed, or ended with ``os._exit`` as task runners end theirs, never shuts its
+    pool down, and the worker would wait for work forever.
+    """
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
+    datasource()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
+def _ready() -> None:
     datasource()
 
 
@@ -264,7 +281,8 @@ def _validation_worker() -> ProcessPoolExecutor:
     global _worker
     with _worker_lock:
         if _worker is None:
-            _worker = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_set_up)
+            _worker = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_set_up,
+                                          initargs=(os.getpid(),))
         return _worker
 
 
@@ -289,7 +307,7 @@ def stop_validation_worker() -> None:
 
 def validation_worker_ready() -> None:
     """Wait until the validation process has GX set up (benchmarks start their clock after it)."""
-    _validation_worker().submit(_set_up).result()
+    _validation_worker().submit(_ready).result()
 
 
 def _checked_only(table: pa.Table, stored: dict) -> pa.Table:
