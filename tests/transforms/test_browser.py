@@ -100,7 +100,7 @@ def test_report_renders_with_its_charts_and_tables(demo_hub, tools, tmp_path):
     assert dom.body.get("data-images-shown") == "4"
     assert dom.body.get("data-tables-shown") == str(len(tables))
     assert dom.body.get("data-linkage-charts-shown") == "1"     # the match-weight SVG, laid out inline
-    for header in ("Quarter", "Odds ratio", "Readmissions within 365 days", "Share of arrested",
+    for header in ("Quarter", "Odds ratio", "Readmissions", "Population on 31 December", "Share of arrested",
                    "Days to first contact"):
         assert header in dom.headers
     text = re.sub(r"\s+", " ", render(report, tmp_path / "profile2"))
