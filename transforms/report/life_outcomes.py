@@ -8,8 +8,9 @@ Two models of each outcome on months since referral, because they answer differe
   between people and stays put (history, health, how they were doing before) drops out. This is
   the "within-person" change the LEAD evaluations describe.
 * population-averaged (GEE logistic, exchangeable working correlation within person, robust
-  sandwich errors): how the odds across all participants change. When people differ, this is
-  smaller than the within-person change (odds ratios nearer 1), by design, not by error.
+  sandwich errors with Mancl and DeRouen's small-sample correction): how the odds across all
+  participants change. When people differ, this is smaller than the within-person change (odds
+  ratios nearer 1), by design, not by error.
 
 Both use only months with an assessment made in them: a month whose status was carried forward
 repeats an earlier observation and adds no information. Later arrests are a within-person
@@ -18,6 +19,16 @@ days before the day found the participant housed, and employed, with each month 
 its own baseline: each participant's days after housed assessments against their own other days,
 so people who are arrested more often, and are housed less often, do not make housing look
 protective. The interval arithmetic is ``statistics.Z_95``; the fits are statsmodels'.
+
+Every interval is clustered by person. The conditional models' own (model-based) errors hold only
+if a person's months are independent once their level is accounted for: statuses that persist
+from one assessment to the next, arrests that come in bursts, or a person whose arrest rate
+changes over follow-up in their own way (more than the shared month baselines allow) make them
+too narrow. The sandwich built from each person's score of the conditional likelihood (the
+statsmodels fit's information as bread) stays valid under any such dependence within a person,
+with only the people taken as independent; for the Poisson model this is the fixed-effects
+Poisson estimator that needs nothing but the mean to be right (Wooldridge, 1999). The factor
+G/(G-1), G the people who add to the fit, is the usual small-sample correction of that sandwich.
 """
 
 from __future__ import annotations
@@ -118,12 +129,36 @@ def _quietly(fit):
             return f"the model did not converge ({type(e).__name__})"
 
 
-def _estimates(result, terms: tuple[str, ...]) -> dict[str, Estimate] | str:
+def clustered_cov(bread: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Sandwich covariance clustered by person: ``bread`` is the model-based covariance (the
+    inverse information), ``scores`` one row per person (their summed score at the estimate)."""
+    groups = len(scores)
+    meat = scores.T @ scores * groups / (groups - 1)
+    return bread @ meat @ bread
+
+
+def _robust(result, scores, names: list[str]):
+    """``result`` with clustered standard errors, as (params, bse) Series; a reason string passes."""
     if isinstance(result, str):
         return result
     if getattr(result, "converged", True) is False:
         return "the model did not converge"
-    params, bse = pd.Series(result.params), pd.Series(result.bse)
+    params = np.asarray(result.params, dtype=float)
+    cov = clustered_cov(np.asarray(result.cov_params(), dtype=float), scores(result, params))
+    with np.errstate(invalid="ignore"):
+        bse = np.sqrt(np.diag(cov))
+    return pd.Series(params, index=names), pd.Series(bse, index=names)
+
+
+def _estimates(result, terms: tuple[str, ...]) -> dict[str, Estimate] | str:
+    if isinstance(result, str):
+        return result
+    if isinstance(result, tuple):
+        params, bse = result
+    elif getattr(result, "converged", True) is False:
+        return "the model did not converge"
+    else:
+        params, bse = pd.Series(result.params), pd.Series(result.bse)
     out = {}
     for term in terms:
         coef, se = float(params[term]), float(bse[term])
@@ -152,11 +187,14 @@ def fit_trend(panel: pd.DataFrame, outcome: str, kind: str = WITHIN, with_contac
     X = data[list(terms)].astype(float)
     groups = data["person_key"].to_numpy()
     if kind == WITHIN:
-        result = _quietly(lambda: ConditionalLogit(y, X, groups=groups).fit())
+        result = _robust(_quietly(lambda: ConditionalLogit(y, X, groups=groups).fit()), lambda r, b: np.array(
+            [r.model.score_grp(g, b) for g in range(r.n_groups)]), list(terms))
     else:
+        # Mancl and DeRouen's correction: the plain sandwich is too small with a few hundred people.
         result = _quietly(lambda: sm.GEE(y, sm.add_constant(X, has_constant="add"), groups=groups,
                                          family=sm.families.Binomial(),
-                                         cov_struct=sm.cov_struct.Exchangeable()).fit())
+                                         cov_struct=sm.cov_struct.Exchangeable())
+                          .fit(cov_type="bias_reduced"))
     estimates = _estimates(result, terms)
     if isinstance(estimates, str):
         return Fit(**fit, estimates={}, reason=estimates)
@@ -187,11 +225,29 @@ def fit_arrests(periods: pd.DataFrame) -> Fit:
     months = pd.get_dummies(data["month_since_referral"], prefix="month", drop_first=True, dtype=float)
     X = pd.concat([data[list(terms)].astype(float), months], axis=1)
     groups, offset = data["person_key"].to_numpy(), np.log(data["days"].to_numpy(dtype=float))
-    estimates = _estimates(_quietly(lambda: ConditionalPoisson(y, X, groups=groups, offset=offset)
-                                    .fit(method="newton")), terms)
+    result = _quietly(lambda: ConditionalPoisson(y, X, groups=groups, offset=offset).fit(method="newton"))
+    estimates = _estimates(_robust(result, lambda r, b: poisson_scores(X.to_numpy(), y, offset, groups, b),
+                                   list(X.columns)), terms)
     if isinstance(estimates, str):
         return Fit(**fit, estimates={}, reason=estimates)
     return Fit(**fit, estimates=estimates)
+
+
+def poisson_scores(X: np.ndarray, y: np.ndarray, offset: np.ndarray, groups: np.ndarray,
+                   params: np.ndarray) -> np.ndarray:
+    """Each person's score of the conditional Poisson likelihood at ``params``: given their
+    arrests n, sum over their periods of x * (y - n * the period's share of their expected
+    arrests). statsmodels' ConditionalPoisson gives only the total; people whose arrests are the
+    same in every period are left out, as statsmodels leaves them out of the fit."""
+    eta = X @ params + offset
+    out = []
+    for rows in pd.Series(np.arange(len(y))).groupby(groups, sort=False).indices.values():
+        if np.std(y[rows]) == 0:
+            continue
+        share = np.exp(eta[rows] - eta[rows].max())
+        share /= share.sum()
+        out.append(X[rows].T @ (y[rows] - y[rows].sum() * share))
+    return np.array(out)
 
 
 @dataclass(frozen=True)
