@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transforms.report.life_outcomes import AVERAGE, WITHIN, Fit, LifeModels, fit_arrests, fit_trend
+from transforms.report.life_outcomes import (AVERAGE, WITHIN, Fit, LifeModels, fit_arrests, fit_trend,
+                                             poisson_scores)
 from transforms.report.life_tables import model_tables, share_tables
 from transforms.report.suppression import WITHHELD
 
@@ -92,6 +93,49 @@ def test_a_month_without_any_arrest_does_not_stop_the_arrest_model():
     assert fit.estimates["housed_recent"].covers(math.log(0.5))
     # The month's 300 people x 30 days are left out of the person-days used.
     assert fit.months == 300 * 30 * 18
+
+
+def repeated(data: pd.DataFrame, times: int) -> pd.DataFrame:
+    """Every row of each person ``times`` times: the same information, more rows."""
+    return pd.concat([data] * times).sort_values(["person_key", "month_since_referral"], kind="stable")
+
+
+@pytest.mark.filterwarnings("ignore:Dropped")      # people never arrested: no information
+def test_person_scores_add_up_to_the_conditional_poisson_score():
+    from statsmodels.discrete.conditional_models import ConditionalPoisson
+
+    periods = arrest_periods().head(19 * 40)
+    X = periods[["housed_recent", "employed_recent"]].to_numpy(dtype=float)
+    y, groups = periods["arrests"].to_numpy(dtype=float), periods["person_key"].to_numpy()
+    offset = np.log(periods["days"].to_numpy(dtype=float))
+    at = np.array([-0.3, 0.2])
+    ours = poisson_scores(X, y, offset, groups, at)
+    # One row per person whose arrests vary; together, statsmodels' total score at the same point.
+    assert len(ours) == sum(periods.groupby("person_key")["arrests"].std() > 0)
+    total = ConditionalPoisson(y, X, groups=groups, offset=offset).score(at)
+    assert np.allclose(ours.sum(axis=0), total)
+
+
+def test_arrest_intervals_do_not_narrow_when_every_period_is_repeated():
+    once, thrice = fit_arrests(arrest_periods()), fit_arrests(repeated(arrest_periods(), 3))
+    # Three copies of each period: the conditional log-likelihood is 3 x the original plus a
+    # constant, so the same estimates; the information triples (model-based SE / sqrt 3) but so
+    # does each person's score (meat x 9), and the interval clustered by person is unchanged:
+    # (1/3) x 9 x (1/3) = 1.
+    for term in ("housed_recent", "employed_recent"):
+        a, b = once.estimates[term], thrice.estimates[term]
+        assert b.coef == pytest.approx(a.coef, abs=1e-6)
+        assert b.se == pytest.approx(a.se, rel=1e-3)
+
+
+def test_within_person_interval_does_not_narrow_when_every_month_is_repeated():
+    data = panel(people=100, seed=5)
+    once = fit_trend(data, "housed", WITHIN).estimates["month_since_referral"]
+    twice = fit_trend(repeated(data, 2), "housed", WITHIN).estimates["month_since_referral"]
+    # Two copies of each month add nothing. The model-based SE would fall by about 1/sqrt 2
+    # (0.0105 to 0.0070 when this was written); clustered by person it stays (0.0108), within
+    # what the changed conditional likelihood moves it.
+    assert 0.9 < twice.se / once.se < 1.15
 
 
 def test_too_few_people_is_not_estimable():
