@@ -209,5 +209,5 @@ def test_methods_say_what_the_life_outcome_models_assume():
     methods = methods[:methods.index("</li>")]
     for said in ("up to 2 months", "exchangeable working correlation", "robust (sandwich)",
                  "conditional logistic regression", "missing months", "in the 91 days before",
-                 "an association, not"):
+                 "an association, not", "clustered by person", "Mancl and DeRouen"):
         assert said in methods, said
