@@ -172,8 +172,9 @@ def model_tables(models: LifeModels) -> list[Table]:
              "fixed. Within-person: how a participant's own odds change (each person compared only "
              "with themselves; people whose status never changes add nothing). Population-averaged: "
              "how the odds across participants change; nearer 1 than the within-person ratio when "
-             "people differ. See the methods for what each model assumes. An estimate resting on a "
-             "suppressed count is withheld.")
+             "people differ. 95% intervals are clustered by person: one participant's months are not "
+             "taken as independent. See the methods for what each model assumes. An estimate "
+             "resting on a suppressed count is withheld.")
     fit = models.arrests
     arrest_rows = [[TERMS[term], *_estimate_cells(fit, term, "{:.2f}"), count_cell(fit.people),
                     count_cell(fit.months), count_cell(fit.events), _fit_note(fit, "arrests")]
@@ -190,9 +191,10 @@ def model_tables(models: LifeModels) -> list[Table]:
              f"{STATUS_MAX_DAYS} days before found them housed (or employed), the other status and "
              f"the month since referral held fixed. Each participant is compared only with "
              f"themselves, so people who are arrested more often in general do not make housing "
-             f"look protective. A rate ratio below 1 means fewer arrests in the months after a "
-             f"housed (or employed) assessment. An association, not proof that housing caused "
-             f"fewer arrests: what changes in a person's life along with housing is not seen.")
+             f"look protective; 95% intervals are clustered by person. A rate ratio below 1 means "
+             f"fewer arrests in the months after a housed (or employed) assessment. An association, "
+             f"not proof that housing caused fewer arrests: what changes in a person's life along "
+             f"with housing is not seen.")
     return [odds, arrests]
 
 
