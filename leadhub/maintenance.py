@@ -235,6 +235,9 @@ def archive_retention(settings: Settings, keep_days: int | None = None, now: dat
                              stamp, e["file_id"]])
 
         plan["build"] = pipeline.build(settings, publish=False, prepare=expire)
+        from leadhub.core.redact import compact_warehouse
+
+        compact_warehouse(settings.warehouse_path)  # the expired rows' bytes leave the file too
     from transforms.crosswalk import build_crosswalk, crosswalk_path
 
     if (plan["expired"] or plan["unfinished"]) and crosswalk_path(settings).exists():

@@ -36,8 +36,8 @@ from leadhub.core.errors import LeadHubError
 from leadhub.core.files import atomic_write_bytes, replace_durably, transaction
 from leadhub.core.keys import MasterKey
 from leadhub.core.readers import XLSX_MAX_UNCOMPRESSED
-from leadhub.core.redact import (REDACTABLE_FORMATS, encrypt_bytes, person_column, record_column, remove_records,
-                                 renumber_rows, rewrite_original)
+from leadhub.core.redact import (REDACTABLE_FORMATS, compact_warehouse, encrypt_bytes, person_column, record_column,
+                                 remove_records, renumber_rows, rewrite_original)
 from leadhub.core.sealed import (PERSON, RECORD, earlier_seal_keys, quoting_columns, seal_token, sealed_tokens,
                                  token_function)
 from leadhub.core.settings import Settings
@@ -329,6 +329,7 @@ def seal(settings: Settings, key: MasterKey, order: SealOrder, reason: str, who:
             for r in prepared:
                 replace_durably(r.target, r.original)
             publish(settings, con)
+        compact_warehouse(settings.warehouse_path)  # the deleted rows' bytes leave the file too
         _refresh_derived(settings, key)
         done.update(rows=rows, files=len(prepared), tokens=len(fresh))
     return {"rows": rows, "tokens": len(tokens),

@@ -12,6 +12,8 @@ Sealing also rewrites originals without the sealed rows (``rewrite_original``, o
 per readable format, numbering rows as ``leadhub.core.readers`` does) and re-encrypts them
 (``encrypt_bytes``); the staging rows left then point at their row of the rewritten file
 (``renumber_rows``). Both ``leadhub seal`` and intake (a re-delivered sealed record) use them.
+After removing rows, sealing and retention rewrite the warehouse file itself
+(``compact_warehouse``): DuckDB leaves deleted values in the file until their blocks are reused.
 """
 
 from __future__ import annotations
@@ -29,8 +31,12 @@ import pandas as pd
 
 from leadhub.core.archive import encrypt_file
 from leadhub.core.contracts import Contract, load_contracts
+from leadhub.core.errors import LeadHubError
+from leadhub.core.files import PRIVATE_FILE_MODE, replace_durably
 from leadhub.core.keys import MasterKey
-from leadhub.core.warehouse import staging_key, table_exists
+from leadhub.core.lock import writer_lock
+from leadhub.core.settings import writer_lock_file
+from leadhub.core.warehouse import STORAGE_COMPATIBILITY, connect, staging_key, table_exists
 
 HISTORY = "core.record_history"
 
@@ -117,6 +123,37 @@ def remove_records(con: duckdb.DuckDBPyConnection, contract: Contract,
     finally:
         con.unregister("redact_keys")
     return counts
+
+
+def compact_warehouse(path: Path) -> None:
+    """Copy the warehouse into a fresh file and swap it in, so removed rows leave no bytes behind.
+
+    DuckDB deletes a row by marking it, and frees the blocks of a replaced table without
+    overwriting them: after sealing or retention the removed values would stay readable in the
+    file (``strings lead.duckdb``) until those blocks happen to be reused, though no query finds
+    them. ``COPY FROM DATABASE`` writes only live rows, with every schema, table, view,
+    constraint and comment. Under the writer lock; the swap is one rename, so a run stopped at
+    any point leaves one whole warehouse (a leftover copy is removed by the next run).
+    """
+    path = Path(path)
+    fresh = path.with_name(path.name + ".compact")
+    with writer_lock(writer_lock_file(path)):
+        for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+        with connect(path) as con:
+            (name,) = con.execute("SELECT current_database()").fetchone()
+            con.execute("CHECKPOINT")
+            con.execute(f"ATTACH '{fresh}' AS leadhub_compact (STORAGE_VERSION '{STORAGE_COMPATIBILITY}')")
+            try:
+                con.execute(f'COPY FROM DATABASE "{name}" TO leadhub_compact')
+            finally:
+                con.execute("DETACH leadhub_compact")
+        if path.with_name(path.name + ".wal").exists() or fresh.with_name(fresh.name + ".wal").exists():
+            fresh.unlink(missing_ok=True)  # a log replayed onto the other file would corrupt it
+            raise LeadHubError(f"{path}: a write-ahead log was left after the checkpoint; the warehouse "
+                               "was not compacted")
+        os.chmod(fresh, PRIVATE_FILE_MODE)
+        replace_durably(fresh, path)
 
 
 # --- originals without their sealed rows ---------------------------------------------------------

@@ -403,3 +403,23 @@ def test_the_justice_counts_files_waiting_to_be_sent_are_written_again_without_t
     assert main(["seal", "--order", "CV-2024-002", "--agency", "police", "--record", "ARR-101",
                  "--record", "ARR-103", "--reason", "court order"]) == 0
     assert total() == 2  # ARR-102 and ARR-104 are left
+
+
+def test_the_warehouse_file_keeps_no_bytes_of_the_sealed_rows(county, master_key):
+    """DuckDB deletes a row by marking it and frees a replaced table's blocks without overwriting
+    them, so a sealed id stayed readable in the warehouse file itself (``strings lead.duckdb``)
+    though no query could find it. The seal rewrites the file: only live rows are left in it."""
+    settings = county
+    raw = settings.warehouse_path.read_bytes()
+    # The scan can find them before: these small tables keep their strings uncompressed.
+    assert b"REF-2" in raw and b"ARR-103" in raw
+    assert main(["seal", "--order", "CV-2024-003", "--agency", "police", "--record", "ARR-103",
+                 "--person", "P-3", "--reason", "court order"]) == 0
+    raw = settings.warehouse_path.read_bytes()
+    for sealed_id in (b"ARR-103", b"ARR-104", b"REF-2"):
+        assert sealed_id not in raw, sealed_id
+    assert b"REF-1" in raw and b"ARR-102" in raw                  # what the order did not name stays
+    assert not settings.warehouse_path.with_name("lead.duckdb.wal").exists()
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT arrest_id FROM staging.police_arrests ORDER BY 1").fetchall() == [
+            ("ARR-101",), ("ARR-101",), ("ARR-102",)]
