@@ -203,6 +203,9 @@ def _check_one(t: Target, names: Names) -> list[Deviation]:
             allowed = t.rule.contents if stat.S_ISDIR(inner.st_mode) else t.rule.contents & 0o666
             if _mode(inner) & ~allowed:
                 found.append(Deviation(below, f"mode at most {allowed:04o}", f"{_mode(inner):04o}"))
+            # What the hub writes is the steward's; only an inbox holds files of another user (uploads).
+            if t.rule.role != AGENCY and names.steward not in (_user(inner.st_uid), str(inner.st_uid)):
+                found.append(Deviation(below, f"owner {names.steward}", _user(inner.st_uid)))
     return found
 
 

@@ -72,3 +72,29 @@ def test_doctor_names_every_loosening_and_fix_narrows_them(installed, capsys):
     out = capsys.readouterr().out
     assert out.count("narrowed ") == 5 and "match the roles map" in out
     assert cli.main(["doctor"]) == 0
+
+
+def test_doctor_names_a_file_below_a_steward_folder_that_another_user_owns(installed, capsys):
+    """The steward owns every path of the map, files below its folders too: a warehouse or an
+    archived original owned by another account (a careless restore, a planted file) is named.
+    An agency's uploads belong to its uploader, so files in an inbox are not."""
+    s = installed
+    other = 65534  # nobody
+    os.chown(s.warehouse_path, other, -1)
+    upload = s.inbox("police") / "police_arrests_20250101.csv"
+    upload.write_bytes(b"x")
+    os.chmod(upload, 0o640)
+    os.chown(upload, other, -1)
+    assert cli.main(["doctor"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    # Exactly one deviation: the warehouse file's owner; the upload in the inbox is the uploader's.
+    assert out == [f"{s.warehouse_path}: expected owner {os.geteuid()}, found {_name(other)}"]
+
+
+def _name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
