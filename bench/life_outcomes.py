@@ -17,11 +17,14 @@ interval the report would print:
       the within-person Poisson model.
 
 One line per planted effect: how many of the seeds' intervals contain the truth (target: at least
-18 of 20), the mean estimate and the truth. Each seed runs in its own child process, so memory
-does not build up, with a fresh random key and a scratch directory removed afterwards.
+18 of 20), the mean estimate and standard error, how far the estimates spread over the seeds in
+standard errors (SD/SE, about 1 for honest intervals), and the truth. Each seed runs in its own
+child process, so memory does not build up, with a fresh random key and a scratch directory
+removed afterwards.
 
     nice -n 10 .venv/bin/python bench/life_outcomes.py                 # 20 seeds, 3,000 people each
     .venv/bin/python bench/life_outcomes.py --seeds 1,2 --people 1500  # a quick look
+    .venv/bin/python bench/life_outcomes.py --table runs.jsonl         # the table of seeds kept by --keep
 """
 
 from __future__ import annotations
@@ -110,7 +113,9 @@ def child(seed: int, people: int) -> dict:
 
 
 def summarize(results: list[dict]) -> list[list]:
-    """Per planted effect: intervals containing the truth, seeds with an estimate, mean estimate, truth."""
+    """Per planted effect: intervals containing the truth, seeds with an estimate, mean estimate,
+    mean standard error, the estimates' spread over the seeds (SD) divided by that mean standard
+    error (about 1 when the intervals are honest), truth."""
     z = 1.959963984540054
     table = []
     for i, (name, truth, _) in enumerate(results[0]["rows"]):
@@ -118,8 +123,20 @@ def summarize(results: list[dict]) -> list[list]:
         covered = sum(1 for coef, se in estimates if coef - z * se <= truth <= coef + z * se)
         mean = sum(coef for coef, _ in estimates) / len(estimates) if estimates else math.nan
         mean_se = sum(se for _, se in estimates) / len(estimates) if estimates else math.nan
-        table.append([name, covered, len(estimates), mean, mean_se, truth])
+        spread = (math.sqrt(sum((coef - mean) ** 2 for coef, _ in estimates) / (len(estimates) - 1)) / mean_se
+                  if len(estimates) > 1 else math.nan)
+        table.append([name, covered, len(estimates), mean, mean_se, spread, truth])
     return table
+
+
+def print_table(results: list[dict]) -> None:
+    n = len(results)
+    print(f"\n{'planted effect':<52} {'covered':>9} {'mean est.':>10} {'mean SE':>8} {'SD/SE':>6} "
+          f"{'truth':>8}")
+    for name, covered, fitted, mean, mean_se, spread, truth in summarize(results):
+        flag = "" if covered >= math.ceil(TARGET * n / 20) else "  below target"
+        shown = f"{covered}/{n}" + ("" if fitted == n else f" ({n - fitted} n/a)")
+        print(f"{name:<52} {shown:>9} {mean:>10.4f} {mean_se:>8.4f} {spread:>6.2f} {truth:>8.4f}{flag}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=DEFAULT_SEEDS, help="comma-separated seeds (default 1..20)")
     parser.add_argument("--people", type=int, default=3000, help="people per county (the default county)")
     parser.add_argument("--keep", type=Path, help="append each seed's estimates to this file (JSON lines)")
+    parser.add_argument("--table", type=Path, help="print the table of seeds kept in this file (--keep) "
+                        "and run nothing: for a run cut short, or several runs together")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -134,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(one_seed(args.child, args.people, args.work)))
         return 0
 
+    if args.table:
+        lines = args.table.read_text(encoding="utf-8").splitlines()
+        kept = [json.loads(line) for line in lines if line.strip()]
+        print(f"{len(kept)} seeds: {', '.join(str(r['seed']) for r in kept)}")
+        print_table(kept)
+        return 0
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     results = []
     for seed in seeds:
@@ -144,12 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(json.dumps(r) + "\n")
         print(f"seed {seed:>3}: {r['people']} participants with an assessment, pipeline "
               f"{r['build_seconds']} s, models {r['fit_seconds']} s", flush=True)
-    n = len(seeds)
-    print(f"\n{'planted effect':<52} {'covered':>9} {'mean est.':>10} {'mean SE':>8} {'truth':>8}")
-    for name, covered, fitted, mean, mean_se, truth in summarize(results):
-        flag = "" if covered >= math.ceil(TARGET * n / 20) else "  below target"
-        shown = f"{covered}/{n}" + ("" if fitted == n else f" ({n - fitted} n/a)")
-        print(f"{name:<52} {shown:>9} {mean:>10.4f} {mean_se:>8.4f} {truth:>8.4f}{flag}")
+    print_table(results)
     return 0
 
 
