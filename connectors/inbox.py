@@ -48,7 +48,7 @@ from connectors.inbox_files import (
     SAFE_NAME, STABLE_SECONDS, check_unchanged, file_sha256, is_stable, move_aside, open_checked, pending_files)
 from leadhub.core.readers import CHUNK_ROWS, read_chunks, reopen
 from leadhub.core.errors import LeadHubError, RejectedFile, printable
-from leadhub.core.files import make_private_dir, open_private, transaction
+from leadhub.core.files import atomic_write_text, make_private_dir, open_private, transaction
 from leadhub.core.keys import MasterKey
 from leadhub.core.sealed import drop_sealed, redact_archived
 from leadhub.core.settings import Settings
@@ -205,18 +205,22 @@ class Intake:
     def _quarantine(self, agency: str, path: Path, file_id: str, err: RejectedFile | str) -> None:
         """Move the file aside with a reason file. Callers record the ledger row first."""
         reason = str(err)
-        qdir = self.settings.quarantine_dir / agency
-        qdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        qdir = make_private_dir(self.settings.quarantine_dir / agency)
         # The delivered name is kept as evidence (escaped), unless it is so long that the
         # prefixed name would not fit in a directory entry (255 bytes): then it gets a plain one.
         shown = printable(path.name)
         stored = shown if len(shown) <= 200 else "overlong-name"
         target = qdir / f"{file_id}__{stored}"
         move_aside(path, target)
+        # Only the steward reads quarantine: the file keeps no mode the clerk's umask gave it. Not
+        # through a second name (a refused hard link), whose mode is someone else's, nor a link.
+        st = target.lstat()
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            os.chmod(target, 0o600)
         info = {"file": shown, "file_id": file_id, "reason": reason, "quarantined_at": utcnow().isoformat()}
         if isinstance(err, RejectedFile):
             info.update(rule=err.rule, row=err.row, detail=err.detail)
-        (qdir / f"{file_id}__{stored}.reason.json").write_text(json.dumps(info, indent=2) + "\n")
+        atomic_write_text(qdir / f"{file_id}__{stored}.reason.json", json.dumps(info, indent=2) + "\n")
         log.warning("quarantined %s/%s: %s", agency, shown, reason)
 
     def _quarantine_recorded(self, agency: str, path: Path, file_id: str, logical: str, contract: Contract,

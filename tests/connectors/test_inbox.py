@@ -90,7 +90,11 @@ def test_bad_files_are_quarantined_with_a_reason_and_recorded(settings, master_k
     [outcome] = ingest_agency(settings, "treatment", master_key)
     assert outcome["status"] == "quarantined" and rule in outcome["reason"]
     assert not path.exists()
-    assert any(p.name.endswith("__" + name) for p in (settings.quarantine_dir / "treatment").iterdir())
+    held = list((settings.quarantine_dir / "treatment").iterdir())
+    assert any(p.name.endswith("__" + name) for p in held)
+    # The steward's alone, whatever mode the clerk's umask gave the file: 0600 files in a 0700 folder.
+    assert {oct(p.stat().st_mode & 0o777) for p in held} == {"0o600"} and len(held) == 2
+    assert oct((settings.quarantine_dir / "treatment").stat().st_mode & 0o777) == "0o700"
     [(status, reason)] = query(settings, "SELECT status, reason FROM ops.file_ledger")
     assert status == "quarantined" and rule in reason
     assert query(settings, "SELECT count(*) FROM staging.treatment_contacts") == [(0,)]
