@@ -63,6 +63,8 @@ def read_order_file(path: Path, reference: str, agency: str) -> SealOrder:
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise LeadHubError(f"{path.name}: rule 'order_file' failed: cannot be read as UTF-8 CSV "
                            f"({type(e).__name__})") from None
+    while rows and not rows[-1]:
+        rows.pop()  # blank lines at the end, as an editor leaves them (one inside is still refused)
     if not rows:
         raise LeadHubError(f"{path.name}: rule 'order_file' failed: empty file")
     header = [h.strip().lstrip("\ufeff") for h in rows[0]]

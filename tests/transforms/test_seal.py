@@ -423,3 +423,13 @@ def test_the_warehouse_file_keeps_no_bytes_of_the_sealed_rows(county, master_key
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT arrest_id FROM staging.police_arrests ORDER BY 1").fetchall() == [
             ("ARR-101",), ("ARR-101",), ("ARR-102",)]
+
+
+def test_an_order_file_may_end_in_blank_lines_but_not_hold_one_inside(tmp_path):
+    trailing = tmp_path / "trailing.csv"
+    trailing.write_text("record_id\nARR-101\nARR-103\n\n\n")
+    assert seal.read_order_file(trailing, "CV-9", "police").records == ("ARR-101", "ARR-103")
+    inside = tmp_path / "inside.csv"
+    inside.write_text("record_id\nARR-101\n\nARR-103\n")
+    with pytest.raises(Exception, match="row 3: rule 'ragged_row'"):
+        seal.read_order_file(inside, "CV-9", "police")
