@@ -44,6 +44,7 @@ from leadhub.core.contracts import load_contracts
 from leadhub.core.readers import read_chunks
 from leadhub.core.errors import LeadHubError
 from leadhub.core.files import transaction
+from leadhub.core.redact import compact_warehouse
 from leadhub.core.keys import MasterKey
 from leadhub.core.sealed import carry_seal_keys, drop_old_keyring
 from leadhub.core.settings import Settings
@@ -103,6 +104,7 @@ def rotate_key(settings: Settings, old: MasterKey, new: MasterKey, progress: boo
                 _rewrite_links(con, token_map)
                 con.execute("UPDATE ops.batches SET key_id = ?", [new.key_id])
                 run_models(con)
+        compact_warehouse(settings.warehouse_path)  # the old key's tokens leave the file's freed blocks
         # Every archived original, not only those of loaded batches: quarantined, duplicate and
         # unfinished deliveries must stay readable (and re-processable) once the old key is gone.
         old_files = [p for p in sorted(settings.archive_dir.glob("*/*.enc"))

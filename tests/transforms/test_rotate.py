@@ -46,7 +46,9 @@ def test_rotation_keeps_every_link_and_replaces_every_token(settings, master_key
 
     after, tokens_after, key_ids = person_of_row(settings.warehouse_path)
     assert after == before                                  # every row keeps its person key
-    assert not tokens_before & tokens_after                 # and no old token survives
+    assert not tokens_before & tokens_after                 # and no old token survives,
+    data = settings.warehouse_path.read_bytes()             # not even in the file's freed blocks
+    assert not [t for t in tokens_before if t.encode() in data]
     assert key_ids == {new.key_id}
     archive = next(settings.archive_dir.rglob("*.enc"))
     decrypt_to(archive, io.BytesIO(), new)                  # the archive now opens with the new key
