@@ -61,6 +61,18 @@ def apt_install(package: str) -> bool:
 
 # --- PostgreSQL ------------------------------------------------------------------
 
+def debian_binary(command: str, path: str, package: str) -> str:
+    """The server program ``command`` (on PATH, else at ``path``), installed from its Debian
+    ``package`` when missing and possible; else the test is skipped with the reason."""
+    binary = shutil.which(command) or path
+    if not os.path.exists(binary) and apt_install(package):
+        binary = path
+    if not os.path.exists(binary):
+        pytest.skip(f"{package} ({path}) is absent and cannot be installed here "
+                    f"(needs root and apt-get); run .ci/run or apt-get install {package}")
+    return binary
+
+
 def _pg_bindir() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[4]))
     return Path(found[-1]).parent if found else None
@@ -131,12 +143,7 @@ class RedisServer:
 @pytest.fixture(scope="session")
 def redis_server():
     """Redis on 127.0.0.1 (Debian's redis-server), nothing persisted: a Celery broker for one session."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not os.path.exists(binary) and apt_install("redis-server"):
-        binary = "/usr/bin/redis-server"
-    if not os.path.exists(binary):
-        pytest.skip("Redis (/usr/bin/redis-server) is absent and cannot be installed here "
-                    "(needs root and apt-get); run .ci/run or apt-get install redis-server")
+    binary = debian_binary("redis-server", "/usr/bin/redis-server", "redis-server")
     base = Path(tempfile.mkdtemp(prefix="leadhub-redis-"))
     port = free_port()
     log = open(base / "redis.log", "wb")

@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.servers import apt_install as _apt_install, free_port as _free_port, wait_for_port as _wait_for_port
+from tests.servers import debian_binary, free_port as _free_port, wait_for_port as _wait_for_port
 
 
 # --- OpenSSH -----------------------------------------------------------------------
@@ -61,12 +61,7 @@ class SshServer:
 @pytest.fixture(scope="session")
 def ssh_server():
     """OpenSSH's sshd on 127.0.0.1: key authentication only, internal SFTP, for the current user."""
-    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not os.path.exists(sshd) and _apt_install("openssh-server"):
-        sshd = "/usr/sbin/sshd"
-    if not os.path.exists(sshd):
-        pytest.skip("OpenSSH server (/usr/sbin/sshd) is absent and cannot be installed here "
-                    "(needs root and apt-get); run .ci/run or apt-get install openssh-server")
+    sshd = debian_binary("sshd", "/usr/sbin/sshd", "openssh-server")
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)   # sshd's privilege-separation folder
     user = pwd.getpwuid(os.geteuid()).pw_name
