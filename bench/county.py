@@ -29,7 +29,8 @@ removed at the end unless ``--keep``.
     .venv/bin/python bench/county.py --people 10000             # about a minute
     .venv/bin/python bench/county.py --people 100000            # about ten minutes on 2 cores
     nice -n 10 .venv/bin/python bench/county.py                 # 1,000,000 people
-    .venv/bin/python bench/county.py --people 1000000 --until intake --timeout 3600
+    .venv/bin/python bench/county.py --people 1000000 --until intake --timeout 3600 --keep
+    .venv/bin/python bench/county.py --people 1000000 --resume /tmp/leadhub-bench-county-XXXX
 
 ``--until`` stops after a step (the bare load always runs); a step past ``--timeout`` is stopped
 and the table shows the steps before it.
@@ -229,15 +230,21 @@ def run(people: int, seed: int, work: Path, timeout: float | None, echo=print,
         until: str = STEPS[-1]) -> dict[str, dict]:
     """The steps in order up to ``until``, the baseline right after the split; returns
     {step: result}. Stops at the first failure (StepFailed, with the results so far)."""
-    results: dict[str, dict] = {}
+    saved = work / "results.json"  # each step's result as it ends, so a stopped run can resume
+    results: dict[str, dict] = json.loads(saved.read_text()) if saved.exists() else {}
 
     def step(name: str, *extra: str) -> dict:
+        if name in results:
+            echo(f"{name}: measured earlier, at git {results[name].get('commit', 'unknown')}")
+            return results[name]
         echo(f"{name} ...")
         try:
             r = results[name] = measure(name, work, timeout, *extra)
         except StepFailed as exc:
             exc.results = results
             raise
+        r["commit"] = _commit()
+        saved.write_text(json.dumps(results, indent=1))
         echo(f"  {r['rows']:,} rows in {r['seconds']:.1f} s, peak {r['peak_mb']:,.0f} MB")
         return r
 
@@ -275,15 +282,21 @@ def table(results: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).parent).stdout.strip() or "unknown"
+
+
 def _footer(people: int, results: dict[str, dict]) -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    commit = _commit()
     load = os.getloadavg()[0]
     at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     persons = results.get("build", {}).get("persons")
     linked = f", {persons:,} linked persons after the first build" if persons else ""
+    earlier = sorted({r["commit"] for r in results.values() if r.get("commit", commit) != commit})
+    resumed = f" (steps resumed from a run at git {', '.join(earlier)})" if earlier else ""
     return (f"{people:,} people{linked}; "
-            f"{at}, {os.cpu_count()} CPUs, load average {load:.1f} at the end, git {commit}")
+            f"{at}, {os.cpu_count()} CPUs, load average {load:.1f} at the end, git {commit}{resumed}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed to each step (default: no limit)")
     p.add_argument("--until", choices=STEPS, default=STEPS[-1], help="stop after this step (default: report)")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    p.add_argument("--resume", type=Path, metavar="DIR", help="carry on a run kept with --keep in DIR "
+                   "(the directory it printed): steps measured there are not run again")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -304,8 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_child(kind, Path(work), extra)))
         return 0
 
-    work = Path(tempfile.mkdtemp(prefix="leadhub-bench-county-", dir=args.work))
-    print(f"{args.people:,} people in {work}", flush=True)
+    if args.resume:
+        work = args.resume
+        print(f"{args.people:,} people in {work}, resumed", flush=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="leadhub-bench-county-", dir=args.work))
+        print(f"{args.people:,} people in {work}", flush=True)
     stopped = None
     try:
         results = run(args.people, args.seed, work, args.timeout, echo=lambda s: print(s, flush=True),
