@@ -37,6 +37,8 @@ from datetime import datetime
 from functools import cache
 from typing import Callable, Iterable
 
+import pyarrow as pa
+
 from leadhub.core.contracts import DATE_PRECISIONS, Column, Contract, load_contracts
 from leadhub.core.errors import printable
 
@@ -72,6 +74,7 @@ FILE_TEXT_COLUMNS = {"reason"}
 WITHHELD_OPS_COLUMNS = {"archive_path"}
 DATE_TYPES = ("DATE", "TIMESTAMP")
 PSEUDONYM_HEX = 24           # 96 bits: no collision among any county's record numbers
+PSEUDONYM_TABLE = "leadhub_pseudonyms"  # temporary, on the publishing connection only
 WITHHELD_NAME = "(file name withheld)"
 
 
@@ -185,11 +188,16 @@ def column_disclosure(schema: str, table: str, column: str, sql_type: str,
     return Disclosure("plain")
 
 
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def published_expression(column: str, sql_type: str, disclosure: Disclosure) -> str:
-    """The SELECT expression that publishes ``column`` (UDFs from ``register_functions``)."""
-    quoted = '"' + column.replace('"', '""') + '"'
+    """The SELECT expression that publishes ``column`` (UDFs from ``register_functions``); a
+    pseudonym comes from a join, see ``published_query``."""
+    quoted = _quoted(column)
     if disclosure.treatment == "pseudonym":
-        return f"leadhub_pseudonym(CAST({quoted} AS VARCHAR)) AS {quoted}"
+        raise ValueError(f"{column}: pseudonyms are joined from {PSEUDONYM_TABLE}, see published_query")
     if disclosure.treatment == "date":
         if disclosure.precision == "exact":
             return quoted
@@ -213,6 +221,38 @@ def pseudonym_function(key: bytes) -> Callable[[str | None], str | None]:
         return digest(key, value.encode("utf-8", "surrogateescape"), "sha256").hex()[:PSEUDONYM_HEX]
 
     return pseudonym
+
+
+def pseudonym_table(key: bytes, values: Iterable[str]) -> pa.Table:
+    """``PSEUDONYM_TABLE``'s rows for distinct non-null ``values``: (lh_value, lh_pseudonym).
+
+    A record number appears in many rows and tables (an arrest in its charges, bookings and
+    cases); computing its HMAC once here and joining is what keeps publication linear in the
+    distinct numbers instead of calling Python once per published value.
+    """
+    values = list(values)
+    pseudonym = pseudonym_function(key)
+    return pa.table({"lh_value": pa.array(values, pa.string()),
+                     "lh_pseudonym": pa.array([pseudonym(v) for v in values], pa.string())})
+
+
+def published_query(source: str, columns: dict[str, tuple[str, Disclosure]], where: str = "") -> str:
+    """The SELECT that publishes table ``source``: {column: (sql type, disclosure)} in order.
+
+    Each pseudonymized column is a LEFT JOIN on ``PSEUDONYM_TABLE`` (NULL stays NULL); the rows
+    keep the source table's order. ``where`` filters the source's rows (its own column names).
+    """
+    select, joins = [], []
+    for column, (sql_type, disclosure) in columns.items():
+        if disclosure.treatment == "pseudonym":
+            alias = f"lh_p{len(joins)}"
+            joins.append(f" LEFT JOIN {PSEUDONYM_TABLE} {alias} "
+                         f"ON {alias}.lh_value = CAST(lh_src.{_quoted(column)} AS VARCHAR)")
+            select.append(f"{alias}.lh_pseudonym AS {_quoted(column)}")
+        else:
+            select.append(published_expression(column, sql_type, disclosure))
+    order = " ORDER BY lh_src.rowid" if joins else ""
+    return f"SELECT {', '.join(select)} FROM {source} lh_src{''.join(joins)}{where}{order}"
 
 
 _DATE_STAMP = re.compile(r"(\d{8}|\d{6}|\d{4}-\d{2}-\d{2}|\d{4}-\d{2})(?:[_-](\d{8}|\d{6}|\d{4}-\d{2}-\d{2}|\d{4}-\d{2}))*")

@@ -38,8 +38,8 @@ from leadhub.core.files import replace_durably, transaction
 from leadhub.core.keys import MasterKey
 from leadhub.core.settings import Settings
 from leadhub.core.warehouse import NAME_DOB_TOKEN, SCHEMA_VERSION, TOKEN_COLUMNS, utcnow
-from transforms.disclosure import (Disclosure, column_disclosure, file_name_function, file_text_function,
-                                   is_person_level, pseudonym_function, published_expression)
+from transforms.disclosure import (PSEUDONYM_TABLE, Disclosure, column_disclosure, file_name_function,
+                                   file_text_function, is_person_level, published_query, pseudonym_table)
 
 PUBLISHED_SCHEMAS = ("core", "marts", "ops")
 # Sealing orders stay with the steward: their keyed tokens are not the analysts' business.
@@ -112,18 +112,32 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _register_functions(con: duckdb.DuckDBPyConnection, key: MasterKey) -> list[str]:
+def _register_functions(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The UDFs ``published_expression`` calls; their names, to remove them afterwards."""
     names = [name for (name,) in con.execute(
         "SELECT DISTINCT file_name FROM ops.file_ledger WHERE file_name IS NOT NULL").fetchall()]
     file_name = file_name_function()
-    functions = {"leadhub_pseudonym": pseudonym_function(key.subkey("publication")),
-                 "leadhub_file_name": file_name,
+    functions = {"leadhub_file_name": file_name,
                  "leadhub_file_text": file_text_function(names, file_name)}
     for name, fn in functions.items():
         con.create_function(name, fn, [duckdb.sqltype("VARCHAR")], duckdb.sqltype("VARCHAR"),
                             side_effects=False)
     return list(functions)
+
+
+def _create_pseudonyms(con: duckdb.DuckDBPyConnection, key: MasterKey,
+                       tables: dict[tuple[str, str], dict[str, Disclosure]]) -> None:
+    """``PSEUDONYM_TABLE`` (temporary) for every distinct value of the pseudonymized columns."""
+    parts = [f"SELECT CAST({_quote(c)} AS VARCHAR) AS v FROM {schema}.{_quote(table)}"
+             for (schema, table), columns in tables.items() for c, d in columns.items()
+             if d.treatment == "pseudonym"]
+    values = [v for (v,) in con.execute(
+        f"SELECT DISTINCT v FROM ({' UNION ALL '.join(parts)}) WHERE v IS NOT NULL").fetchall()] if parts else []
+    con.register("lh_pseudonyms_input", pseudonym_table(key.subkey("publication"), values))
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {PSEUDONYM_TABLE} AS SELECT * FROM lh_pseudonyms_input")
+    finally:
+        con.unregister("lh_pseudonyms_input")
 
 
 def snapshot_info_sql(left_out: frozenset[str] = frozenset()) -> str:
@@ -236,18 +250,19 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKe
     all_columns: dict[tuple[str, str], list[str]] = {}
     for schema, table, column in types:
         all_columns.setdefault((schema, table), []).append(column)
-    functions = _register_functions(con, key)
+    functions = _register_functions(con)
+    _create_pseudonyms(con, key, tables)
     con.execute(f"ATTACH {_literal(str(tmp))} AS snapshot")
     try:
         with transaction(con):
             for schema in PUBLISHED_SCHEMAS:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS snapshot.{schema}")
             for (schema, table), columns in tables.items():
-                select = ", ".join(published_expression(c, types[(schema, table, c)], d)
-                                   for c, d in columns.items())
                 name = f"snapshot.{schema}.{_quote(table)}"
                 where = _row_filter(all_columns[(schema, table)], left_out)
-                con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM {schema}.{_quote(table)}{where}")
+                query = published_query(f"{schema}.{_quote(table)}",
+                                        {c: (types[(schema, table, c)], d) for c, d in columns.items()}, where)
+                con.execute(f"CREATE TABLE {name} AS {query}")
                 counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
                 _comment(con, name, descriptions.get((schema, table), {}), columns)
             con.execute(f"""CREATE TABLE snapshot.ops.snapshot_info AS
@@ -268,11 +283,12 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKe
         tmp.unlink(missing_ok=True)
         raise
     finally:
-        for function in functions:
-            try:
+        try:
+            con.execute(f"DROP TABLE IF EXISTS {PSEUDONYM_TABLE}")
+            for function in functions:
                 con.remove_function(function)
-            except duckdb.Error:
-                pass  # a failure above left a result open; the connection's end drops them anyway
+        except duckdb.Error:
+            pass  # a failure above left a result open; the connection's end drops them anyway
     con.execute("DETACH snapshot")
     replace_durably(tmp, target)
     return counts

@@ -1,8 +1,11 @@
 """Disclosure helpers: published file names, texts quoting them, and the snapshot's pseudonyms."""
 
 from leadhub.core.keys import MasterKey
-from transforms.disclosure import (WITHHELD_NAME, column_disclosure, file_name_function,
-                                   file_text_function, pseudonym_function)
+import duckdb
+
+from transforms.disclosure import (PSEUDONYM_TABLE, WITHHELD_NAME, Disclosure, column_disclosure,
+                                   file_name_function, file_text_function, published_query,
+                                   pseudonym_function, pseudonym_table)
 
 
 def test_file_names_keep_only_a_date_stamp():
@@ -40,6 +43,31 @@ def test_snapshot_pseudonyms_are_keyed_stable_and_unlike_warehouse_tokens(master
     assert other("A104233") != pseudonym("A104233")
     token = Pseudonymizer(master_key).token("apid:police", "A104233")
     assert not token.startswith(pseudonym("A104233"))
+
+
+def test_set_based_pseudonyms_equal_the_per_value_function(master_key):
+    key = master_key.subkey("publication")
+    values = ["A104233", "A104234", "", "0", "ÄRZT-7|1", "x" * 500, "12 34"]
+    table = pseudonym_table(key, values)
+    pseudonym = pseudonym_function(key)
+    assert table.column("lh_value").to_pylist() == values
+    assert table.column("lh_pseudonym").to_pylist() == [pseudonym(v) for v in values]
+
+
+def test_published_query_joins_pseudonyms_keeps_row_order_and_nulls(master_key):
+    key = master_key.subkey("publication")
+    pseudonym = pseudonym_function(key)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT * FROM (VALUES (3, 'C9', 7), (1, NULL, 8), (2, 'A1', 7), "
+                "(5, 'C9', NULL), (4, 'B2', 9)) v(n, arrest_id, officer)")
+    con.register("input", pseudonym_table(key, ["A1", "B2", "C9", "7", "8", "9"]))
+    con.execute(f"CREATE TEMP TABLE {PSEUDONYM_TABLE} AS SELECT * FROM input")
+    keep, pseudo = Disclosure("plain"), Disclosure("quasi_identifier", "pseudonym")
+    query = published_query("t", {"n": ("INTEGER", keep), "arrest_id": ("VARCHAR", pseudo),
+                                  "officer": ("INTEGER", pseudo)}, " WHERE n < 5")
+    rows = con.execute(query).fetchall()
+    assert rows == [(3, pseudonym("C9"), pseudonym("7")), (1, None, pseudonym("8")),
+                    (2, pseudonym("A1"), pseudonym("7")), (4, pseudonym("B2"), pseudonym("9"))]
 
 
 def test_published_columns_take_their_contract_level():
