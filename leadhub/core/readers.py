@@ -19,8 +19,11 @@ Every format yields the same typed chunks, so everything after reading
 
 from __future__ import annotations
 
+import bisect
 import codecs
+import collections
 import csv
+import functools
 import io
 import itertools
 import json
@@ -35,6 +38,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from leadhub.core.clock import CLOCK
 from leadhub.core.contracts import Column, Contract
@@ -61,7 +65,9 @@ PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u200
                  "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 
 Record = tuple[int, list]  # (1-based data row number, cells in contract column order)
-Batch = tuple[list[int], list[list], "RejectedFile | None"]  # rows, their cells, the refusal after them
+# Rows, their cells one column at a time (Arrow strings for csv/tsv, lists of cells for xlsx and
+# jsonl), the refusal after them.
+Batch = tuple[list[int], list, "RejectedFile | None"]
 Source = Path | int  # a file name, or a descriptor the caller opened once (see connectors.inbox)
 
 
@@ -254,21 +260,141 @@ def _lines(raw, encoding: str, name: str) -> Iterator[str]:
     return itertools.chain.from_iterable(_line_blocks(raw, encoding, name))
 
 
+class _ReaderFeed:
+    """The lines the csv reader parses: the blocks handed to it, then any block it pulls
+    itself because a quoted field runs on past them.
+
+    ``handed`` counts every line it was given, so after a record ``reader.line_num ==
+    handed`` means the reader stands at a record boundary with nothing of its own unread:
+    the next block can then be parsed without it.
+    """
+
+    def __init__(self, blocks: Iterator[list[str]]):
+        self.blocks = blocks
+        self.queue: collections.deque[list[str]] = collections.deque()
+        self.handed = 0
+
+    def give(self, block: list[str]) -> None:
+        self.queue.append(block)
+        self.handed += len(block)
+
+    def _next_blocks(self) -> Iterator[list[str]]:
+        while True:
+            if self.queue:
+                yield self.queue.popleft()
+                continue
+            block = next(self.blocks, None)
+            if block is None:
+                return
+            self.handed += len(block)
+            yield block
+
+    def lines(self) -> Iterator[str]:
+        return itertools.chain.from_iterable(self._next_blocks())
+
+
+def _arrow_parser(fmt, names: list[str]) -> Callable[[list[str]], "list[pa.Array] | None"] | None:
+    """A parser of whole blocks of lines by pyarrow.csv, for the blocks where it gives exactly
+    the cells the csv module gives; None when the format's characters rule it out.
+
+    It takes a block only if the block holds no quote character (so every delimiter splits
+    and every line is one record), no line longer than the csv module's field limit (which
+    the csv module refuses), no leading BOM (pyarrow would drop it), and every line has the
+    declared width (pyarrow refuses the block otherwise) with no blank row (pyarrow reads
+    an empty line as empty cells). Any other block returns None and goes to the csv module,
+    which refuses what must be refused at its own row. Cells stay as sent: no trimming, no
+    NULLs ("" stays ""), no type inference.
+    """
+    delimiter, quote = fmt.delimiter, fmt.quotechar
+    if not (isinstance(delimiter, str) and len(delimiter) == 1 and delimiter.isascii()
+            and delimiter not in "\r\n" and isinstance(quote, str) and len(quote) == 1 and quote != delimiter):
+        return None
+    parse = pa_csv.ParseOptions(delimiter=delimiter, quote_char=False, double_quote=False, escape_char=False,
+                                newlines_in_values=False, ignore_empty_lines=False)
+    convert = pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), null_values=[],
+                                    strings_can_be_null=False, quoted_strings_can_be_null=False,
+                                    check_utf8=False)
+
+    def parse_block(lines: list[str]) -> list[pa.Array] | None:
+        text = "".join(lines)
+        if quote in text or text.startswith("\ufeff") or max(map(len, lines)) > csv.field_size_limit():
+            return None
+        try:
+            data = text.encode("utf-8")
+            # One block of pyarrow's own for the whole text: a larger one costs wall time to allocate.
+            read = pa_csv.ReadOptions(column_names=names, use_threads=False, block_size=len(data) + 1)
+            table = pa_csv.read_csv(pa.py_buffer(data), read_options=read,
+                                    parse_options=parse, convert_options=convert)
+        except (pa.ArrowInvalid, UnicodeEncodeError):  # a row of another width (its message quotes the row)
+            return None
+        if table.num_rows != len(lines):
+            return None
+        columns = [c.combine_chunks() for c in table.columns]
+        # A blank row has every cell blank, its first one included; only those rows are looked at.
+        maybe = pc.equal(pc.utf8_length(pc.utf8_trim(columns[0], characters=PY_WHITESPACE)), 0)
+        if pc.any(maybe).as_py():
+            blank = functools.reduce(pc.and_, (pc.equal(pc.utf8_length(pc.utf8_trim(
+                c.filter(maybe), characters=PY_WHITESPACE)), 0) for c in columns))
+            if pc.any(blank).as_py():
+                return None
+        return columns
+    return parse_block
+
+
+class _Batches:
+    """Rows regrouped into batches of the records ``(k-1)*size+1 .. k*size`` (blank rows
+    counted, as the row numbers count them), the way the rows were read before."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.end = size  # last record of the batch being filled
+        self.rows: list[int] = []
+        self.parts: list[list[pa.Array]] = []
+        self.ready: list[Batch] = []
+
+    def add(self, rows, columns: list[pa.Array]) -> None:
+        start = 0
+        while start < len(rows):
+            cut = bisect.bisect_right(rows, self.end, lo=start)
+            if cut > start:
+                self.rows.extend(rows[start:cut])
+                self.parts.append([c.slice(start, cut - start) for c in columns])
+            if cut == len(rows):
+                return
+            self._close(None)
+            start = cut
+
+    def _close(self, stop: RejectedFile | None) -> None:
+        if self.rows or stop:
+            columns = [pa.concat_arrays(list(part)) for part in zip(*self.parts)]
+            self.ready.append((self.rows, columns, stop))
+        self.rows, self.parts = [], []
+        self.end += self.size
+
+    def finish(self, stop: RejectedFile | None, at: int) -> None:
+        """The end of the rows: by ``stop`` (met while reading record ``at``), or the file's end."""
+        while stop is not None and at > self.end:
+            self._close(None)
+        self._close(stop)
+
+
 def _csv_records(path: Source, contract: Contract, name: str, chunk_rows: int) -> Iterator[Batch]:
     """Rows of a delimited file, ``chunk_rows`` at a time, with their shape checked.
 
-    The csv module parses a whole batch in C; a batch whose rows all have the declared
-    width and no blank row among them (nearly every batch) is passed on as it is, and
-    any other is walked row by row, so blank and ragged rows are refused exactly where
-    they are.
+    A block of lines that ``_arrow_parser`` takes (nearly every block of a real extract)
+    becomes Arrow string columns in C++, and only when the csv reader stands at a record
+    boundary, never inside a quoted field. Any other block is parsed by the csv module:
+    a block whose rows all have the declared width and no blank row among them is passed
+    on as it is, any other is walked row by row, so blank and ragged rows are refused
+    exactly where they are.
     """
     fmt = contract.format
     expected = contract.column_names
     width = len(expected)
-    row_no = 0  # rows read so far, blank ones included
     with reopen(path, "rb") as raw:
-        reader = csv.reader(_lines(raw, fmt.encoding, name), delimiter=fmt.delimiter,
-                            quotechar=fmt.quotechar, strict=True)
+        blocks = _line_blocks(raw, fmt.encoding, name)
+        feed = _ReaderFeed(blocks)
+        reader = csv.reader(feed.lines(), delimiter=fmt.delimiter, quotechar=fmt.quotechar, strict=True)
         try:
             if fmt.header:
                 header = next(reader, None)
@@ -283,27 +409,48 @@ def _csv_records(path: Source, contract: Contract, name: str, chunk_rows: int) -
             raise RejectedFile(name, "encoding", f"not valid {fmt.encoding}", row=1) from None
         except csv.Error as e:
             raise RejectedFile(name, "csv_syntax", str(e).split(":")[0], row=1) from None
+        parse_block = _arrow_parser(fmt, expected)
+        batches = _Batches(chunk_rows)
+        row_no = 0  # rows read so far, blank ones included
         blanks = 0  # blank rows just read: harmless at the end of the file only
-        while True:
-            batch: list[list[str]] = []
-            stop: RejectedFile | None = None
+        stop: RejectedFile | None = None
+        while stop is None:
+            records: list[list[str]] = []
             try:
-                batch.extend(itertools.islice(reader, chunk_rows))  # keeps the rows read before an error
+                if reader.line_num == feed.handed:
+                    block = next(blocks, None)
+                    if block is None:
+                        break
+                    # Row 1 of a file without header goes to the csv module, which checks it is no header.
+                    columns = parse_block(block) if parse_block and block and (fmt.header or row_no) else None
+                    if columns is None:
+                        feed.give(block)
+                    elif blanks:
+                        raise RejectedFile(name, "blank_row", "blank line inside the data", row=row_no + 1 - blanks)
+                    else:
+                        batches.add(range(row_no + 1, row_no + 1 + len(block)), columns)
+                        row_no += len(block)
+                while reader.line_num < feed.handed:
+                    record = next(reader, None)
+                    if record is None:
+                        break
+                    records.append(record)
             except UnicodeDecodeError:
-                stop = RejectedFile(name, "encoding", f"not valid {fmt.encoding}", row=row_no + len(batch) + 1)
+                stop = RejectedFile(name, "encoding", f"not valid {fmt.encoding}", row=row_no + len(records) + 1)
             except csv.Error as e:
-                stop = RejectedFile(name, "csv_syntax", str(e).split(":")[0], row=row_no + len(batch) + 1)
+                stop = RejectedFile(name, "csv_syntax", str(e).split(":")[0], row=row_no + len(records) + 1)
             except RejectedFile as e:
                 stop = e
+            at = row_no + len(records) + 1  # the row being read when it stopped
             first = row_no + 1
-            row_no += len(batch)
-            if (not blanks and batch and set(map(len, batch)) == {width} and all(map(str.strip, map("".join, batch)))
-                    and (fmt.header or first > 1)):
-                yield list(range(first, row_no + 1)), batch, stop
+            row_no += len(records)
+            if (not blanks and records and set(map(len, records)) == {width}
+                    and all(map(str.strip, map("".join, records))) and (fmt.header or first > 1)):
+                rows, kept = range(first, row_no + 1), records
             else:
                 rows, kept = [], []
                 try:
-                    for n, record in enumerate(batch, start=first):
+                    for n, record in enumerate(records, start=first):
                         if not "".join(record).strip():
                             # A blank line, or a row of empty cells (",,,": spreadsheets export those);
                             # only trailing ones are harmless, which is checked when data follows.
@@ -321,11 +468,17 @@ def _csv_records(path: Source, contract: Contract, name: str, chunk_rows: int) -
                         rows.append(n)
                         kept.append(record)
                 except RejectedFile as e:
-                    stop = e
-                if rows or stop:
-                    yield rows, kept, stop
-            if stop or not batch:
-                return
+                    stop, at = e, n
+            if kept:
+                batches.add(rows, [pa.array(cells, pa.string()) for cells in zip(*kept)])
+            del records, kept
+            if stop is not None:
+                batches.finish(stop, at)
+            yield from batches.ready
+            batches.ready.clear()
+        if stop is None:
+            batches.finish(None, row_no)
+            yield from batches.ready
 
 
 def _batched(records: Iterator[Record], chunk_rows: int) -> Iterator[Batch]:
@@ -337,13 +490,13 @@ def _batched(records: Iterator[Record], chunk_rows: int) -> Iterator[Batch]:
             rows.append(row_no)
             cells.append(record)
             if len(rows) >= chunk_rows:
-                yield rows, cells, None
+                yield rows, list(zip(*cells)), None
                 rows, cells = [], []
     except RejectedFile as e:
-        yield rows, cells, e
+        yield rows, list(zip(*cells)), e
         return
     if rows:
-        yield rows, cells, None
+        yield rows, list(zip(*cells)), None
 
 
 def _refuse_constant(token: str):
@@ -468,13 +621,12 @@ def _xlsx_batches(path: Source, contract: Contract, name: str, chunk_rows: int) 
 _SOURCES = {"csv": _csv_records, "tsv": _csv_records, "jsonl": _jsonl_batches, "xlsx": _xlsx_batches}
 
 
-def _text_column(values, null_markers: list[str]) -> pa.Array:
-    """Text cells of a string column as Arrow strings, NULL where the stripped cell is a null marker.
+def _text_column(cells: pa.Array, null_markers: list[str]) -> pa.Array:
+    """Text cells of a string column, NULL where the stripped cell is a null marker.
 
     What ``_converter`` does cell by cell, in Arrow: ``PY_WHITESPACE`` is exactly what
     ``str.strip()`` removes.
     """
-    cells = pa.array(values, pa.string())
     marked = pc.is_in(pc.utf8_trim(cells, characters=PY_WHITESPACE), value_set=pa.array(null_markers, pa.string()))
     return pc.if_else(marked, pa.scalar(None, pa.string()), cells)
 
@@ -482,6 +634,7 @@ def _text_column(values, null_markers: list[str]) -> pa.Array:
 def _convert_column(values, conv: Callable, arrow_type: pa.DataType, text_only: bool):
     """One column of a chunk -> (typed Arrow array, numpy mask of unreadable cells).
 
+    ``values`` is an Arrow string array for text formats, a sequence of cells otherwise.
     Cells repeat a great deal (dates, codes, a person's name on every row), so
     each distinct cell is converted once and the results are spread with one
     ``take``. Text cells are deduplicated by Arrow; typed cells (xlsx, jsonl) by
@@ -491,7 +644,7 @@ def _convert_column(values, conv: Callable, arrow_type: pa.DataType, text_only: 
     if text_only and arrow_type == pa.string():
         return _text_column(values, conv.null_markers), None
     if text_only:
-        encoded = pa.array(values, pa.string()).dictionary_encode()
+        encoded = values.dictionary_encode()
         distinct, codes = encoded.dictionary.to_pylist(), encoded.indices.to_numpy()
     else:
         index: dict = {}
@@ -513,15 +666,15 @@ def _convert_column(values, conv: Callable, arrow_type: pa.DataType, text_only: 
 
 
 def _typed_chunk(name: str, contract: Contract, converters: list[Callable], text_only: bool,
-                 rows: list[int], records: list[list]) -> list[pa.Array]:
-    """Records of one chunk -> one typed Arrow array per contract column.
+                 rows: list[int], columns: list) -> list[pa.Array]:
+    """Cells of one chunk, a column at a time -> one typed Arrow array per contract column.
 
     Refuses the first broken cell in file order (the earliest row, and in it the
     first column), exactly as a cell-by-cell reading would.
     """
     first: tuple[int, int, str] | None = None  # (row index, column index, rule) of the earliest refusal
     arrays = []
-    for i, (col, cells, conv) in enumerate(zip(contract.columns, zip(*records), converters)):
+    for i, (col, cells, conv) in enumerate(zip(contract.columns, columns, converters)):
         typed, unreadable = _convert_column(cells, conv, ARROW_TYPES[col.type], text_only)
         arrays.append(typed)
         broken = unreadable
@@ -569,12 +722,12 @@ def read_chunks(path: Source, contract: Contract, display_name: str | None = Non
     batches = source(path, contract, name, chunk_rows)
     while True:
         with CLOCK.timed("parse"):
-            rows, records, stop = next(batches, ([], [], None))
+            rows, columns, stop = next(batches, ([], [], None))
         if rows:
             with CLOCK.timed("normalize"):
                 # An earlier broken cell is refused before the rule that stopped the file.
-                arrays = _typed_chunk(name, contract, converters, text_only, rows, records)
-                del records
+                arrays = _typed_chunk(name, contract, converters, text_only, rows, columns)
+                del columns
                 cols = dict(zip(expected, arrays if arrow else [a.to_pylist() for a in arrays]))
         if stop is not None:
             raise stop
