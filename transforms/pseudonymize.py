@@ -166,12 +166,13 @@ class Pseudonymizer:
         ``cols`` maps every contract column to its parsed values, Python lists
         (dates as ``date``, timestamps as ``datetime``) or Arrow arrays (what
         ``read_chunks(arrow=True)`` gives); the staging columns come back in the
-        same form. Identifier lists are consumed and not returned.
+        same form, the token, encoding and key id columns as dictionary arrays
+        (``_spread``). Identifier lists are consumed and not returned.
 
         A person's identifiers repeat on every row of theirs (charges, bookings),
         so the distinct combinations of a chunk's identifier columns are
         pseudonymized and encoded once, each column through its memo in one
-        C-level loop, and the results spread over the rows with one ``take``.
+        C-level loop, and the results spread over the rows by index.
         """
         as_arrow = any(isinstance(v, (pa.Array, pa.ChunkedArray)) for v in cols.values())
         n = len(next(iter(cols.values()))) if cols else 0
@@ -186,15 +187,20 @@ class Pseudonymizer:
         with CLOCK.timed("pseudonymize"):
             spread = pa.array(groups)
             for column, values in staged.items():
-                spread_values = pa.array(values, pa.string()).take(spread)
-                out[column] = spread_values if as_arrow else spread_values.to_pylist()
+                if as_arrow:
+                    out[column] = _spread(values, spread)
+                else:
+                    out[column] = pa.array(values, pa.string()).take(spread).to_pylist()
             if contract.age_at:
                 events = cols[contract.age_at]
                 if not isinstance(events, (pa.Array, pa.ChunkedArray)):  # a list may mix dates and datetimes
                     events = [e.date() if isinstance(e, datetime) else e for e in events]
                 age = _age_on(by_role["dob"], _as_array(events))
                 out["age_at_event"] = age if as_arrow else age.to_pylist()
-            out["key_id"] = pa.array([self.key_id] * n, pa.string()) if as_arrow else [self.key_id] * n
+            if as_arrow:
+                out["key_id"] = _spread([self.key_id], pa.array(np.zeros(n, np.int32)))
+            else:
+                out["key_id"] = [self.key_id] * n
         return out
 
     def _tokens_of(self, contract: Contract, by_role: dict[str, list]) -> dict[str, list]:
@@ -216,6 +222,18 @@ def _as_array(values) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         return values.combine_chunks()
     return values if isinstance(values, pa.Array) else pa.array(values)
+
+
+def _spread(values: list, rows: pa.Array) -> pa.DictionaryArray:
+    """One value per distinct identifier combination -> one per row, as a dictionary array.
+
+    The rows hold small indices into the chunk's distinct values instead of copies of
+    64-character tokens and long base64 encodings (most of a staged row's bytes): DuckDB
+    and the validation process read them as such. A NULL is a NULL index, never a NULL in
+    the dictionary, so ``null_count`` and every reader see it as a plain NULL.
+    """
+    encoded = pa.array(values, pa.string()).dictionary_encode()
+    return pa.DictionaryArray.from_arrays(encoded.indices.take(rows), encoded.dictionary)
 
 
 def _distinct_rows(columns: list[pa.Array], n: int) -> tuple[pa.Array, np.ndarray]:

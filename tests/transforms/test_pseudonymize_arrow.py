@@ -47,3 +47,17 @@ def test_arrow_chunks_give_the_lists_results(master_key):
     assert from_lists["person_token"][0] != from_lists["person_token"][2]
     assert from_lists["name_dob_token"][0] == from_lists["name_dob_token"][2]
     assert from_lists["ssn_token"][1] is None
+
+
+def test_arrow_tokens_are_dictionary_arrays_with_plain_nulls(master_key):
+    """Intake stages tokens and encodings as indices into a chunk's distinct values; a missing
+    value is a NULL index, so null counts (the history checks) and DuckDB see a plain NULL."""
+    contract = load_contracts()["jail_bookings"]
+    lists = _bookings(15)
+    arrays = {c.name: pa.array(lists[c.name], ARROW_TYPES[c.type]) for c in contract.columns}
+    out = Pseudonymizer(master_key).columns(contract, arrays)
+    ssn = out["ssn_token"]
+    assert pa.types.is_dictionary(ssn.type)
+    assert ssn.null_count == 5 and ssn.dictionary.null_count == 0
+    assert len(ssn.dictionary) == 1  # J1 and J3 share their SSN; J2 has none
+    assert out["key_id"].dictionary.to_pylist() == [Pseudonymizer(master_key).key_id]
