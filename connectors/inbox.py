@@ -59,9 +59,15 @@ log = logging.getLogger(__name__)
 # DuckDB's memory during intake (MB); beyond it, a large uncommitted load spills to temporary
 # files, so a 2 GB delivery needs no more memory than a small one. Overridable for big machines.
 INTAKE_MEMORY_LIMIT = f"{int(os.environ.get('LEADHUB_INTAKE_MEMORY_MB', '256'))}MB"
-# Chunks validated together (see Intake._insert_streamed): GX costs about 0.17 s per batch
-# whatever its size, on top of its cost per row, so fewer, larger batches cost less.
-VALIDATION_CHUNKS = 2
+# DuckDB threads during intake. Its big statement, the INSERT, reads one Arrow stream, which
+# one thread does; more threads only added CPU (1M staged rows: 4.2 CPU-s with two threads,
+# 2.3 with one), taken from the validation process and the reader on a small machine.
+INTAKE_THREADS = 1
+# Chunks validated together (see Intake._insert_streamed): GX costs about 0.19 CPU-s per batch
+# whatever its size (building its metric graph), on top of about 3.6 us per row. At 4 chunks
+# (200,000 rows) the fixed part is a fifth of a batch's cost; 8 would save another 0.4 CPU-s
+# per million rows for about 120 MB more in the validation process (bench/README.md).
+VALIDATION_CHUNKS = 4
 # Staged chunks waiting for DuckDB's INSERT while the reader thread prepares the next ones.
 LOAD_BACKLOG = 2
 # Temporary files of the hub's own naming in the archive and quarantine folders
@@ -729,6 +735,7 @@ def ingest_agency(settings: Settings, agency: str, key: MasterKey, stages: Intak
     with connect(settings.warehouse_path) as con:
         # Bounded memory for large deliveries: DuckDB spills to disk past this (see Intake._load).
         con.execute(f"SET memory_limit = '{INTAKE_MEMORY_LIMIT}'")
+        con.execute(f"SET threads = {INTAKE_THREADS}")
         _sweep_work_dir(settings)
         _sweep_temp_files(settings, agency)
         intake = Intake(settings, key, con, stages, progress=progress)
