@@ -240,16 +240,24 @@ def _distinct_rows(columns: list[pa.Array], n: int) -> tuple[pa.Array, np.ndarra
     """(the first row of each distinct combination of ``columns``' values, each row's combination).
 
     Each column is dictionary-encoded (nulls a value of their own) and the codes are
-    combined column by column, renumbered after each so the numbers stay below ``n``.
+    combined column by column as digits of one number; only when the next digit could
+    overflow int64 are the numbers renumbered (a sort), so most chunks need one sort in all.
+    Combinations are numbered in the order of their codes, column by column.
     """
     groups = np.zeros(n, dtype=np.int64)
+    bound = 1  # every number in ``groups`` is below this
     for values in columns:
         if values.type == pa.null():
             continue
         encoded = values.dictionary_encode()
         codes = encoded.indices.fill_null(-1).to_numpy().astype(np.int64) + 1
-        _, groups = np.unique(groups * (len(encoded.dictionary) + 1) + codes, return_inverse=True)
-    _, first = np.unique(groups, return_index=True)
+        radix = len(encoded.dictionary) + 1
+        if bound * radix > 1 << 62:
+            _, groups = np.unique(groups, return_inverse=True)
+            bound = int(groups.max(initial=0)) + 1
+        groups = groups * radix + codes
+        bound *= radix
+    _, first, groups = np.unique(groups, return_index=True, return_inverse=True)
     return pa.array(first), groups.reshape(-1)
 
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from leadhub.core.contracts import load_contracts
 from leadhub.core.readers import ARROW_TYPES
-from transforms.pseudonymize import Pseudonymizer
+from transforms.pseudonymize import Pseudonymizer, _distinct_rows
 
 
 def _bookings(n: int) -> dict[str, list]:
@@ -61,3 +61,17 @@ def test_arrow_tokens_are_dictionary_arrays_with_plain_nulls(master_key):
     assert ssn.null_count == 5 and ssn.dictionary.null_count == 0
     assert len(ssn.dictionary) == 1  # J1 and J3 share their SSN; J2 has none
     assert out["key_id"].dictionary.to_pylist() == [Pseudonymizer(master_key).key_id]
+
+
+def test_distinct_rows_when_combined_codes_would_overflow():
+    """Six columns of 2,000 distinct values overflow int64 as one number: renumbered on the way,
+    rows still share a group exactly when every value (NULL included) is the same."""
+    n = 2000
+    rows = [tuple(None if (i + c) % 97 == 0 else f"{c}:{i}" for c in range(6)) for i in range(n)]
+    rows[1500], rows[1900] = rows[3], rows[97]  # repeats, one of them with a NULL
+    first, groups = _distinct_rows([pa.array(list(col)) for col in zip(*rows)], n)
+    numbered = {}
+    for row, group in zip(rows, groups.tolist()):
+        assert numbered.setdefault(row, group) == group
+    assert len(set(numbered.values())) == len(numbered) == n - 2
+    assert [rows[i] for i in first.to_pylist()] == sorted(numbered, key=numbered.get)
