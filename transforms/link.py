@@ -6,9 +6,10 @@ them to Splink 5 as keyed columns (Bloom filters as BIT, deletion tokens as
 lists) on a scratch DuckDB connection:
 
 1. Blocking — candidate pairs agree exactly on at least one blocking rule of
-   ``linkage_settings.json`` (same birth-date token; same given and surname;
-   same SSN; one-edit birth date with the same surname or given name; swapped
-   names; surname and sex; ...).
+   ``linkage_settings.json`` (same birth date with a name near; same rare given
+   and surname; same SSN; one-edit birth date with the same surname or given
+   name and the other name near; swapped names; ...), each chosen so its pairs
+   grow about linearly with the county; every run logs each rule's pairs.
 2. Scoring — Splink's comparison levels (Dice on filters, shared deletion
    tokens, exact tokens) with m and u from the model: trained on the data
    (``leadhub linkage train``, or on the fly for ``leadhub link``) or the

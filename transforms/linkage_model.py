@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from transforms.encodings import fields_of
+from transforms.encodings import fields_of, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -125,22 +125,37 @@ def arrow_table(enc: Encoded, specs: dict[str, dict]) -> pa.Table:
     return pa.table(cols)
 
 
-def load_table(con: duckdb.DuckDBPyConnection, name: str, enc: Encoded, specs: dict[str, dict]) -> None:
-    """Create ``name`` on the scratch connection from encoded rows."""
+def load_table(con: duckdb.DuckDBPyConnection, name: str, enc: Encoded, specs: dict[str, dict],
+               rare_names_max: int | None = None) -> None:
+    """Create ``name`` on the scratch connection from encoded rows.
+
+    With both names, ``names_rare_tok`` is the given-name token of a record whose given and
+    surname together appear at most ``rare_names_max`` times in this input (else NULL; default:
+    the settings file's ``blocking_guard.rare_names_max``): the key of the ``names_rare``
+    blocking rule, whose blocks cannot grow with the county.
+    """
+    if rare_names_max is None:
+        rare_names_max = load_settings()["blocking_guard"]["rare_names_max"]
     table = arrow_table(enc, specs)
     select = ", ".join(f'CAST("{c}" AS BIT) AS "{c}"' if c.endswith("_bf") else f'"{c}"'
                        for c in table.column_names)
+    if {"first_name_tok", "last_name_tok"} <= set(table.column_names):
+        select += (f", CASE WHEN count(*) OVER (PARTITION BY first_name_tok, last_name_tok) <= {int(rare_names_max)} "
+                   "AND last_name_tok IS NOT NULL THEN first_name_tok END AS names_rare_tok")
     con.register("lh_arrow_input", table)
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {select} FROM lh_arrow_input")
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {select} FROM lh_arrow_input ORDER BY unique_id")
     finally:
         con.unregister("lh_arrow_input")
 
 
 # -- the model definition ------------------------------------------------------------------------
 
-def _dice(a: str, b: str, t: float) -> str:
-    return f"2 * bit_count({a}_bf_l & {b}_bf_r) >= {t} * ({a}_n_l + {b}_n_r)"
+def _dice(a: str, b: str, t: float, left: str = "{}_l", right: str = "{}_r") -> str:
+    """Dice of filter ``a`` on the left and ``b`` on the right at least ``t``; ``left``/``right``
+    name a column as comparisons (``first_name_bf_l``) or blocking rules (``l.first_name_bf``) do."""
+    la, lb, na, nb = left.format(f"{a}_bf"), right.format(f"{b}_bf"), left.format(f"{a}_n"), right.format(f"{b}_n")
+    return f"2 * bit_count({la} & {lb}) >= {t} * ({na} + {nb})"
 
 
 def _level(sql: str, label: str, prior: list[float] | None, **extra) -> dict:
@@ -198,12 +213,34 @@ def comparison(field: str, fs: dict, fields: set[str]) -> dict:
             "comparison_levels": levels}
 
 
+# Blocking rule field suffixes -> the input column they compare (see rule_sql).
+RULE_SUFFIXES = {"swap": "swap", "edit": "del", "any": "set"}
+NEAR_DICE = 0.45  # the lowest Dice level of the name comparisons: below it a name is "else"
+
+
+def _near(field: str, fields: set[str]) -> str:
+    """A name missing on a side, or alike enough to reach a Dice level (a ``_near`` filter)."""
+    near = [f"l.{field}_bf IS NULL", f"r.{field}_bf IS NULL", _dice(field, field, NEAR_DICE, "l.{}", "r.{}")]
+    if field == "first_name" and "first_name_canon" in fields:
+        near.append("list_has_any(l.first_name_canon_set, r.first_name_canon_set)")
+    return " OR ".join(near)
+
+
 def rule_sql(rule: list[str], fields: set[str]) -> tuple[str, list[str]] | None:
     """A blocking rule of the settings as Splink SQL (and arrays to explode), or None if a field is absent.
 
     ``<field>`` — same token; ``dob_swap`` — same day/month-swapped date;
     ``<field>_edit`` — a shared deletion token (one edit apart, exploded);
-    ``names_swapped`` — given name equals the other's surname and vice versa.
+    ``<field>_any`` — a shared member of a token set (``first_name_canon_any``: the same
+    given name or formal name of a nickname, exploded);
+    ``names_swapped`` — given name equals the other's surname and vice versa;
+    ``names_rare`` — the same given and surname, where that name is rare in each input
+    (``names_rare_tok``, see ``load_table``: blocks of at most ``rare_names_max`` per side).
+
+    Filters, which narrow the pairs of the rule's other (key) fields without a key of their own:
+    ``<name>_near`` — the name missing on a side, or at least ``NEAR_DICE`` alike (Dice on the
+    filters), or for the given name a nickname of the other's; ``names_near`` — either name near;
+    ``<field>_missing`` — missing on a side.
     """
     parts, explode = [], []
     for name in rule:
@@ -211,13 +248,31 @@ def rule_sql(rule: list[str], fields: set[str]) -> tuple[str, list[str]] | None:
             if not set(NAME_FIELDS) <= fields:
                 return None
             parts += ["l.first_name_tok = r.last_name_tok", "l.last_name_tok = r.first_name_tok"]
-        elif name.endswith("_swap") or name.endswith("_edit"):
-            base = name[:-5]
+        elif name == "names_rare":
+            if not set(NAME_FIELDS) <= fields:
+                return None
+            parts += ["l.names_rare_tok = r.names_rare_tok", "l.last_name_tok = r.last_name_tok"]
+        elif name == "names_near":
+            if not set(NAME_FIELDS) <= fields:
+                return None
+            parts.append("(" + " OR ".join(_near(f, fields) for f in NAME_FIELDS) + ")")
+        elif name.endswith("_near"):
+            base = name[:-len("_near")]
             if base not in fields:
                 return None
-            col = f"{base}_swap" if name.endswith("_swap") else f"{base}_del"
+            parts.append(f"({_near(base, fields)})")
+        elif name.endswith("_missing"):
+            base = name[:-len("_missing")]
+            if base not in fields:
+                return None
+            parts.append(f"(l.{base}_tok IS NULL OR r.{base}_tok IS NULL)")
+        elif name.endswith(("_swap", "_edit", "_any")):
+            base, suffix = name.rsplit("_", 1)
+            if base not in fields:
+                return None
+            col = f"{base}_{RULE_SUFFIXES[suffix]}"
             parts.append(f"l.{col} = r.{col}")
-            if name.endswith("_edit"):
+            if suffix != "swap":
                 explode.append(col)
         else:
             if name not in fields:
@@ -226,11 +281,95 @@ def rule_sql(rule: list[str], fields: set[str]) -> tuple[str, list[str]] | None:
     return " AND ".join(parts), explode
 
 
+def _rule_keys(rule: list[str], fields: set[str]) -> tuple[list[str], list[str], list[str]] | None:
+    """(left key columns, right key columns, list columns to unnest) of a rule, as ``rule_sql``."""
+    if rule_sql(rule, fields) is None:
+        return None
+    left, right, explode = [], [], []
+    for name in rule:
+        if name.endswith(("_near", "_missing")):
+            continue  # a filter: the join's pairs are those of the other fields
+        if name == "names_swapped":
+            left += ["first_name_tok", "last_name_tok"]
+            right += ["last_name_tok", "first_name_tok"]
+        elif name == "names_rare":
+            left += ["names_rare_tok", "last_name_tok"]
+            right += ["names_rare_tok", "last_name_tok"]
+        elif name.endswith(("_swap", "_edit", "_any")):
+            base, suffix = name.rsplit("_", 1)
+            col = f"{base}_{RULE_SUFFIXES[suffix]}"
+            left.append(col)
+            right.append(col)
+            if suffix != "swap":
+                explode.append(col)
+        else:
+            left.append(f"{name}_tok")
+            right.append(f"{name}_tok")
+    return left, right, explode
+
+
+def _key_counts(con: duckdb.DuckDBPyConnection, table: str, cols: list[str], explode: list[str]) -> str:
+    keys = ", ".join(f"unnest({c}) AS k{i}" if c in explode else f"{c} AS k{i}" for i, c in enumerate(cols))
+    present = " AND ".join(f"{c} IS NOT NULL" for c in cols)
+    return (f"SELECT {', '.join(f'k{i}' for i in range(len(cols)))}, count(*) AS n "
+            f"FROM (SELECT {keys} FROM {table} WHERE {present}) GROUP BY ALL")
+
+
+def candidate_pairs(con: duckdb.DuckDBPyConnection, rules: list[list[str]], fields: set[str],
+                    two_inputs: bool) -> list[tuple[str, int, int]]:
+    """(rule, candidate pairs, largest block) per blocking rule on the loaded inputs: counts of
+    records per blocking key, so it costs a group-by, not the pairs. Pairs are counted per rule
+    before Splink removes those an earlier rule found; a pair sharing two deletion tokens counts
+    twice. What a steward watches: a rule whose pairs grow with the square of the records."""
+    out = []
+    for rule in rules:
+        keys = _rule_keys(rule, fields)
+        if keys is None:
+            continue
+        left, right, explode = keys
+        on = " AND ".join(f"a.k{i} = b.k{i}" for i in range(len(left)))
+        a = _key_counts(con, LEFT, left, explode)
+        b = _key_counts(con, RIGHT if two_inputs else LEFT, right, explode)
+        if two_inputs:
+            pairs = f"sum(a.n * b.n)"
+        elif left == right:
+            pairs = "sum(a.n * (a.n - 1) / 2)"
+        else:  # crosswise (swapped names): each pair is met from both sides
+            pairs = "sum(a.n * b.n) / 2"
+        sql = (f"SELECT coalesce({pairs}, 0), coalesce(max(a.n), 0) FROM ({a}) a" if not two_inputs and left == right
+               else f"SELECT coalesce({pairs}, 0), coalesce(max(greatest(a.n, b.n)), 0) FROM ({a}) a JOIN ({b}) b ON {on}")
+        [(n_pairs, largest)] = con.execute(sql).fetchall()
+        out.append((", ".join(rule), int(n_pairs), int(largest)))
+    return out
+
+
+def log_candidate_pairs(con: duckdb.DuckDBPyConnection, settings: dict, fields: set[str],
+                        two_inputs: bool, records: int) -> list[tuple[str, int, int]]:
+    """Log each blocking rule's candidate pairs (counts only); warn about a rule above
+    ``blocking_guard.max_pairs_per_record`` pairs per record, which grows with the square of
+    the records and will not scale to a larger county."""
+    counts = candidate_pairs(con, settings["blocking"], fields, two_inputs)
+    limit = settings.get("blocking_guard", {}).get("max_pairs_per_record")
+    for rule, n_pairs, largest in counts:
+        log.info("blocking rule [%s]: %d candidate pairs, largest block %d records", rule, n_pairs, largest)
+        if limit is not None and n_pairs > limit * max(records, 1):
+            log.warning("blocking rule [%s] gives %.1f candidate pairs per record (more than %s): it grows "
+                        "with the square of the records; see docs/linkage.md, blocking",
+                        rule, n_pairs / max(records, 1), limit)
+    return counts
+
+
 def _blocking_rule(sql: str, explode: list[str]) -> dict:
     rule = {"blocking_rule": sql, "sql_dialect": "duckdb"}
     if explode:
         rule["arrays_to_explode"] = explode
     return rule
+
+
+def blocking_rules(fields: set[str], settings: dict) -> list[dict]:
+    """The settings' blocking rules that these fields allow, as Splink rules."""
+    rules = (rule_sql(rule, fields) for rule in settings["blocking"])
+    return [_blocking_rule(sql, explode) for sql, explode in filter(None, rules)]
 
 
 def model_for(fields: list[str], settings: dict, link_type: str) -> dict:
@@ -241,12 +380,11 @@ def model_for(fields: list[str], settings: dict, link_type: str) -> dict:
     """
     specs = fields_of(settings)
     present = set(fields)
-    rules = [r for r in (rule_sql(rule, present) for rule in settings["blocking"]) if r]
     return {
         "link_type": link_type,
         "unique_id_column_name": "unique_id",
         "probability_two_random_records_match": settings["training"]["prior_match_probability"],
-        "blocking_rules_to_generate_predictions": [_blocking_rule(s, e) for s, e in rules],
+        "blocking_rules_to_generate_predictions": blocking_rules(present, settings),
         "comparisons": [comparison(f, specs[f], present) for f in settings["fields"] if f in present],
         "retain_matching_columns": False,
         "retain_intermediate_calculation_columns": False,
@@ -394,15 +532,20 @@ def match(left: Encoded, right: Encoded | None, settings: dict,
     fields = [f for f in specs if f in left.fields and (not two or f in right.fields)]
     con = scratch()
     try:
-        load_table(con, LEFT, Encoded({f: left.fields[f] for f in fields}, left.n), specs)
+        rare = settings.get("blocking_guard", {}).get("rare_names_max")
+        load_table(con, LEFT, Encoded({f: left.fields[f] for f in fields}, left.n), specs, rare)
         if two:
-            load_table(con, RIGHT, Encoded({f: right.fields[f] for f in fields}, right.n), specs)
+            load_table(con, RIGHT, Encoded({f: right.fields[f] for f in fields}, right.n), specs, rare)
         if model is None:
             model = model_for(fields, settings, "link_only" if two else "dedupe_only")
             if enough_to_train(left.n, right.n if two else None, settings):
                 model = train(con, model, settings, two)
         n = left.n + (right.n if two else 0)
-        pairs = predict(con, model if n >= settings["term_frequency_min_records"] else without_tf(model),
+        # Blocking belongs to the settings, not to the estimates: a model trained under earlier
+        # settings scores the pairs the current rules find.
+        scoring = dict(model, blocking_rules_to_generate_predictions=blocking_rules(set(model_fields(model)), settings))
+        log_candidate_pairs(con, settings, set(model_fields(model)), two, n)
+        pairs = predict(con, scoring if n >= settings["term_frequency_min_records"] else without_tf(scoring),
                         threshold, two, explain)
     finally:
         con.close()

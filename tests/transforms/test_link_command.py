@@ -11,13 +11,14 @@ L2,Marcus,Delacroix-Finch,1990-01-30,,Shelbyville
 L3,Priya,Raman,1979-11-02,301-22-9876,Ogdenville
 L4,Tomasz,Wrobel,1966-03-15,,Springfield
 """
-# The same people with the usual damage, plus one stranger who shares a birth date.
+# The same people with the usual damage, plus one stranger who shares a birth date and has a
+# similar given name (a birth date alone opens no block: see the settings' blocking).
 RIGHT = """id,given,family,born,ssn,town
 R1,Kathryn,Oyelaran,1984-12-07,212-55-1234,Springfeld
 R2,Marcus,Delacroix Finch,1990-01-30,,Shelbyville
 R3,Priya,Ramen,1979-11-02,301-22-9867,Ogdenville
 R4,Tomas,Wróbel,1966-03-15,,Springfield
-R5,Helen,Achterberg,1984-07-12,,Capital City
+R5,Katharina,Achterberg,1984-07-12,,Capital City
 """
 MAPPING = {"id": "id", "fields": {"first_name": "given", "last_name": "family", "dob": "born",
                                   "ssn": "ssn", "city": "town"}}
@@ -67,7 +68,7 @@ def test_a_mapping_naming_a_missing_column_is_refused_with_a_reason(tmp_path, se
 
 
 def test_threshold_decides_which_candidate_pairs_are_written(tmp_path, settings):
-    stranger = ("L1", "R5")  # same birth date, nothing else: a candidate, not a match
+    stranger = ("L1", "R5")  # same birth date, a similar given name: a candidate, not a match
     assert stranger not in {(p["left_id"], p["right_id"]) for p in run(tmp_path, LEFT, RIGHT)}
     low = run(tmp_path, LEFT, RIGHT, "--threshold", "-100")
     assert stranger in {(p["left_id"], p["right_id"]) for p in low}

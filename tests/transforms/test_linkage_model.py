@@ -236,3 +236,53 @@ def test_nothing_to_compare_gives_no_pairs_and_an_empty_person_link(settings, ma
     with connect(settings.warehouse_path) as con:
         assert link_people(con)["persons"] == 0
         assert con.execute("SELECT count(*) FROM core.person_link").fetchall() == [(0,)]
+
+
+def test_candidate_pairs_per_rule_equal_splinks_count_and_a_quadratic_rule_is_logged(caplog):
+    from splink import DuckDBAPI
+    from splink.blocking_analysis import count_comparisons_from_blocking_rules
+
+    frame = people(400, 3)
+    frame.loc[::7, "dob"] = ""                     # missing values open no block
+    enc = encode(frame)
+    specs = fields_of(SETTINGS)
+    con = linkage_model.scratch()
+    linkage_model.load_table(con, linkage_model.LEFT, enc, specs)
+    fields = set(enc.fields)
+    rules = [["dob"], ["first_name", "last_name"], ["last_name"], ["names_swapped"]]
+    counts = linkage_model.candidate_pairs(con, rules, fields, two_inputs=False)
+    df = DuckDBAPI(con).register(linkage_model.LEFT, table_name="people")
+    for rule, (name, n_pairs, largest) in zip(rules, counts):
+        sql, _ = linkage_model.rule_sql(rule, fields)
+        [splink] = count_comparisons_from_blocking_rules(df, blocking_rules=sql, link_type="dedupe_only",
+                                                         record_sample_proportion=1.0)
+        assert (name, n_pairs) == (", ".join(rule), splink["marginal_comparison_count"])
+        assert (largest >= 2) == (n_pairs > 0)
+    assert counts[2][1] > 400 > counts[1][1]   # 100 surnames: about 2 pairs per record
+    with caplog.at_level("INFO", logger="transforms.linkage_model"):
+        linkage_model.log_candidate_pairs(con, dict(SETTINGS, blocking=rules, blocking_guard={"max_pairs_per_record": 1}),
+                                          fields, False, 400)
+    con.close()
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "[last_name]" in warned[0]
+    assert not re.search(r"\d{6,}", caplog.text.replace(str(counts[2][1]), ""))  # counts only, no tokens
+
+
+def test_names_rare_blocks_only_names_held_by_few_records_and_near_filters_narrow_a_rule():
+    frame = people(300, 4)
+    frame.loc[:59, ["first", "last"]] = ["Anna", "Bergmann"]       # one common full name: 60 records
+    frame.loc[100:103, ["first", "last", "dob"]] = [["Greta", "Kalovic", "1901-05-06"], ["Pavel", "Zanoni", "1901-05-06"],
+                                                    ["Clara", "Morelli", "1901-07-08"], ["Clara", "Moretti", "1901-08-07"]]
+    enc = encode(frame)
+    con = linkage_model.scratch()
+    linkage_model.load_table(con, linkage_model.LEFT, enc, fields_of(SETTINGS), rare_names_max=20)
+    fields = set(enc.fields)
+    [(_, rare, largest)] = linkage_model.candidate_pairs(con, [["names_rare"]], fields, two_inputs=False)
+    [(_, full, _)] = linkage_model.candidate_pairs(con, [["first_name", "last_name"]], fields, two_inputs=False)
+    assert full >= 60 * 59 // 2 and largest <= 20 and 0 < rare < full - 60 * 59 // 2 + 1
+    sql, _ = linkage_model.rule_sql(["dob_swap", "names_near"], fields)
+    near = con.execute(f"SELECT l.unique_id, r.unique_id FROM {linkage_model.LEFT} l JOIN {linkage_model.LEFT} r "
+                       f"ON l.unique_id < r.unique_id AND {sql} WHERE l.unique_id BETWEEN 100 AND 103").fetchall()
+    con.close()
+    assert near == [(102, 103)]   # same date (swapped) and a surname one letter off; not two strangers
+    assert linkage_model.rule_sql(["names_rare"], {"first_name"}) is None
