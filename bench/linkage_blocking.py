@@ -126,6 +126,10 @@ def _columns(enc: Encoded, specs: dict) -> dict[str, np.ndarray]:
             cols[f"{f}_swap"] = rows[:, -1]
         if kind == "tokens":
             cols[f"{f}_set"] = rows
+    if {"first_name_tok", "last_name_tok"} <= set(cols):  # as load_table computes it
+        names = pd.DataFrame({"f": cols["first_name_tok"], "l": cols["last_name_tok"]})
+        rare = names.groupby(["f", "l"])["f"].transform("size") <= load_settings()["blocking_guard"]["rare_names_max"]
+        cols["names_rare_tok"] = np.where(rare & (names["l"] != 0), names["f"], 0).astype(np.uint64)
     return cols
 
 
