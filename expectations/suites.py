@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from functools import cache
 from pathlib import Path
 
@@ -66,14 +67,29 @@ def _required_tokens(contract: Contract) -> list[str]:
 
 def _expectation(cls_name: str, severity: str, description: str, source: str = "contract",
                  **kwargs) -> dict:
-    """One expectation as GX stores it; built through the GX class so bad kwargs fail here."""
+    """One expectation as GX stores it, written out without importing GX.
+
+    Intake reads suites in its own process, which never needs GX otherwise (importing it
+    costs about 3 CPU-s); ``gx_config`` builds the same dict through GX's class, and
+    ``write_suites`` and the tests check every generated expectation with it, so bad
+    kwargs still fail. Kwargs are given as GX keeps them (no ``mostly=1.0``, floats for
+    numeric bounds).
+    """
+    return {"type": re.sub(r"(?<!^)(?=[A-Z])", "_", cls_name).lower(), "kwargs": kwargs,
+            "meta": {"severity": severity, "source": source}, "description": description,
+            "severity": severity}
+
+
+def gx_config(config: dict) -> dict:
+    """``config`` built through its GX expectation class, as GX would store it."""
     import great_expectations.expectations as gxe
 
-    exp = getattr(gxe, cls_name)(**kwargs, description=description, severity=severity,
-                                 meta={"severity": severity, "source": source})
-    config = exp.configuration.to_json_dict()
-    config.pop("id", None)
-    return config
+    cls_name = "".join(part.title() for part in config["type"].split("_"))
+    exp = getattr(gxe, cls_name)(**config["kwargs"], description=config["description"],
+                                 severity=config["severity"], meta=config["meta"])
+    built = exp.configuration.to_json_dict()
+    built.pop("id", None)
+    return built
 
 
 def contract_expectations(contract: Contract) -> list[dict]:
@@ -102,13 +118,12 @@ def contract_expectations(contract: Contract) -> list[dict]:
                                     "is present on every row", column=name))
         if name in tokens:
             out.append(_expectation("ExpectColumnValuesToMatchRegex", CRITICAL,
-                                    "is a 64-hex token", column=name, regex=TOKEN_REGEX,
-                                    mostly=1.0))
+                                    "is a 64-hex token", column=name, regex=TOKEN_REGEX))
         if name == "age_at_event":
             low, high = AGE_RANGE
             out.append(_expectation("ExpectColumnValuesToBeBetween", WARNING,
                                     f"between {low} and {high}", column=name,
-                                    min_value=low, max_value=high))
+                                    min_value=float(low), max_value=float(high)))
         if name not in contract.column_names or contract.column(name).identifier:
             continue
         col = contract.column(name)
@@ -185,6 +200,9 @@ def write_suites(directory: Path = SUITES_DIR,
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for contract in (contracts or load_contracts()).values():
+        for config in contract_expectations(contract):
+            if gx_config(config) != config:
+                raise ValueError(f"{contract.name}: {config['type']} is not as GX stores it: {config}")
         path = suite_path(contract.name, directory)
         existing = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
         text = dumps(merge_suite(build_suite(contract), existing))

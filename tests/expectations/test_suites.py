@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from leadhub.core.contracts import load_contracts
-from expectations.suites import (SUITES_DIR, build_suite, custom_expectations, load_suite,
-                                 merge_suite, validated_columns, write_suites)
+from expectations.suites import (SUITES_DIR, build_suite, contract_expectations, custom_expectations,
+                                 gx_config, load_suite, merge_suite, validated_columns, write_suites)
 from leadhub.core.warehouse import staging_columns
 
 CONTRACTS = load_contracts()
@@ -54,6 +57,18 @@ def test_committed_suite_loads_into_gx(name):
     stored = load_suite(name)
     suite = ExpectationSuite(name=stored["name"], expectations=stored["expectations"])
     assert len(suite.expectations) == len(stored["expectations"])
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACTS))
+def test_generated_expectations_are_as_gx_builds_them(name):
+    for config in contract_expectations(CONTRACTS[name]):
+        assert gx_config(config) == config
+
+
+def test_reading_a_suite_does_not_import_gx():
+    code = ("import sys; from expectations.suites import suite_for; suite_for('jail_bookings'); "
+            "assert 'great_expectations' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
 def _by_type(suite: dict, type_: str) -> list[dict]:
