@@ -128,6 +128,49 @@ def _no_batch_fingerprint() -> None:
     pandas_execution_engine.HASH_THRESHOLD = 0
 
 
+def _regex_by_category() -> None:
+    """Let GX's pandas regex checks match a categorical's categories, not its rows.
+
+    GX's metric is ``column.astype(str).str.contains(regex)``: on a categorical that first
+    spells out one string per row. Matching each category once and spreading the verdicts by
+    the category codes gives the same verdict per row (GX has already dropped the empty rows)
+    at a fraction of the cost: the token columns of a batch hold a few thousand distinct
+    tokens for 200,000 rows, and these checks were a third of GX's time. Any other column
+    goes to GX's own function unchanged.
+    """
+    from great_expectations.expectations.registry import _registered_metrics
+
+    for metric in ("column_values.match_regex.condition", "column_values.not_match_regex.condition"):
+        cell = _metric_fn_cell(_registered_metrics[metric]["providers"]["PandasExecutionEngine"][1])
+        if not getattr(cell.cell_contents, "by_category", False):
+            cell.cell_contents = _per_category(cell.cell_contents)
+
+
+def _metric_fn_cell(fn):
+    """The closure cell holding GX's own ``_pandas(cls, column, regex)`` under its decorators."""
+    while True:
+        cell = fn.__closure__[fn.__code__.co_freevars.index("metric_fn")]
+        inner = cell.cell_contents
+        if getattr(inner, "by_category", False) or "metric_fn" not in inner.__code__.co_freevars:
+            return cell
+        fn = inner
+
+
+def _per_category(metric_fn):
+    def matched(cls, column, **kwargs):
+        if not (isinstance(column.dtype, pd.CategoricalDtype)
+                and pd.api.types.is_string_dtype(column.cat.categories)):
+            return metric_fn(cls, column, **kwargs)
+        codes = column.cat.codes.to_numpy()
+        if (codes < 0).any():  # GX drops the empty rows first; should one be left, GX's way
+            return metric_fn(cls, column, **kwargs)
+        per_category = metric_fn(cls, pd.Series(column.cat.categories), **kwargs).to_numpy(dtype=bool)
+        return pd.Series(per_category[codes], index=column.index)
+
+    matched.by_category = True
+    return matched
+
+
 @cache
 def _context():
     """One ephemeral GX context per process, with progress bars off (they flood task logs)."""
@@ -135,6 +178,7 @@ def _context():
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     _no_batch_fingerprint()
+    _regex_by_category()
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return ctx

@@ -348,3 +348,32 @@ def test_a_birth_date_after_the_event_is_a_critical_failure_naming_the_rows():
 def test_birth_date_check_passes_on_sound_ages():
     outcome = validate_batch(BOOKINGS, staging_frame(BOOKINGS, rows=40))
     assert _result(outcome, "expect_birth_date_not_after_event")["success"]
+
+
+def test_regex_checks_by_category_count_as_gx_does_row_by_row():
+    """The regex checks match each category once (``_regex_by_category``); the verdicts,
+    counts and rows must be those of GX's own row-by-row function."""
+    from great_expectations.expectations.registry import _registered_metrics
+
+    validate.datasource()  # GX set up, its regex metrics patched
+    df = staging_frame(BOOKINGS, rows=300)
+    df.loc[[2, 7, 150], "person_token"] = df.loc[2, "person_token"].upper()
+    df.loc[9, "ssn_token"] = "abc"
+    df.loc[[3, 4], "ssn_token"] = None
+    df.loc[[5, 250], "booking_id"] = RAW_SSN
+    by_category = validate_batch(BOOKINGS, df, now=FIRST_DAY + timedelta(days=20))
+    cells = [validate._metric_fn_cell(_registered_metrics[m]["providers"]["PandasExecutionEngine"][1])
+             for m in ("column_values.match_regex.condition", "column_values.not_match_regex.condition")]
+    patched = [cell.cell_contents for cell in cells]
+    try:
+        for cell, fn in zip(cells, patched):
+            cell.cell_contents = fn.__closure__[0].cell_contents  # GX's own function
+        row_by_row = validate_batch(BOOKINGS, df, now=FIRST_DAY + timedelta(days=20))
+    finally:
+        for cell, fn in zip(cells, patched):
+            cell.cell_contents = fn
+    assert by_category.results == row_by_row.results
+    counts = {(r["expectation"], r["column"]): r["unexpected"] for r in by_category.results if not r["success"]}
+    assert counts[("expect_column_values_to_match_regex", "person_token")] == 3
+    assert counts[("expect_column_values_to_match_regex", "ssn_token")] == 1
+    assert counts[("expect_column_values_to_not_match_regex", "booking_id")] == 2
