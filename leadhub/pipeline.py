@@ -95,7 +95,7 @@ def build(settings: Settings, publish: bool = True, prepare=None) -> dict[str, i
     from expectations.build_checks import record_build_checks
     from leadhub.core.agreements import in_force_for_held
     from leadhub.core.files import transaction
-    from leadhub.core.warehouse import connect, utcnow
+    from leadhub.core.warehouse import build_memory_limit, connect, utcnow
     from transforms.link import link_people
     from transforms.linkage_store import current_model
     from transforms.model import run_models
@@ -103,6 +103,7 @@ def build(settings: Settings, publish: bool = True, prepare=None) -> dict[str, i
 
     model = current_model(settings.data_dir)  # read before the transaction: a bad file stops nothing half-way
     with connect(settings.warehouse_path) as con:
+        con.execute(f"SET memory_limit = '{build_memory_limit()}'")
         with transaction(con):
             if prepare is not None:
                 prepare(con)

@@ -24,14 +24,19 @@ sampling, m by EM over two or more blocking rules).
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import logging
+import shutil
+import tempfile
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from leadhub.core.warehouse import build_memory_limit
 from transforms.encodings import fields_of, load_settings
 
 log = logging.getLogger(__name__)
@@ -504,10 +509,24 @@ def evidence_guard(pairs: pd.DataFrame, left: Encoded, right: Encoded | None, se
 
 
 def scratch() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB for Splink: its ``__splink__`` tables never touch the warehouse."""
+    """An in-memory DuckDB for Splink: its ``__splink__`` tables never touch the warehouse.
+
+    Capped like a build (``build_memory_limit``); past the cap it spills to a private folder
+    of its own (0700, removed when the process ends) rather than to DuckDB's default ``.tmp``
+    in whatever the working directory is. A million people's candidate pairs outgrew the
+    machine without the cap."""
     con = duckdb.connect(":memory:")
     con.execute("SET threads TO 2")
+    con.execute(f"SET memory_limit = '{build_memory_limit()}'")
+    con.execute("SET temp_directory = ?", [tempfile.mkdtemp(prefix="scratch-", dir=_spill_root())])
     return con
+
+
+@functools.cache
+def _spill_root() -> str:
+    root = tempfile.mkdtemp(prefix="leadhub-spill-")  # 0700
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
 
 
 def enough_to_train(n_left: int, n_right: int | None, settings: dict) -> bool:

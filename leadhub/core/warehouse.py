@@ -423,6 +423,20 @@ def _make_private(path: Path) -> None:
             pass
 
 
+def build_memory_limit() -> str:
+    """DuckDB's memory cap for a build: ``LEADHUB_BUILD_MEMORY_MB``, or half the machine's memory.
+
+    DuckDB's own default is 80% of memory, which leaves too little for the build's Python side
+    (identity rows and candidate pairs as frames): at a million people the process outgrew the
+    machine and was killed. Past the cap DuckDB spills to ``<warehouse>.tmp`` beside the
+    warehouse file, inside its private folder.
+    """
+    mb = os.environ.get("LEADHUB_BUILD_MEMORY_MB")
+    if mb is None:
+        mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (2 << 20)
+    return f"{int(mb)}MB"
+
+
 @contextmanager
 def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to the warehouse at ``path``; a writer holds the hub's writer lock throughout.
