@@ -377,3 +377,27 @@ def test_regex_checks_by_category_count_as_gx_does_row_by_row():
     assert counts[("expect_column_values_to_match_regex", "person_token")] == 3
     assert counts[("expect_column_values_to_match_regex", "ssn_token")] == 1
     assert counts[("expect_column_values_to_not_match_regex", "booking_id")] == 2
+
+
+def test_configurations_built_once_per_batch_give_gx_own_verdicts():
+    """Within a batch an expectation's configuration is built once
+    (``_configuration_once_per_batch``); outside a batch and in the results, GX's own behaviour."""
+    from great_expectations.expectations.expectation import Expectation
+
+    validate.datasource()  # GX set up, the property replaced
+    df = staging_frame(BOOKINGS, rows=200)
+    df.loc[[3, 8], "booking_id"] = df.loc[2, "booking_id"]
+    df.loc[5, "ssn_token"] = "abc"
+    df.loc[[6, 7], "person_token"] = None
+    now = FIRST_DAY + timedelta(days=20)
+    once = validate_batch(BOOKINGS, df, now=now)
+    patched = Expectation.configuration
+    expectation = validate._gx_suite(BOOKINGS.name).expectations[0]
+    assert expectation.configuration is not expectation.configuration  # no memo outside a batch
+    try:
+        Expectation.configuration = property(patched.fget.build)
+        every_time = validate_batch(BOOKINGS, df, now=now)
+    finally:
+        Expectation.configuration = patched
+    assert once.results == every_time.results
+    assert not once.success
