@@ -74,6 +74,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from transforms import normalize
 
@@ -329,6 +330,31 @@ def from_text(values, width: int) -> np.ndarray:
         raw = base64.b64decode(v) if isinstance(v, str) and v else blank
         out.append(raw if len(raw) == 8 * width else blank)
     return np.frombuffer(b"".join(out), dtype="<u8").astype(np.uint64).reshape(len(values), width)
+
+
+def from_binary(values: pa.Array, width: int) -> np.ndarray:
+    """``from_text`` for values already decoded from base64 (an Arrow binary array, e.g. DuckDB's
+    ``from_base64``): the words are read from Arrow's buffer, no Python object per value.
+    NULL or a value of another length becomes an all-zero (missing) row."""
+    size, n = 8 * width, len(values)
+    out = np.zeros((n, width), dtype=np.uint64)
+    _, offsets, data = values.buffers() if n else (None, None, None)
+    if offsets is None:
+        return out
+    dtype = np.int64 if pa.types.is_large_binary(values.type) else np.int32
+    offsets = np.frombuffer(offsets, dtype=dtype)[values.offset:values.offset + n + 1]
+    lengths = np.diff(offsets)
+    good = (lengths == size) & values.is_valid().to_numpy(zero_copy_only=False)
+    if not good.any():
+        return out
+    if int(lengths.sum()) == int(good.sum()) * size:  # the good values lie back to back in the buffer
+        words = np.frombuffer(data, dtype="<u8", count=int(good.sum()) * width, offset=int(offsets[0]))
+        out[good] = words.reshape(-1, width)
+    else:
+        raw = np.frombuffer(data, dtype=np.uint8)
+        for i in np.flatnonzero(good):
+            out[i] = raw[offsets[i]:offsets[i] + size].view("<u8")
+    return out
 
 
 def split_initial(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

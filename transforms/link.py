@@ -44,7 +44,7 @@ from leadhub.core.exports import write_frame
 from leadhub.core.errors import LeadHubError
 from leadhub.core.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS, staging_columns, table_exists, utcnow
 from transforms import linkage_model
-from transforms.encodings import field_width, from_text, load_settings
+from transforms.encodings import field_width, from_binary, from_text, load_settings
 from transforms.linkage_model import Encoded
 from transforms.linkage_store import default_model, version_of
 
@@ -105,9 +105,11 @@ def one_to_one(pairs: pd.DataFrame) -> pd.DataFrame:
 # -- the warehouse: who is who across agencies ---------------------------------------------------
 
 HUB_FIELDS = tuple(ENCODING_COLUMNS)
+IDENTITY_BATCH_ROWS = 1 << 16  # Arrow batch of identity rows: a few tens of MB
 
 
-def identity_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> pd.DataFrame:
+def _identity_sql(contracts: dict[str, Contract], decode: bool) -> str | None:
+    """Every agency id that carries identifiers, with its encodings (``decode``: as bytes)."""
     parts = []
     enc_cols = [ENCODING_COLUMNS[f] for f in HUB_FIELDS]
     for c in contracts.values():
@@ -120,8 +122,49 @@ def identity_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]
         parts.append(f"SELECT DISTINCT '{c.agency}' AS agency, {PERSON} AS person_token, {select} "
                      f"FROM current.{c.name} {consent}")
     if not parts:
-        return pd.DataFrame(columns=["agency", "person_token", *enc_cols])
-    return con.execute(" UNION ".join(parts) + " ORDER BY agency, person_token").df()
+        return None
+    if not decode:
+        return " UNION ".join(parts) + " ORDER BY agency, person_token"
+    # TRY: a malformed value becomes NULL, i.e. missing, as in ``from_text``.
+    decoded = ", ".join(f"TRY(from_base64({e})) AS {e}" for e in enc_cols)
+    return (f"SELECT agency, person_token, {decoded} FROM ({' UNION '.join(parts)}) "
+            "ORDER BY agency, person_token")
+
+
+def identity_rows(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> pd.DataFrame:
+    sql = _identity_sql(contracts, decode=False)
+    if sql is None:
+        return pd.DataFrame(columns=["agency", "person_token", *[ENCODING_COLUMNS[f] for f in HUB_FIELDS]])
+    return con.execute(sql).df()
+
+
+def identities(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract],
+               settings: dict) -> tuple[pd.DataFrame, Encoded]:
+    """``identity_rows`` as (agency ids, their encodings), the same rows in the same order.
+
+    At a million people the encodings are gigabytes: DuckDB decodes the base64 and hands
+    them over as Arrow batches, read straight into word arrays, so neither a Python string
+    per value nor the whole text table is ever held (``identity_rows`` + ``encoded_from_frame``
+    held both and several copies of each column while decoding).
+    """
+    sql = _identity_sql(contracts, decode=True)
+    if sql is None:
+        return pd.DataFrame(columns=["agency", "person_token"]), encoded_from_frame(pd.DataFrame(), settings)
+    ids: dict[str, list] = {"agency": [], "person_token": []}
+    parts: dict[str, list] = {f: [] for f in HUB_FIELDS}
+    for batch in con.sql(sql).to_arrow_reader(IDENTITY_BATCH_ROWS):
+        for col in ids:
+            ids[col].append(batch.column(col))
+        for f in HUB_FIELDS:
+            parts[f].append(from_binary(batch.column(ENCODING_COLUMNS[f]), field_width(settings, f)))
+    fields = {}
+    for f in HUB_FIELDS:  # one field's batches and its whole array at a time
+        chunks = parts.pop(f)
+        fields[f] = np.concatenate(chunks) if chunks else np.zeros((0, field_width(settings, f)), np.uint64)
+        del chunks
+    frame = pd.DataFrame({col: np.concatenate([c.to_numpy(zero_copy_only=False) for c in chunks])
+                          if chunks else np.empty(0, dtype=object) for col, chunks in ids.items()})
+    return frame, Encoded(fields, len(frame))
 
 
 def encoded_from_frame(frame: pd.DataFrame, settings: dict) -> Encoded:
@@ -258,12 +301,13 @@ def _hand_over_keys(members: dict[tuple, list], previous: dict) -> dict[tuple, s
 
 
 def cluster_records(rows: pd.DataFrame, previous: dict, settings: dict,
-                    model: dict | None = None) -> tuple[dict, dict]:
+                    model: dict | None = None, enc: Encoded | None = None) -> tuple[dict, dict]:
     """Identity rows -> {(agency, person_token): person_key}, plus counts for the build log.
 
     ``model``: the linkage model to score with (default: the shipped default model).
+    ``enc``: the rows' encodings when already decoded (``identities``); else read from ``rows``.
     """
-    enc = encoded_from_frame(rows, settings)
+    enc = enc if enc is not None else encoded_from_frame(rows, settings)
     nodes_of_row = list(zip(rows["agency"], rows["person_token"]))
     nodes = sorted(set(nodes_of_row))
     ssn, dob = defaultdict(set), defaultdict(set)
@@ -320,8 +364,9 @@ def link_people(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] |
     settings = settings or load_settings()
     model = model or default_model()
     _require_one_key(con)
-    rows = identity_rows(con, contracts)
-    keys, stats = cluster_records(rows, _previous_links(con), settings, model)
+    rows, enc = identities(con, contracts, settings)
+    keys, stats = cluster_records(rows, _previous_links(con), settings, model, enc)
+    del rows, enc
     link = pd.DataFrame([(a, t, k) for (a, t), k in keys.items()], columns=["agency", "person_token", "person_key"])
     con.execute("CREATE OR REPLACE TABLE core.person_link (agency VARCHAR NOT NULL, "
                 "person_token VARCHAR NOT NULL, person_key VARCHAR NOT NULL, PRIMARY KEY (agency, person_token))")

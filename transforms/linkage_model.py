@@ -81,7 +81,7 @@ def _masked(values: np.ndarray, present: np.ndarray) -> pa.Array:
 def _tokens(values: np.ndarray, present: np.ndarray) -> pa.Array:
     """64-bit tokens as 8-byte binary: a token printed as a decimal number would hold runs of
     digits in which a birth date or an SSN turns up by chance (the reason encodings are base64)."""
-    data = pa.py_buffer(np.ascontiguousarray(values, dtype="<u8").tobytes())
+    data = pa.py_buffer(np.ascontiguousarray(values, dtype="<u8"))  # the array's memory, not a copy of it
     validity = pa.array(np.asarray(present, dtype=bool)).buffers()[1]
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(8), len(values), [validity, data])
 
@@ -97,7 +97,7 @@ def _token_list(rows: np.ndarray, present: np.ndarray) -> pa.Array:
 def _filter_columns(cols: dict, f: str, rows: np.ndarray) -> None:
     present = rows.any(axis=1)
     # Bytes of little-endian words: the bit order only has to be the same on both sides.
-    data = pa.py_buffer(np.ascontiguousarray(rows, dtype="<u8").tobytes())
+    data = pa.py_buffer(np.ascontiguousarray(rows, dtype="<u8"))
     validity = pa.array(present).buffers()[1]
     cols[f"{f}_bf"] = pa.FixedSizeBinaryArray.from_buffers(pa.binary(rows.shape[1] * 8), len(rows),
                                                            [validity, data])
@@ -499,13 +499,14 @@ def evidence_guard(pairs: pd.DataFrame, left: Encoded, right: Encoded | None, se
     """
     other = right if right is not None else left
     i, j = pairs["left"].to_numpy(), pairs["right"].to_numpy()
-    has_l, has_r = np.zeros(len(pairs), dtype=bool), np.zeros(len(pairs), dtype=bool)
+    # Per record first, then per pair: indexing the word rows by pair would copy them per pair.
+    has_l, has_r = np.zeros(left.n, dtype=bool), np.zeros(other.n, dtype=bool)
     for f in settings["evidence_fields"]:
         if f in left.fields:
-            has_l |= left.fields[f][i].any(axis=1)
+            has_l |= left.fields[f].any(axis=1)
         if f in other.fields:
-            has_r |= other.fields[f][j].any(axis=1)
-    return pairs[has_l | has_r]
+            has_r |= other.fields[f].any(axis=1)
+    return pairs[has_l[i] | has_r[j]]
 
 
 def scratch() -> duckdb.DuckDBPyConnection:

@@ -2,10 +2,11 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from transforms.encodings import (Encoder, canonical, encode_frame, field_width, from_text, load_settings,
-                                  read_mapping, split_initial, to_text)
+from transforms.encodings import (Encoder, canonical, encode_frame, field_width, from_binary, from_text,
+                                  load_settings, read_mapping, split_initial, to_text)
 from transforms.link import token_levels
 
 SETTINGS = load_settings()
@@ -58,6 +59,21 @@ def test_text_storage_round_trips_and_missing_is_null():
     stored = to_text(rows)
     assert stored[1] is None and all(isinstance(s, str) for s in (stored[0], stored[2]))
     assert (from_text(stored, rows.shape[1]) == rows).all()
+
+
+def test_binary_storage_reads_as_text_does_and_a_wrong_length_is_missing():
+    enc = Encoder(KEY, SETTINGS)
+    rows = enc.encode("first_name", ["WILLIAM", None, "ADA", "BO"])
+    width = rows.shape[1]
+    raw = [r.astype("<u8").tobytes() if r.any() else None for r in rows]
+    assert (from_binary(pa.array(raw, pa.binary()), width) == rows).all()
+    assert (from_binary(pa.array(raw, pa.binary()).slice(1), width) == rows[1:]).all()  # a batch's slice
+    raw[2] = b"short"  # not back to back in the buffer any more: read value by value
+    expected = rows.copy()
+    expected[2] = 0
+    assert (from_binary(pa.array(raw, pa.binary()), width) == expected).all()
+    assert from_binary(pa.array([None, None], pa.binary()), width).shape == (2, width)
+    assert not from_binary(pa.array([None, None], pa.binary()), width).any()
 
 
 def test_given_and_surname_filters_share_one_domain_so_swapped_names_compare():

@@ -7,7 +7,11 @@ import duckdb
 
 from leadhub.pipeline import ingest_agency
 from leadhub.core.warehouse import connect
-from transforms.link import link_people
+import numpy as np
+
+from leadhub.core.contracts import load_contracts
+from transforms.encodings import load_settings
+from transforms.link import encoded_from_frame, identities, identity_rows, link_people
 
 REF_HEADER = ("referral_id,person_id,last_name,first_name,dob,ssn,sex,race,ethnicity,referral_date,"
               "referral_type,offense_category,precinct,officer_id\n")
@@ -161,3 +165,20 @@ def test_rows_loaded_before_encodings_existed_keep_their_links(settings, master_
             con.execute(f"UPDATE staging.{table} SET first_name_enc = NULL, last_name_enc = NULL, "
                         "dob_enc = NULL, ssn_enc = NULL")
     assert keys(settings) == before
+
+
+def test_identities_decode_the_same_rows_as_the_text_frame(settings, master_key):
+    load(settings, master_key, row("P1", "Quill", "Ada", "1975-01-01", "123-45-6780", 1)
+         + row("P2", "Doe", "John", "1900-01-01", "", 2),
+         booking("J1", "Quill", "Ada", "01/01/1975", "", 1), clients="C1,Quill,Ada,1975-01-01,,,,F,active,2024-01-01\n")
+    link = load_settings()
+    with connect(settings.warehouse_path) as con:
+        contracts = load_contracts()
+        text = identity_rows(con, contracts)
+        frame, enc = identities(con, contracts, link)
+    old = encoded_from_frame(text, link)
+    assert list(zip(frame["agency"], frame["person_token"])) == list(zip(text["agency"], text["person_token"]))
+    assert enc.n == old.n == 4
+    for f, rows in old.fields.items():
+        assert enc.fields[f].dtype == rows.dtype and (enc.fields[f] == rows).all(), f
+    assert not enc.fields["ssn"][list(frame["agency"]).index("jail")].any()  # missing stays missing
