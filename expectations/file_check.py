@@ -109,8 +109,9 @@ class FileCheck:
                       f"GROUP BY {quoted} HAVING count(*) > 1")
         [(duplicated,)] = con.execute(f"SELECT coalesce(sum(n), 0) FROM ({duplicates})", [batch_id]).fetchall()
         same = " AND ".join(f's."{k}" IS NOT DISTINCT FROM d."{k}"' for k in keys)
+        # No duplicates, no rows to name: the join would read the whole batch again for nothing.
         listed = [n for (n,) in con.execute(
             f"SELECT s._row_number FROM {table} s JOIN ({duplicates}) d ON {same} WHERE s._batch_id = ? "
-            f"ORDER BY s._row_number LIMIT {ROWS_SHOWN}", [batch_id, batch_id]).fetchall()]
+            f"ORDER BY s._row_number LIMIT {ROWS_SHOWN}", [batch_id, batch_id]).fetchall()] if duplicated else []
         result["success"] = duplicated == 0
         count(result, int(duplicated), self.rows, listed)
