@@ -18,6 +18,7 @@ import os
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
 
 import json  # noqa: E402
+import logging  # noqa: E402
 import re  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -34,6 +35,8 @@ import pyarrow as pa  # noqa: E402
 
 from leadhub.core.contracts import Contract  # noqa: E402
 from expectations.suites import CRITICAL, WARNING, suite_for  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 DATASOURCE = "leadhub_staging"
 # Counts only: no partial unexpected values, no unexpected rows, no index queries.
@@ -211,8 +214,14 @@ def _context():
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     _no_batch_fingerprint()
-    _regex_by_category()
-    _configuration_once_per_batch()
+    for speedup in (_regex_by_category, _configuration_once_per_batch):
+        # Both reach into GX's internals (pinned in constraints.txt); should a GX release
+        # arrange them differently, validation goes on at GX's own speed with the same verdicts.
+        try:
+            speedup()
+        except (AttributeError, KeyError, ValueError, TypeError, IndexError) as e:
+            log.warning("GX internals differ from the pinned release (%s: %s); %s left out",
+                        type(e).__name__, e, speedup.__name__)
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return ctx
