@@ -27,7 +27,7 @@ from leadhub.core.warehouse import connect
 from leadhub.core import audit
 from transforms import linkage_model, linkage_store
 from transforms.encodings import load_settings
-from transforms.link import _require_one_key, encoded_from_frame, identity_rows, last_linkage_run
+from transforms.link import _require_one_key, identities, last_linkage_run
 
 
 def _read_warehouse(settings: Settings):
@@ -36,22 +36,22 @@ def _read_warehouse(settings: Settings):
     return connect(settings.warehouse_path, read_only=True)
 
 
-def _identity(con) -> pd.DataFrame:
+def _identity(con, link_settings: dict) -> tuple[pd.DataFrame, "linkage_model.Encoded"]:
+    """The identity rows and their encodings, read as the build reads them."""
     _require_one_key(con)
-    return identity_rows(con, load_contracts())
+    return identities(con, load_contracts(), link_settings)
 
 
 def train_model(settings: Settings, link_settings: dict | None = None) -> dict:
     """Train on the current staging encodings, store the model as current; returns what changed."""
     link_settings = link_settings or load_settings()
     with _read_warehouse(settings) as con:
-        rows = _identity(con)
+        rows, enc = _identity(con, link_settings)
     need = link_settings["training"]["min_records"]
     old = linkage_store.current_model(settings.data_dir)
     if len(rows) < need:
         raise LeadHubError(f"only {len(rows)} identity rows in staging, at least {need} are needed to train; "
                            f"builds keep using model {linkage_store.version_of(old)}")
-    enc = encoded_from_frame(rows, link_settings)
     con = linkage_model.scratch()
     try:
         linkage_model.load_table(con, linkage_model.LEFT, enc, linkage_model.fields_of(link_settings))
@@ -110,7 +110,7 @@ def explain(settings: Settings, target: str, reason: str, who: str | None = None
                        action="linkage explain")
     link_settings = link_settings or load_settings()
     with _read_warehouse(settings) as con:
-        rows = _identity(con)
+        rows, enc = _identity(con, link_settings)
         model = _model_of_last_build(con, settings)
         if person_key:
             nodes = {(a, t) for a, t in con.execute(
@@ -129,7 +129,6 @@ def explain(settings: Settings, target: str, reason: str, who: str | None = None
               "threshold": link_settings["threshold"], "agency_ids": len(nodes), "pairs": []}
     if len(members) < 2:
         return result
-    enc = encoded_from_frame(rows, link_settings)
     ids = ", ".join(str(r) for r in members)
     probe = dict(model, blocking_rules_to_generate_predictions=[
         {"blocking_rule": f"l.unique_id IN ({ids}) AND r.unique_id IN ({ids})", "sql_dialect": "duckdb"}])
