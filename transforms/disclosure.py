@@ -188,14 +188,15 @@ def column_disclosure(schema: str, table: str, column: str, sql_type: str,
     return Disclosure("plain")
 
 
-def _quoted(name: str) -> str:
+def sql_identifier(name: str) -> str:
+    """An SQL identifier in double quotes."""
     return '"' + name.replace('"', '""') + '"'
 
 
 def published_expression(column: str, sql_type: str, disclosure: Disclosure) -> str:
     """The SELECT expression that publishes ``column`` (UDFs from ``register_functions``); a
     pseudonym comes from a join, see ``published_query``."""
-    quoted = _quoted(column)
+    quoted = sql_identifier(column)
     if disclosure.treatment == "pseudonym":
         raise ValueError(f"{column}: pseudonyms are joined from {PSEUDONYM_TABLE}, see published_query")
     if disclosure.treatment == "date":
@@ -247,8 +248,8 @@ def published_query(source: str, columns: dict[str, tuple[str, Disclosure]], whe
         if disclosure.treatment == "pseudonym":
             alias = f"lh_p{len(joins)}"
             joins.append(f" LEFT JOIN {PSEUDONYM_TABLE} {alias} "
-                         f"ON {alias}.lh_value = CAST(lh_src.{_quoted(column)} AS VARCHAR)")
-            select.append(f"{alias}.lh_pseudonym AS {_quoted(column)}")
+                         f"ON {alias}.lh_value = CAST(lh_src.{sql_identifier(column)} AS VARCHAR)")
+            select.append(f"{alias}.lh_pseudonym AS {sql_identifier(column)}")
         else:
             select.append(published_expression(column, sql_type, disclosure))
     order = " ORDER BY lh_src.rowid" if joins else ""

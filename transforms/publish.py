@@ -39,7 +39,8 @@ from leadhub.core.keys import MasterKey
 from leadhub.core.settings import Settings
 from leadhub.core.warehouse import NAME_DOB_TOKEN, SCHEMA_VERSION, TOKEN_COLUMNS, utcnow
 from transforms.disclosure import (PSEUDONYM_TABLE, Disclosure, column_disclosure, file_name_function,
-                                   file_text_function, is_person_level, published_query, pseudonym_table)
+                                   file_text_function, is_person_level, published_query, pseudonym_table,
+                                   sql_identifier)
 
 PUBLISHED_SCHEMAS = ("core", "marts", "ops")
 # Sealing orders stay with the steward: their keyed tokens are not the analysts' business.
@@ -104,10 +105,6 @@ def snapshot_info_disclosure(column: str) -> Disclosure:
     return SNAPSHOT_INFO_DISCLOSURE.get(column, Disclosure("plain"))
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -128,7 +125,7 @@ def _register_functions(con: duckdb.DuckDBPyConnection) -> list[str]:
 def _create_pseudonyms(con: duckdb.DuckDBPyConnection, key: MasterKey,
                        tables: dict[tuple[str, str], dict[str, Disclosure]]) -> None:
     """``PSEUDONYM_TABLE`` (temporary) for every distinct value of the pseudonymized columns."""
-    parts = [f"SELECT CAST({_quote(c)} AS VARCHAR) AS v FROM {schema}.{_quote(table)}"
+    parts = [f"SELECT CAST({sql_identifier(c)} AS VARCHAR) AS v FROM {schema}.{sql_identifier(table)}"
              for (schema, table), columns in tables.items() for c, d in columns.items()
              if d.treatment == "pseudonym"]
     values = [v for (v,) in con.execute(
@@ -153,13 +150,13 @@ def snapshot_info_sql(left_out: frozenset[str] = frozenset()) -> str:
         else:
             # An extract's first and last month are counts' bounds, not anybody's record: shown
             # to the month whatever the precision of the rows themselves.
-            first = f"CAST(date_trunc('month', min({_quote(event.name)})) AS DATE)"
-            last = f"CAST(date_trunc('month', max({_quote(event.name)})) AS DATE)"
+            first = f"CAST(date_trunc('month', min({sql_identifier(event.name)})) AS DATE)"
+            last = f"CAST(date_trunc('month', max({sql_identifier(event.name)})) AS DATE)"
         parts.append(f"""SELECT {_literal(contract.name)} AS source, {first} AS period_first_month,
        {last} AS period_last_month, count(*) AS current_rows,
        (SELECT max(received_at) FROM ops.batches WHERE contract = {_literal(contract.name)})
            AS last_received_at
-FROM current.{_quote(contract.name)}""")
+FROM current.{sql_identifier(contract.name)}""")
     return "\nUNION ALL\n".join(parts) or ("SELECT NULL::VARCHAR AS source, NULL::DATE AS period_first_month, "
                                          "NULL::DATE AS period_last_month, 0::BIGINT AS current_rows, "
                                          "NULL::TIMESTAMP AS last_received_at WHERE false")
@@ -258,9 +255,9 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path, key: MasterKe
             for schema in PUBLISHED_SCHEMAS:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS snapshot.{schema}")
             for (schema, table), columns in tables.items():
-                name = f"snapshot.{schema}.{_quote(table)}"
+                name = f"snapshot.{schema}.{sql_identifier(table)}"
                 where = _row_filter(all_columns[(schema, table)], left_out)
-                query = published_query(f"{schema}.{_quote(table)}",
+                query = published_query(f"{schema}.{sql_identifier(table)}",
                                         {c: (types[(schema, table, c)], d) for c, d in columns.items()}, where)
                 con.execute(f"CREATE TABLE {name} AS {query}")
                 counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
@@ -299,7 +296,7 @@ def _comment(con: duckdb.DuckDBPyConnection, name: str, text: dict, columns: dic
         con.execute(f"COMMENT ON TABLE {name} IS {_literal(text[''])}")
     for column, disclosure in columns.items():
         described = " ".join(filter(None, [text.get(column), f"Disclosure: {disclosure.label()}."]))
-        con.execute(f"COMMENT ON COLUMN {name}.{_quote(column)} IS {_literal(described)}")
+        con.execute(f"COMMENT ON COLUMN {name}.{sql_identifier(column)} IS {_literal(described)}")
 
 
 def publish(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, int]:
