@@ -30,7 +30,6 @@ import stat
 import tempfile
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -63,17 +62,8 @@ INTAKE_MEMORY_LIMIT = f"{int(os.environ.get('LEADHUB_INTAKE_MEMORY_MB', '256'))}
 # one thread does; more threads only added CPU (1M staged rows: 4.2 CPU-s with two threads,
 # 2.3 with one), taken from the validation process and the reader on a small machine.
 INTAKE_THREADS = 1
-# Chunks validated together (see Intake._insert_streamed): GX costs about 0.19 CPU-s per batch
-# whatever its size (building its metric graph), on top of about 3.6 us per row. At 4 chunks
-# (200,000 rows) the fixed part is a fifth of a batch's cost; 8 would save another 0.4 CPU-s
-# per million rows for about 120 MB more in the validation process (bench/README.md).
-VALIDATION_CHUNKS = 4
 # Staged chunks waiting for DuckDB's INSERT while the reader thread prepares the next ones.
 LOAD_BACKLOG = 2
-# Validation batches handed over and not yet validated: one in the validation process and one
-# waiting, so the reader never stops for GX while it has chunks to read (one batch of staged
-# rows more in memory, about 35 MB for 200,000 jail rows).
-VALIDATION_BACKLOG = 2
 # Temporary files of the hub's own naming in the archive and quarantine folders
 # ("<file_id>__<name>.enc.tmp", "<file_id>__<name>.tmp"): a run killed while writing one
 # leaves it behind, and the next run removes it. Agency files never have this shape.
@@ -132,7 +122,9 @@ def _to_arrow(contract: Contract, rows: list[int], cols: dict) -> pa.Table:
 
 
 class FileValidator(Protocol):
-    """Validation of one file as its chunks stream in (``expectations.file_check.FileCheck``)."""
+    """Validation of one file as its chunks stream in (``expectations.file_check.FileCheck``):
+    ``add`` takes each chunk and returns while it is validated elsewhere (waiting only when
+    validation is behind); ``outcome`` gives the file's verdict once every row is staged."""
 
     rows: int                  # rows seen so far
     max_removed_share: float   # the volume guard's limit for this extract
@@ -478,8 +470,8 @@ class Intake:
             self._insert_streamed(d, check)
             dropped = drop_sealed(self.settings, self.con, self.key, d.contract, d.batch_id)  # never loaded
             d.sealed = len(dropped.rows)
+            outcome = check.outcome(self.con, d.batch_id)
             with CLOCK.timed("validate"):
-                outcome = check.outcome(self.con, d.batch_id)
                 removal = self._removal(d.contract, d.name, d.batch_id) if self.volume_guard else None
         except RejectedFile as err:
             self.con.execute("ROLLBACK")
@@ -514,12 +506,11 @@ class Intake:
         """One INSERT of the whole file into staging, fed chunk by chunk (inside the open
         transaction); a failure of the stream is re-raised as itself (it names file, row, rule).
 
-        Three things run at once: a reader thread reads and pseudonymizes chunks; DuckDB,
-        on this thread, inserts the chunks ready for it (at most ``LOAD_BACKLOG`` wait),
-        outside the GIL; and chunks are validated ``VALIDATION_CHUNKS`` at a time, in file
-        order, by a thread that hands them to the validation process (``FileValidator.add``)
-        and waits there, outside the GIL too. One batch is validated while the next one
-        gathers, so memory stays bounded by a few chunks.
+        Three things run at once: a reader thread reads and pseudonymizes chunks and hands
+        each to ``check``, which validates them in the validation process; DuckDB, on this
+        thread, inserts the chunks ready for it (at most ``LOAD_BACKLOG`` wait), outside the
+        GIL. The INSERT ends with the last chunk; validation may still be at the last
+        batches, which ``check.outcome`` waits for.
         """
         from tqdm import tqdm
 
@@ -535,21 +526,7 @@ class Intake:
         ready: queue.Queue = queue.Queue(maxsize=LOAD_BACKLOG)  # staged tables, then None at the end
         stopped = threading.Event()  # the INSERT ended early: the reader stops too
 
-        def validate(table: pa.Table) -> None:
-            with CLOCK.timed("validate"):
-                check.add(table)
-
-        def chunks(pool: ThreadPoolExecutor):
-            handed: list[Future] = []  # batches being validated or waiting for the validation process
-            gathered: list[pa.Table] = []  # the next batch
-
-            def hand_over() -> None:
-                # The reader waits only when VALIDATION_BACKLOG batches are already handed over,
-                # so the validation process always has the next batch at hand.
-                while len(handed) >= VALIDATION_BACKLOG:
-                    handed.pop(0).result()
-                handed.append(pool.submit(validate, pa.concat_tables(gathered)))
-
+        def chunks():
             try:
                 for numbers, values in read_chunks(d.source, d.contract, display_name=d.name,
                                                    chunk_rows=self.chunk_rows, arrow=True):
@@ -557,16 +534,9 @@ class Intake:
                     del values  # the only copy of this chunk's raw identifiers
                     with CLOCK.timed("load"):
                         table = _to_arrow(d.contract, numbers, staged)
-                    gathered.append(table)
-                    if len(gathered) >= VALIDATION_CHUNKS:
-                        hand_over()
-                        gathered = []
+                    check.add(table)
                     bar.update(table.num_rows)
                     yield table
-                if gathered:
-                    hand_over()
-                for batch in handed:
-                    batch.result()
                 if d.opened is not None:  # the rows parsed are the bytes hashed and archived
                     check_unchanged(d.source, d.name, d.opened)
             except BaseException as e:
@@ -582,9 +552,9 @@ class Intake:
                     continue
             return False
 
-        def read(pool: ThreadPoolExecutor) -> None:
+        def read() -> None:
             try:
-                for table in chunks(pool):
+                for table in chunks():
                     if not put(table):
                         return
             except BaseException:
@@ -604,21 +574,19 @@ class Intake:
                 yield from table.to_batches()
 
         started = time.perf_counter()
-        with ThreadPoolExecutor(1, thread_name_prefix="validate") as pool:
-            reader = threading.Thread(target=read, args=(pool,), name="intake-reader", daemon=True)
-            self.con.register("incoming_file",
-                              pa.RecordBatchReader.from_batches(_arrow_schema(d.contract), batches()))
-            reader.start()
-            try:
-                self.con.execute(insert_rows, [d.batch_id])
-            except Exception:
-                if failure:  # DuckDB wraps errors of the stream; the original names file, row and rule
-                    raise failure[0] from None
-                raise
-            finally:
-                stopped.set()
-                reader.join()
-                bar.close()
+        reader = threading.Thread(target=read, name="intake-reader", daemon=True)
+        self.con.register("incoming_file", pa.RecordBatchReader.from_batches(_arrow_schema(d.contract), batches()))
+        reader.start()
+        try:
+            self.con.execute(insert_rows, [d.batch_id])
+        except Exception:
+            if failure:  # DuckDB wraps errors of the stream; the original names file, row and rule
+                raise failure[0] from None
+            raise
+        finally:
+            stopped.set()
+            reader.join()
+            bar.close()
         CLOCK.add("load", time.perf_counter() - started - waited)
         self.con.unregister("incoming_file")
 

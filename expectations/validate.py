@@ -5,7 +5,7 @@ empty metric results, so every expectation would error. GX's own result
 objects can quote cell values, so results are reduced here to counts and
 percentages before anything leaves this module.
 
-Intake validates in a process of its own (``validate_in_worker``): GX is Python
+Intake validates in a process of its own (``submit_validation``): GX is Python
 through and through, so on a thread it would hold the GIL the reader and the
 pseudonymizer need, while in a second process it uses the second core, and the
 intake process never imports GX at all (about 4 s per process).
@@ -22,7 +22,7 @@ import logging  # noqa: E402
 import re  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from concurrent.futures import Future, ProcessPoolExecutor  # noqa: E402
 from concurrent.futures.process import BrokenProcessPool  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import datetime  # noqa: E402
@@ -418,24 +418,44 @@ def _checked_only(table: pa.Table, stored: dict) -> pa.Table:
                      for name, c in zip(table.column_names, table.columns)], schema=table.schema)
 
 
-def validate_in_worker(contract: Contract, table: pa.Table, now: datetime) -> ValidationOutcome:
-    """``validate_batch`` run in the validation process; the caller waits outside the GIL.
+@dataclass
+class PendingValidation:
+    """A batch handed to the validation process (``submit_validation``)."""
+
+    future: Future
+    worker: ProcessPoolExecutor
+
+    def result(self) -> tuple[ValidationOutcome, float]:
+        """Wait (outside the GIL) for the verdict and the seconds the validation process spent
+        on it. A dead worker is replaced on the next submission."""
+        global _worker
+        try:
+            return self.future.result()
+        except BrokenProcessPool:
+            with _worker_lock:
+                if _worker is self.worker:
+                    _worker = None
+            raise
+
+
+def _validate_timed(contract: Contract, table: pa.Table, now: datetime,
+                    stored: dict) -> tuple[ValidationOutcome, float]:
+    started = time.perf_counter()
+    outcome = validate_batch(contract, table, now, stored)
+    return outcome, time.perf_counter() - started
+
+
+def submit_validation(contract: Contract, table: pa.Table, now: datetime) -> PendingValidation:
+    """Hand ``validate_batch`` of ``table`` to the validation process and return at once.
 
     The table travels by pickle (Arrow buffers, no per-value conversion), the verdict
     back as names and counts. The suite is read here and sent along, so the worker,
     which outlives many files, validates by the contracts as this process reads them.
-    A dead worker is replaced on the next call.
     """
-    global _worker
     stored = suite_for(contract.name)
     worker = _validation_worker()
-    try:
-        return worker.submit(validate_batch, contract, _checked_only(table, stored), now, stored).result()
-    except BrokenProcessPool:
-        with _worker_lock:
-            if _worker is worker:
-                _worker = None
-        raise
+    return PendingValidation(worker.submit(_validate_timed, contract, _checked_only(table, stored), now, stored),
+                             worker)
 
 
 def _failing(config, df: pd.DataFrame) -> pd.Series:
