@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import Counter, defaultdict
+from array import array
 from datetime import datetime
 
 import duckdb
@@ -45,7 +45,7 @@ from leadhub.core.errors import LeadHubError
 from leadhub.core.warehouse import ENCODING_COLUMNS, TOKEN_COLUMNS, staging_columns, table_exists, utcnow
 from transforms import linkage_model
 from transforms.encodings import field_width, from_binary, from_text, load_settings
-from transforms.linkage_model import Encoded
+from transforms.linkage_model import Encoded, filter_digest
 from transforms.linkage_store import default_model, version_of
 
 log = logging.getLogger(__name__)
@@ -177,44 +177,77 @@ def encoded_from_frame(frame: pd.DataFrame, settings: dict) -> Encoded:
 
 
 class _Clusters:
-    """Union-find over agency ids that refuses merges the chaining guard forbids."""
+    """Union-find over agency ids (indices into the sorted ids) that refuses merges the chaining
+    guard forbids.
 
-    def __init__(self, nodes: list[tuple], ssn: dict, dob: dict, previous: dict, settings: dict):
-        self.parent = {n: n for n in nodes}
-        self.ssn = {n: set(ssn.get(n, ())) for n in nodes}                  # root -> {ssn rows}
-        self.dob = {n: {(n[0], n[1]): set(dob.get(n, ()))} for n in nodes}  # root -> {(agency, id): {dob rows}}
-        self.old = {n: ({previous[n]} if n in previous else set()) for n in nodes}
+    A cluster's root is its smallest member. Per root the guard needs the cluster's SSN state
+    (0: none, ``v`` > 0: every SSN of the cluster is value ``v``, -1: several values) and its
+    previous key (0: none, else an id); members are a ring (``next``) walked for the birth-date
+    test. Arrays of 8-byte ints rather than a set and a dict per id: at a million people those
+    were gigabytes. ``array`` rather than numpy: the merge loop reads single values, which
+    ``array`` hands out as plain ints, much faster than numpy scalars.
+    """
+
+    def __init__(self, agency: np.ndarray, ssn: np.ndarray, old: np.ndarray,
+                 dob: tuple[np.ndarray, np.ndarray, np.ndarray], settings: dict):
+        n = len(agency)
+        self.parent, self.next = _ints(np.arange(n)), _ints(np.arange(n))
+        self.agency, self.ssn, self.old = _ints(agency), _ints(ssn), _ints(old)
+        # Id i's birth dates: rows dob_words[dob_value[dob_start[i]:dob_start[i + 1]]].
+        self.dob_start, self.dob_value, self.dob_words = _ints(dob[0]), dob[1], dob[2]
         self.guard = settings.get("chain_guard", {})
         self.refused = 0
 
-    def find(self, x):
+    def find(self, x: int) -> int:
+        parent = self.parent
         root = x
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[x] != root:
-            self.parent[x], x = root, self.parent[x]
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
         return root
 
-    @staticmethod
-    def _conflict(rows_a: set, rows_b: set, kind: str) -> bool:
-        if not rows_a or not rows_b:
+    def members(self, root: int) -> list[int]:
+        out, x = [root], self.next[root]
+        while x != root:
+            out.append(x)
+            x = self.next[x]
+        return out
+
+    def _dob_conflict(self, ra: int, rb: int) -> bool:
+        """Two ids of one agency, one in each cluster, with birth dates neither equal nor near."""
+        dated = [m for m in self.members(ra) if self.dob_start[m + 1] > self.dob_start[m]]
+        if not dated:
             return False
-        a = np.array([r for r in rows_a for _ in rows_b], dtype=np.uint64)
-        b = np.array([r for _ in rows_a for r in rows_b], dtype=np.uint64)
-        missing, exact, near = token_levels(a, b, kind)
+        dated_b = [m for m in self.members(rb) if self.dob_start[m + 1] > self.dob_start[m]]
+        i, j = [], []
+        for u in dated:
+            for v in dated_b:
+                if self.agency[u] == self.agency[v]:  # different clusters: never the same id
+                    rows_u = range(self.dob_start[u], self.dob_start[u + 1])
+                    rows_v = range(self.dob_start[v], self.dob_start[v + 1])
+                    i += [x for x in rows_u for _ in rows_v]
+                    j += [y for _ in rows_u for y in rows_v]
+        if not i:
+            return False
+        rows = self.dob_words[self.dob_value[i]], self.dob_words[self.dob_value[j]]
+        missing, exact, near = token_levels(*rows, "date")
         return bool((~missing & ~exact & ~near).any())
 
-    def join(self, a, b) -> None:
+    def join(self, a: int, b: int) -> None:
         """Merge without the guard: for agency ids the previous build already put together."""
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             keep, gone = min(ra, rb), max(ra, rb)
             self.parent[gone] = keep
-            self.ssn[keep] |= self.ssn.pop(gone)
-            self.dob[keep].update(self.dob.pop(gone))
-            self.old[keep] |= self.old.pop(gone)
+            self.next[keep], self.next[gone] = self.next[gone], self.next[keep]  # one ring of both
+            s, t = self.ssn[keep], self.ssn[gone]
+            self.ssn[keep] = s if t == 0 or t == s else t if s == 0 else -1
+            # Previous keys never conflict here: ``join`` puts together ids of one key, and
+            # ``union`` refuses two different keys, so a cluster carries at most one.
+            self.old[keep] = self.old[keep] or self.old[gone]
 
-    def union(self, a, b) -> bool:
+    def union(self, a: int, b: int) -> bool:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return True
@@ -222,124 +255,175 @@ class _Clusters:
             self.refused += 1
             return False  # both already published under different keys: keys never change
         # Any two different SSNs conflict, even one digit apart: a wrong merge is worse than a split.
-        if self.guard.get("ssn_conflict", True) and self._conflict(self.ssn[ra], self.ssn[rb], "exact"):
+        sa, sb = self.ssn[ra], self.ssn[rb]
+        if self.guard.get("ssn_conflict", True) and sa and sb and (sa != sb or sa < 0):
             self.refused += 1
             return False
-        if self.guard.get("same_agency_dob_conflict", True):
-            for (agency, pid), dobs in self.dob[ra].items():
-                for (agency2, pid2), dobs2 in self.dob[rb].items():
-                    if agency == agency2 and pid != pid2 and self._conflict(dobs, dobs2, "date"):
-                        self.refused += 1
-                        return False
+        if self.guard.get("same_agency_dob_conflict", True) and self._dob_conflict(ra, rb):
+            self.refused += 1
+            return False
         self.join(ra, rb)
         return True
 
 
-def _previous_links(con: duckdb.DuckDBPyConnection) -> dict:
+def _ints(values: np.ndarray) -> array:
+    return array("q", np.ascontiguousarray(values, dtype=np.int64).tobytes())
+
+
+def _previous_links(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     if not table_exists(con, "core", "person_link"):
-        return {}
-    return {(a, t): k for a, t, k in con.execute(
-        "SELECT agency, person_token, person_key FROM core.person_link").fetchall()}
+        return pd.DataFrame({"agency": [], "person_token": [], "person_key": []}, dtype="str")
+    return con.execute("SELECT agency, person_token, person_key FROM core.person_link").df()
 
 
-def _drop_ambiguous(pairs: pd.DataFrame, nodes_of_row: list, ssn: dict, margin: float) -> pd.DataFrame:
+def _agency_ids(rows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The distinct (agency, person_token) of the rows, sorted, and each row's index among them."""
+    agency_code, agencies = pd.factorize(rows["agency"], sort=True)
+    token_code, tokens = pd.factorize(rows["person_token"], sort=True)
+    width = max(len(tokens), 1)
+    ids, id_of_row = np.unique(agency_code.astype(np.int64) * width + token_code, return_inverse=True)
+    nodes = pd.DataFrame({"agency": agencies[ids // width], "person_token": tokens[ids % width]})
+    return nodes, id_of_row.reshape(-1)
+
+
+def _distinct_rows(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct word row, each row's index among them): equal exactly when the
+    rows are. By a 64-bit digest, checked word by word; by the whole rows should two differ."""
+    _, first, ids = np.unique(filter_digest(words), return_index=True, return_inverse=True)
+    if not all((words[:, w] == words[first, w][ids]).all() for w in range(words.shape[1])):
+        _, first, ids = np.unique(words, axis=0, return_index=True, return_inverse=True)
+    return first, ids.reshape(-1)
+
+
+def _values_of_ids(words: np.ndarray, id_of_row: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each id's distinct encodings, ids in order: (start per id and one past the end, which
+    distinct value, the distinct values' word rows). Rows whose first word is 0 are missing."""
+    present = np.flatnonzero(words[:, 0] != 0)
+    first, value = _distinct_rows(words[present])
+    width = max(len(first), 1)
+    pairs = np.unique(id_of_row[present].astype(np.int64) * width + value)  # distinct (id, value), by id
+    start = np.searchsorted(pairs // width, np.arange(n_ids + 1))
+    return start, pairs % width, words[present[first]]
+
+
+def _ssn_states(words: np.ndarray, id_of_row: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per agency id: (the guard's SSN state, the ambiguity test's SSN), 0 when it has none.
+
+    The guard compares whole SSN tokens: a value number when all of an id's SSNs are one value,
+    else -1. The ambiguity test takes an id's SSN when it has exactly one encoding, else -1.
+    """
+    start, value, rows = _values_of_ids(words, id_of_row, n_ids)
+    token = np.unique(rows[:, 0], return_inverse=True)[1].reshape(-1) + 1  # value number of each encoding
+    count = np.diff(start)
+    has = count > 0
+    lo, hi = np.zeros(n_ids, np.int64), np.zeros(n_ids, np.int64)
+    if has.any():
+        lo[has] = np.minimum.reduceat(token[value], start[:-1][has])
+        hi[has] = np.maximum.reduceat(token[value], start[:-1][has])
+    guard = np.where(lo == hi, lo, -1)
+    single = np.where(count == 1, lo, np.where(has, -1, 0))
+    return guard, single
+
+
+def _drop_ambiguous(pairs: pd.DataFrame, ssn_of_row: np.ndarray, margin: float) -> pd.DataFrame:
     """Drop every pair of a record whose near-best partners carry different SSNs.
 
     A record without an SSN that matches John Smith (SSN A) and John Smith
     (SSN B) about equally well cannot say which one it is; linking it to either
-    is a coin toss, so it stays alone.
+    is a coin toss, so it stays alone. ``ssn_of_row``: a number per SSN, 0 for
+    none, -1 for several.
     """
     if pairs.empty:
         return pairs
-    both = pd.concat([pairs.rename(columns={"left": "me", "right": "other"}),
-                      pairs.rename(columns={"right": "me", "left": "other"})], ignore_index=True)
-    both["ssn"] = [next(iter(ssn[nodes_of_row[o]]))[0] if len(ssn.get(nodes_of_row[o], ())) == 1 else
-                   (-1 if ssn.get(nodes_of_row[o]) else 0) for o in both["other"].to_numpy()]
+    left, right, weight = pairs["left"].to_numpy(), pairs["right"].to_numpy(), pairs["weight"].to_numpy()
+    both = pd.DataFrame({"me": np.concatenate([left, right]), "other": np.concatenate([right, left]),
+                         "weight": np.concatenate([weight, weight])})
+    both["ssn"] = ssn_of_row[both["other"].to_numpy()]
     best = both.groupby("me")["weight"].transform("max")
     near = both[(both["weight"] >= best - margin) & (both["ssn"] != 0)]
     ambiguous = near.groupby("me")["ssn"].nunique()
-    ambiguous = set(ambiguous[ambiguous > 1].index)
-    if not ambiguous:
+    ambiguous = ambiguous[ambiguous > 1].index.to_numpy()
+    if not len(ambiguous):
         return pairs
-    keep = ~(pairs["left"].isin(ambiguous) | pairs["right"].isin(ambiguous))
+    keep = ~(np.isin(left, ambiguous) | np.isin(right, ambiguous))
     return pairs[keep]
 
 
-def _hand_over_keys(members: dict[tuple, list], previous: dict) -> dict[tuple, str]:
-    """Person key per cluster root, in one pass over the agency ids (linear in persons).
+def _hand_over_keys(nodes: pd.DataFrame, root: np.ndarray, previous: pd.Series, used: set[str]) -> np.ndarray:
+    """Person key per agency id (``nodes``, sorted), given each one's cluster root (its smallest
+    member) and previous key (missing for a new id); ``used``: every key given before.
 
     A previous key stays with the cluster holding most of its former members
     (ties: the cluster with the smallest member); a cluster owning several
     keys keeps the smallest. A cluster without one gets ``pk_`` + a hash of its
     smallest member, never a key used before.
     """
-    owner: dict[str, tuple] = {}  # key -> (-former members, smallest member, root): the best claim
-    for root, group in members.items():
-        for k, count in Counter(previous[n] for n in group if n in previous).items():
-            claim = (-count, group[0], root)
-            if k not in owner or claim < owner[k]:
-                owner[k] = claim
-    owned: dict[tuple, str] = {}
-    for k, (_, _, root) in owner.items():
-        if root not in owned or k < owned[root]:
-            owned[root] = k
-    used = set(previous.values())
-    key_of_root = {}
-    for root, group in sorted(members.items(), key=lambda kv: kv[1][0]):
-        if root in owned:
-            key_of_root[root] = owned[root]
-            continue
-        seed = "|".join(group[0])
+    had = previous.notna().to_numpy()
+    claims = pd.DataFrame({"key": previous[had].to_numpy(), "root": root[had]})
+    claims = claims.groupby(["key", "root"]).size().reset_index(name="members")
+    claims = claims.sort_values(["key", "members", "root"], ascending=[True, False, True]).drop_duplicates("key")
+    owned = claims.groupby("root")["key"].min()
+    roots = np.unique(root)
+    key_of_root = owned.reindex(roots).to_numpy(dtype=object, copy=True)
+    used = set(used)
+    agency, token = nodes["agency"].to_numpy(), nodes["person_token"].to_numpy()
+    for i in np.flatnonzero(pd.isna(key_of_root)):  # roots ascending: in order of smallest member
+        seed = f"{agency[roots[i]]}|{token[roots[i]]}"
         key = "pk_" + hashlib.sha256(seed.encode()).hexdigest()[:20]
         n = 0
         while key in used:
             n += 1
             key = "pk_" + hashlib.sha256(f"{seed}|{n}".encode()).hexdigest()[:20]
         used.add(key)
-        key_of_root[root] = key
-    return key_of_root
+        key_of_root[i] = key
+    return key_of_root[np.searchsorted(roots, root)]
 
 
 def cluster_records(rows: pd.DataFrame, previous: dict, settings: dict,
                     model: dict | None = None, enc: Encoded | None = None) -> tuple[dict, dict]:
     """Identity rows -> {(agency, person_token): person_key}, plus counts for the build log.
 
+    ``previous``: the previous build's {(agency, person_token): person_key}.
     ``model``: the linkage model to score with (default: the shipped default model).
     ``enc``: the rows' encodings when already decoded (``identities``); else read from ``rows``.
     """
+    before = pd.DataFrame([(a, t, k) for (a, t), k in previous.items()],
+                          columns=["agency", "person_token", "person_key"])
+    links, stats = _cluster(rows, before, settings, model, enc)
+    return dict(zip(zip(links["agency"], links["person_token"]), links["person_key"])), stats
+
+
+def _cluster(rows: pd.DataFrame, previous: pd.DataFrame, settings: dict, model: dict | None,
+             enc: Encoded | None) -> tuple[pd.DataFrame, dict]:
+    """``cluster_records`` on frames: each agency id with its person key (agency, person_token,
+    person_key; sorted), from the previous build's links as such a frame."""
     enc = enc if enc is not None else encoded_from_frame(rows, settings)
-    nodes_of_row = list(zip(rows["agency"], rows["person_token"]))
-    nodes = sorted(set(nodes_of_row))
-    ssn, dob = defaultdict(set), defaultdict(set)
-    for r, node in enumerate(nodes_of_row):
-        if enc.fields["ssn"][r, 0]:
-            ssn[node].add(tuple(int(x) for x in enc.fields["ssn"][r]))
-        if enc.fields["dob"][r, 0]:
-            dob[node].add(tuple(int(x) for x in enc.fields["dob"][r]))
-    clusters = _Clusters(nodes, ssn, dob, previous, settings)
+    nodes, node_of_row = _agency_ids(rows)
+    n = len(nodes)
+    ssn_guard, ssn_single = _ssn_states(enc.fields["ssn"], node_of_row, n)
+    before = nodes.merge(previous, how="left", on=["agency", "person_token"])["person_key"]
+    old = pd.factorize(before)[0] + 1  # 0: new agency id
+    clusters = _Clusters(pd.factorize(nodes["agency"])[0], ssn_guard, old,
+                         _values_of_ids(enc.fields["dob"], node_of_row, n), settings)
     # What the previous build linked stays linked (keys never change meaning), including rows
     # loaded before similarity encodings existed, which carry none.
-    first_of_key: dict[str, tuple] = {}
-    for node in nodes:
-        if node in previous:
-            clusters.join(first_of_key.setdefault(previous[node], node), node)
+    first_of_key: dict[int, int] = {}
+    had = np.flatnonzero(old)
+    for node, key in zip(_ints(had), _ints(old[had])):
+        clusters.join(first_of_key.setdefault(key, node), node)
 
     pairs = match_pairs(enc, None, settings, model=model or default_model())
-    pairs = _drop_ambiguous(pairs, nodes_of_row, ssn, settings.get("ambiguity_margin", 3.0))
+    pairs = _drop_ambiguous(pairs, ssn_single[node_of_row], settings.get("ambiguity_margin", 3.0))
     pairs = pairs.sort_values(["weight", "left", "right"], ascending=[False, True, True], kind="stable")
     merged = 0
-    for i, j in zip(pairs["left"].to_numpy(), pairs["right"].to_numpy()):
-        a, b = nodes_of_row[i], nodes_of_row[j]
+    for a, b in zip(_ints(node_of_row[pairs["left"].to_numpy()]), _ints(node_of_row[pairs["right"].to_numpy()])):
         if a != b and clusters.find(a) != clusters.find(b) and clusters.union(a, b):
             merged += 1
 
-    members: dict[tuple, list] = defaultdict(list)
-    for node in nodes:  # nodes are sorted, so each group's first member is its smallest
-        members[clusters.find(node)].append(node)
-    key_of_root = _hand_over_keys(members, previous)
-    keys = {node: key_of_root[root] for root, group in members.items() for node in group}
-    return keys, {"candidate_pairs_above_threshold": len(pairs), "merges": merged,
-                  "merges_refused": clusters.refused}
+    root = np.fromiter((clusters.find(node) for node in range(n)), dtype=np.int64, count=n)
+    links = nodes.assign(person_key=_hand_over_keys(nodes, root, before, set(previous["person_key"])))
+    return links, {"candidate_pairs_above_threshold": len(pairs), "merges": merged,
+                   "merges_refused": clusters.refused}
 
 
 def _require_one_key(con: duckdb.DuckDBPyConnection) -> None:
@@ -365,9 +449,8 @@ def link_people(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract] |
     model = model or default_model()
     _require_one_key(con)
     rows, enc = identities(con, contracts, settings)
-    keys, stats = cluster_records(rows, _previous_links(con), settings, model, enc)
+    link, stats = _cluster(rows, _previous_links(con), settings, model, enc)
     del rows, enc
-    link = pd.DataFrame([(a, t, k) for (a, t), k in keys.items()], columns=["agency", "person_token", "person_key"])
     con.execute("CREATE OR REPLACE TABLE core.person_link (agency VARCHAR NOT NULL, "
                 "person_token VARCHAR NOT NULL, person_key VARCHAR NOT NULL, PRIMARY KEY (agency, person_token))")
     con.register("new_links", link)

@@ -141,15 +141,17 @@ def test_the_shipped_default_model_is_the_documented_priors():
 
 
 def test_previous_keys_go_to_the_cluster_holding_most_former_members():
-    a, b, c, d = ("police", "a"), ("jail", "b"), ("jail", "c"), ("treatment", "d")
-    previous = {a: "pk_old", b: "pk_old", c: "pk_old"}
+    # Agency ids sorted, as the clustering numbers them: b, c, a, d; a cluster's root is its smallest.
+    nodes = pd.DataFrame({"agency": ["jail", "jail", "police", "treatment"], "person_token": ["b", "c", "a", "d"]})
+    b, c, a, d = range(4)
     # The old person split: {a, b} keeps pk_old (2 former members), {c} and the new {d} get new keys.
-    keys = _hand_over_keys({a: [a, b], c: [c], d: [d]}, previous)
-    assert keys[a] == "pk_old"
+    keys = _hand_over_keys(nodes, np.array([b, c, b, d]), pd.Series(["pk_old", "pk_old", "pk_old", None]), {"pk_old"})
+    assert keys[a] == keys[b] == "pk_old"
     assert keys[c] != "pk_old" and keys[d] != "pk_old" and keys[c] != keys[d]
     # A cluster holding two former keys keeps the smaller one; the other key is not reused.
-    keys = _hand_over_keys({a: [a, b, d]}, {a: "pk_b", b: "pk_a"})
-    assert keys[a] == "pk_a"
+    keys = _hand_over_keys(nodes, np.array([b, c, b, b]), pd.Series(["pk_a", None, "pk_b", None]), {"pk_a", "pk_b"})
+    assert keys[a] == keys[b] == keys[d] == "pk_a"
+    assert keys[c] not in ("pk_a", "pk_b")
 
 
 def _county(settings, master_key, people_n=700, seed=11):
