@@ -150,7 +150,9 @@ def _converter(col: Column) -> Callable[[str], object]:
         raise ValueError
     # strptime is the slowest step of reading and extract dates repeat a great deal (birth dates,
     # event days); the cache lives only as long as this read. Failures are not cached.
-    return lru_cache(maxsize=1 << 16)(parse)
+    cached = lru_cache(maxsize=1 << 16)(parse)
+    cached.formats = tuple(fmts)  # for _arrow_strptime, which reads most cells without it
+    return cached
 
 
 def _typed_converter(col: Column) -> Callable[[object], object]:
@@ -208,9 +210,61 @@ def _rule_for(col: Column) -> str:
 
 # --- record sources: one per format; each checks the header and the shape of every row ----------
 
-def _line_blocks(raw, encoding: str, name: str) -> Iterator[list[str]]:
-    """The lines of a binary file, a block at a time: split as ``readline`` splits them with
-    ``newline=""`` (after \\n, \\r\\n or \\r, line ends kept), in C rather than line by line.
+class _Block:
+    """Whole lines of a text file as ``_line_blocks`` hands them on.
+
+    ``lines`` are split as ``readline`` splits them with ``newline=""`` (after \\n, \\r\\n or
+    \\r, line ends kept); ``data`` is the same text in UTF-8 (None if it has no UTF-8
+    form), what pyarrow parses; ``longest`` is at least the length of its longest line.
+    A block of lines that all end in \\n or \\r\\n comes as text and is split into
+    lines only if the csv module is to read it: pyarrow never needs them.
+    """
+
+    def __init__(self, *, text: str | None = None, lines: list[str] | None = None):
+        self.plain = False  # every line ends in \n or \r\n
+        if lines is not None:
+            self.lines, self.count = lines, len(lines)
+            self.longest = len(max(lines, key=len)) if lines else 0
+            return
+        self.text = text
+        codes = np.frombuffer(self.data or b"", np.uint8)
+        ends = np.flatnonzero(codes == ord("\n"))
+        self.count = len(ends)
+        # In bytes, which are never fewer than characters.
+        self.longest = int(np.diff(ends, prepend=-1).max(initial=0))
+        if self.data and self.data.endswith(b"\n"):
+            returns = np.flatnonzero(codes == ord("\r")) if b"\r" in self.data else []
+            self.plain = bool((codes[returns + 1] == ord("\n")).all()) if len(returns) else True
+
+    @classmethod
+    def whole_lines(cls, text: str) -> "_Block | None":
+        """The block of ``text`` up to its last \\n, if each of its lines ends in \\n or
+        \\r\\n (None otherwise)."""
+        block = cls(text=text[:text.rfind("\n") + 1])
+        return block if block.plain else None
+
+    @functools.cached_property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    @functools.cached_property
+    def lines(self) -> list[str]:
+        return io.StringIO(self.text, newline="").readlines()
+
+    @functools.cached_property
+    def data(self) -> bytes | None:
+        try:
+            return self.text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate some codecs decode to
+            return None
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def _line_blocks(raw, encoding: str, name: str) -> Iterator[_Block]:
+    """The lines of a binary file, a block at a time (``_Block``), split in C rather than
+    line by line.
 
     Refuses a line longer than ``MAX_LINE_CHARS`` and a NUL byte (binary content) at
     their physical line, and stops on bytes that are not valid ``encoding``
@@ -233,8 +287,15 @@ def _line_blocks(raw, encoding: str, name: str) -> Iterator[list[str]]:
                 text = carry + (pending + data)[:e.start].decode(encoding)
             except UnicodeDecodeError:
                 text = carry
-        lines = io.StringIO(text, newline="").readlines()
         last = not data or broken is not None
+        plain = None if last or "\x00" in text else _Block.whole_lines(text)
+        if plain is not None and plain.longest < limit and len(text) - len(plain.text) < limit:
+            # Nothing to refuse in it: the common case, never split into lines here.
+            carry = text[len(plain.text):]
+            line_no += len(plain)
+            yield plain
+            continue
+        lines = io.StringIO(text, newline="").readlines()
         carry = "" if last or not lines else lines.pop()
         if broken is not None and lines and not lines[-1].endswith(("\n", "\r")):
             lines.pop()  # the line the bad bytes are on
@@ -245,10 +306,10 @@ def _line_blocks(raw, encoding: str, name: str) -> Iterator[list[str]]:
                     if content >= limit else ("binary_content", f"NUL byte on physical line {line_no + i + 1}; "
                                               "not a text file") if "\x00" in line else None
                 if rule:
-                    yield lines[:i]
+                    yield _Block(lines=lines[:i])
                     raise RejectedFile(name, *rule)
         line_no += len(lines)
-        yield lines
+        yield _Block(lines=lines)
         if broken is not None:
             raise broken
         if not data:
@@ -257,7 +318,7 @@ def _line_blocks(raw, encoding: str, name: str) -> Iterator[list[str]]:
 
 def _lines(raw, encoding: str, name: str) -> Iterator[str]:
     """The lines of ``_line_blocks`` one by one (the iteration itself stays in C)."""
-    return itertools.chain.from_iterable(_line_blocks(raw, encoding, name))
+    return itertools.chain.from_iterable(block.lines for block in _line_blocks(raw, encoding, name))
 
 
 class _ReaderFeed:
@@ -269,13 +330,13 @@ class _ReaderFeed:
     the next block can then be parsed without it.
     """
 
-    def __init__(self, blocks: Iterator[list[str]]):
+    def __init__(self, blocks: Iterator[_Block]):
         self.blocks = blocks
         self.queue: collections.deque[list[str]] = collections.deque()
         self.handed = 0
 
-    def give(self, block: list[str]) -> None:
-        self.queue.append(block)
+    def give(self, block: _Block) -> None:
+        self.queue.append(block.lines)
         self.handed += len(block)
 
     def _next_blocks(self) -> Iterator[list[str]]:
@@ -287,13 +348,13 @@ class _ReaderFeed:
             if block is None:
                 return
             self.handed += len(block)
-            yield block
+            yield block.lines
 
     def lines(self) -> Iterator[str]:
         return itertools.chain.from_iterable(self._next_blocks())
 
 
-def _arrow_parser(fmt, names: list[str]) -> Callable[[list[str]], "list[pa.Array] | None"] | None:
+def _arrow_parser(fmt, names: list[str]) -> Callable[[_Block], "list[pa.Array] | None"] | None:
     """A parser of whole blocks of lines by pyarrow.csv, for the blocks where it gives exactly
     the cells the csv module gives; None when the format's characters rule it out.
 
@@ -315,21 +376,23 @@ def _arrow_parser(fmt, names: list[str]) -> Callable[[list[str]], "list[pa.Array
                                     strings_can_be_null=False, quoted_strings_can_be_null=False,
                                     check_utf8=False)
 
-    def parse_block(lines: list[str]) -> list[pa.Array] | None:
-        text = "".join(lines)
-        if quote in text or text.startswith("\ufeff") or max(map(len, lines)) > csv.field_size_limit():
+    quoted = quote.encode("utf-8")
+
+    def parse_block(block: _Block) -> list[pa.Array] | None:
+        data = block.data
+        if (data is None or quoted in data or data.startswith(codecs.BOM_UTF8)
+                or block.longest > csv.field_size_limit()):
             return None
         try:
-            data = text.encode("utf-8")
             # One block of pyarrow's own for the whole text: a larger one costs wall time to allocate.
             read = pa_csv.ReadOptions(column_names=names, use_threads=False, block_size=len(data) + 1)
             table = pa_csv.read_csv(pa.py_buffer(data), read_options=read,
                                     parse_options=parse, convert_options=convert)
-        except (pa.ArrowInvalid, UnicodeEncodeError):  # a row of another width (its message quotes the row)
+        except pa.ArrowInvalid:  # a row of another width (its message quotes the row)
             return None
-        if table.num_rows != len(lines):
+        if table.num_rows != len(block):
             return None
-        columns = [c.combine_chunks() for c in table.columns]
+        columns = [c.chunk(0) if c.num_chunks == 1 else c.combine_chunks() for c in table.columns]
         # A blank row has every cell blank, its first one included; only those rows are looked at.
         maybe = pc.equal(pc.utf8_length(pc.utf8_trim(columns[0], characters=PY_WHITESPACE)), 0)
         if pc.any(maybe).as_py():
@@ -628,6 +691,8 @@ def _text_column(cells: pa.Array, null_markers: list[str]) -> pa.Array:
     ``str.strip()`` removes.
     """
     marked = pc.is_in(pc.utf8_trim(cells, characters=PY_WHITESPACE), value_set=pa.array(null_markers, pa.string()))
+    if not pc.any(marked).as_py():
+        return cells  # nothing to blank: no copy of every cell
     return pc.if_else(marked, pa.scalar(None, pa.string()), cells)
 
 
@@ -645,7 +710,12 @@ def _convert_column(values, conv: Callable, arrow_type: pa.DataType, text_only: 
         return _text_column(values, conv.null_markers), None
     if text_only:
         encoded = values.dictionary_encode()
-        distinct, codes = encoded.dictionary.to_pylist(), encoded.indices.to_numpy()
+        codes = encoded.indices.to_numpy()
+        formats = getattr(conv, "formats", ())
+        fast = _arrow_strptime(encoded.dictionary, formats[0], arrow_type) if formats else None
+        if fast is not None:
+            return _merged(fast, encoded.dictionary, codes, conv, arrow_type)
+        distinct = encoded.dictionary.to_pylist()
     else:
         index: dict = {}
         try:
@@ -663,6 +733,64 @@ def _convert_column(values, conv: Callable, arrow_type: pa.DataType, text_only: 
             bad.append(i)
     typed = pa.array(converted, arrow_type).take(pa.array(codes))
     return typed, np.isin(codes, bad) if bad else None
+
+
+# The parts of a timestamp Arrow reads for ``_arrow_strptime``: fixed-width numbers only (no
+# names of months or days, no fractions, zones or 12-hour clock), as strftime writes them.
+_ARROW_FIELDS = {"Y": (4, pc.year), "m": (2, pc.month), "d": (2, pc.day),
+                 "H": (2, pc.hour), "M": (2, pc.minute), "S": (2, pc.second)}
+
+
+def _arrow_strptime(cells: pa.Array, fmt: str, arrow_type: pa.DataType) -> tuple[pa.Array, np.ndarray] | None:
+    """(values, which cells they hold) for the cells written exactly as ``fmt`` writes a real
+    date (every number zero-padded to its width, the month day in its month, the hour below
+    24, the year 1-9999): for those Arrow's strptime gives the value Python's gives, and only
+    the other cells (unpadded numbers, impossible dates, null markers) need a Python call.
+
+    Arrow's strptime alone is not enough: it takes 02/30 as March 1 and the year 0, which
+    Python refuses; so each number of the cell is read from the text and compared with the
+    value's. None when ``fmt`` has other directives, a directive twice, or no full date.
+    """
+    pattern, fields = "", []
+    parts = re.split(r"(%.)", fmt)
+    for part in parts:
+        if part.startswith("%") and len(part) == 2 and part != "%%":
+            if part[1] not in _ARROW_FIELDS or part[1] in fields:
+                return None
+            fields.append(part[1])
+            pattern += f"(?P<f{len(fields)}>[0-9]{{{_ARROW_FIELDS[part[1]][0]}}})"
+        else:
+            pattern += "".join(f"\\x{{{ord(c):x}}}" for c in part.replace("%%", "%"))
+    if not {"Y", "m", "d"} <= set(fields):
+        return None
+    stripped = pc.utf8_trim(cells, characters=PY_WHITESPACE)
+    parsed = pc.strptime(stripped, format=fmt, unit="s", error_is_null=True)
+    numbers = pc.extract_regex(stripped, pattern=f"^{pattern}$")
+    exact = pc.and_(pc.greater_equal(pc.year(parsed), 1), pc.less_equal(pc.year(parsed), 9999))
+    for name, (_, part_of) in _ARROW_FIELDS.items():
+        written = (pc.struct_field(numbers, f"f{fields.index(name) + 1}").cast(pa.int64()) if name in fields
+                   else pa.scalar(0, pa.int64()))
+        exact = pc.and_(exact, pc.equal(part_of(parsed), written))
+    return parsed.cast(arrow_type), pc.fill_null(exact, False).to_numpy(zero_copy_only=False)
+
+
+def _merged(fast: tuple[pa.Array, np.ndarray], distinct: pa.Array, codes: np.ndarray, conv: Callable,
+            arrow_type: pa.DataType):
+    """``_convert_column``'s result from Arrow's values and ``conv`` for the cells Arrow left."""
+    values, exact = fast
+    rest = np.flatnonzero(~exact)
+    converted, bad = [], []
+    for i, cell in zip(rest, distinct.take(pa.array(rest, pa.int64())).to_pylist()):
+        try:
+            converted.append(conv(cell))
+        except ValueError:
+            converted.append(None)
+            bad.append(i)
+    if len(rest):
+        slow = np.zeros(len(distinct), dtype=np.int64)
+        slow[rest] = np.arange(len(rest))
+        values = pc.if_else(pa.array(exact), values, pa.array(converted, arrow_type).take(pa.array(slow)))
+    return values.take(pa.array(codes)), np.isin(codes, bad) if bad else None
 
 
 def _typed_chunk(name: str, contract: Contract, converters: list[Callable], text_only: bool,

@@ -130,3 +130,49 @@ def test_a_field_over_the_csv_modules_limit_is_still_refused(tmp_path, monkeypat
         assert (e.value.rule, e.value.row) == ("csv_syntax", 2)
     finally:
         csv.field_size_limit(old)
+
+
+def _date_cell(rng, fmt):
+    """A cell for a date or timestamp column: mostly as ``fmt`` writes it, else nearly so."""
+    y, m, d = rng.choice([1999, 2024, 2000, 1, 9999, 0, 10000]), rng.randint(0, 13), rng.randint(0, 32)
+    hh, mm, ss = rng.choice([0, 9, 23, 24]), rng.choice([0, 5, 59, 60]), rng.choice([0, 7, 60])
+    numbers = {"%Y": f"{y:04d}", "%m": f"{m:02d}", "%d": f"{d:02d}", "%H": f"{hh:02d}", "%M": f"{mm:02d}",
+               "%S": f"{ss:02d}"}
+    if rng.random() < 0.15:
+        numbers["%m"], numbers["%d"] = str(m), str(d)  # not zero-padded: Python reads it, Arrow does not
+    cell = fmt
+    for directive, number in numbers.items():
+        cell = cell.replace(directive, number)
+    return rng.choice([cell] * 6 + [f" {cell}\u3000", "", "NULL", "N/A", cell[:-1], cell + "0", "junk"])
+
+
+def test_dates_read_by_arrow_are_the_dates_python_reads(tmp_path, monkeypatch):
+    # Cells Arrow's strptime takes are only those it must give Python's value for: with and without
+    # that path, every file reads to the same values, or is refused on the same row by the same rule.
+    rng = random.Random(1201)
+    formats = [("%m/%d/%Y",), ("%Y-%m-%d %H:%M:%S", "%m/%d/%Y %H:%M"), ("%d.%m.%Y %H:%M",), ("%Y%m%d",)]
+    path = tmp_path / "treatment_contacts_20240101.csv"
+    outcomes, taken = set(), []
+    arrow_strptime = readers._arrow_strptime
+
+    def counted(cells, fmt, arrow_type):
+        found = arrow_strptime(cells, fmt, arrow_type)
+        taken.append(0 if found is None else int(found[1].sum()))
+        return found
+
+    for _ in range(300):
+        chosen = [rng.choice(formats) for _ in range(2)]
+        columns = (Column("d", type="date", formats=chosen[0], nullable=rng.random() < 0.7),
+                   Column("t", type="timestamp", formats=chosen[1], nullable=True))
+        contract = dataclasses.replace(BASE, columns=columns, format=FileFormat.from_raw({"type": "csv"}))
+        rows = [f"{_date_cell(rng, chosen[0][0])},{_date_cell(rng, rng.choice(chosen[1]))}"
+                for _ in range(rng.randint(1, 12))]
+        path.write_text("d,t\n" + "\n".join(rows) + "\n")
+        chunk_rows = rng.choice([1, 5, 1000])
+        monkeypatch.setattr(readers, "_arrow_strptime", counted)
+        fast = _read(path, contract, chunk_rows)
+        monkeypatch.setattr(readers, "_arrow_strptime", lambda cells, fmt, arrow_type: None)
+        assert fast == _read(path, contract, chunk_rows)
+        outcomes.add(fast[1][0] if fast[1] else "read")
+    assert sum(taken) > 300  # cells Arrow read (most cells are drawn broken on purpose)
+    assert {"read", "date_format", "timestamp_format", "not_null"} <= outcomes
