@@ -111,6 +111,18 @@ def test_names_alone_never_link_but_a_date_on_one_side_weighs_as_missing():
     assert (0, 2) in found and (1, 2) in found
 
 
+def test_scoring_in_parts_gives_the_same_pairs_and_weights(monkeypatch):
+    enc = encode(pd.concat([people(150, seed=5), damaged(people(150, seed=5), seed=6)], ignore_index=True))
+    whole, _ = linkage_model.match(enc, None, SETTINGS, model=linkage_store.default_model())
+    predict, chunks = linkage_model.predict, []
+    monkeypatch.setattr(linkage_model, "predict", lambda *a: chunks.append(a[-1]) or predict(*a))
+    monkeypatch.setattr(linkage_model, "CHUNK_PAIRS_PER_RECORD", 6)
+    parts, _ = linkage_model.match(enc, None, SETTINGS, model=linkage_store.default_model())
+    assert chunks[0] > 1 and len(whole) >= 150
+    key = ["left", "right"]
+    assert parts.sort_values(key).reset_index(drop=True).equals(whole.sort_values(key).reset_index(drop=True))
+
+
 def test_default_model_summary_and_chart(tmp_path):
     model = linkage_store.default_model()
     s = linkage_store.model_summary(model)
