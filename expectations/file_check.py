@@ -20,8 +20,8 @@ from expectations.history import batch_stats, history_checks, history_settings
 from expectations.suites import CRITICAL, suite_for
 from expectations.validate import ROWS_SHOWN, PendingValidation, ValidationOutcome, count, submit_validation
 
-# Expectations whose verdict depends on rows of several chunks: with more than one chunk they
-# are recomputed in SQL over the batch's staging rows instead of summed chunk by chunk.
+# Expectations whose verdict depends on rows of several batches: with more than one batch they
+# are recomputed in SQL over the file's staging rows instead of summed batch by batch.
 CROSS_CHUNK = ("expect_table_row_count_to_be_between", "expect_column_values_to_be_unique",
                "expect_compound_columns_to_be_unique")
 # Chunks validated together: GX costs about 0.19 CPU-s per batch whatever its size (building
@@ -36,12 +36,12 @@ BACKLOG = 2
 
 
 class FileCheck:
-    """Per-chunk GX verdicts of one file, combined into one verdict per expectation.
+    """GX verdicts of one file's batches, combined into one verdict per expectation.
 
-    Results come in suite order for every chunk, so position i is the same
+    Results come in suite order for every batch, so position i is the same
     expectation in each. Counted results (typed ``unexpected`` of ``checked``) are
-    summed; anything else keeps the first failing chunk's observation. With one
-    chunk GX's own result stands; with several, CROSS_CHUNK checks are redone in SQL.
+    summed; anything else keeps the first failing batch's observation. With one
+    batch GX's own result stands; with several, CROSS_CHUNK checks are redone in SQL.
     """
 
     def __init__(self, contract: Contract, now: datetime):
