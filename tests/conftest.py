@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -10,6 +13,31 @@ from leadhub.core.audit import audit_path
 from leadhub.core.keys import MasterKey, create_key_file
 from leadhub.core.settings import Settings
 from tests.servers import pg_server, redis_server  # noqa: F401 (session fixtures, started on first use)
+
+DEMO_PEOPLE, DEMO_SEED = 800, 11
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """One `leadhub demo` (about a minute) for every test that reads what it leaves: (root, stdout).
+
+    The demo's data directory is ``root/data`` and its key ``root/key/master.key``; the same seed
+    generated aside into ``root/raw`` (and ``root/raw_answers``) tells the tests every raw
+    identifier. Tests read these and never write them: one that needs to carry on from the demo
+    works on a copy.
+    """
+    from synthetic import generate
+
+    root = tmp_path_factory.mktemp("demo")
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith(("AIRFLOW__", "LEADHUB_")) or k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG"))}
+    env.update({"LEADHUB_DATA_DIR": str(root / "data"), "LEADHUB_KEY_FILE": str(root / "key" / "master.key")})
+    generate(root / "raw", root / "raw_answers", people=DEMO_PEOPLE, seed=DEMO_SEED)
+    done = subprocess.run([sys.executable, "-m", "leadhub.cli", "demo", "--people", str(DEMO_PEOPLE),
+                           "--seed", str(DEMO_SEED)], env=env, cwd=root, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return root, done.stdout
 
 
 @pytest.fixture

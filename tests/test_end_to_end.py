@@ -1,44 +1,28 @@
 """The README's demo, on a small seed, through Airflow: data in, report out, nobody exposed.
 
-One run of `leadhub demo` is shared by every test here (it takes about a minute).
+One run of `leadhub demo` (tests/conftest.py, ``demo_run``) is shared by every test here and by
+tests/dags/test_scheduler.py, which carries on from a copy of it.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import subprocess
-import sys
+import sqlite3
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import ahocorasick
 import duckdb
-import pytest
 
 from leadhub.core.contracts import load_contracts
-from synthetic import PLACEHOLDER_NAMES, generate
+from synthetic import PLACEHOLDER_NAMES
 
-PEOPLE, SEED = 800, 11
 # Stated tolerance: the report's before/after totals may fall short of the truth by what
 # imperfect linkage costs (records of one person left unlinked); more than this is a defect.
 TRUTH_TOLERANCE = 0.10
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    env = {**os.environ, "LEADHUB_DATA_DIR": str(root / "data"),
-           "LEADHUB_KEY_FILE": str(root / "key" / "master.key")}
-    env.pop("AIRFLOW_HOME", None)
-    # The same seed gives the same files: a copy generated aside tells us every raw identifier.
-    generate(root / "raw", root / "raw_answers", people=PEOPLE, seed=SEED)
-    done = subprocess.run([sys.executable, "-m", "leadhub.cli", "demo", "--people", str(PEOPLE),
-                           "--seed", str(SEED)], env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return root, done.stdout
 
 
 PLACEHOLDERS = {p.upper() for p in PLACEHOLDER_NAMES}
@@ -63,14 +47,32 @@ def warehouse(root: Path) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(root / "data" / "warehouse" / "lead.duckdb"), read_only=True)
 
 
-def test_demo_says_where_the_report_and_warehouse_are(demo):
-    root, out = demo
+def test_demo_says_where_the_report_and_warehouse_are(demo_run):
+    root, out = demo_run
     assert "report:" in out and "warehouse:" in out
     assert (root / "data" / "reports" / "latest" / "lead_report.html").is_file()
 
 
-def test_every_generated_row_arrives_in_the_warehouse(demo):
-    root, _ = demo
+def test_demo_runs_every_dag_through_airflow_into_the_warehouse(demo_run):
+    """Every feed, then the build, then the report, each a successful Airflow run; the build's
+    counts (its XCom in Airflow's metadata DB) are the warehouse's."""
+    root, out = demo_run
+    dags = [f"{a}_feed" for a in ("jail", "police", "prosecutor", "treatment")] + ["warehouse_build", "lead_report"]
+    assert re.findall(r"^  (\w+): (\w+)$", out, re.MULTILINE) == [(d, "success") for d in dags]
+    metadata_db = root / "data" / "airflow" / "airflow.db"
+    with closing(sqlite3.connect(f"file:{metadata_db}?mode=ro&immutable=1", uri=True)) as db:
+        assert db.execute("SELECT dag_id, state FROM dag_run ORDER BY id").fetchall() == [(d, "success") for d in dags]
+        [(build,)] = db.execute("SELECT value FROM xcom WHERE dag_id = 'warehouse_build' AND task_id = 'build' "
+                                "AND key = 'return_value'").fetchall()
+    with warehouse(root) as con:
+        persons = con.execute("SELECT count(*) FROM core.person").fetchone()[0]
+        referrals = con.execute("SELECT count(*) FROM core.referral").fetchone()[0]
+    assert persons > 0 and referrals > 0
+    assert json.loads(build)["core.person"] == persons
+
+
+def test_every_generated_row_arrives_in_the_warehouse(demo_run):
+    root, _ = demo_run
     with open(root / "raw_answers" / "records.csv", newline="") as f:
         expected = Counter(row["contract"] for row in csv.DictReader(f))
     with warehouse(root) as con:
@@ -80,10 +82,10 @@ def test_every_generated_row_arrives_in_the_warehouse(demo):
     assert statuses == [("accepted", len(load_contracts()))]
 
 
-def test_records_with_a_blank_birth_date_or_a_placeholder_name_arrive_too(demo):
+def test_records_with_a_blank_birth_date_or_a_placeholder_name_arrive_too(demo_run):
     """The county's hard records are loaded, not refused: a referral without a birth date has no
     age at the event, and every row arrived (the test above)."""
-    root, _ = demo
+    root, _ = demo_run
     c = load_contracts()["police_referrals"]
     [path] = (root / "raw" / c.agency).glob(c.file_pattern)
     with open(path, newline="", encoding=c.format.encoding) as f:
@@ -98,8 +100,8 @@ def test_records_with_a_blank_birth_date_or_a_placeholder_name_arrive_too(demo):
                            "WHERE age_at_event IS NULL").fetchone()[0] == blank
 
 
-def test_no_raw_identifier_reaches_the_warehouse(demo):
-    root, _ = demo
+def test_no_raw_identifier_reaches_the_warehouse(demo_run):
+    root, _ = demo_run
     raw = raw_identifiers(root / "raw")
     values = sorted(set().union(*raw.values()))
     assert len(values) > 1000
@@ -124,9 +126,9 @@ def test_no_raw_identifier_reaches_the_warehouse(demo):
     assert dobs
 
 
-def test_no_raw_identifier_in_any_file_the_demo_wrote(demo):
+def test_no_raw_identifier_in_any_file_the_demo_wrote(demo_run):
     """Reports, Airflow's metadata DB, logs and XComs, the warehouse: searched byte for byte."""
-    root, _ = demo
+    root, _ = demo_run
     raw = raw_identifiers(root / "raw")
     ssns = {s for s in raw["ssn"]} | {re.sub(r"\D", "", s) for s in raw["ssn"]}
     needles = ssns | raw["dob"] | raw["agency_person_id"] | {n for n in raw["last_name"] if len(n) >= 6}
@@ -152,8 +154,8 @@ def test_no_raw_identifier_in_any_file_the_demo_wrote(demo):
         assert not leaked, f"{path} contains raw identifiers (e.g. {len(leaked)} values)"
 
 
-def test_the_answer_file_holds_no_identifier(demo):
-    root, _ = demo
+def test_the_answer_file_holds_no_identifier(demo_run):
+    root, _ = demo_run
     raw = raw_identifiers(root / "raw")
     needles = raw["ssn"] | raw["dob"] | raw["agency_person_id"]
     for path in (root / "data" / "answers").iterdir():
@@ -170,8 +172,8 @@ def _count(cell: str) -> int | None:
     return None if cell.startswith("<") or cell in ("suppressed", "") else int(float(cell.replace(",", "")))
 
 
-def test_report_referrals_equal_an_independent_count_from_staging(demo):
-    root, _ = demo
+def test_report_referrals_equal_an_independent_count_from_staging(demo_run):
+    root, _ = demo_run
     with warehouse(root) as con:
         direct = {(m, t): n for m, t, n in con.execute(
             "SELECT strftime(referral_date, '%Y-%m'), referral_type, count(*) "
@@ -219,8 +221,8 @@ def _report_outcomes(root: Path) -> dict:
     return out
 
 
-def test_report_outcomes_equal_an_independent_computation_from_the_warehouse(demo):
-    root, _ = demo
+def test_report_outcomes_equal_an_independent_computation_from_the_warehouse(demo_run):
+    root, _ = demo_run
     report = _report_outcomes(root)
     with warehouse(root) as con:
         for days in (180, 365):
@@ -233,8 +235,8 @@ def test_report_outcomes_equal_an_independent_computation_from_the_warehouse(dem
                 assert _count(report[(days, "Arrests", cohort)]["People"]) == n
 
 
-def test_report_stays_within_tolerance_of_the_truth(demo, capsys):
-    root, _ = demo
+def test_report_stays_within_tolerance_of_the_truth(demo_run, capsys):
+    root, _ = demo_run
     truth = json.loads((root / "data" / "answers" / "truth.json").read_text())["outcomes"]
     report = _report_outcomes(root)
     gaps = []

@@ -2,7 +2,8 @@
 
 The metadata DB is migrated once per session and shared; every test has its
 own data directory and key. Each run costs a few seconds (the child imports
-Airflow and starts its in-process execution API).
+Airflow and starts its in-process execution API). The demo's run of every DAG
+is tests/test_end_to_end.py's.
 """
 
 from __future__ import annotations
@@ -123,22 +124,6 @@ def test_stage_errors_that_may_quote_data_are_withheld_from_airflow(hub, tmp_pat
     log = (hub.airflow_home / CHILD_LOG).read_bytes()
     assert b"withheld" in log
     assert b"Zebediah" not in log and b"1980-02-03" not in log
-
-
-@pytest.mark.slow
-def test_demo_runs_every_dag_through_airflow_into_the_warehouse(hub):
-    synthetic = pytest.importorskip("synthetic")
-    synthetic.generate(hub.inbox_dir, hub.answers_dir, people=400, seed=7, lead=40, comparison=30)
-    runs = run_demo_dags(hub)
-    assert list(runs) == [f"{a}_feed" for a in ("jail", "police", "prosecutor", "treatment")] + [
-        "warehouse_build", "lead_report"]
-    assert {d: r["state"] for d, r in runs.items()} == dict.fromkeys(runs, "success")
-    counts = runs["warehouse_build"]["xcom"]["build"]
-    with duckdb.connect(str(hub.warehouse_path), read_only=True) as con:
-        persons = con.execute("SELECT count(*) FROM core.person").fetchone()[0]
-        referrals = con.execute("SELECT count(*) FROM core.referral").fetchone()[0]
-    assert persons > 0 and referrals > 0
-    assert counts["core.person"] == persons
 
 
 def test_pull_dag_delivers_into_the_inbox_and_a_backfill_never_loads_twice(hub, tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """After the demo, `leadhub airflow` runs the DAGs under Airflow's own scheduler, as the README promises.
 
-The demo runs on a small seed; then `leadhub airflow` starts exactly as a
+The demo runs on a small seed (a copy of the one tests/test_end_to_end.py
+reads, so it runs once per session); then `leadhub airflow` starts exactly as a
 steward starts it (scheduler, DAG processor, triggerer, API server; SQLite) on
 a free port. Everything else goes through Airflow's public REST API (v2) with
 the bearer token its ``/auth/token`` endpoint hands out for the generated
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,8 +40,6 @@ from leadhub.core.warehouse import connect
 
 pytestmark = pytest.mark.slow
 
-# The demo's smallest comfortable seed (its cohorts need 318 people) keeps the build short.
-DEMO_PEOPLE, DEMO_SEED = 400, 5
 DEADLINE_SECONDS = 300
 # The feeds' fallback schedule, and how long before it a dropped file might be taken by it.
 QUARTER_HOUR, QUARTER_HOUR_MARGIN = 15 * 60, 120
@@ -120,18 +120,22 @@ class Standalone:
 
 
 @pytest.fixture
-def demo_then_airflow(tmp_path):
-    """`leadhub demo` on a small seed, then `leadhub airflow` on a free port, stopped whatever happens."""
-    data_dir, key_file, port = tmp_path / "data", tmp_path / "keys" / "demo.key", free_port()
+def demo_then_airflow(tmp_path, demo_run):
+    """A copy of the session's demo (tests/conftest.py), then `leadhub airflow` on it on a free port,
+    stopped whatever happens."""
+    demo_root, _ = demo_run
+    data_dir, key_file, port = tmp_path / "data", tmp_path / "key" / "master.key", free_port()
+    shutil.copytree(demo_root / "data", data_dir, symlinks=True)
+    shutil.copytree(demo_root / "key", key_file.parent)
+    # Airflow wrote its home's absolute paths (logs, plugins) into airflow.cfg on its first run:
+    # the copy's must point into the copy, or it would write into the shared demo.
+    config = data_dir / "airflow" / "airflow.cfg"
+    config.write_text(config.read_text().replace(str(demo_root / "data"), str(data_dir)))
     env = {k: v for k, v in os.environ.items()
            if not (k.startswith(("AIRFLOW__", "LEADHUB_")) or k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG"))}
-    env.update({"LEADHUB_DATA_DIR": str(data_dir), "LEADHUB_KEY_FILE": str(key_file)})
-    done = subprocess.run([sys.executable, "-m", "leadhub.cli", "demo", "--people", str(DEMO_PEOPLE),
-                           "--seed", str(DEMO_SEED)], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # As the demo tells the steward: its key is a demo key, usable with LEADHUB_DEMO=1.
-    env.update({"LEADHUB_DEMO": "1", "LEADHUB_INBOX_POLL_SECONDS": "1"})
+    env.update({"LEADHUB_DATA_DIR": str(data_dir), "LEADHUB_KEY_FILE": str(key_file),
+                "LEADHUB_DEMO": "1", "LEADHUB_INBOX_POLL_SECONDS": "1"})
     log = tmp_path / "airflow.log"
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "leadhub.cli", "airflow", "--port", str(port)],
