@@ -280,9 +280,13 @@ def _check(c: Contract, where: str) -> None:
         raise ContractError(f"{where}: every extract must name its agency person id column")
 
 
-@cache
 def load_contracts(directory: Path = CONTRACTS_DIR) -> dict[str, Contract]:
-    """All contracts keyed by qualified name, in a stable order."""
+    """All contracts keyed by qualified name, in a stable order (read once per folder)."""
+    return _load_contracts(Path(directory).resolve())
+
+
+@cache
+def _load_contracts(directory: Path) -> dict[str, Contract]:
     contracts = {}
     for path in sorted(Path(directory).glob("*/*.yaml")):
         c = _parse(path)
@@ -290,6 +294,9 @@ def load_contracts(directory: Path = CONTRACTS_DIR) -> dict[str, Contract]:
             raise ContractError(f"contract {path}: {c.name} is declared twice")
         contracts[c.name] = c
     return contracts
+
+
+load_contracts.cache_clear = _load_contracts.cache_clear  # after a contract file changes
 
 
 def agencies(directory: Path = CONTRACTS_DIR) -> list[str]:
