@@ -18,6 +18,7 @@ import pytest
 
 from leadhub.airflow_local import CHILD_LOG, migrate_metadata_db, run_demo_dags
 from leadhub.core.errors import LeadHubError
+from leadhub.core.keys import create_key_file
 from leadhub.core.settings import Settings
 
 CLIENTS = ("client_id,last_name,first_name,dob,ssn,phone,address,sex,consent_status,consent_date\n"
@@ -65,9 +66,32 @@ def test_feed_with_an_empty_inbox_succeeds_with_an_empty_summary(hub):
     assert migrate_metadata_db(hub) is None  # the next run skips the migration
 
 
-def test_accepted_file_reaches_the_warehouse_and_airflow_sees_no_identifier(hub):
-    drop(hub, "treatment", "treatment_clients_20240101.csv", CLIENTS)
-    runs = run_demo_dags(hub, ["treatment_feed", "warehouse_build", "lead_report"])
+@pytest.fixture(scope="module")
+def clients_delivered(shared_airflow_home, tmp_path_factory):
+    """CLIENTS taken through treatment_feed, warehouse_build and lead_report once, for the tests that
+    read the result or carry on from it: (settings, runs, the bytes of that run's child log)."""
+    root = tmp_path_factory.mktemp("clients_delivered")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LEADHUB_DATA_DIR", str(root / "data"))
+        env.setenv("LEADHUB_KEY_FILE", str(root / "keys" / "master.key"))
+        env.setenv("AIRFLOW_HOME", str(shared_airflow_home))
+        settings = Settings.from_env()
+        create_key_file(settings.key_file)
+        settings.ensure_dirs()
+        drop(settings, "treatment", "treatment_clients_20240101.csv", CLIENTS)
+        runs = run_demo_dags(settings, ["treatment_feed", "warehouse_build", "lead_report"])
+        return settings, runs, (settings.airflow_home / CHILD_LOG).read_bytes()
+
+
+@pytest.fixture
+def delivered(clients_delivered, shared_airflow_home, monkeypatch):
+    """``clients_delivered``, with Airflow's home in the environment as its run had it."""
+    monkeypatch.setenv("AIRFLOW_HOME", str(shared_airflow_home))
+    return clients_delivered
+
+
+def test_accepted_file_reaches_the_warehouse_and_airflow_sees_no_identifier(delivered):
+    hub, runs, child_log = delivered
 
     assert {d: r["state"] for d, r in runs.items()} == dict.fromkeys(runs, "success")
     [summary] = runs["treatment_feed"]["xcom"]["ingest"]
@@ -81,6 +105,9 @@ def test_accepted_file_reaches_the_warehouse_and_airflow_sees_no_identifier(hub)
     with duckdb.connect(str(hub.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM staging.treatment_clients").fetchone() == (2,)
 
+    # The run's own log, and everything in Airflow's home (its metadata DB, its task logs).
+    assert b"treatment_clients_20240101.csv" in child_log
+    assert not [raw for raw in RAW_IDENTIFIERS if raw in child_log]
     airflow_files = [p for p in hub.airflow_home.rglob("*") if p.is_file()]
     assert hub.airflow_home / "airflow.db" in airflow_files and hub.airflow_home / CHILD_LOG in airflow_files
     for path in airflow_files:
@@ -165,9 +192,8 @@ def test_pull_dag_delivers_into_the_inbox_and_a_backfill_never_loads_twice(hub, 
         assert con.execute("SELECT count(*) FROM staging.treatment_contacts").fetchone() == (2,)
 
 
-def test_maintenance_fails_naming_every_stale_feed_by_agency_and_extract(hub):
-    drop(hub, "treatment", "treatment_clients_20240101.csv", CLIENTS)
-    run_demo_dags(hub, ["treatment_feed"])
+def test_maintenance_fails_naming_every_stale_feed_by_agency_and_extract(delivered):
+    hub, _, _ = delivered  # the treatment clients were delivered just now, the other extracts never
     with pytest.raises(LeadHubError) as caught:
         run_demo_dags(hub, ["leadhub_maintenance"], conf={"leadhub_maintenance": {"dry_run": True}})
     message = str(caught.value)
