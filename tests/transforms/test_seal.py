@@ -3,6 +3,7 @@
 import hashlib
 import io
 import json
+import shutil
 
 import duckdb
 import pytest
@@ -11,6 +12,8 @@ from leadhub import pipeline
 from leadhub.cli import main
 from leadhub.core import audit
 from leadhub.core.archive import MAGIC, decrypt_to
+from leadhub.core.keys import MasterKey, create_key_file
+from leadhub.core.settings import Settings
 from tests.transforms.test_link import REF_HEADER, booking, drop, BOOK_HEADER
 from transforms import crosswalk, seal
 from transforms.pseudonymize import Pseudonymizer
@@ -48,8 +51,37 @@ JAIL = (booking("J-9", "Other", "Jay", "09/09/1991", "", 1)
 SEALED_IDS = ["ARR-101", "ARR-103", "ARR-104", "REF-2", "P-3", "Zebulon", "987-65-4329", "987654329"]
 
 
+@pytest.fixture(scope="module")
+def built_county(tmp_path_factory):
+    """The county below taken in (one file quarantined), built, and its crosswalk built, once;
+    each test works on a copy (``county``)."""
+    root = tmp_path_factory.mktemp("county")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LEADHUB_DATA_DIR", str(root / "data"))
+        env.setenv("LEADHUB_KEY_FILE", str(root / "keys" / "master.key"))
+        settings = Settings.from_env()
+        create_key_file(settings.key_file)
+        settings.ensure_dirs()
+        master_key = MasterKey.load(settings.key_file)
+        _take_in_and_build(settings, master_key)
+    return settings
+
+
 @pytest.fixture
-def county(settings, master_key):
+def county(built_county, settings):
+    """A private copy of the built county in the test's data directory, with its key."""
+    shutil.copytree(built_county.data_dir, settings.data_dir, symlinks=True, dirs_exist_ok=True)
+    shutil.copy2(built_county.key_file, settings.key_file)
+    return settings
+
+
+@pytest.fixture
+def master_key(county):
+    """The county's key (the copy's: ``county`` replaced the test's fresh key with it)."""
+    return MasterKey.load(county.key_file)
+
+
+def _take_in_and_build(settings, master_key):
     drop(settings, "police", "police_arrests_20240101.csv", ARREST_HEADER + ARRESTS)
     drop(settings, "police", "police_referrals_20240101.csv", REF_HEADER + REFERRALS)
     # Quarantined (row 2's birth date is unreadable), with a sealed arrest on row 1.
@@ -62,7 +94,6 @@ def county(settings, master_key):
             assert o["status"] == ("quarantined" if o["file"].endswith("0105.csv") else "accepted"), o
     pipeline.build(settings)
     crosswalk.build_crosswalk(settings, master_key)
-    return settings
 
 
 def every_text(settings, key) -> dict[str, bytes]:
