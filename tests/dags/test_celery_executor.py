@@ -52,8 +52,10 @@ HOOKS = Path(__file__).resolve().parent / "celery_hooks"
 DEADLINE_SECONDS = 420
 STOP_GRACE_SECONDS = 20
 # How long a running task may go without a heartbeat before the scheduler fails the attempt
-# (Airflow's default, 5 minutes, suits production; a killed worker is noticed sooner here).
-HEARTBEAT_TIMEOUT_SECONDS = 15
+# (Airflow's default, 5 minutes, suits production; a killed worker is noticed sooner here), and
+# how often a live task heartbeats (Airflow's default, 5 s): five beats fit in one timeout.
+HEARTBEAT_TIMEOUT_SECONDS = 10
+HEARTBEAT_SECONDS = 2
 
 REF_HEADER = ("referral_id,person_id,last_name,first_name,dob,ssn,sex,race,ethnicity,referral_date,"
               "referral_type,offense_category,precinct,officer_id\n")
@@ -238,6 +240,7 @@ def cluster_env(tmp_path: Path, sql_conn: str, broker: str, port: int, settings:
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_SECONDS),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": str(HEARTBEAT_SECONDS),
         "LEADHUB_DATA_DIR": str(settings.data_dir),
         "LEADHUB_KEY_FILE": str(settings.key_file),
         "LEADHUB_INBOX_POLL_SECONDS": "1",
