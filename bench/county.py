@@ -248,6 +248,9 @@ def run(people: int, seed: int, work: Path, timeout: float | None, echo=print,
         echo(f"  {r['rows']:,} rows in {r['seconds']:.1f} s, peak {r['peak_mb']:,.0f} MB")
         return r
 
+    settings = work / "county.json"  # what a resumed run carries on with
+    if not settings.exists():
+        settings.write_text(json.dumps({"people": people, "seed": seed}))
     step("generate", str(people), str(seed))
     split = step("split")
     # The baseline reads the delivered files before intake archives them and empties the inboxes.
@@ -319,26 +322,29 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_child(kind, Path(work), extra)))
         return 0
 
+    people, seed = args.people, args.seed
     if args.resume:
         work = args.resume
-        print(f"{args.people:,} people in {work}, resumed", flush=True)
+        if (work / "county.json").exists():  # the county the kept run generated, whatever --people says now
+            kept = json.loads((work / "county.json").read_text())
+            people, seed = kept["people"], kept["seed"]
+        print(f"{people:,} people in {work}, resumed", flush=True)
     else:
         work = Path(tempfile.mkdtemp(prefix="leadhub-bench-county-", dir=args.work))
-        print(f"{args.people:,} people in {work}", flush=True)
+        print(f"{people:,} people in {work}", flush=True)
     stopped = None
     try:
-        results = run(args.people, args.seed, work, args.timeout, echo=lambda s: print(s, flush=True),
-                      until=args.until)
+        results = run(people, seed, work, args.timeout, echo=lambda s: print(s, flush=True), until=args.until)
     except StepFailed as exc:
         results, stopped = exc.results, exc
         print(f"\nstopped: {exc}", file=sys.stderr)
     if BASELINE in results:
         print()
         print("\n".join(table(results)))
-    print(f"\n{_footer(args.people, results)}")
+    print(f"\n{_footer(people, results)}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
-    if args.keep:
+    if args.keep or args.resume:  # a resumed run was kept to be carried on: it stays
         print(f"kept {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
