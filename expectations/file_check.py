@@ -47,7 +47,8 @@ class FileCheck:
     def __init__(self, contract: Contract, now: datetime):
         self.contract = contract
         self.now = now  # one "not in the future" bound for every chunk of the file
-        self.expectations = suite_for(contract.name)["expectations"]
+        self.suite = suite_for(contract.name)  # read once: every batch is validated by this one
+        self.expectations = self.suite["expectations"]
         self.results: list[dict] | None = None
         self.counts: list[tuple[int, int] | None] = []
         self.listed: list[list[int]] = []  # first failing row numbers per result, in file order
@@ -74,7 +75,8 @@ class FileCheck:
     def _hand_over(self) -> None:
         while len(self._pending) >= BACKLOG:
             self._collect()
-        self._pending.append(submit_validation(self.contract, pa.concat_tables(self._gathered), self.now))
+        self._pending.append(submit_validation(self.contract, pa.concat_tables(self._gathered), self.now,
+                                               self.suite))
         self._gathered = []
         self.batches += 1
 

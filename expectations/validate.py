@@ -445,14 +445,14 @@ def _validate_timed(contract: Contract, table: pa.Table, now: datetime,
     return outcome, time.perf_counter() - started
 
 
-def submit_validation(contract: Contract, table: pa.Table, now: datetime) -> PendingValidation:
+def submit_validation(contract: Contract, table: pa.Table, now: datetime, stored: dict) -> PendingValidation:
     """Hand ``validate_batch`` of ``table`` to the validation process and return at once.
 
     The table travels by pickle (Arrow buffers, no per-value conversion), the verdict
-    back as names and counts. The suite is read here and sent along, so the worker,
-    which outlives many files, validates by the contracts as this process reads them.
+    back as names and counts. ``stored`` is the contract's suite as ``suite_for`` gives it,
+    read by the caller once per file and sent along, so the worker, which outlives many
+    files, validates every batch of a file by the same suite, the one this process read.
     """
-    stored = suite_for(contract.name)
     worker = _validation_worker()
     return PendingValidation(worker.submit(_validate_timed, contract, _checked_only(table, stored), now, stored),
                              worker)
