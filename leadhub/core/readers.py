@@ -724,15 +724,20 @@ def _convert_column(values, conv: Callable, arrow_type: pa.DataType, text_only: 
             distinct = [v for _, v in index]
         except TypeError:
             distinct, codes = list(values), np.arange(len(values))
+    converted, bad = _converted(distinct, conv, arrow_type)
+    return converted.take(pa.array(codes)), np.isin(codes, bad) if bad else None
+
+
+def _converted(cells: list, conv: Callable, arrow_type: pa.DataType) -> tuple[pa.Array, list[int]]:
+    """``conv`` of every cell, NULL where it is unreadable, and the positions of those."""
     converted, bad = [], []
-    for i, cell in enumerate(distinct):
+    for i, cell in enumerate(cells):
         try:
             converted.append(conv(cell))
         except ValueError:
             converted.append(None)
             bad.append(i)
-    typed = pa.array(converted, arrow_type).take(pa.array(codes))
-    return typed, np.isin(codes, bad) if bad else None
+    return pa.array(converted, arrow_type), bad
 
 
 # The parts of a timestamp Arrow reads for ``_arrow_strptime``: fixed-width numbers only (no
@@ -779,17 +784,12 @@ def _merged(fast: tuple[pa.Array, np.ndarray], distinct: pa.Array, codes: np.nda
     """``_convert_column``'s result from Arrow's values and ``conv`` for the cells Arrow left."""
     values, exact = fast
     rest = np.flatnonzero(~exact)
-    converted, bad = [], []
-    for i, cell in zip(rest, distinct.take(pa.array(rest, pa.int64())).to_pylist()):
-        try:
-            converted.append(conv(cell))
-        except ValueError:
-            converted.append(None)
-            bad.append(i)
+    converted, unreadable = _converted(distinct.take(pa.array(rest, pa.int64())).to_pylist(), conv, arrow_type)
+    bad = rest[unreadable].tolist()
     if len(rest):
         slow = np.zeros(len(distinct), dtype=np.int64)
         slow[rest] = np.arange(len(rest))
-        values = pc.if_else(pa.array(exact), values, pa.array(converted, arrow_type).take(pa.array(slow)))
+        values = pc.if_else(pa.array(exact), values, converted.take(pa.array(slow)))
     return values.take(pa.array(codes)), np.isin(codes, bad) if bad else None
 
 
