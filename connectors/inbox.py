@@ -49,6 +49,7 @@ from leadhub.core.readers import CHUNK_ROWS, read_chunks, reopen
 from leadhub.core.errors import LeadHubError, RejectedFile, printable
 from leadhub.core.files import atomic_write_text, make_private_dir, open_private, transaction
 from leadhub.core.keys import MasterKey
+from leadhub.core.memory import arrow_on_system_allocator
 from leadhub.core.sealed import drop_sealed, redact_archived
 from leadhub.core.settings import Settings
 from leadhub.core.warehouse import connect, record_validation_results, staging_columns, staging_key, utcnow
@@ -191,6 +192,7 @@ class Intake:
     def __init__(self, settings: Settings, key: MasterKey, con: duckdb.DuckDBPyConnection,
                  stages: IntakeStages, progress: bool = False):
         self.settings, self.key, self.con, self.stages = settings, key, con, stages
+        arrow_on_system_allocator()
         self.progress = progress  # a tqdm bar of rows per file (on a terminal)
         self._drop_key = None
         self._file_id: str | None = None  # the ledger row of the file being taken, once it exists

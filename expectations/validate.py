@@ -34,6 +34,7 @@ import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from leadhub.core.contracts import Contract  # noqa: E402
+from leadhub.core.memory import arrow_on_system_allocator  # noqa: E402
 from expectations.suites import CRITICAL, WARNING, suite_for  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -346,6 +347,7 @@ def _set_up(parent: int) -> None:
     pool down, and the worker would wait for work forever.
     """
     threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
+    arrow_on_system_allocator()  # every batch arrives as Arrow buffers
     datasource()
 
 
