@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from leadhub.core.contracts import agencies, load_contracts
+from leadhub.core.keys import MasterKey, create_key_file
+from leadhub.core.settings import Settings
 from leadhub.pipeline import ingest_agency
 from synthetic import generate
 from expectations.build_checks import record_build_checks
@@ -22,11 +24,34 @@ from leadhub.core.warehouse import connect
 from leadhub.pipeline import build as build_warehouse
 
 
-def test_docs_show_every_stored_run_and_the_cli_opens_them(settings, master_key, deliveries,
-                                                           monkeypatch, capsys):
-    generate(settings.inbox_dir, settings.answers_dir, people=300, seed=11, lead=30, comparison=20)
-    for agency in agencies():
-        assert {o["status"] for o in ingest_agency(settings, agency, master_key)} == {"accepted"}
+@pytest.fixture(scope="module")
+def taken_in(tmp_path_factory):
+    """A small synthetic county generated and taken in once: (settings, intake outcomes).
+    Each test works on a copy (``county``)."""
+    root = tmp_path_factory.mktemp("docs_county")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LEADHUB_DATA_DIR", str(root / "data"))
+        env.setenv("LEADHUB_KEY_FILE", str(root / "keys" / "master.key"))
+        settings = Settings.from_env()
+        create_key_file(settings.key_file)
+        settings.ensure_dirs()
+        master_key = MasterKey.load(settings.key_file)
+        generate(settings.inbox_dir, settings.answers_dir, people=300, seed=11, lead=30, comparison=20)
+        outcomes = [o for agency in agencies() for o in ingest_agency(settings, agency, master_key)]
+    return settings, outcomes
+
+
+@pytest.fixture
+def county(taken_in, settings):
+    """A private copy of the taken-in county in the test's data directory, with its key: its outcomes."""
+    template, outcomes = taken_in
+    shutil.copytree(template.data_dir, settings.data_dir, symlinks=True, dirs_exist_ok=True)
+    shutil.copy2(template.key_file, settings.key_file)
+    return outcomes
+
+
+def test_docs_show_every_stored_run_and_the_cli_opens_them(settings, county, deliveries, monkeypatch, capsys):
+    assert [o["status"] for o in county] == ["accepted"] * len(load_contracts())
     build_warehouse(settings)
     with connect(settings.warehouse_path) as con:
         build_id, results = record_build_checks(con)
@@ -124,10 +149,8 @@ def render_offline(page: Path, profile: Path) -> dict[str, str]:
 
 
 @needs_chromium
-def test_data_docs_render_styled_and_filled_without_a_network(settings, master_key, tmp_path):
-    generate(settings.inbox_dir, settings.answers_dir, people=300, seed=11, lead=30, comparison=20)
-    outcomes = [o for agency in agencies() for o in ingest_agency(settings, agency, master_key)]
-    assert [o["status"] for o in outcomes] == ["accepted"] * len(load_contracts())
+def test_data_docs_render_styled_and_filled_without_a_network(settings, county, tmp_path):
+    assert [o["status"] for o in county] == ["accepted"] * len(load_contracts())
     index = build_docs(settings)
     site = index.parent
     pages = sorted(site.rglob("*.html"))
