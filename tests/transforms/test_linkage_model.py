@@ -58,7 +58,9 @@ def damaged(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def test_splink_tables_hold_keyed_encodings_and_no_clear_text():
-    left = people(1200, 1)
+    # Enough people for every training step to run (EM on names is skipped below about 500) and
+    # for every made-up name to occur.
+    left = people(600, 1)
     right = damaged(left, 2)
     con = linkage_model.scratch()
     specs = fields_of(SETTINGS)
