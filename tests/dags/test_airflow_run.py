@@ -54,22 +54,11 @@ def asset_events(settings: Settings) -> list[tuple[str, str]]:
         db.close()
 
 
-def test_feed_with_an_empty_inbox_succeeds_with_an_empty_summary(hub):
-    runs = run_demo_dags(hub, ["police_feed"])
-    assert runs["police_feed"]["state"] == "success"
-    assert runs["police_feed"]["tasks"] == {"restore_requested": "success", "ingest": "success",
-                                            "check_quarantine": "success"}
-    assert runs["police_feed"]["xcom"] == {"restore_requested": [], "ingest": []}
-    assert ("leadhub://staging/police", "police_feed") not in asset_events(hub)  # nothing accepted
-    with sqlite3.connect(hub.airflow_home / "airflow.db") as db:
-        assert db.execute("SELECT slots FROM slot_pool WHERE pool = 'leadhub_warehouse'").fetchall() == [(1,)]
-    assert migrate_metadata_db(hub) is None  # the next run skips the migration
-
-
 @pytest.fixture(scope="module")
 def clients_delivered(shared_airflow_home, tmp_path_factory):
-    """CLIENTS taken through treatment_feed, warehouse_build and lead_report once, for the tests that
-    read the result or carry on from it: (settings, runs, the bytes of that run's child log)."""
+    """police_feed on an empty police inbox, then CLIENTS taken through treatment_feed,
+    warehouse_build and lead_report, in one Airflow run, for the tests that read the result or
+    carry on from it: (settings, runs, the bytes of that run's child log)."""
     root = tmp_path_factory.mktemp("clients_delivered")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("LEADHUB_DATA_DIR", str(root / "data"))
@@ -79,7 +68,7 @@ def clients_delivered(shared_airflow_home, tmp_path_factory):
         create_key_file(settings.key_file)
         settings.ensure_dirs()
         drop(settings, "treatment", "treatment_clients_20240101.csv", CLIENTS)
-        runs = run_demo_dags(settings, ["treatment_feed", "warehouse_build", "lead_report"])
+        runs = run_demo_dags(settings, ["police_feed", "treatment_feed", "warehouse_build", "lead_report"])
         return settings, runs, (settings.airflow_home / CHILD_LOG).read_bytes()
 
 
@@ -88,6 +77,19 @@ def delivered(clients_delivered, shared_airflow_home, monkeypatch):
     """``clients_delivered``, with Airflow's home in the environment as its run had it."""
     monkeypatch.setenv("AIRFLOW_HOME", str(shared_airflow_home))
     return clients_delivered
+
+
+def test_feed_with_an_empty_inbox_succeeds_with_an_empty_summary(delivered):
+    hub, runs, _ = delivered
+    assert runs["police_feed"]["state"] == "success"
+    assert runs["police_feed"]["tasks"] == {"restore_requested": "success", "ingest": "success",
+                                            "check_quarantine": "success"}
+    assert runs["police_feed"]["xcom"] == {"restore_requested": [], "ingest": []}
+    assert runs["police_feed"]["asset_events"] == []  # nothing accepted
+    assert ("leadhub://staging/police", "police_feed") not in asset_events(hub)
+    with sqlite3.connect(hub.airflow_home / "airflow.db") as db:
+        assert db.execute("SELECT slots FROM slot_pool WHERE pool = 'leadhub_warehouse'").fetchall() == [(1,)]
+    assert migrate_metadata_db(hub) is None  # the next run skips the migration
 
 
 def test_accepted_file_reaches_the_warehouse_and_airflow_sees_no_identifier(delivered):
