@@ -640,6 +640,16 @@ class Intake:
         current. A full-history delivery replaces every current row; a same-name correction
         of an incremental file replaces the current rows of the file(s) it supersedes.
         """
+        # Nothing current to replace (a first delivery, a new period's file): skip the count,
+        # which reads every staging row of the extract, the delivery's own included.
+        if contract.history == "full":
+            earlier = self.con.execute("SELECT count(*) FROM ops.batches WHERE contract = ?", [contract.name])
+        else:
+            earlier = self.con.execute(
+                "SELECT count(*) FROM ops.file_ledger WHERE agency = ? AND extract = ? AND status = 'accepted' "
+                "AND file_name = ?", [contract.agency, contract.extract, name])
+        if not earlier.fetchone()[0]:
+            return None
         key = staging_key(contract)
         same = " AND ".join(f'n."{k}" IS NOT DISTINCT FROM c."{k}"' for k in key)
         missing = (f"NOT EXISTS (SELECT 1 FROM staging.{contract.name} n "
