@@ -37,7 +37,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import date, datetime
 from pathlib import Path
 
@@ -149,19 +149,21 @@ def _linked_units(keys_t, units, keys_e, persons) -> set:
 def ways_in(snapshot: dict, clear: dict) -> list[tuple[float, str, tuple, str, tuple]]:
     """Every (share, table, snapshot columns, extract, clear columns) above NEGLIGIBLE."""
     found = []
+    # Each clear column's values, and each snapshot column's value counts, once.
+    clear_values = {extract: {x: set(ev) - {None} for x, ev in e["columns"].items()} for extract, e in clear.items()}
     for table, t in snapshot.items():
         units = t["units"]
         total = len({u for u in units if u is not None}) or 1
+        counts = {c: Counter(v for v in tv if v is not None) for c, tv in t["columns"].items()}
         for extract, e in clear.items():
             # Pairs that share values at all; below NEGLIGIBLE alone, no pair built on them exceeds it.
             matches = []
-            for c, tv in t["columns"].items():
-                present = [v for v in tv if v is not None]
+            for c, present in counts.items():
                 if not present:
                     continue
-                for x, ev in e["columns"].items():
-                    values = set(ev) - {None}
-                    if sum(v in values for v in present) / len(present) > NEGLIGIBLE:
+                for x, values in clear_values[extract].items():
+                    shared = sum(n for v, n in present.items() if v in values)
+                    if shared / present.total() > NEGLIGIBLE:
                         matches.append((c, x))
             for c, x in matches:
                 share = len(_linked_units(t["columns"][c], units, e["columns"][x], e["persons"])) / total
