@@ -141,9 +141,10 @@ def median_pair(pairs: list[dict]) -> dict:
     """The pair (DuckDB run, hub run right after it) with the median wall-time ratio, carrying
     every pair's ratio and the largest peak memory of each side over all pairs.
 
-    Each pair runs back to back, so its ratio is taken under one machine load; the median
-    of a few pairs (the higher of the middle two for an even count) is steadier than any one of them (a 1M-row DuckDB load takes about a
-    second, and a hiccup of a tenth of a second moves a single ratio by 10%).
+    Each pair runs back to back, so its ratio is taken under one machine load. The median
+    of a few pairs (the higher of the middle two for an even count) is steadier than any
+    one of them: a 1M-row DuckDB load takes about a second, and a hiccup of a tenth of a
+    second moves a single ratio by 10%.
     """
     ordered = sorted(pairs, key=lambda p: p["hub"]["seconds"] / p["ctas"]["seconds"])
     median = {kind: dict(r) for kind, r in ordered[len(ordered) // 2].items()}
