@@ -5,7 +5,8 @@ For each file, in this order, so that nothing is ever lost or half-loaded:
      empty or oversized files) — moved to quarantine, recorded;
   2. hash it; an identical re-send is recorded as a duplicate, not loaded;
   3. archive it encrypted and record it in the ledger (both durable);
-  4. parse by its contract, pseudonymize, validate with Great Expectations;
+  4. parse by its contract, pseudonymize, validate with Great Expectations
+     (a plain file's reading already starts beside step 3, a few chunks ahead);
   5. load staging rows, the batch, validation results and the ledger status
      in ONE warehouse transaction — unless the volume guard holds it: a
      full-history delivery or same-name correction that would remove more
@@ -44,7 +45,8 @@ from leadhub.core.archive import decrypt_to, encrypt_file
 from leadhub.core.clock import CLOCK, since
 from leadhub.core.contracts import Contract, ContractError, contract_for_file
 from connectors.inbox_files import (
-    SAFE_NAME, STABLE_SECONDS, check_unchanged, file_sha256, is_stable, move_aside, open_checked, pending_files)
+    SAFE_NAME, STABLE_SECONDS, check_unchanged, file_sha256, is_stable, move_aside, open_checked, pending_files,
+    second_descriptor)
 from leadhub.core.readers import CHUNK_ROWS, read_chunks, reopen
 from leadhub.core.errors import LeadHubError, RejectedFile, printable
 from leadhub.core.files import atomic_write_text, make_private_dir, open_private, transaction
@@ -180,6 +182,90 @@ def _refusal(err: RejectedFile | str) -> dict:
     if isinstance(err, RejectedFile):
         return {"reason": str(err), "rule": err.rule, "rule_detail": err.detail or None}
     return {"reason": err}
+
+
+class _StagedChunks:
+    """One file's chunks, read, pseudonymized and handed to ``check`` on a thread of their own,
+    then queued (at most ``LOAD_BACKLOG``) for the INSERT that ``batches`` feeds.
+
+    ``stop`` ends the reading (at the next chunk) and waits for the thread; it closes
+    ``source`` when it is a descriptor opened for this reading alone.
+    """
+
+    def __init__(self, intake: Intake, d: _Delivery, source: Path | int, check: FileValidator,
+                 own_descriptor: bool = False):
+        from tqdm import tqdm
+
+        self.d, self.source, self.check, self.own_descriptor = d, source, check, own_descriptor
+        # Seconds per stage (leadhub.core.clock) from here on, logged once per file: the
+        # stages run interleaved, chunk by chunk.
+        self.clock_started = CLOCK.snapshot()
+        self.chunk_rows, self.pseudonymize = intake.chunk_rows, intake.stages.pseudonymize
+        # Redrawn on every chunk (tens of thousands of rows): a small file shows its rows too.
+        self.bar = tqdm(desc=d.name[:40], unit="rows", unit_scale=True, leave=False, mininterval=0,
+                        disable=not intake.progress)
+        self.failure: list[BaseException] = []  # what stopped the reading, re-raised by ``batches``
+        self.waited = 0.0  # seconds the INSERT waited for chunks; the rest is DuckDB loading them
+        self._ready: queue.Queue = queue.Queue(maxsize=LOAD_BACKLOG)  # staged tables, then None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="intake-reader", daemon=True)
+        self._thread.start()
+
+    def _chunks(self):
+        d = self.d
+        try:
+            for numbers, values in read_chunks(self.source, d.contract, display_name=d.name,
+                                               chunk_rows=self.chunk_rows, arrow=True):
+                staged = self.pseudonymize(d.contract, values)
+                del values  # the only copy of this chunk's raw identifiers
+                with CLOCK.timed("load"):
+                    table = _to_arrow(d.contract, numbers, staged)
+                self.check.add(table)
+                self.bar.update(table.num_rows)
+                yield table
+            if d.opened is not None:  # the rows parsed are the bytes hashed and archived
+                check_unchanged(d.source, d.name, d.opened)
+        except BaseException as e:
+            self.failure.append(e)
+            raise
+
+    def _put(self, item) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        try:
+            for table in self._chunks():
+                if not self._put(table):
+                    return
+        except BaseException:
+            pass  # in ``failure``: the INSERT re-raises it
+        self._put(None)
+
+    def batches(self):
+        """Record batches of the staged chunks as they come; the reading's failure, if any, raised."""
+        while True:
+            started = time.perf_counter()
+            table = self._ready.get()
+            self.waited += time.perf_counter() - started
+            if table is None:
+                if self.failure:
+                    raise self.failure[0]
+                return
+            yield from table.to_batches()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+        self.bar.close()
+        if self.own_descriptor:
+            os.close(self.source)
+            self.own_descriptor = False
 
 
 class Intake:
@@ -339,6 +425,7 @@ class Intake:
             fd, opened = open_checked(path, st)
         except RejectedFile as err:
             return refuse(err.rule, err.detail)
+        ahead: _StagedChunks | None = None
         try:
             with CLOCK.timed("ledger"):
                 sha, size = file_sha256(fd)
@@ -368,6 +455,11 @@ class Intake:
                 file_id, received = resumed
                 self._file_id = file_id
             archive = self.settings.archive_dir / agency / f"{file_id}__{name}.enc"
+            d = _Delivery(agency, path, contract, file_id, received, sha, source=fd, name=name, opened=opened)
+            # A plain file is read, pseudonymized and validated while it is archived, from a
+            # descriptor of its own; its rows reach the warehouse only in _load, after the
+            # archive copy and the ledger row are durable.
+            ahead = None if encrypted else self._read_ahead(d)
             with CLOCK.timed("ledger"):
                 archived = encrypt_file(fd, archive, self.key)
             if archived != sha:
@@ -387,9 +479,10 @@ class Intake:
                 return self._quarantine_recorded(agency, path, file_id, logical, contract, err)
             if encrypted:
                 return self._take_encrypted(agency, path, fd, opened, logical, contract, file_id, received, sha)
-            return self._load(_Delivery(agency, path, contract, file_id, received, sha, source=fd,
-                                        name=name, opened=opened))
+            return self._load(d, ahead)
         finally:
+            if ahead is not None:
+                ahead.stop()  # nothing left to do once the file is loaded; a refusal ends its reading
             os.close(fd)
 
     def _loaded_before(self, agency: str, sha: str) -> str | None:
@@ -446,13 +539,23 @@ class Intake:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _load(self, d: _Delivery) -> FileOutcome:
+    def _read_ahead(self, d: _Delivery) -> _StagedChunks | None:
+        """Start reading ``d`` on a descriptor of its own, or None where the system has none to give."""
+        own = second_descriptor(d.source)
+        return None if own is None else self._staged(d, own)
+
+    def _staged(self, d: _Delivery, source: Path | int | None = None) -> _StagedChunks:
+        return _StagedChunks(self, d, d.source if source is None else source,
+                             self.stages.validator(d.contract, datetime.now()), own_descriptor=source is not None)
+
+    def _load(self, d: _Delivery, staged: _StagedChunks | None = None) -> FileOutcome:
         """Parse, pseudonymize, validate and load one file chunk by chunk, all or nothing.
 
         Memory is bounded by ``chunk_rows`` whatever the file size: inside ONE
         warehouse transaction a single INSERT pulls the file as a stream of
-        Arrow chunks; each chunk is parsed, pseudonymized and validated
-        (``IntakeStages``) as DuckDB asks for it. Checks that span chunks
+        Arrow chunks, parsed, pseudonymized and validated (``IntakeStages``) at
+        most ``LOAD_BACKLOG`` chunks ahead of it by ``staged`` (started by
+        ``take`` while the file was archived, or here). Checks that span chunks
         (uniqueness, row count, history) then run over the rows just inserted.
         Then, in order: the volume guard may hold the delivery; a failed
         critical check quarantines it with its verdict; otherwise the batch,
@@ -463,13 +566,11 @@ class Intake:
         grows with the file, while one large INSERT writes full row groups to
         the database file as it goes (spilling past ``INTAKE_MEMORY_LIMIT``).
         """
-        check = self.stages.validator(d.contract, datetime.now())
-        # Seconds per stage (leadhub.core.clock), logged once per file: the stages run
-        # interleaved, chunk by chunk.
-        before = CLOCK.snapshot()
+        staged = staged or self._staged(d)
+        check = staged.check
         self.con.execute("BEGIN")
         try:
-            self._insert_streamed(d, check)
+            self._insert_streamed(d, staged)
             dropped = drop_sealed(self.settings, self.con, self.key, d.contract, d.batch_id)  # never loaded
             d.sealed = len(dropped.rows)
             outcome = check.outcome(self.con, d.batch_id)
@@ -484,7 +585,7 @@ class Intake:
             self.con.unregister("incoming_file")
             raise
         d.rows = check.rows
-        for stage, seconds in since(before).items():  # one line per stage; names and counts only
+        for stage, seconds in since(staged.clock_started).items():  # one line per stage; names and counts only
             if stage != "ledger":  # hashing and archiving came before, the commit is still to come
                 log.info("%s/%s: %s %s rows in %.1f s", d.agency, d.name, stage, f"{d.rows:,}", seconds)
         limit = check.max_removed_share
@@ -504,92 +605,32 @@ class Intake:
         d.path.unlink()  # the archive copy and the committed ledger row are durable by now
         return accepted
 
-    def _insert_streamed(self, d: _Delivery, check: FileValidator) -> None:
+    def _insert_streamed(self, d: _Delivery, staged: _StagedChunks) -> None:
         """One INSERT of the whole file into staging, fed chunk by chunk (inside the open
         transaction); a failure of the stream is re-raised as itself (it names file, row, rule).
 
-        Three things run at once: a reader thread reads and pseudonymizes chunks and hands
-        each to ``check``, which validates them in the validation process; DuckDB, on this
-        thread, inserts the chunks ready for it (at most ``LOAD_BACKLOG`` wait), outside the
-        GIL. The INSERT ends with the last chunk; validation may still be at the last
-        batches, which ``check.outcome`` waits for.
+        Three things run at once: ``staged``'s thread reads and pseudonymizes chunks and
+        hands each to its validator, which validates them in the validation process; DuckDB,
+        on this thread, inserts the chunks ready for it (at most ``LOAD_BACKLOG`` wait),
+        outside the GIL. The INSERT ends with the last chunk; validation may still be at the
+        last batches, which ``outcome`` waits for.
         """
-        from tqdm import tqdm
-
-        # Redrawn on every chunk (tens of thousands of rows): a small file shows its rows too.
-        bar = tqdm(desc=d.name[:40], unit="rows", unit_scale=True, leave=False, mininterval=0,
-                   disable=not self.progress)
         cols = [n for n, _ in staging_columns(d.contract)]
         select = ", ".join("? AS _batch_id" if c == "_batch_id" else f'"{c}"' for c in cols)
         insert_rows = (f"INSERT INTO staging.{d.contract.name} ({', '.join(cols)}) "
                        f"SELECT {select} FROM incoming_file")
-        failure: list[BaseException] = []  # what stopped the stream, re-raised as itself below
-        waited = 0.0  # seconds DuckDB waited for chunks; the rest of the INSERT is DuckDB loading them
-        ready: queue.Queue = queue.Queue(maxsize=LOAD_BACKLOG)  # staged tables, then None at the end
-        stopped = threading.Event()  # the INSERT ended early: the reader stops too
-
-        def chunks():
-            try:
-                for numbers, values in read_chunks(d.source, d.contract, display_name=d.name,
-                                                   chunk_rows=self.chunk_rows, arrow=True):
-                    staged = self.stages.pseudonymize(d.contract, values)
-                    del values  # the only copy of this chunk's raw identifiers
-                    with CLOCK.timed("load"):
-                        table = _to_arrow(d.contract, numbers, staged)
-                    check.add(table)
-                    bar.update(table.num_rows)
-                    yield table
-                if d.opened is not None:  # the rows parsed are the bytes hashed and archived
-                    check_unchanged(d.source, d.name, d.opened)
-            except BaseException as e:
-                failure.append(e)
-                raise
-
-        def put(item) -> bool:
-            while not stopped.is_set():
-                try:
-                    ready.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def read() -> None:
-            try:
-                for table in chunks():
-                    if not put(table):
-                        return
-            except BaseException:
-                pass  # in ``failure``: the INSERT re-raises it
-            put(None)
-
-        def batches():
-            nonlocal waited
-            while True:
-                started = time.perf_counter()
-                table = ready.get()
-                waited += time.perf_counter() - started
-                if table is None:
-                    if failure:
-                        raise failure[0]
-                    return
-                yield from table.to_batches()
-
         started = time.perf_counter()
-        reader = threading.Thread(target=read, name="intake-reader", daemon=True)
-        self.con.register("incoming_file", pa.RecordBatchReader.from_batches(_arrow_schema(d.contract), batches()))
-        reader.start()
+        self.con.register("incoming_file", pa.RecordBatchReader.from_batches(_arrow_schema(d.contract),
+                                                                             staged.batches()))
         try:
             self.con.execute(insert_rows, [d.batch_id])
         except Exception:
-            if failure:  # DuckDB wraps errors of the stream; the original names file, row and rule
-                raise failure[0] from None
+            if staged.failure:  # DuckDB wraps errors of the stream; the original names file, row and rule
+                raise staged.failure[0] from None
             raise
         finally:
-            stopped.set()
-            reader.join()
-            bar.close()
-        CLOCK.add("load", time.perf_counter() - started - waited)
+            staged.stop()
+        CLOCK.add("load", time.perf_counter() - started - staged.waited)
         self.con.unregister("incoming_file")
 
     def _hold(self, d: _Delivery, current: int, removed: int, limit: float) -> FileOutcome:

@@ -47,6 +47,25 @@ def open_checked(path: Path, expected: os.stat_result) -> tuple[int, os.stat_res
     return fd, st
 
 
+def second_descriptor(fd: int) -> int | None:
+    """Another descriptor of the file open as ``fd``, with a read offset of its own, or None.
+
+    Descriptors made by ``dup`` share one offset, so two threads reading the delivery at
+    once (its archive copy and its parse) would move each other. Opening ``/proc/self/fd``
+    (Linux) opens the very file ``fd`` holds, whatever its name points to by now; it is
+    checked to be that file. Elsewhere there is none, and the caller reads one thing at a time.
+    """
+    try:
+        other = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    mine, theirs = os.fstat(fd), os.fstat(other)
+    if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino) or not stat.S_ISREG(theirs.st_mode):
+        os.close(other)
+        return None
+    return other
+
+
 def check_unchanged(fd: int, name: str, before: os.stat_result) -> None:
     """Refuse a file written to while it was being taken (its archive or rows could differ from its hash)."""
     now = os.fstat(fd)

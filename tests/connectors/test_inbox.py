@@ -487,3 +487,55 @@ def test_a_file_removed_by_its_sender_before_it_is_taken_is_skipped(settings, ma
     monkeypatch.setattr(inbox, "pending_files", pending_then_removed)
     outcomes = ingest_agency(settings, "treatment", master_key)
     assert [(o["file"], o["status"]) for o in outcomes] == [(kept.name, "accepted")]
+
+
+# --- reading while archiving ---------------------------------------------------------------------
+
+def test_a_file_is_parsed_while_it_is_archived_and_neither_moves_the_other(settings, master_key, monkeypatch):
+    # 120,000 rows (about 3.5 MB, several of the reader's 1 MB blocks). The reading stops after its
+    # first chunk until the archive copy is written, so the two reads of the one descriptor interleave:
+    # with a shared file offset the archive would start the reader over, or the reader lose the rest.
+    text = _contacts(120_000)
+    drop(settings, "treatment_contacts_20240101.csv", text)
+    monkeypatch.setattr(Intake, "chunk_rows", 5_000)
+    reading, archived = threading.Event(), threading.Event()
+    real_read, real_encrypt = inbox.read_chunks, inbox.encrypt_file
+
+    def read_chunks(*args, **kwargs):
+        for i, chunk in enumerate(real_read(*args, **kwargs)):
+            if i == 1:
+                reading.set()
+                assert archived.wait(30)
+            yield chunk
+
+    def encrypt_file(*args, **kwargs):
+        assert reading.wait(30)  # the reading began before the archive copy
+        try:
+            return real_encrypt(*args, **kwargs)
+        finally:
+            archived.set()
+
+    monkeypatch.setattr(inbox, "read_chunks", read_chunks)
+    monkeypatch.setattr(inbox, "encrypt_file", encrypt_file)
+    [outcome] = ingest_agency(settings, "treatment", master_key)
+    assert outcome["status"] == "accepted" and outcome["rows"] == 120_000
+    assert query(settings, "SELECT count(*), count(DISTINCT _row_number), max(_row_number) "
+                           "FROM staging.treatment_contacts") == [(120_000, 120_000, 120_000)]
+    [(archive,)] = query(settings, "SELECT archive_path FROM ops.file_ledger")
+    out = io.BytesIO()
+    decrypt_to(settings.data_dir / archive, out, master_key)
+    assert out.getvalue() == text.encode()
+
+
+def test_a_file_refused_while_archived_leaves_no_reading_and_no_descriptor_behind(settings, master_key,
+                                                                                 monkeypatch):
+    drop(settings, "treatment_contacts_20240101.csv", _contacts(20_000))
+    monkeypatch.setattr(Intake, "chunk_rows", 1_000)
+    # The archive copy hashes differently from the file hashed before: written to in between.
+    monkeypatch.setattr(inbox, "encrypt_file", lambda *args, **kwargs: "0" * 64)
+    open_before = len(os.listdir("/proc/self/fd"))
+    [outcome] = ingest_agency(settings, "treatment", master_key)
+    assert outcome["status"] == "quarantined" and "rule 'file_changed'" in outcome["reason"]
+    assert not [t for t in threading.enumerate() if t.name == "intake-reader"]
+    assert len(os.listdir("/proc/self/fd")) == open_before
+    assert query(settings, "SELECT count(*) FROM staging.treatment_contacts") == [(0,)]

@@ -62,10 +62,10 @@ def test_poison_files_beside_good_ones_in_two_inboxes_never_stop_the_good_ones(s
     drop(settings, "police", "police_referrals_20240103.csv", referrals(5))
     real_load = inbox.Intake._load
 
-    def load(self, delivery):
+    def load(self, delivery, *rest):
         if delivery.path.name == "treatment_contacts_20240102.csv":
             raise ZeroDivisionError("a bug that quotes Surname1")  # its message must go nowhere
-        return real_load(self, delivery)
+        return real_load(self, delivery, *rest)
 
     monkeypatch.setattr(inbox.Intake, "_load", load)
     assert cli.main(["ingest"]) == 1  # quarantined files make the exit code 1, nothing crashes
