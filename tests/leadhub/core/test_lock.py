@@ -89,7 +89,7 @@ def test_two_writers_started_together_take_turns(settings):
 def test_a_writer_that_cannot_have_the_lock_gives_up_with_one_line_naming_the_holder(settings):
     holder = _hold(HOLD_LOCK, settings.writer_lock_path, _env(settings))
     try:
-        done = _leadhub(settings, "ingest", timeout="1")
+        done = _leadhub(settings, "ingest", timeout="0.2")
     finally:
         _release(holder)
     assert done.returncode == 2
@@ -99,7 +99,7 @@ def test_a_writer_that_cannot_have_the_lock_gives_up_with_one_line_naming_the_ho
     assert lines[0].startswith("leadhub: error: another LEAD Hub writer holds")
     assert f"pid {holder.pid} " in lines[0] and "since" in lines[0] and "LEADHUB_LOCK_TIMEOUT_SECONDS" in lines[0]
     # Released, the same command goes through.
-    assert _leadhub(settings, "ingest", timeout="1").returncode == 0
+    assert _leadhub(settings, "ingest", timeout="0.2").returncode == 0
 
 
 def test_a_reader_holding_the_warehouse_gets_a_writer_one_line_pointing_to_the_snapshot(settings):
@@ -107,7 +107,7 @@ def test_a_reader_holding_the_warehouse_gets_a_writer_one_line_pointing_to_the_s
         pass
     reader = _hold(HOLD_READER, settings.warehouse_path, _env(settings))
     try:
-        done = {command: _leadhub(settings, command, timeout="1") for command in ("build", "ingest")}
+        done = {command: _leadhub(settings, command, timeout="0.2") for command in ("build", "ingest")}
     finally:
         _release(reader)
     for command, result in done.items():
