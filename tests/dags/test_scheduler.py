@@ -140,9 +140,9 @@ def demo_then_airflow(tmp_path, demo_run):
     # the copy's must point into the copy, or it would write into the shared demo.
     config = data_dir / "airflow" / "airflow.cfg"
     text = config.read_text().replace(str(demo_root / "data"), str(data_dir))
-    # The DAG processor parses each file every 10 s instead of 30. Parsing dags/pulls.py drops the
-    # treatment inbox's watcher (its pull DAG names the inbox asset without one) and parsing
-    # dags/feeds.py puts it back: after the first round the watcher may be gone until the next.
+    # The DAG processor parses each file every 10 s instead of 30: its first round of parsing drops
+    # the inbox watchers' triggers the demo left and the next round adds them again (as seen in
+    # its log), and a file dropped in between waited for that round.
     assert "\nmin_file_process_interval = 30\n" in text
     config.write_text(text.replace("\nmin_file_process_interval = 30\n", "\nmin_file_process_interval = 10\n"))
     with closing(sqlite3.connect(data_dir / "airflow" / "airflow.db")) as db, db:
