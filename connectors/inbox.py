@@ -542,7 +542,13 @@ class Intake:
     def _read_ahead(self, d: _Delivery) -> _StagedChunks | None:
         """Start reading ``d`` on a descriptor of its own, or None where the system has none to give."""
         own = second_descriptor(d.source)
-        return None if own is None else self._staged(d, own)
+        if own is None:
+            return None
+        try:
+            return self._staged(d, own)
+        except BaseException:
+            os.close(own)
+            raise
 
     def _staged(self, d: _Delivery, source: Path | int | None = None) -> _StagedChunks:
         return _StagedChunks(self, d, d.source if source is None else source,
