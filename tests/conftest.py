@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,27 @@ from leadhub.core.settings import Settings
 from tests.servers import pg_server, redis_server  # noqa: F401 (session fixtures, started on first use)
 
 DEMO_PEOPLE, DEMO_SEED = 800, 11
+
+
+def outside_env(*also: str) -> dict[str, str]:
+    """This process's environment without the hub's and Airflow's own settings (nor ``also``),
+    for a child process that must see only what its test gives it."""
+    return {k: v for k, v in os.environ.items()
+            if not (k.startswith(("AIRFLOW__", "LEADHUB_")) or k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG", *also))}
+
+
+@contextmanager
+def hub_at(root: Path):
+    """(settings, master key) of a hub whose data and fresh key live under ``root``, with the
+    environment pointing there while the block runs: for fixtures wider than one test, which
+    cannot use ``settings``."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LEADHUB_DATA_DIR", str(root / "data"))
+        env.setenv("LEADHUB_KEY_FILE", str(root / "keys" / "master.key"))
+        settings = Settings.from_env()
+        create_key_file(settings.key_file)
+        settings.ensure_dirs()
+        yield settings, MasterKey.load(settings.key_file)
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +52,7 @@ def demo_run(tmp_path_factory):
     from synthetic import generate
 
     root = tmp_path_factory.mktemp("demo")
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith(("AIRFLOW__", "LEADHUB_")) or k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG"))}
+    env = outside_env()
     env.update({"LEADHUB_DATA_DIR": str(root / "data"), "LEADHUB_KEY_FILE": str(root / "key" / "master.key")})
     generate(root / "raw", root / "raw_answers", people=DEMO_PEOPLE, seed=DEMO_SEED)
     done = subprocess.run([sys.executable, "-m", "leadhub.cli", "demo", "--people", str(DEMO_PEOPLE),

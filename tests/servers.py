@@ -1,4 +1,5 @@
-"""Real servers on 127.0.0.1 for tests in any folder: PostgreSQL and Redis.
+"""Real servers on 127.0.0.1 for tests in any folder: PostgreSQL and Redis; and ending a server
+(an Airflow component) with everything it started.
 
 Each is started once per test session from its Debian package (``postgresql``,
 ``redis-server``) in a throwaway folder on a free port, and stopped at the end.
@@ -14,6 +15,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -21,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 PG_ADMIN = "leadhub_admin"
@@ -158,3 +161,24 @@ def redis_server():
         proc.wait(timeout=30)
         log.close()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def kill_process_tree(process: subprocess.Popen) -> None:
+    """SIGKILL a process started with ``start_new_session``, its whole process group and every
+    descendant that left it (Airflow's task processes run in sessions of their own), as when
+    its host goes down; then wait for them all."""
+    try:
+        family = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for p in family:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(family, timeout=30)
+    process.wait()

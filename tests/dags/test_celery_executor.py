@@ -44,7 +44,8 @@ from leadhub.core.keys import create_key_file
 from leadhub.core.settings import Settings
 from leadhub.core.warehouse import connect
 from tests.dags.test_scheduler import Api
-from tests.servers import free_port
+from tests.conftest import outside_env
+from tests.servers import free_port, kill_process_tree
 
 pytestmark = pytest.mark.slow
 
@@ -126,16 +127,7 @@ class Cluster:
 
     def kill(self, name: str) -> None:
         """SIGKILL a process and everything it started, as when its host goes down."""
-        process = self.processes[name]
-        family = [psutil.Process(process.pid)]
-        family += family[0].children(recursive=True)
-        for p in family:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(family, timeout=30)
-        process.wait()
+        kill_process_tree(self.processes[name])
         del self.processes[name]
 
     def strays(self) -> list[psutil.Process]:
@@ -217,8 +209,7 @@ def metadata_database(pg_server, name: str) -> str:
 
 def cluster_env(tmp_path: Path, sql_conn: str, broker: str, port: int, settings: Settings) -> dict[str, str]:
     """What every component gets: the shared Celery settings, then this machine's addresses."""
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith(("AIRFLOW__", "LEADHUB_")) or k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG", "PYTHONPATH"))}
+    env = outside_env("PYTHONPATH")
     env.update(machine_sizes())
     env.update(CELERY_SETTINGS)
     env.update({

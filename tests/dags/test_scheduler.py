@@ -21,9 +21,7 @@ The whole process group is killed at the end, pass or fail.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -42,6 +40,8 @@ import pytest
 from leadhub.airflow_local import machine_sizes
 from leadhub.core.settings import Settings
 from leadhub.core.warehouse import connect
+from tests.conftest import outside_env
+from tests.servers import kill_process_tree
 
 pytestmark = pytest.mark.slow
 
@@ -154,8 +154,7 @@ def demo_then_airflow(tmp_path, demo_run):
         # The steward's choice, as from the UI: the DAGs the chain below does not need are paused,
         # so their scheduled runs do not hold the one-slot warehouse pool ahead of it.
         db.executemany("UPDATE dag SET is_paused = 1 WHERE dag_id = ?", [(d,) for d in PAUSED_BY_THE_STEWARD])
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith(("AIRFLOW__", "LEADHUB_")) or k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG"))}
+    env = outside_env()
     # As the demo tells the steward: its key is a demo key, usable with LEADHUB_DEMO=1.
     env.update({"LEADHUB_DATA_DIR": str(data_dir), "LEADHUB_KEY_FILE": str(key_file),
                 "LEADHUB_DEMO": "1", "LEADHUB_INBOX_POLL_SECONDS": "1"})
@@ -168,28 +167,7 @@ def demo_then_airflow(tmp_path, demo_run):
         settings = Settings(data_dir=data_dir, key_file=key_file)
         yield Standalone(Api(f"http://127.0.0.1:{port}"), settings, data_dir / "airflow", log, process)
     finally:
-        stop_group(process)
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """SIGKILL the whole process group and every descendant that left it (task processes run in
-    sessions of their own). Nothing is asserted after the test, so no graceful stop is waited for
-    (it took Airflow's components 15 s and more)."""
-    try:
-        family = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        family = []
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    for p in family:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(family, timeout=30)
-    process.wait()
+        kill_process_tree(process)  # nothing is asserted after the test: no graceful stop waited for
 
 
 def listening_addresses(root: psutil.Process) -> set[tuple[str, int]]:

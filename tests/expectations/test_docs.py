@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 
 from leadhub.core.contracts import agencies, load_contracts
-from leadhub.core.keys import MasterKey, create_key_file
-from leadhub.core.settings import Settings
 from leadhub.pipeline import ingest_agency
 from synthetic import generate
 from expectations.build_checks import record_build_checks
@@ -22,20 +20,14 @@ from expectations.docs import CDN_ASSETS, VENDOR_DIR, build_docs, index_path, re
 from leadhub import cli
 from leadhub.core.warehouse import connect
 from leadhub.pipeline import build as build_warehouse
+from tests.conftest import hub_at
 
 
 @pytest.fixture(scope="module")
 def taken_in(tmp_path_factory):
     """A small synthetic county generated and taken in once: (settings, intake outcomes).
     Each test works on a copy (``county``)."""
-    root = tmp_path_factory.mktemp("docs_county")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("LEADHUB_DATA_DIR", str(root / "data"))
-        env.setenv("LEADHUB_KEY_FILE", str(root / "keys" / "master.key"))
-        settings = Settings.from_env()
-        create_key_file(settings.key_file)
-        settings.ensure_dirs()
-        master_key = MasterKey.load(settings.key_file)
+    with hub_at(tmp_path_factory.mktemp("docs_county")) as (settings, master_key):
         generate(settings.inbox_dir, settings.answers_dir, people=300, seed=11, lead=30, comparison=20)
         outcomes = [o for agency in agencies() for o in ingest_agency(settings, agency, master_key)]
     return settings, outcomes

@@ -13,7 +13,7 @@ from leadhub.cli import main
 from leadhub.core import audit
 from leadhub.core.archive import MAGIC, decrypt_to
 from leadhub.core.keys import MasterKey, create_key_file
-from leadhub.core.settings import Settings
+from tests.conftest import hub_at
 from tests.transforms.test_link import REF_HEADER, booking, drop, BOOK_HEADER
 from transforms import crosswalk, seal
 from transforms.pseudonymize import Pseudonymizer
@@ -55,14 +55,7 @@ SEALED_IDS = ["ARR-101", "ARR-103", "ARR-104", "REF-2", "P-3", "Zebulon", "987-6
 def built_county(tmp_path_factory):
     """The county below taken in (one file quarantined), built, and its crosswalk built, once;
     each test works on a copy (``county``)."""
-    root = tmp_path_factory.mktemp("county")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("LEADHUB_DATA_DIR", str(root / "data"))
-        env.setenv("LEADHUB_KEY_FILE", str(root / "keys" / "master.key"))
-        settings = Settings.from_env()
-        create_key_file(settings.key_file)
-        settings.ensure_dirs()
-        master_key = MasterKey.load(settings.key_file)
+    with hub_at(tmp_path_factory.mktemp("county")) as (settings, master_key):
         _take_in_and_build(settings, master_key)
     return settings
 
