@@ -25,7 +25,7 @@ The file is built from the synthetic generator's jail bookings (synthetic)
 repeated with a suffix on booking_id so that the primary key stays unique and
 every row passes validation.
 
-    .venv/bin/python bench/intake.py --quick              # 100k and 1M rows: a few minutes
+    .venv/bin/python bench/intake.py --quick              # 100k and 1M rows, three pairs each: about 2 minutes
     .venv/bin/python bench/intake.py                      # 100k, 1M and 10M rows
     .venv/bin/python bench/intake.py --rows 2000000 --work /big/disk
 """
