@@ -188,15 +188,15 @@ class _StagedChunks:
     """One file's chunks, read, pseudonymized and handed to ``check`` on a thread of their own,
     then queued (at most ``LOAD_BACKLOG``) for the INSERT that ``batches`` feeds.
 
-    ``stop`` ends the reading (at the next chunk) and waits for the thread; it closes
-    ``source`` when it is a descriptor opened for this reading alone.
+    It reads ``d.source``, or ``own_source``: a descriptor opened for this reading alone,
+    which ``stop`` closes. ``stop`` ends the reading (at the next chunk) and waits for the thread.
     """
 
-    def __init__(self, intake: Intake, d: _Delivery, source: Path | int, check: FileValidator,
-                 own_descriptor: bool = False):
+    def __init__(self, intake: Intake, d: _Delivery, check: FileValidator, own_source: int | None = None):
         from tqdm import tqdm
 
-        self.d, self.source, self.check, self.own_descriptor = d, source, check, own_descriptor
+        self.d, self.check, self.own_source = d, check, own_source
+        self.source = d.source if own_source is None else own_source
         # Seconds per stage (leadhub.core.clock) from here on, logged once per file: the
         # stages run interleaved, chunk by chunk.
         self.clock_started = CLOCK.snapshot()
@@ -263,9 +263,9 @@ class _StagedChunks:
         self._stopped.set()
         self._thread.join()
         self.bar.close()
-        if self.own_descriptor:
-            os.close(self.source)
-            self.own_descriptor = False
+        if self.own_source is not None:
+            os.close(self.own_source)
+            self.own_source = None
 
 
 class Intake:
@@ -550,9 +550,8 @@ class Intake:
             os.close(own)
             raise
 
-    def _staged(self, d: _Delivery, source: Path | int | None = None) -> _StagedChunks:
-        return _StagedChunks(self, d, d.source if source is None else source,
-                             self.stages.validator(d.contract, datetime.now()), own_descriptor=source is not None)
+    def _staged(self, d: _Delivery, own_source: int | None = None) -> _StagedChunks:
+        return _StagedChunks(self, d, self.stages.validator(d.contract, datetime.now()), own_source)
 
     def _load(self, d: _Delivery, staged: _StagedChunks | None = None) -> FileOutcome:
         """Parse, pseudonymize, validate and load one file chunk by chunk, all or nothing.
